@@ -1,0 +1,50 @@
+# Two commands: `make dev` starts the local stack, `make test` runs every test. Both install what they need.
+PYTHON ?= python3
+VENV := .venv
+EMU_VENV := .venv-emulators
+CHECKOV_VENV := .venv-checkov
+PY := $(VENV)/bin/python
+PIP_FLAGS := --quiet --disable-pip-version-check
+
+.PHONY: dev test bench bench-quick install lint clean
+
+# Stamp files make re-runs cheap: a venv is rebuilt only when what it installs changes.
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[test]' 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import functions_framework, google.cloud.firestore, google.cloud.tasks_v2, hcl2" 
+	touch $@
+
+# The Cloud Tasks emulator pins protobuf < 5, which the app's Google clients cannot use: own venv.
+$(EMU_VENV)/.stamp: tools/emulators-requirements.txt
+	$(PYTHON) -m venv $(EMU_VENV)
+	$(EMU_VENV)/bin/pip install $(PIP_FLAGS) -r tools/emulators-requirements.txt 2>&1 | grep -v "is ignored" || true
+	$(EMU_VENV)/bin/python -c "import gcloud_tasks_emulator, gcp_storage_emulator"
+	touch $@
+
+# checkov ships its own fork of python-hcl2 under the same import name: own venv.
+$(CHECKOV_VENV)/.stamp: tools/checkov-requirements.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install $(PIP_FLAGS) -r tools/checkov-requirements.txt 2>&1 | grep -v "is ignored" || true
+	touch $@
+
+install: $(VENV)/.stamp $(EMU_VENV)/.stamp $(CHECKOV_VENV)/.stamp
+
+dev: $(VENV)/.stamp $(EMU_VENV)/.stamp
+	$(PY) -m tools.stack
+
+test: install
+	$(PY) -m pytest
+
+bench: $(VENV)/.stamp $(EMU_VENV)/.stamp
+	$(PY) -m bench.run
+
+bench-quick: $(VENV)/.stamp $(EMU_VENV)/.stamp
+	$(PY) -m bench.run --quick
+
+lint: $(VENV)/.stamp
+	$(VENV)/bin/pip install $(PIP_FLAGS) ruff 2>&1 | grep -v "is ignored" || true
+	$(VENV)/bin/ruff check functions shared infra tools tests
+
+clean:
+	rm -rf $(VENV) $(EMU_VENV) $(CHECKOV_VENV) .dev .pytest_cache

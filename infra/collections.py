@@ -1,0 +1,28 @@
+"""Firestore collection names, the fields that carry TTLs, and the composite indexes the queries need.
+
+Terraform creates the indexes and TTL policies from the same facts; a contract test keeps them equal.
+"""
+
+TENANTS = "tenants"
+API_KEYS = "api_keys"
+MESSAGES = "messages"
+GROUPS = "groups"
+IDEMPOTENCY = "idempotency"
+PROVIDER_EVENTS = "provider_events"
+RATE_LIMITS = "rate_limits"
+PRICING = "pricing"
+OPT_OUTS = "opt_outs"  # subcollection: tenants/{tenant_id}/opt_outs/{e164}
+
+ALL = (TENANTS, API_KEYS, MESSAGES, GROUPS, IDEMPOTENCY, PROVIDER_EVENTS, RATE_LIMITS, PRICING, OPT_OUTS)
+
+# collection -> field holding the expiry timestamp Firestore TTL deletes on
+TTL_FIELDS = {
+    IDEMPOTENCY: "expires_at",
+    RATE_LIMITS: "expires_at",
+    PROVIDER_EVENTS: "expires_at",
+}
+
+# (collection, ((field, order), ...)) for every query that filters on one field and ranges on another.
+COMPOSITE_INDEXES = (
+    (MESSAGES, (("status", "ASCENDING"), ("status_since", "ASCENDING"))),
+)

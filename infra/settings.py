@@ -1,0 +1,107 @@
+"""Settings read from the environment, once per instance.
+
+Every variable the code reads in production is declared in ``ENV`` below; the Terraform contract
+test checks each one is set on the functions that read it (or is a secret).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+# name -> (default, description). A default of None means "required in production".
+ENV: dict[str, tuple[str | None, str]] = {
+    "GOOGLE_CLOUD_PROJECT": (None, "Project that holds Firestore, Cloud Tasks and Cloud Storage."),
+    "TASKS_LOCATION": ("us-central1", "Region of the Cloud Tasks queues."),
+    "DISPATCH_QUEUE": ("mms-dispatch", "Queue id carrying one task per recipient leg."),
+    "NOTIFY_QUEUE": ("mms-notify", "Queue id carrying customer webhook deliveries."),
+    "DISPATCH_URL": (None, "URL of the dispatch function (Cloud Tasks target)."),
+    "NOTIFIER_URL": (None, "URL of the notifier function (Cloud Tasks target)."),
+    "TASKS_INVOKER_SA": ("", "Service account whose OIDC token Cloud Tasks presents to private targets."),
+    "DISPATCH_MAX_ATTEMPTS": ("10", "Attempts per leg; must equal the dispatch queue's retry_config.max_attempts."),
+    "TELNYX_BASE_URL": ("https://api.telnyx.com", "Telnyx API origin (the simulator's locally)."),
+    "TELNYX_API_KEY": (None, "Telnyx API key (secret)."),
+    "TELNYX_PUBLIC_KEY": (None, "Telnyx account Ed25519 public key, base64 (secret)."),
+    "TELNYX_WEBHOOK_URL": (None, "Public URL Telnyx posts delivery reports to (gateway /webhooks/telnyx)."),
+    "WEBHOOK_SIGNING_KEY": (None, "Master key from which each tenant's webhook signing secret is derived (secret)."),
+    "MEDIA_BUCKET": (None, "Cloud Storage bucket holding media copies."),
+    "MEDIA_ALLOWED_HOSTS": ("storage.googleapis.com", "Comma-separated hosts media and webhook URLs may use."),
+    "MEDIA_TRUSTED_ORIGINS": ("", "Local stack only: exact origins exempt from the SSRF address rules."),
+    "SWEEP_QUEUED_AFTER_SECONDS": ("300", "A leg queued longer than this is re-enqueued by the sweeper."),
+    "SWEEP_FINAL_AFTER_SECONDS": ("259200", "A sent leg with no final report after this is closed as sent."),
+    "LOG_LEVEL": ("INFO", "Minimum log level."),
+}
+
+
+def env(name: str) -> str:
+    default, _ = ENV[name]
+    value = os.environ.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise RuntimeError(f"environment variable {name} is not set")
+        return default
+    return value
+
+
+def env_optional(name: str) -> str:
+    """For required-in-production values that a given function may not need."""
+    value = os.environ.get(name)
+    return value if value else (ENV[name][0] or "")
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    tasks_location: str
+    dispatch_queue: str
+    notify_queue: str
+    dispatch_url: str
+    notifier_url: str
+    tasks_invoker_sa: str
+    dispatch_max_attempts: int
+    telnyx_base_url: str
+    telnyx_api_key: str
+    telnyx_public_key: str
+    telnyx_webhook_url: str
+    webhook_signing_key: str
+    media_bucket: str
+    media_allowed_hosts: tuple[str, ...]
+    media_trusted_origins: tuple[str, ...]
+    sweep_queued_after_seconds: int
+    sweep_final_after_seconds: int
+    # Emulator endpoints: set only in the local stack and tests.
+    firestore_emulator_host: str
+    storage_emulator_host: str
+    tasks_emulator_host: str
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@functools.cache
+def settings() -> Settings:
+    return Settings(
+        project=env("GOOGLE_CLOUD_PROJECT"),
+        tasks_location=env("TASKS_LOCATION"),
+        dispatch_queue=env("DISPATCH_QUEUE"),
+        notify_queue=env("NOTIFY_QUEUE"),
+        dispatch_url=env_optional("DISPATCH_URL"),
+        notifier_url=env_optional("NOTIFIER_URL"),
+        tasks_invoker_sa=env("TASKS_INVOKER_SA"),
+        dispatch_max_attempts=int(env("DISPATCH_MAX_ATTEMPTS")),
+        telnyx_base_url=env("TELNYX_BASE_URL").rstrip("/"),
+        telnyx_api_key=env_optional("TELNYX_API_KEY"),
+        telnyx_public_key=env_optional("TELNYX_PUBLIC_KEY"),
+        telnyx_webhook_url=env_optional("TELNYX_WEBHOOK_URL"),
+        webhook_signing_key=env_optional("WEBHOOK_SIGNING_KEY"),
+        media_bucket=env_optional("MEDIA_BUCKET"),
+        media_allowed_hosts=_csv(env("MEDIA_ALLOWED_HOSTS")),
+        media_trusted_origins=_csv(env("MEDIA_TRUSTED_ORIGINS")),
+        sweep_queued_after_seconds=int(env("SWEEP_QUEUED_AFTER_SECONDS")),
+        sweep_final_after_seconds=int(env("SWEEP_FINAL_AFTER_SECONDS")),
+        firestore_emulator_host=os.environ.get("FIRESTORE_EMULATOR_HOST", ""),
+        storage_emulator_host=os.environ.get("STORAGE_EMULATOR_HOST", ""),
+        tasks_emulator_host=os.environ.get("CLOUD_TASKS_EMULATOR_HOST", ""),
+    )
