@@ -24,5 +24,6 @@ TTL_FIELDS = {
 
 # (collection, ((field, order), ...)) for every query that filters on one field and ranges on another.
 COMPOSITE_INDEXES = (
-    (MESSAGES, (("status", "ASCENDING"), ("status_since", "ASCENDING"))),
+    # the sweeper: legs in one status, not final, that entered it before a cutoff
+    (MESSAGES, (("status", "ASCENDING"), ("final", "ASCENDING"), ("status_since", "ASCENDING"))),
 )

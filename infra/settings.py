@@ -33,6 +33,14 @@ ENV: dict[str, tuple[str | None, str]] = {
     "LOG_LEVEL": ("INFO", "Minimum log level."),
 }
 
+# Secrets come from Secret Manager as secret environment variables, and only to the functions that use
+# them. Every other variable in ENV is plain configuration set on every function.
+SECRET_ENV: dict[str, tuple[str, ...]] = {
+    "TELNYX_API_KEY": ("dispatch",),
+    "TELNYX_PUBLIC_KEY": ("webhook",),
+    "WEBHOOK_SIGNING_KEY": ("notifier",),
+}
+
 
 def env(name: str) -> str:
     default, _ = ENV[name]

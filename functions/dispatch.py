@@ -1,0 +1,29 @@
+"""Cloud Tasks target: sends one recipient leg through the provider (private; OIDC-invoked)."""
+
+import json
+
+import functions_framework
+
+from infra import log
+from infra.runtime import runtime
+from shared.dispatching import dispatch as dispatch_leg
+
+
+@functions_framework.http
+def dispatch(request):
+    try:
+        message_id = json.loads(request.get_data())["message_id"]
+    except (ValueError, KeyError, TypeError):
+        # A malformed task will never parse: acknowledge it so the queue drops it.
+        log.error("malformed dispatch task", task=request.headers.get("X-CloudTasks-TaskName"))
+        return _json(200, {"outcome": "malformed task dropped"})
+    retry_count = int(request.headers.get("X-CloudTasks-TaskRetryCount", "0") or 0)
+    answer = dispatch_leg(runtime(), message_id, retry_count)
+    log.info("dispatch", message_id=message_id, retry_count=retry_count, status=answer.status,
+             outcome=answer.outcome)
+    headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after and answer.status >= 300 else {}
+    return _json(answer.status, {"message_id": message_id, "outcome": answer.outcome}, headers)
+
+
+def _json(status: int, body: dict, headers: dict | None = None):
+    return json.dumps(body), status, {"Content-Type": "application/json", **(headers or {})}

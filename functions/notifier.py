@@ -1,0 +1,22 @@
+"""Cloud Tasks target: delivers one signed customer webhook event (private; OIDC-invoked)."""
+
+import json
+
+import functions_framework
+
+from infra import log
+from infra.runtime import runtime
+from shared.notifying import deliver
+
+
+@functions_framework.http
+def notifier(request):
+    try:
+        task = json.loads(request.get_data())
+        event_id, message_id = task["event_id"], task["message_id"]
+    except (ValueError, KeyError, TypeError):
+        log.error("malformed notify task", task=request.headers.get("X-CloudTasks-TaskName"))
+        return json.dumps({"outcome": "malformed task dropped"}), 200, {"Content-Type": "application/json"}
+    status, outcome = deliver(runtime(), event_id, message_id)
+    log.info("customer webhook", event_id=event_id, message_id=message_id, status=status, outcome=outcome)
+    return json.dumps({"event_id": event_id, "outcome": outcome}), status, {"Content-Type": "application/json"}

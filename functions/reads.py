@@ -1,0 +1,32 @@
+"""GET /api/v1/messages/{id}, GET /api/v1/messages/group/{group_id}, GET /api/v1/pricing/messaging."""
+
+import re
+
+import functions_framework
+
+from infra.runtime import runtime
+from infra.web import Reply, meta, serve
+from shared import reading
+from shared.errors import ApiError, ErrorCode
+
+_GROUP = re.compile(r"^/api/v1/messages/group/([A-Za-z0-9_]{1,64})/?$")
+_MESSAGE = re.compile(r"^/api/v1/messages/([A-Za-z0-9_]{1,64})/?$")
+_PRICING = re.compile(r"^/api/v1/pricing/messaging/?$")
+
+
+@functions_framework.http
+def reads(request):
+    return serve(request, _reads, methods=("GET",))
+
+
+def _reads(ctx) -> Reply:
+    path = ctx.request.path
+    if match := _GROUP.match(path):
+        data = reading.group(runtime(), ctx.tenant_id, match[1])
+    elif match := _MESSAGE.match(path):
+        data = reading.message(runtime(), ctx.tenant_id, match[1])
+    elif _PRICING.match(path):
+        data = reading.pricing(runtime(), ctx.request.args.get("country"))
+    else:
+        raise ApiError(ErrorCode.NOT_FOUND, "No such resource")
+    return Reply(200, {"data": data, "meta": meta(ctx.request_id)})

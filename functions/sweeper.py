@@ -1,0 +1,17 @@
+"""Cloud Scheduler target (a timer in the local stack): re-enqueues stuck legs, closes silent ones."""
+
+import json
+
+import functions_framework
+
+from infra import log
+from infra.runtime import runtime
+from shared.sweeping import sweep
+
+
+@functions_framework.http
+def sweeper(request):
+    counts = sweep(runtime())
+    if any(counts.values()):
+        log.info("sweep", **counts)
+    return json.dumps(counts), 200, {"Content-Type": "application/json"}

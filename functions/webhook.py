@@ -1,0 +1,24 @@
+"""POST /webhooks/telnyx: signed delivery reports and inbound STOP/START from Telnyx.
+
+Telnyx drops a webhook that takes over 2 s: this handler verifies, applies one transaction, and
+answers. An event for a message we do not know answers 200 (and is logged), so it is not retried
+forever.
+"""
+
+import functions_framework
+
+from infra.runtime import runtime
+from infra.web import Reply, serve
+from shared.reports import ingest
+
+
+@functions_framework.http
+def webhook(request):
+    return serve(request, _webhook, methods=("POST",), authenticate=False)
+
+
+def _webhook(ctx) -> Reply:
+    request = ctx.request
+    result = ingest(runtime(), request.get_data(), request.headers.get("telnyx-timestamp"),
+                    request.headers.get("telnyx-signature-ed25519"))
+    return Reply(200, result)

@@ -1,0 +1,51 @@
+"""Google Cloud clients, created lazily once per instance.
+
+Each getter imports its library on first use, so a function that never touches Cloud Tasks never
+pays for importing it. Under the local stack the emulator variables point the clients at the
+emulators (Cloud Tasks has no emulator variable of its own: we build an insecure channel).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from infra.settings import settings
+
+
+@functools.cache
+def firestore():
+    from google.cloud import firestore as fs
+
+    return fs.Client(project=settings().project)
+
+
+@functools.cache
+def tasks():
+    from google.cloud import tasks_v2
+
+    host = settings().tasks_emulator_host
+    if host:
+        import grpc
+        from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+
+        return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=grpc.insecure_channel(host)))
+    return tasks_v2.CloudTasksClient()
+
+
+@functools.cache
+def storage():
+    from google.cloud import storage as gcs
+
+    if settings().storage_emulator_host:
+        from google.auth.credentials import AnonymousCredentials
+
+        return gcs.Client(project=settings().project, credentials=AnonymousCredentials())
+    return gcs.Client(project=settings().project)
+
+
+@functools.cache
+def http():
+    """One pooled HTTP client for outbound calls (provider, customer webhooks)."""
+    import httpx
+
+    return httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0), follow_redirects=False)

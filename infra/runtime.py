@@ -1,0 +1,63 @@
+"""What a service function needs from the outside world, built lazily once per instance.
+
+Handlers pass ``runtime()`` to the services in ``shared``; each adapter is imported on first use, so
+a function only loads the client libraries its own path touches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from types import ModuleType
+
+from infra.settings import Settings, settings
+
+
+class Runtime:
+    @functools.cached_property
+    def settings(self) -> Settings:
+        return settings()
+
+    @functools.cached_property
+    def store(self):
+        from infra.clients import firestore
+        from infra.store import Store
+
+        return Store(firestore())
+
+    @functools.cached_property
+    def queue(self) -> ModuleType:
+        from infra import queue
+
+        return queue
+
+    @functools.cached_property
+    def provider(self) -> ModuleType:
+        from infra import telnyx
+
+        return telnyx
+
+    @functools.cached_property
+    def http(self):
+        from infra.clients import http
+
+        return http()
+
+    @staticmethod
+    def resolver(host: str, port: int) -> list[str]:
+        from shared.ssrf import system_resolver
+
+        return system_resolver(host, port)
+
+    @staticmethod
+    def now() -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+
+@functools.cache
+def runtime() -> Runtime:
+    return Runtime()
+
+
+def store():
+    return runtime().store

@@ -1,0 +1,236 @@
+"""All Firestore access. Rules stay in ``shared``: a transaction here reads, asks a pure ``decide``
+function what to write, and writes it, so a rule is never split between the domain and the store."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from infra import collections as C
+from shared.ids import api_key_hash
+from shared.legs import Change
+
+Doc = dict[str, Any]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Store:
+    DUPLICATE: Any = object()  # what mutate_leg answers for a provider event it has applied before
+
+    def __init__(self, client: firestore.Client) -> None:
+        self.db = client
+
+    # -- tenants, keys, pricing -----------------------------------------------------------------
+    def tenant_for_api_key(self, api_key: str) -> Doc | None:
+        key = self.db.collection(C.API_KEYS).document(api_key_hash(api_key)).get()
+        if not key.exists or key.get("revoked"):
+            return None
+        return self.get_tenant(key.get("tenant_id"))
+
+    def get_tenant(self, tenant_id: str) -> Doc | None:
+        snap = self.db.collection(C.TENANTS).document(tenant_id).get()
+        return {"id": snap.id, **snap.to_dict()} if snap.exists else None
+
+    def put_tenant(self, tenant_id: str, data: Doc) -> None:
+        self.db.collection(C.TENANTS).document(tenant_id).set({**data, "updated_at": utcnow()}, merge=True)
+
+    def put_api_key(self, api_key: str, tenant_id: str) -> str:
+        digest = api_key_hash(api_key)
+        self.db.collection(C.API_KEYS).document(digest).set(
+            {"tenant_id": tenant_id, "revoked": False, "created_at": utcnow(), "prefix": api_key[:12]}
+        )
+        return digest
+
+    def revoke_api_key(self, digest: str) -> None:
+        self.db.collection(C.API_KEYS).document(digest).update({"revoked": True, "revoked_at": utcnow()})
+
+    def put_pricing(self, country: str, rates: Doc) -> None:
+        self.db.collection(C.PRICING).document(country.upper()).set(rates)
+
+    def get_pricing(self, country: str) -> Doc | None:
+        snap = self.db.collection(C.PRICING).document(country.upper()).get()
+        return snap.to_dict() if snap.exists else None
+
+    # -- opt-outs --------------------------------------------------------------------------------
+    def _opt_outs(self, tenant_id: str):
+        return self.db.collection(C.TENANTS).document(tenant_id).collection(C.OPT_OUTS)
+
+    def opted_out(self, tenant_id: str, numbers: Iterable[str]) -> set[str]:
+        refs = [self._opt_outs(tenant_id).document(n) for n in numbers]
+        return {snap.id for snap in self.db.get_all(refs) if snap.exists} if refs else set()
+
+    def add_opt_out(self, tenant_id: str, number: str, source: str) -> None:
+        self._opt_outs(tenant_id).document(number).set({"source": source, "at": utcnow()})
+
+    def remove_opt_out(self, tenant_id: str, number: str) -> None:
+        self._opt_outs(tenant_id).document(number).delete()
+
+    def tenants_owning(self, number: str) -> list[str]:
+        """Tenants for which ``number`` is a sender (an inbound STOP is addressed to it)."""
+        query = self.db.collection(C.TENANTS).where(filter=FieldFilter("sender_numbers", "array_contains", number))
+        return [snap.id for snap in query.stream()]
+
+    # -- legs and groups -------------------------------------------------------------------------
+    def insert_pending(self, group: Doc | None, legs: list[Doc]) -> None:
+        """One batch: every recipient row exists before any gate can fail it or any task runs."""
+        batch = self.db.batch()
+        if group is not None:
+            batch.create(self.db.collection(C.GROUPS).document(group["id"]), group)
+        for leg in legs:
+            batch.create(self.db.collection(C.MESSAGES).document(leg["id"]), leg)
+        batch.commit()
+
+    def get_leg(self, message_id: str) -> Doc | None:
+        snap = self.db.collection(C.MESSAGES).document(message_id).get()
+        return snap.to_dict() if snap.exists else None
+
+    def get_group(self, group_id: str) -> Doc | None:
+        snap = self.db.collection(C.GROUPS).document(group_id).get()
+        return snap.to_dict() if snap.exists else None
+
+    def legs_of_group(self, group_id: str) -> list[Doc]:
+        query = self.db.collection(C.MESSAGES).where(filter=FieldFilter("group_id", "==", group_id))
+        return [snap.to_dict() for snap in query.stream()]
+
+    def leg_id_by_provider_id(self, provider_id: str) -> str | None:
+        query = (
+            self.db.collection(C.MESSAGES).where(filter=FieldFilter("provider_id", "==", provider_id)).limit(1)
+        )
+        return next((snap.id for snap in query.stream()), None)
+
+    def legs_in_status(self, status: str, since_before: dt.datetime, limit: int = 200) -> list[Doc]:
+        """Non-final legs that entered ``status`` before ``since_before`` (see COMPOSITE_INDEXES)."""
+        query = (
+            self.db.collection(C.MESSAGES)
+            .where(filter=FieldFilter("status", "==", status))
+            .where(filter=FieldFilter("final", "==", False))
+            .where(filter=FieldFilter("status_since", "<", since_before))
+            .order_by("status_since")
+            .limit(limit)
+        )
+        return [snap.to_dict() for snap in query.stream()]
+
+    def accept(self, tenant_id: str, decide: Callable[[Doc, list[Doc]], tuple[Doc, dict[str, Doc], Any]],
+               leg_ids: list[str]) -> Any:
+        """In one transaction: read the tenant's account and the legs, let ``decide`` say which legs are
+        accepted (and what the debit is), write it all. Concurrent requests serialise on the tenant."""
+        tenant_ref = self.db.collection(C.TENANTS).document(tenant_id)
+        leg_refs = [self.db.collection(C.MESSAGES).document(i) for i in leg_ids]
+
+        @firestore.transactional
+        def run(txn):
+            tenant = tenant_ref.get(transaction=txn).to_dict() or {}
+            by_id = {snap.id: snap.to_dict() for snap in self.db.get_all(leg_refs, transaction=txn)}
+            legs = [by_id.get(i) for i in leg_ids]
+            tenant_updates, leg_updates, result = decide(tenant, legs)
+            if tenant_updates:
+                txn.update(tenant_ref, tenant_updates)
+            for leg_id, updates in leg_updates.items():
+                txn.update(self.db.collection(C.MESSAGES).document(leg_id), updates)
+            return result
+
+        return run(self.db.transaction(max_attempts=20))
+
+    def mutate_leg(self, message_id: str, decide: Callable[[Doc | None], Change],
+                   *, event_id: str | None = None, event: Doc | None = None) -> Any:
+        """Read-decide-write one leg in a transaction. With ``event_id``, the provider event is recorded
+        in the same transaction and a replay of it returns ``Store.DUPLICATE`` without calling ``decide``."""
+        ref = self.db.collection(C.MESSAGES).document(message_id)
+        event_ref = self.db.collection(C.PROVIDER_EVENTS).document(event_id) if event_id else None
+
+        @firestore.transactional
+        def run(txn):
+            if event_ref is not None and event_ref.get(transaction=txn).exists:
+                return self.DUPLICATE
+            snap = ref.get(transaction=txn)
+            leg = snap.to_dict() if snap.exists else None
+            change = decide(leg)
+            if change.updates:
+                txn.update(ref, change.updates)
+            if leg and change.refund_micros:
+                txn.update(self.db.collection(C.TENANTS).document(leg["tenant_id"]),
+                           {"balance_micros": firestore.Increment(change.refund_micros)})
+            if leg and change.opt_out:
+                txn.set(self._opt_outs(leg["tenant_id"]).document(change.opt_out),
+                        {"source": "provider 40300", "at": utcnow()})
+            if event_ref is not None:
+                txn.create(event_ref, {**(event or {}), "message_id": message_id, "recorded_at": utcnow(),
+                                       "expires_at": utcnow() + dt.timedelta(days=30)})
+            return change.result
+
+        return run(self.db.transaction(max_attempts=20))
+
+    def record_event_only(self, event_id: str, event: Doc) -> bool:
+        """Record an event that touches no leg (unknown message, inbound). False if seen before."""
+        try:
+            self.db.collection(C.PROVIDER_EVENTS).document(event_id).create(
+                {**event, "recorded_at": utcnow(), "expires_at": utcnow() + dt.timedelta(days=30)}
+            )
+            return True
+        except gexc.AlreadyExists:
+            return False
+
+    # -- counters --------------------------------------------------------------------------------
+    def hit_window(self, key: str, limit: int, window_seconds: int, now: dt.datetime,
+                   cost: int = 1) -> tuple[bool, int]:
+        """Fixed-window counter: True if ``cost`` more fits under ``limit`` in the current window.
+        Returns (allowed, seconds until the window ends)."""
+        start = int(now.timestamp()) // window_seconds * window_seconds
+        retry_after = max(1, start + window_seconds - int(now.timestamp()))
+        ref = self.db.collection(C.RATE_LIMITS).document(f"{key}:{start}")
+
+        @firestore.transactional
+        def run(txn):
+            snap = ref.get(transaction=txn)
+            used = snap.get("count") if snap.exists else 0
+            if used + cost > limit:
+                return False
+            expires = dt.datetime.fromtimestamp(start + window_seconds, dt.UTC) + dt.timedelta(hours=1)
+            txn.set(ref, {"count": used + cost, "limit": limit, "expires_at": expires})
+            return True
+
+        return run(self.db.transaction(max_attempts=30)), retry_after
+
+    # -- idempotency records ---------------------------------------------------------------------
+    def idempotency_begin(self, record_id: str, payload_hash: str, now: dt.datetime,
+                          lease_seconds: int, ttl_seconds: int) -> tuple[str, Doc | None]:
+        """Claim a key. Returns ("new", None), ("completed", record), ("in_progress", record) or
+        ("mismatch", record). An in-progress record whose lease ran out may be claimed again."""
+        ref = self.db.collection(C.IDEMPOTENCY).document(record_id)
+
+        @firestore.transactional
+        def run(txn):
+            snap = ref.get(transaction=txn)
+            record = snap.to_dict() if snap.exists else None
+            if record and record["expires_at"] > now:
+                if record["payload_hash"] != payload_hash:
+                    return "mismatch", record
+                if record["state"] == "completed":
+                    return "completed", record
+                if record["lease_until"] > now:
+                    return "in_progress", record
+            txn.set(ref, {
+                "state": "in_progress", "payload_hash": payload_hash, "created_at": now,
+                "lease_until": now + dt.timedelta(seconds=lease_seconds),
+                "expires_at": now + dt.timedelta(seconds=ttl_seconds),
+            })
+            return "new", None
+
+        return run(self.db.transaction(max_attempts=30))
+
+    def idempotency_complete(self, record_id: str, status: int, body: Doc, headers: dict[str, str]) -> None:
+        self.db.collection(C.IDEMPOTENCY).document(record_id).update(
+            {"state": "completed", "response_status": status, "response_body": body, "response_headers": headers}
+        )
+
+    def idempotency_release(self, record_id: str) -> None:
+        self.db.collection(C.IDEMPOTENCY).document(record_id).delete()
+

@@ -1,0 +1,191 @@
+"""The HTTP edge shared by the public functions: request ids, body limits, JSON parsing, API-key
+authentication, and one error envelope for every 4xx and 5xx (never an HTML page or a traceback)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from infra import log
+from shared.errors import ApiError, ErrorCode
+from shared.ids import new_request_id
+
+MAX_BODY_BYTES = 64 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] | None = None
+
+
+@dataclass
+class Context:
+    request: Any  # the flask.Request functions-framework hands us
+    request_id: str
+    tenant: dict | None = None
+
+    @property
+    def tenant_id(self) -> str:
+        assert self.tenant is not None
+        return self.tenant["id"]
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def timestamp() -> str:
+    return now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def meta(request_id: str) -> dict[str, str]:
+    return {"request_id": request_id, "timestamp": timestamp()}
+
+
+def error_body(error: ApiError, request_id: str) -> dict[str, Any]:
+    payload: dict[str, Any] = {"code": error.code.value, "message": error.message}
+    if error.details:
+        payload["details"] = error.details
+    return {"error": payload, "meta": meta(request_id)}
+
+
+def serve(request, service: Callable[[Context], Reply], *, methods: tuple[str, ...],
+          authenticate: bool = True) -> tuple[str, int, dict[str, str]]:
+    """Run one request through ``service``; every outcome becomes JSON with the request id."""
+    supplied = request.headers.get("X-Request-Id", "")
+    rid = supplied if _REQUEST_ID.match(supplied) else new_request_id()
+    token = log.request_id.set(rid)
+    try:
+        ctx = Context(request=request, request_id=rid)
+        try:
+            if request.method not in methods:
+                raise ApiError(ErrorCode.METHOD_NOT_ALLOWED, f"{request.method} is not allowed here",
+                               headers={"Allow": ", ".join(methods)})
+            if authenticate:
+                ctx.tenant = _authenticate(request)
+            reply = service(ctx)
+        except ApiError as exc:
+            if exc.status >= 500:
+                log.error("request failed", code=exc.code.value, path=request.path)
+            reply = Reply(exc.status, error_body(exc, rid), exc.headers)
+        except Exception:  # noqa: BLE001 - the envelope, never a traceback, reaches the caller
+            log.error("unhandled error", exc_info=True, path=request.path)
+            reply = Reply(500, error_body(ApiError(ErrorCode.INTERNAL, "Internal error"), rid))
+        headers = {"Content-Type": "application/json", "X-Request-Id": rid, **(reply.headers or {})}
+        log.info("request", method=request.method, path=request.path, status=reply.status,
+                 tenant=ctx.tenant["id"] if ctx.tenant else None)
+        return json.dumps(reply.body), reply.status, headers
+    finally:
+        log.request_id.reset(token)
+
+
+def _authenticate(request) -> dict:
+    from infra.runtime import store
+
+    api_key = request.headers.get("X-API-Key", "")
+    tenant = store().tenant_for_api_key(api_key) if 0 < len(api_key) <= 200 else None
+    if tenant is None or tenant.get("disabled"):
+        raise ApiError(ErrorCode.UNAUTHORIZED, "Missing, unknown or revoked API key")
+    return tenant
+
+
+def raw_body(request) -> bytes:
+    length = request.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body is larger than {MAX_BODY_BYTES} bytes")
+    data = request.stream.read(MAX_BODY_BYTES + 1) if length is None else request.get_data(cache=True)
+    if len(data) > MAX_BODY_BYTES:
+        raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body is larger than {MAX_BODY_BYTES} bytes")
+    return data
+
+
+def parse(request, model: type[M]) -> tuple[M, bytes]:
+    """The request body as ``model``, and the raw bytes (idempotency hashes them)."""
+    mimetype = (request.mimetype or "").lower()
+    if mimetype != "application/json":
+        raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
+    data = raw_body(request)
+    try:
+        payload = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(ErrorCode.INVALID_JSON, "Request body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise ApiError(ErrorCode.INVALID_JSON, "Request body must be a JSON object")
+    try:
+        return model.model_validate(payload), data
+    except ValidationError as exc:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid",
+                       details=validation_details(exc)) from None
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, str]]:
+    details = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        issue = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            issue = "unknown field"
+        details.append({"field": field.replace("from_", "from"), "issue": issue})
+    return details
+
+
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+IDEMPOTENCY_LEASE_SECONDS = 60
+
+
+def idempotent(ctx: Context, raw: bytes, produce: Callable[[], Reply]) -> Reply:
+    """Stripe-style ``Idempotency-Key``: the first answer is kept for 24 h and replayed for the same key
+    and body; another body is 422; a concurrent duplicate is 409. Rate limits (429) and our own
+    failures (5xx) are not kept, so the caller's retry runs for real."""
+    import hashlib
+
+    from infra.runtime import runtime
+
+    key = ctx.request.headers.get("Idempotency-Key")
+    if key is None:
+        return _reply_of(produce, ctx.request_id)
+    if not 1 <= len(key) <= 255:
+        raise ApiError(ErrorCode.IDEMPOTENCY_KEY_INVALID, "Idempotency-Key must be 1-255 characters")
+    record_id = hashlib.sha256(f"{ctx.tenant_id}\n{ctx.request.path}\n{key}".encode()).hexdigest()
+    payload_hash = hashlib.sha256(json.dumps(json.loads(raw), sort_keys=True).encode()).hexdigest()
+    store = runtime().store
+    state, record = store.idempotency_begin(record_id, payload_hash, now(), IDEMPOTENCY_LEASE_SECONDS,
+                                            IDEMPOTENCY_TTL_SECONDS)
+    if state == "mismatch":
+        raise ApiError(ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                       "This Idempotency-Key was used with a different request body")
+    if state == "in_progress":
+        raise ApiError(ErrorCode.IDEMPOTENCY_KEY_IN_USE,
+                       "A request with this Idempotency-Key is still in progress", headers={"Retry-After": "1"})
+    if state == "completed":
+        headers = {**(record.get("response_headers") or {}), "Idempotent-Replayed": "true"}
+        return Reply(record["response_status"], record["response_body"], headers)
+    try:
+        reply = _reply_of(produce, ctx.request_id)
+    except BaseException:
+        store.idempotency_release(record_id)
+        raise
+    if reply.status == 429 or reply.status >= 500:
+        store.idempotency_release(record_id)
+    else:
+        store.idempotency_complete(record_id, reply.status, reply.body, reply.headers or {})
+    return reply
+
+
+def _reply_of(produce: Callable[[], Reply], request_id: str) -> Reply:
+    try:
+        return produce()
+    except ApiError as exc:
+        if exc.status >= 500:
+            log.error("request failed", code=exc.code.value)
+        return Reply(exc.status, error_body(exc, request_id), exc.headers)

@@ -1,0 +1,103 @@
+"""Stable error codes, their HTTP statuses, and the exception that carries them to the error envelope."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    # request shape
+    INVALID_JSON = "INVALID_JSON"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    DUPLICATE_RECIPIENTS = "DUPLICATE_RECIPIENTS"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    # identity and access
+    UNAUTHORIZED = "UNAUTHORIZED"
+    NOT_FOUND = "NOT_FOUND"
+    # per-recipient gates
+    INVALID_PHONE_NUMBER = "INVALID_PHONE_NUMBER"
+    MMS_NANP_ONLY = "MMS_NANP_ONLY"
+    SENDER_NOT_ALLOWED = "SENDER_NOT_ALLOWED"
+    MEDIA_URL_REJECTED = "MEDIA_URL_REJECTED"
+    RECIPIENT_OPTED_OUT = "RECIPIENT_OPTED_OUT"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    RATE_LIMITED = "RATE_LIMITED"
+    INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+    PRICE_UNAVAILABLE = "PRICE_UNAVAILABLE"
+    # idempotency
+    IDEMPOTENCY_KEY_INVALID = "IDEMPOTENCY_KEY_INVALID"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    IDEMPOTENCY_KEY_IN_USE = "IDEMPOTENCY_KEY_IN_USE"
+    # delivery
+    PROVIDER_REJECTED = "PROVIDER_REJECTED"
+    PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
+    DELIVERY_FAILED = "DELIVERY_FAILED"
+    # webhooks in
+    INVALID_SIGNATURE = "INVALID_SIGNATURE"
+    # ours
+    INTERNAL = "INTERNAL"
+
+
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_JSON: 400,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.VALIDATION_ERROR: 400,
+    ErrorCode.DUPLICATE_RECIPIENTS: 400,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.INVALID_PHONE_NUMBER: 400,
+    ErrorCode.MMS_NANP_ONLY: 400,
+    ErrorCode.SENDER_NOT_ALLOWED: 403,
+    ErrorCode.MEDIA_URL_REJECTED: 400,
+    ErrorCode.RECIPIENT_OPTED_OUT: 403,
+    ErrorCode.QUOTA_EXCEEDED: 429,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.INSUFFICIENT_BALANCE: 402,
+    ErrorCode.PRICE_UNAVAILABLE: 400,
+    ErrorCode.IDEMPOTENCY_KEY_INVALID: 400,
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: 422,
+    ErrorCode.IDEMPOTENCY_KEY_IN_USE: 409,
+    ErrorCode.PROVIDER_REJECTED: 502,
+    ErrorCode.PROVIDER_UNAVAILABLE: 503,
+    ErrorCode.DELIVERY_FAILED: 502,
+    ErrorCode.INVALID_SIGNATURE: 401,
+    ErrorCode.INTERNAL: 500,
+}
+
+# The message a recipient row carries when a gate fails it.
+DEFAULT_MESSAGES: dict[ErrorCode, str] = {
+    ErrorCode.INVALID_PHONE_NUMBER: "The recipient is not a valid E.164 phone number",
+    ErrorCode.MMS_NANP_ONLY: "MMS is only available for NANP (US/Canada) recipients",
+    ErrorCode.SENDER_NOT_ALLOWED: "The sender number is not allowed for this account or channel",
+    ErrorCode.MEDIA_URL_REJECTED: "A media URL was rejected by the SSRF allowlist",
+    ErrorCode.RECIPIENT_OPTED_OUT: "The recipient has opted out of messages from this account",
+    ErrorCode.QUOTA_EXCEEDED: "The daily message quota for this account is used up",
+    ErrorCode.INSUFFICIENT_BALANCE: "The account balance cannot cover this message",
+    ErrorCode.PROVIDER_REJECTED: "The carrier provider rejected the message",
+    ErrorCode.PROVIDER_UNAVAILABLE: "The carrier provider could not be reached",
+    ErrorCode.DELIVERY_FAILED: "The carrier could not deliver the message",
+}
+
+
+class ApiError(Exception):
+    """An error answered to the caller in the error envelope."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str | None = None,
+        *,
+        details: list[dict[str, str]] | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.code = code
+        self.message = message or DEFAULT_MESSAGES.get(code, code.value.replace("_", " ").capitalize())
+        self.details = details
+        self.status = status or HTTP_STATUS[code]
+        self.headers = headers or {}
+        super().__init__(f"{code}: {self.message}")

@@ -1,0 +1,88 @@
+"""Typed request bodies of the public API.
+
+Shape rules live here (types, lengths, unknown fields); rules that need a tenant, a clock or the
+network (sender ownership, opt-outs, SSRF, scheduling window) are gates in ``shared.sending``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+MAX_RECIPIENTS = 20
+MAX_MEDIA = 10
+MAX_BODY = 1600
+MAX_SUBJECT = 64
+MAX_METADATA_KEYS = 20
+MAX_METADATA_KEY = 40
+MAX_METADATA_VALUE = 500
+MAX_URL = 2000
+
+Url = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL)]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=False)
+
+    from_: str | None = Field(default=None, alias="from", min_length=1, max_length=32)
+    body: str | None = Field(default=None, min_length=1, max_length=MAX_BODY)
+    subject: str | None = Field(default=None, min_length=1, max_length=MAX_SUBJECT)
+    media_url: Url | None = None
+    media_urls: list[Url] | None = Field(default=None, max_length=MAX_MEDIA)
+    scheduled_at: datetime | None = None
+    webhook_url: Url | None = None
+    metadata: dict[str, str] | None = None
+
+    @field_validator("scheduled_at")
+    @classmethod
+    def _needs_offset(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("must be ISO 8601 with a UTC offset, e.g. 2026-01-01T09:00:00Z")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return value
+        if len(value) > MAX_METADATA_KEYS:
+            raise ValueError(f"at most {MAX_METADATA_KEYS} keys")
+        for key, item in value.items():
+            if not key or len(key) > MAX_METADATA_KEY:
+                raise ValueError(f"keys must be 1-{MAX_METADATA_KEY} characters")
+            if len(item) > MAX_METADATA_VALUE:
+                raise ValueError(f"values must be at most {MAX_METADATA_VALUE} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _content(self):
+        if len(self.all_media_urls) > MAX_MEDIA:
+            raise ValueError(f"media_url and media_urls together allow at most {MAX_MEDIA} attachments")
+        if not self.body and not self.all_media_urls:
+            raise ValueError("at least one of body or media is required")
+        return self
+
+    @property
+    def all_media_urls(self) -> list[str]:
+        urls = ([self.media_url] if self.media_url else []) + list(self.media_urls or [])
+        return list(dict.fromkeys(urls))
+
+    @property
+    def is_mms(self) -> bool:
+        return bool(self.all_media_urls)
+
+
+class SendRequest(_Message):
+    """POST /api/v1/messages/sms: one recipient; media upgrades it to MMS."""
+
+    to: str = Field(min_length=1, max_length=32)
+
+
+class GroupRequest(_Message):
+    """POST /api/v1/messages/group: one payload, 1-20 recipients."""
+
+    to: list[Annotated[str, StringConstraints(min_length=1, max_length=32)]] = Field(
+        min_length=1, max_length=MAX_RECIPIENTS
+    )

@@ -1,0 +1,77 @@
+"""Customer webhooks: one signed event per leg and status, retried by Cloud Tasks for up to 24 hours.
+
+The event id is fixed when the event enters the leg's outbox, so every attempt carries the same id
+and receivers can deduplicate. The target URL is checked against SSRF on every attempt, since what a
+host resolves to can change between attempts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import TYPE_CHECKING
+
+from shared.legs import Change, view
+from shared.signatures import sign_customer_event, tenant_secret
+from shared.ssrf import UrlPolicy, UrlRejected, check_url
+
+if TYPE_CHECKING:
+    from infra.runtime import Runtime
+
+GIVE_UP_AFTER = dt.timedelta(hours=24)
+TIMEOUT_SECONDS = 10.0
+
+
+def event_body(leg: dict, event_id: str, entry: dict) -> bytes:
+    created = entry["created_at"].astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    data = {**view(leg), "status": entry["status"].split(":")[0]}
+    return json.dumps({"id": event_id, "type": entry["type"], "created_at": created, "data": data},
+                      separators=(",", ":")).encode()
+
+
+def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
+    """Returns (HTTP status for Cloud Tasks, outcome). 2xx ends the task; 503 asks for a retry."""
+    now = rt.now()
+    leg = rt.store.get_leg(message_id)
+    entry = (leg or {}).get("notifications", {}).get(event_id)
+    if leg is None or entry is None:
+        return 200, "unknown event"
+    if entry["state"] in ("delivered", "gave_up"):
+        return 200, f"already {entry['state']}"
+    if now - entry["created_at"] > GIVE_UP_AFTER:
+        _mark(rt, message_id, event_id, now, state="gave_up", error="no 2xx within 24 hours")
+        return 200, "gave up"
+    url = leg.get("webhook_url")
+    policy = UrlPolicy(allowed_hosts=(), trusted_origins=rt.settings.media_trusted_origins, require_allowlist=False)
+    try:
+        check_url(url, policy, rt.resolver)
+    except UrlRejected as exc:
+        _mark(rt, message_id, event_id, now, state="gave_up", error=f"webhook URL rejected: {exc.reason}")
+        return 200, "url rejected"
+
+    body = event_body(leg, event_id, entry)
+    secret = tenant_secret(rt.settings.webhook_signing_key, leg["tenant_id"])
+    headers = {"Content-Type": "application/json", "User-Agent": "mmsgate-webhooks/1",
+               "X-Mmsgate-Event-Id": event_id,
+               "X-Mmsgate-Signature": sign_customer_event(secret, body, int(now.timestamp()))}
+    try:
+        response = rt.http.post(url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
+        ok, error = response.is_success, f"HTTP {response.status_code}"
+    except Exception as exc:  # noqa: BLE001 - any transport failure is a failed attempt
+        ok, error = False, type(exc).__name__
+    _mark(rt, message_id, event_id, now, state="delivered" if ok else "retrying", error=None if ok else error)
+    return (200, "delivered") if ok else (503, f"attempt failed: {error}")
+
+
+def _mark(rt: Runtime, message_id: str, event_id: str, now: dt.datetime, *, state: str, error: str | None) -> None:
+    def decide(leg: dict | None) -> Change:
+        if leg is None or event_id not in leg.get("notifications", {}):
+            return Change()
+        outbox = dict(leg["notifications"])
+        entry = dict(outbox[event_id])
+        entry.update({"state": state, "attempts": entry.get("attempts", 0) + 1, "last_attempt_at": now,
+                      "last_error": error})
+        outbox[event_id] = entry
+        return Change(updates={"notifications": outbox})
+
+    rt.store.mutate_leg(message_id, decide)

@@ -1,0 +1,110 @@
+"""Phone numbers: strict E.164 parsing and the NANP (US/Canada) gate for MMS.
+
+Parsing
+    ``parse_e164`` accepts only strict E.164 text: ``+`` followed by 8 to 15 ASCII digits, the first
+    of which is not ``0``; no spaces, dashes, brackets, dots, extensions or national formats. The
+    number must also be one that ``phonenumbers`` considers valid. The canonical E.164 string is
+    returned; anything else raises :class:`InvalidNumber` with a short, stable reason.
+
+    Fictional numbers: NANP reserves 555-0100 through 555-0199 for fiction, and the API's own
+    examples use them (``+14155550101``, ``+18005551234``...). Current ``phonenumbers`` metadata
+    already treats them as valid for real area codes. So that tests and examples keep working if a
+    future metadata release tightens that, a +1 number that ``phonenumbers`` calls *possible* (but not
+    valid) is still accepted when its area code is well formed (``[2-9][0-8][0-9]``, not ``N11``) and
+    its subscriber part is ``555-01XX``.
+
+NANP gate
+    The contract says MMS goes to "NANP (US/Canada, E.164 +1)" only. ``is_nanp`` is true for numbers
+    with country calling code 1 whose region is the United States or Canada, or one of the US
+    territories served by US carriers under US numbering administration: Puerto Rico (PR), the US
+    Virgin Islands (VI), Guam (GU), the Northern Mariana Islands (MP) and American Samoa (AS). The
+    other +1 countries (Jamaica, the Bahamas, Bermuda, the Dominican Republic, Trinidad and Tobago and
+    the rest of the Caribbean) are NANP members but not "US/Canada", so they are not allowed. A +1
+    number whose region ``phonenumbers`` cannot name is a US or Canadian area code (every other +1
+    region is identified by its area code) and is allowed if it parses.
+"""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+__all__ = ["InvalidNumber", "MMS_REGIONS", "is_nanp", "parse_e164"]
+
+# Regions counted as "US/Canada" for the MMS gate (see the module docstring).
+MMS_REGIONS: frozenset[str] = frozenset({"US", "CA", "PR", "VI", "GU", "MP", "AS"})
+
+_E164_RE = re.compile(r"\+[1-9][0-9]{7,14}")
+_FICTIONAL_NANP_RE = re.compile(r"[2-9](?!11)[0-8][0-9]55501[0-9]{2}")
+
+
+class InvalidNumber(ValueError):
+    """Raised for anything that is not a valid E.164 number. ``reason`` is short and stable."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _is_fictional_nanp(number: phonenumbers.PhoneNumber) -> bool:
+    return number.country_code == 1 and bool(_FICTIONAL_NANP_RE.fullmatch(str(number.national_number)))
+
+
+def _parse(raw: object) -> phonenumbers.PhoneNumber:
+    if not isinstance(raw, str):
+        raise InvalidNumber("phone number must be a string")
+    if not _E164_RE.fullmatch(raw):
+        raise InvalidNumber("phone number must be in E.164 format (+ and 8 to 15 digits)")
+    try:
+        number = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException as exc:
+        if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
+            raise InvalidNumber("unknown country calling code") from None
+        raise InvalidNumber("phone number is not valid") from None
+    if phonenumbers.is_valid_number(number):
+        return number
+    if phonenumbers.is_possible_number(number) and _is_fictional_nanp(number):
+        return number
+    if not phonenumbers.region_codes_for_country_code(number.country_code):
+        raise InvalidNumber("unknown country calling code")
+    raise InvalidNumber("phone number is not valid")
+
+
+def parse_e164(raw: str) -> str:
+    """Return the canonical E.164 form of ``raw`` or raise :class:`InvalidNumber`.
+
+    Reasons: ``"phone number must be a string"``,
+    ``"phone number must be in E.164 format (+ and 8 to 15 digits)"``,
+    ``"unknown country calling code"``, ``"phone number is not valid"``.
+    """
+    number = _parse(raw)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_nanp(e164: str) -> bool:
+    """True if ``e164`` is a valid number that MMS may be sent to (US, Canada, US territories).
+
+    Never raises: input that ``parse_e164`` would reject gives ``False``.
+    """
+    try:
+        number = _parse(e164)
+    except InvalidNumber:
+        return False
+    if number.country_code != 1:
+        return False
+    region = phonenumbers.region_code_for_number(number)
+    if region is None:
+        # Every +1 region other than US and CA is identified by its area code, so an unnamed +1
+        # number is a US or Canadian area code (this only happens for the fictional fallback).
+        return True
+    return region in MMS_REGIONS
+
+
+def region_of(e164: str) -> str | None:
+    """ISO 3166-1 alpha-2 region of a canonical E.164 number (prices are per destination country)."""
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return None
+    return None if region in (None, "ZZ", "001") else region

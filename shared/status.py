@@ -1,0 +1,86 @@
+"""The status machine of one recipient leg, and how provider statuses map onto it.
+
+Every change of a leg's status goes through ``can_enter``: the table below lists, for each status,
+the statuses it may be entered from. Anything not listed is refused, so a status never moves
+backwards, whatever order Cloud Tasks or Telnyx deliver things in.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    PENDING = "pending"  # pre-inserted, gates not yet applied
+    QUEUED = "queued"  # accepted, a dispatch task exists
+    SCHEDULED = "scheduled"  # accepted, dispatched at scheduled_at
+    SENDING = "sending"  # dispatch claimed it and is talking to the provider
+    SENT = "sent"  # the provider accepted it
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+
+
+S = Status
+
+ALLOWED_FROM: dict[Status, frozenset[Status]] = {
+    S.PENDING: frozenset(),
+    S.QUEUED: frozenset({S.PENDING, S.SCHEDULED}),
+    S.SCHEDULED: frozenset({S.PENDING}),
+    S.SENDING: frozenset({S.QUEUED, S.SCHEDULED}),
+    # A provider report can overtake dispatch's own record of the provider's answer.
+    S.SENT: frozenset({S.SENDING}),
+    S.DELIVERED: frozenset({S.SENDING, S.SENT}),
+    S.UNDELIVERED: frozenset({S.SENDING, S.SENT}),
+    S.FAILED: frozenset({S.PENDING, S.QUEUED, S.SCHEDULED, S.SENDING, S.SENT}),
+    S.CANCELED: frozenset({S.PENDING, S.QUEUED, S.SCHEDULED}),
+    S.EXPIRED: frozenset({S.PENDING, S.QUEUED, S.SCHEDULED, S.SENDING, S.SENT}),
+}
+
+TERMINAL = frozenset({S.DELIVERED, S.UNDELIVERED, S.FAILED, S.CANCELED, S.EXPIRED})
+ACCEPTED = frozenset({S.QUEUED, S.SCHEDULED, S.SENDING, S.SENT, S.DELIVERED, S.UNDELIVERED})
+
+
+def can_enter(current: Status | str, new: Status | str) -> bool:
+    return Status(current) in ALLOWED_FROM[Status(new)]
+
+
+def is_final(status: Status | str, final_flag: bool = False) -> bool:
+    """Terminal, or ``sent`` that will never get a report (``delivery_unconfirmed`` or swept)."""
+    return Status(status) in TERMINAL or (Status(status) is S.SENT and final_flag)
+
+
+# Telnyx `to[].status` -> (our status, whether a `sent` is final). None: no change.
+PROVIDER_STATUS: dict[str, tuple[Status, bool] | None] = {
+    "queued": None,
+    "sending": None,
+    "sent": (S.SENT, False),
+    "delivered": (S.DELIVERED, False),
+    "delivery_failed": (S.UNDELIVERED, False),
+    "sending_failed": (S.FAILED, False),
+    "expired": (S.FAILED, False),
+    "delivery_unconfirmed": (S.SENT, True),
+}
+
+
+def from_provider(event_type: str, provider_status: str) -> tuple[Status, bool] | None:
+    """Map one Telnyx delivery report to our status.
+
+    ``message.sent`` reports often still carry ``to[].status == "queued"``: the event itself says the
+    carrier has it, so it means ``sent``.
+    """
+    if event_type == "message.sent":
+        mapped = PROVIDER_STATUS.get(provider_status)
+        return mapped if mapped and mapped[0] is not S.SENT else (S.SENT, False)
+    return PROVIDER_STATUS.get(provider_status)
+
+
+# Customer webhook event for a status a leg has just entered.
+CUSTOMER_EVENTS: dict[Status, str] = {
+    S.SENT: "message.sent",
+    S.DELIVERED: "message.delivered",
+    S.UNDELIVERED: "message.failed",
+    S.FAILED: "message.failed",
+}

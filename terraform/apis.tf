@@ -1,0 +1,30 @@
+# The Google APIs the gateway uses. disable_on_destroy = false: destroying the gateway must not switch
+# off APIs other workloads in the project may use.
+locals {
+  services = [
+    "apigateway.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "cloudtasks.googleapis.com",
+    "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "iamcredentials.googleapis.com",
+    "logging.googleapis.com",
+    "run.googleapis.com",
+    "secretmanager.googleapis.com",
+    "servicecontrol.googleapis.com",
+    "servicemanagement.googleapis.com",
+    "storage.googleapis.com",
+  ]
+}
+
+resource "google_project_service" "this" {
+  for_each = toset(local.services)
+
+  project            = var.project_id
+  service            = each.value
+  disable_on_destroy = false
+}

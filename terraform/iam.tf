@@ -1,0 +1,141 @@
+# Service accounts and their grants, least privilege: one runtime account per function, each granted only
+# what its code does, scoped to the queue, secret, bucket or service account it touches wherever the
+# resource has its own IAM policy. Invoker grants (who may call which function) are in functions.tf.
+#
+#  function  Firestore  enqueue on        actAs tasks-invoker  media bucket  signs URLs  secret
+#  send      yes        dispatch, notify  yes                  objectAdmin   yes         -
+#  group     yes        dispatch, notify  yes                  objectAdmin   yes         -
+#  reads     yes        -                 -                    -             -           -
+#  webhook   yes        dispatch, notify  yes                  -             -           TELNYX_PUBLIC_KEY
+#  sweeper   yes        dispatch, notify  yes                  -             -           -
+#  dispatch  yes        notify            yes                  objectAdmin   yes         TELNYX_API_KEY
+#  notifier  yes        -                 -                    -             -           WEBHOOK_SIGNING_KEY
+
+resource "google_service_account" "function" {
+  for_each = local.functions
+
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-fn-${each.key}"
+  display_name = "mmsgate ${each.key} function"
+  description  = each.value.description
+
+  depends_on = [google_project_service.this]
+}
+
+# Cloud Tasks presents an OIDC token for this account to dispatch and notifier.
+resource "google_service_account" "tasks_invoker" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-tasks-invoker"
+  display_name = "mmsgate Cloud Tasks invoker"
+  description  = "Identity in the OIDC token of Cloud Tasks HTTP tasks; may invoke dispatch and notifier only."
+
+  depends_on = [google_project_service.this]
+}
+
+# Cloud Scheduler presents an OIDC token for this account to the sweeper.
+resource "google_service_account" "scheduler" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-scheduler"
+  display_name = "mmsgate Cloud Scheduler invoker"
+  description  = "Identity of the sweep job's OIDC token; may invoke the sweeper only."
+
+  depends_on = [google_project_service.this]
+}
+
+# API Gateway calls the public functions as this account.
+resource "google_service_account" "gateway" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-gateway"
+  display_name = "mmsgate API Gateway backend identity"
+  description  = "Identity API Gateway uses to call send, group, reads and webhook."
+
+  depends_on = [google_project_service.this]
+}
+
+# Cloud Build runs the functions' builds as this account instead of a broad default account.
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-build"
+  display_name = "mmsgate function builds"
+  description  = "Builds the functions' images from the source archive."
+
+  depends_on = [google_project_service.this]
+}
+
+locals {
+  # "<function>/<queue>" -> pair, one enqueuer grant each.
+  enqueue_grants = {
+    for pair in flatten([
+      for fn, cfg in local.functions : [for queue in cfg.enqueues : { function = fn, queue = queue }]
+    ]) : "${pair.function}/${pair.queue}" => pair
+  }
+  enqueuing_functions = toset([for fn, cfg in local.functions : fn if length(cfg.enqueues) > 0])
+  media_functions     = toset([for fn, cfg in local.functions : fn if cfg.media])
+}
+
+# Firestore has no finer IAM scope than the project's databases.
+resource "google_project_iam_member" "firestore_user" {
+  for_each = local.functions
+
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+resource "google_cloud_tasks_queue_iam_member" "enqueuer" {
+  for_each = local.enqueue_grants
+
+  project  = var.project_id
+  location = var.region
+  name     = local.queues[each.value.queue].name
+  role     = "roles/cloudtasks.enqueuer"
+  member   = "serviceAccount:${google_service_account.function[each.value.function].email}"
+}
+
+# Creating a task with an OIDC token for the tasks-invoker account requires actAs on that account.
+resource "google_service_account_iam_member" "tasks_invoker_user" {
+  for_each = local.enqueuing_functions
+
+  service_account_id = google_service_account.tasks_invoker.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+resource "google_storage_bucket_iam_member" "media_object_admin" {
+  for_each = local.media_functions
+
+  bucket = google_storage_bucket.media.name
+  role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+# V4 signed URLs from a function have no private key: they are signed through the IAM signBlob API,
+# which needs Token Creator on the function's own account (and on no other).
+resource "google_service_account_iam_member" "self_token_creator" {
+  for_each = local.media_functions
+
+  service_account_id = google_service_account.function[each.key].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+# Build account: write build logs, push images to the functions' repository, read the source archive.
+resource "google_project_iam_member" "build_log_writer" {
+  project = var.project_id
+  role    = "roles/logging.logWriter"
+  member  = "serviceAccount:${google_service_account.build.email}"
+}
+
+resource "google_artifact_registry_repository_iam_member" "build_writer" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = "serviceAccount:${google_service_account.build.email}"
+}
+
+resource "google_storage_bucket_iam_member" "build_source_reader" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.build.email}"
+}

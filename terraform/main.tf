@@ -1,0 +1,177 @@
+# What is deployed and how the pieces refer to each other. The literal maps below restate facts the Python
+# code owns (main.ENTRY_POINTS, infra.settings.ENV/SECRET_ENV, infra.collections); the contract test
+# tests/deploy/test_terraform_contract.py fails whenever the two drift apart.
+
+data "google_project" "this" {
+  project_id = var.project_id
+
+  depends_on = [google_project_service.this]
+}
+
+locals {
+  repo_root          = abspath("${path.module}/..")
+  gateway_region     = var.gateway_region != "" ? var.gateway_region : var.region
+  firestore_location = var.firestore_location != "" ? var.firestore_location : var.region
+  labels             = merge({ app = "mmsgate", "managed-by" = "terraform" }, var.labels)
+
+  # Every function of main.ENTRY_POINTS (entry point = key). public: reachable through API Gateway;
+  # enqueues: the Cloud Tasks queues it creates tasks on; media: stores or signs media in the media bucket.
+  functions = {
+    send = {
+      description = "POST /api/v1/messages/sms: accept one MMS and enqueue its leg."
+      public      = true
+      timeout     = 60
+      enqueues    = ["dispatch", "notify"]
+      media       = true
+    }
+    group = {
+      description = "POST /api/v1/messages/group: accept a group MMS and enqueue one leg per recipient."
+      public      = true
+      timeout     = 60
+      enqueues    = ["dispatch", "notify"]
+      media       = true
+    }
+    reads = {
+      description = "GET message, group and pricing reads."
+      public      = true
+      timeout     = 30
+      enqueues    = []
+      media       = false
+    }
+    webhook = {
+      description = "POST /webhooks/telnyx: verify and record Telnyx delivery reports."
+      public      = true
+      timeout     = 30
+      enqueues    = ["dispatch", "notify"]
+      media       = false
+    }
+    sweeper = {
+      description = "Cloud Scheduler target: re-enqueue stuck legs and close stale ones."
+      public      = false
+      timeout     = 300
+      enqueues    = ["dispatch", "notify"]
+      media       = false
+    }
+    dispatch = {
+      description = "Cloud Tasks target: send one recipient leg to Telnyx."
+      public      = false
+      timeout     = 120
+      enqueues    = ["notify"]
+      media       = true
+    }
+    notifier = {
+      description = "Cloud Tasks target: deliver one signed customer webhook."
+      public      = false
+      timeout     = 60
+      enqueues    = []
+      media       = false
+    }
+  }
+
+  # notifier and dispatch are their own resources (functions.tf) because the others need their URLs;
+  # these five are one for_each resource created after them.
+  service_function_names = ["send", "group", "reads", "webhook", "sweeper"]
+  service_functions      = { for name in local.service_function_names : name => local.functions[name] }
+
+  # Queue ids are the code's defaults for DISPATCH_QUEUE and NOTIFY_QUEUE.
+  queue_ids = {
+    dispatch = "mms-dispatch"
+    notify   = "mms-notify"
+  }
+
+  # infra.settings.SECRET_ENV: secret environment variable -> functions that receive it.
+  secret_env = {
+    TELNYX_API_KEY      = ["dispatch"]
+    TELNYX_PUBLIC_KEY   = ["webhook"]
+    WEBHOOK_SIGNING_KEY = ["notifier"]
+  }
+
+  # infra.collections.TTL_FIELDS: collection -> timestamp field Firestore TTL deletes on.
+  firestore_ttl_fields = {
+    idempotency     = "expires_at"
+    rate_limits     = "expires_at"
+    provider_events = "expires_at"
+  }
+
+  # infra.collections.COMPOSITE_INDEXES, keyed by a readable id.
+  firestore_composite_indexes = {
+    "messages-status-status_since" = {
+      collection = "messages"
+      fields     = [["status", "ASCENDING"], ["status_since", "ASCENDING"]]
+    }
+  }
+
+  media_allowed_hosts = concat(
+    ["storage.googleapis.com", "${google_storage_bucket.media.name}.storage.googleapis.com"],
+    var.extra_allowed_hosts,
+  )
+
+  telnyx_webhook_url = var.public_base_url == "" ? "" : "${var.public_base_url}/webhooks/telnyx"
+
+  # Plain configuration every function gets (infra.settings.ENV minus secrets, minus the function URLs).
+  env_common = {
+    GOOGLE_CLOUD_PROJECT       = var.project_id
+    TASKS_LOCATION             = var.region
+    DISPATCH_QUEUE             = google_cloud_tasks_queue.dispatch.name
+    NOTIFY_QUEUE               = google_cloud_tasks_queue.notify.name
+    TASKS_INVOKER_SA           = google_service_account.tasks_invoker.email
+    DISPATCH_MAX_ATTEMPTS      = tostring(var.dispatch_max_attempts)
+    TELNYX_BASE_URL            = var.telnyx_base_url
+    TELNYX_WEBHOOK_URL         = local.telnyx_webhook_url
+    MEDIA_BUCKET               = google_storage_bucket.media.name
+    MEDIA_ALLOWED_HOSTS        = join(",", local.media_allowed_hosts)
+    SWEEP_QUEUED_AFTER_SECONDS = tostring(var.sweep_queued_after_seconds)
+    SWEEP_FINAL_AFTER_SECONDS  = tostring(var.sweep_final_after_seconds)
+    LOG_LEVEL                  = var.log_level
+  }
+
+  # Function URLs without a dependency cycle: notifier enqueues nothing, dispatch enqueues only on the
+  # notify queue, every other function enqueues on both. Each local is its own graph node, so none of
+  # these refers to the function that reads it.
+  env_notifier = local.env_common
+  env_dispatch = merge(local.env_common, {
+    NOTIFIER_URL = google_cloudfunctions2_function.notifier.service_config[0].uri
+  })
+  env_service = merge(local.env_common, {
+    DISPATCH_URL = google_cloudfunctions2_function.dispatch.service_config[0].uri
+    NOTIFIER_URL = google_cloudfunctions2_function.notifier.service_config[0].uri
+  })
+
+  # --- Source archive --------------------------------------------------------------------------------
+  # Only what the functions import goes into the archive: main.py and requirements.txt at its root, and
+  # the packages below. Tests, tools, bench, docs, terraform, virtualenvs and caches stay out.
+  source_dirs       = ["functions", "shared", "infra"]
+  source_extensions = ["py", "json", "yaml", "yml", "csv", "txt"]
+  source_files = toset(concat(
+    ["main.py", "requirements.txt"],
+    flatten([
+      for dir in local.source_dirs : [
+        for ext in local.source_extensions : tolist(fileset(local.repo_root, "${dir}/**/*.${ext}"))
+      ]
+    ]),
+  ))
+}
+
+# One archive for every function, built from file contents only (no timestamps or modes), so its hash
+# changes exactly when the code or the dependency list changes.
+data "archive_file" "source" {
+  type        = "zip"
+  output_path = "${path.module}/.terraform/mmsgate-source.zip"
+
+  dynamic "source" {
+    for_each = local.source_files
+    content {
+      content  = file("${local.repo_root}/${source.value}")
+      filename = source.value
+    }
+  }
+}
+
+# Named by the archive's hash: a code change is a new object, which changes every function's
+# build_config and so redeploys them.
+resource "google_storage_bucket_object" "source" {
+  name         = "source/${data.archive_file.source.output_sha256}.zip"
+  bucket       = google_storage_bucket.source.name
+  source       = data.archive_file.source.output_path
+  content_type = "application/zip"
+}

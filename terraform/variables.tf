@@ -1,0 +1,326 @@
+# Every input of the deployment. Defaults that mirror a default in infra/settings.py (ENV) are kept equal
+# to it by tests/deploy/test_terraform_contract.py.
+
+# --- Project and naming -------------------------------------------------------------------------------
+
+variable "project_id" {
+  type        = string
+  description = "Google Cloud project that holds every resource of the gateway."
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a Google Cloud project ID (6-30 lowercase letters, digits and hyphens)."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the functions, Cloud Tasks queues, Cloud Scheduler job and buckets."
+  default     = "us-central1"
+}
+
+variable "gateway_region" {
+  type        = string
+  description = "Region of the API Gateway gateway. Empty means var.region; API Gateway is offered in fewer regions than Cloud Run functions (e.g. us-central1, us-east1, europe-west1, europe-west2, asia-northeast1, australia-southeast1)."
+  default     = ""
+}
+
+variable "firestore_location" {
+  type        = string
+  description = "Firestore database location (a region such as us-central1, or a multi-region such as nam5). Empty means var.region. Cannot be changed after the database exists."
+  default     = ""
+}
+
+variable "create_firestore_database" {
+  type        = bool
+  description = "Create the project's (default) Firestore database in Native mode. Set false if the project already has one (it must be in Native mode)."
+  default     = true
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of resource names (functions, service accounts, secrets, buckets, gateway). Lowercase, starts with a letter, at most 12 characters so service-account ids stay within 30."
+  default     = "mmsgate"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,10}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 2-12 lowercase letters, digits or hyphens, start with a letter and not end with a hyphen."
+  }
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels added to every resource that takes labels."
+  default     = {}
+}
+
+variable "deletion_protection" {
+  type        = bool
+  description = "Protect the Firestore database from deletion and refuse to delete non-empty buckets on destroy."
+  default     = true
+}
+
+# --- Functions ------------------------------------------------------------------------------------------
+
+variable "python_runtime" {
+  type        = string
+  description = "Cloud Run functions runtime for every function (Python 3.11 or later)."
+  default     = "python311"
+
+  validation {
+    condition     = contains(["python311", "python312", "python313"], var.python_runtime)
+    error_message = "python_runtime must be python311, python312 or python313."
+  }
+}
+
+variable "min_instances" {
+  type        = map(number)
+  description = "Minimum warm instances per function. The functions that face callers and Telnyx (send, group, webhook) keep one warm by default: a Python cold start with the Firestore client can exceed Telnyx's 2-second webhook deadline. Functions not listed use 0."
+  default = {
+    send    = 1
+    group   = 1
+    webhook = 1
+  }
+
+  validation {
+    condition     = alltrue([for name, n in var.min_instances : contains(["send", "group", "reads", "dispatch", "webhook", "notifier", "sweeper"], name) && n >= 0 && floor(n) == n])
+    error_message = "min_instances keys must be function names (send, group, reads, dispatch, webhook, notifier, sweeper) and values whole numbers >= 0."
+  }
+}
+
+variable "max_instances" {
+  type        = map(number)
+  description = "Maximum instances per function; functions not listed use 20. The sweeper is capped at 1 so two sweeps never overlap."
+  default = {
+    sweeper = 1
+  }
+
+  validation {
+    condition     = alltrue([for name, n in var.max_instances : contains(["send", "group", "reads", "dispatch", "webhook", "notifier", "sweeper"], name) && n >= 1 && floor(n) == n])
+    error_message = "max_instances keys must be function names and values whole numbers >= 1."
+  }
+}
+
+variable "function_memory" {
+  type        = string
+  description = "Memory of each function instance (Cloud Run quantity, e.g. 512Mi, 1Gi)."
+  default     = "512Mi"
+
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi|M|G)$", var.function_memory))
+    error_message = "function_memory must be a quantity such as 512Mi or 1Gi."
+  }
+}
+
+variable "function_cpu" {
+  type        = string
+  description = "vCPUs of each function instance. At least 1 is needed for function_concurrency > 1."
+  default     = "1"
+}
+
+variable "function_concurrency" {
+  type        = number
+  description = "Concurrent requests one function instance serves."
+  default     = 1
+
+  validation {
+    condition     = var.function_concurrency >= 1 && var.function_concurrency <= 1000
+    error_message = "function_concurrency must be between 1 and 1000."
+  }
+}
+
+variable "private_ingress" {
+  type        = string
+  description = "Ingress of the private functions (dispatch, notifier, sweeper). ALLOW_INTERNAL_ONLY admits Cloud Tasks and Cloud Scheduler of the same project and nothing from the internet; IAM (run.invoker) is enforced in both cases."
+  default     = "ALLOW_INTERNAL_ONLY"
+
+  validation {
+    condition     = contains(["ALLOW_INTERNAL_ONLY", "ALLOW_ALL"], var.private_ingress)
+    error_message = "private_ingress must be ALLOW_INTERNAL_ONLY or ALLOW_ALL."
+  }
+}
+
+variable "log_level" {
+  type        = string
+  description = "Minimum log level of the functions (LOG_LEVEL)."
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+# --- Telnyx and public URL ------------------------------------------------------------------------------
+
+variable "telnyx_base_url" {
+  type        = string
+  description = "Telnyx API origin (TELNYX_BASE_URL)."
+  default     = "https://api.telnyx.com"
+
+  validation {
+    condition     = can(regex("^https://[^/]+$", var.telnyx_base_url))
+    error_message = "telnyx_base_url must be an https origin without a path or trailing slash."
+  }
+}
+
+variable "public_base_url" {
+  type        = string
+  description = "Public origin of the gateway (https://..., no trailing slash): the API Gateway URL from the first apply (terraform output gateway_url) or a custom domain in front of it. Sets TELNYX_WEBHOOK_URL = public_base_url + /webhooks/telnyx. Empty on the first apply: the gateway's hostname is only known once it exists, and it fronts the functions that would read it, so a second apply fills it in (docs/deploy.md). While empty, Telnyx posts delivery reports to the messaging profile's webhook URL."
+  default     = ""
+
+  validation {
+    condition     = var.public_base_url == "" || can(regex("^https://[^/]+$", var.public_base_url))
+    error_message = "public_base_url must be empty or an https origin without a path or trailing slash."
+  }
+}
+
+variable "extra_allowed_hosts" {
+  type        = list(string)
+  description = "Hosts added to MEDIA_ALLOWED_HOSTS besides storage.googleapis.com and the media bucket's virtual-host name (e.g. a CDN your tenants host media on)."
+  default     = []
+
+  validation {
+    condition     = alltrue([for h in var.extra_allowed_hosts : can(regex("^[a-z0-9.-]+$", h))])
+    error_message = "extra_allowed_hosts must be bare lowercase host names (no scheme, port or path)."
+  }
+}
+
+# --- Queues ---------------------------------------------------------------------------------------------
+
+variable "dispatch_rate_per_second" {
+  type        = number
+  description = "Dispatch queue max_dispatches_per_second: recipient legs sent to Telnyx per second. Default 15 = Telnyx's default account MMS rate; raise it only after Telnyx raises yours."
+  default     = 15
+
+  validation {
+    condition     = var.dispatch_rate_per_second > 0 && var.dispatch_rate_per_second <= 500
+    error_message = "dispatch_rate_per_second must be in (0, 500] (Cloud Tasks' per-queue maximum)."
+  }
+}
+
+variable "dispatch_max_concurrent" {
+  type        = number
+  description = "Dispatch queue max_concurrent_dispatches: legs in flight at once."
+  default     = 50
+
+  validation {
+    condition     = var.dispatch_max_concurrent >= 1 && var.dispatch_max_concurrent <= 5000
+    error_message = "dispatch_max_concurrent must be between 1 and 5000."
+  }
+}
+
+variable "dispatch_max_attempts" {
+  type        = number
+  description = "Attempts per recipient leg: the dispatch queue's retry_config.max_attempts and the DISPATCH_MAX_ATTEMPTS the dispatch function uses to recognise its last attempt (one variable feeds both)."
+  default     = 10
+
+  validation {
+    condition     = var.dispatch_max_attempts >= 1 && var.dispatch_max_attempts <= 100 && floor(var.dispatch_max_attempts) == var.dispatch_max_attempts
+    error_message = "dispatch_max_attempts must be a whole number between 1 and 100."
+  }
+}
+
+variable "notify_rate_per_second" {
+  type        = number
+  description = "Customer-webhook queue max_dispatches_per_second."
+  default     = 50
+
+  validation {
+    condition     = var.notify_rate_per_second > 0 && var.notify_rate_per_second <= 500
+    error_message = "notify_rate_per_second must be in (0, 500]."
+  }
+}
+
+variable "notify_max_concurrent" {
+  type        = number
+  description = "Customer-webhook queue max_concurrent_dispatches."
+  default     = 100
+
+  validation {
+    condition     = var.notify_max_concurrent >= 1 && var.notify_max_concurrent <= 5000
+    error_message = "notify_max_concurrent must be between 1 and 5000."
+  }
+}
+
+variable "tasks_log_sampling_ratio" {
+  type        = number
+  description = "Fraction of Cloud Tasks dispatch attempts logged to Cloud Logging (0 to 1)."
+  default     = 1
+
+  validation {
+    condition     = var.tasks_log_sampling_ratio >= 0 && var.tasks_log_sampling_ratio <= 1
+    error_message = "tasks_log_sampling_ratio must be between 0 and 1."
+  }
+}
+
+# --- Sweeper --------------------------------------------------------------------------------------------
+
+variable "sweep_schedule" {
+  type        = string
+  description = "Cron schedule of the sweeper's Cloud Scheduler job."
+  default     = "* * * * *"
+}
+
+variable "sweep_time_zone" {
+  type        = string
+  description = "Time zone of sweep_schedule."
+  default     = "Etc/UTC"
+}
+
+variable "sweep_queued_after_seconds" {
+  type        = number
+  description = "SWEEP_QUEUED_AFTER_SECONDS: a leg queued longer than this is re-enqueued by the sweeper."
+  default     = 300
+
+  validation {
+    condition     = var.sweep_queued_after_seconds >= 60
+    error_message = "sweep_queued_after_seconds must be at least 60."
+  }
+}
+
+variable "sweep_final_after_seconds" {
+  type        = number
+  description = "SWEEP_FINAL_AFTER_SECONDS: a sent leg with no final delivery report after this is closed as sent."
+  default     = 259200
+
+  validation {
+    condition     = var.sweep_final_after_seconds >= 3600
+    error_message = "sweep_final_after_seconds must be at least 3600."
+  }
+}
+
+# --- Storage --------------------------------------------------------------------------------------------
+
+variable "media_retention_days" {
+  type        = number
+  description = "Days a media copy is kept in the media bucket before the lifecycle rule deletes it. Keep it longer than a leg can stay in flight (dispatch retries plus SWEEP_FINAL_AFTER_SECONDS)."
+  default     = 30
+
+  validation {
+    condition     = var.media_retention_days >= 4 && floor(var.media_retention_days) == var.media_retention_days
+    error_message = "media_retention_days must be a whole number of at least 4 (longer than the sweeper's 3-day final window)."
+  }
+}
+
+variable "noncurrent_retention_days" {
+  type        = number
+  description = "Days a replaced or deleted object version is kept in the versioned buckets before it is purged."
+  default     = 7
+
+  validation {
+    condition     = var.noncurrent_retention_days >= 1
+    error_message = "noncurrent_retention_days must be at least 1."
+  }
+}
+
+variable "access_log_retention_days" {
+  type        = number
+  description = "Days Cloud Storage usage logs of the media and source buckets are kept."
+  default     = 90
+
+  validation {
+    condition     = var.access_log_retention_days >= 1
+    error_message = "access_log_retention_days must be at least 1."
+  }
+}

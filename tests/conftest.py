@@ -1,0 +1,172 @@
+"""Test harness: the real local stack (Firestore, Cloud Tasks and Cloud Storage emulators, the Telnyx
+simulator, every function as its own process, the gateway), started once per run and reset between
+tests. Tests that never ask for ``stack`` (pure domain tests, Terraform checks) start nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- a customer's webhook endpoint ---------------------------------------------------------------
+@dataclass
+class Receiver:
+    """Records every POST; ``fail_next`` makes the next N answer 500."""
+
+    server: ThreadingHTTPServer | None = None
+    received: list[dict] = field(default_factory=list)
+    fail_next: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def reset(self) -> None:
+        with self.lock:
+            self.received.clear()
+            self.fail_next = 0
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.lock:
+                    failing = receiver.fail_next > 0
+                    receiver.fail_next -= 1 if failing else 0
+                    receiver.received.append({"body": body, "headers": dict(self.headers), "failed": failing})
+                self.send_response(500 if failing else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="session")
+def receiver():
+    r = Receiver()
+    r.start()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, receiver):
+    from tools.stack import Stack, StackConfig
+
+    config = StackConfig.for_tests(tmp_path_factory.mktemp("stack"))
+    s = Stack(config)
+    # Customer endpoints in tests live on loopback: trust exactly that origin (never in production).
+    config.env_overrides["MEDIA_TRUSTED_ORIGINS"] = f"{s.urls['storage']},{receiver.origin}"
+    s.start()
+    os.environ.update(s.function_env())  # in-process clients and test_client() use the same emulators
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@dataclass
+class Env:
+    stack: object
+    api: httpx.Client
+    sim: httpx.Client
+    tenant_id: str
+    api_key: str
+    sample_media_url: str
+    receiver: Receiver
+
+    @property
+    def store(self):
+        from infra.runtime import store
+
+        return store()
+
+    def sim_messages(self, to: str | None = None) -> list[dict]:
+        return self.sim.get("/_sim/messages", params={"to": to} if to else None).json()["data"]
+
+    def message(self, message_id: str) -> dict:
+        response = self.api.get(f"/api/v1/messages/{message_id}")
+        assert response.status_code == 200, response.text
+        return response.json()["data"]
+
+    def wait_status(self, message_id: str, statuses: set[str] | str, timeout: float = 15.0,
+                    final: bool | None = None) -> dict:
+        wanted = {statuses} if isinstance(statuses, str) else statuses
+        return wait_for(lambda: (m := self.message(message_id))["status"] in wanted
+                        and (final is None or m["final"] == final) and m, timeout,
+                        f"{message_id} never reached {wanted}")
+
+    def new_tenant(self, **fields) -> tuple[str, str]:
+        from shared import ids
+        from tools.seed import seed
+
+        tenant_id = ids.new_tenant_id()
+        return seed(self.store, api_key=ids.new_api_key(), tenant_id=tenant_id, **fields)
+
+    def client(self, api_key: str) -> httpx.Client:
+        return httpx.Client(base_url=self.stack.urls["gateway"], headers={"X-API-Key": api_key}, timeout=30)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 15.0, message: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s: {message}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def env(stack, receiver) -> Env:
+    from tools.seed import DEV_API_KEY, seed, upload_sample
+
+    stack.reset()
+    receiver.reset()
+    from infra.runtime import store
+
+    tenant_id, api_key = seed(store(), api_key=DEV_API_KEY)
+    sample = upload_sample(stack.config.media_bucket, stack.urls["storage"])
+    api = httpx.Client(base_url=stack.urls["gateway"], headers={"X-API-Key": api_key}, timeout=30)
+    sim = httpx.Client(base_url=stack.urls["simulator"], timeout=10)
+    try:
+        yield Env(stack, api, sim, tenant_id, api_key, sample, receiver)
+    finally:
+        api.close()
+        sim.close()
+
+
+def fictional(xx: int, npa: str = "415") -> str:
+    """A simulator number whose last two digits pick the outcome (see README)."""
+    return f"+1{npa}55501{xx:02d}"
+
+
+def load_json(response: httpx.Response) -> dict:
+    try:
+        return response.json()
+    except json.JSONDecodeError:  # pragma: no cover - makes the failing assertion readable
+        raise AssertionError(f"not JSON ({response.status_code}): {response.text[:500]}") from None

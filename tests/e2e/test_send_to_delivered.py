@@ -1,0 +1,68 @@
+"""The whole path, through the gateway, the real emulators and the Telnyx simulator."""
+
+from tests.conftest import fictional, load_json
+
+
+def test_single_mms_is_queued_then_delivered_with_one_provider_send(env):
+    response = env.api.post("/api/v1/messages/sms", json={
+        "to": "+14155550101", "body": "hello", "media_urls": [env.sample_media_url]})
+
+    assert response.status_code == 200, response.text
+    body = load_json(response)
+    assert body["data"]["channel"] == "mms"
+    assert body["data"]["status"] == "queued"
+    assert body["data"]["segments"] == 1
+    assert body["meta"]["request_id"] == response.headers["X-Request-Id"]
+
+    message = env.wait_status(body["data"]["id"], "delivered", timeout=10)
+    assert [h["to"] for h in message["history"]] == ["pending", "queued", "sending", "sent", "delivered"]
+    sent = env.sim_messages("+14155550101")
+    assert len(sent) == 1
+    assert sent[0]["id"] == message["provider_id"]
+    assert sent[0]["media_urls"] == [env.sample_media_url]
+
+
+def test_sms_without_media_stays_sms(env):
+    response = env.api.post("/api/v1/messages/sms", json={"to": "+14155550103", "body": "plain text"})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["channel"] == "sms"
+    env.wait_status(response.json()["data"]["id"], "delivered")
+
+
+def test_group_with_a_non_nanp_recipient_is_207_and_the_rest_are_delivered(env):
+    response = env.api.post("/api/v1/messages/group", json={
+        "to": ["+14155550101", "+14155550102", "+442071838750"],
+        "body": "Weekend sale", "media_urls": [env.sample_media_url]})
+
+    assert response.status_code == 207, response.text
+    body = load_json(response)
+    assert body["summary"] == {"total": 3, "succeeded": 2, "failed": 1, "scheduled": 0}
+    first, second, third = body["messages"]
+    assert (first["to"], first["status"]) == ("+14155550101", "queued")
+    assert (second["to"], second["status"]) == ("+14155550102", "queued")
+    assert third["status"] == "failed"
+    assert third["error_code"] == "MMS_NANP_ONLY"
+    assert third["error_message"]
+
+    for leg in (first, second):
+        env.wait_status(leg["message_id"], "delivered", timeout=10)
+    # The rejected recipient has a readable, failed row and never reached the provider.
+    assert env.message(third["message_id"])["status"] == "failed"
+    assert env.sim_messages("+442071838750") == []
+    assert len(env.sim_messages("+14155550101")) == 1
+    assert len(env.sim_messages("+14155550102")) == 1
+
+
+def test_group_where_everyone_succeeds_is_200(env):
+    recipients = [fictional(n) for n in range(10, 15)]
+    response = env.api.post("/api/v1/messages/group", json={"to": recipients, "body": "hi"})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["summary"] == {"total": 5, "succeeded": 5, "failed": 0, "scheduled": 0}
+    group_id = response.json()["group_id"]
+    for item in response.json()["messages"]:
+        env.wait_status(item["message_id"], "delivered")
+    group = env.api.get(f"/api/v1/messages/group/{group_id}").json()["data"]
+    assert group["summary"]["by_status"] == {"delivered": 5}
+    assert [m["to"] for m in group["messages"]] == recipients

@@ -1,0 +1,403 @@
+"""The local stack runner (tools/stack.py): start, emulators, tasks retries, gateway, reset, stop.
+
+One stack for the module, with stand-in functions (every entry point echoes its request and records it),
+so this does not depend on the real functions.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tools.procs import pid_alive, port_open
+from tools.stack import ROOT, Stack, StackConfig, StackError, _http
+
+pytestmark = pytest.mark.stack
+
+NAMES = ["send", "group", "reads", "dispatch", "webhook", "notifier", "sweeper"]
+
+STANDIN_FUNCTIONS = '''
+import base64, json, os, time
+import functions_framework
+
+ENV_KEYS = ("GOOGLE_CLOUD_PROJECT", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST",
+            "CLOUD_TASKS_EMULATOR_HOST", "DISPATCH_URL", "TELNYX_BASE_URL", "TELNYX_WEBHOOK_URL",
+            "DISPATCH_MAX_ATTEMPTS", "HOST", "PORT", "XDG_RUNTIME_DIR")
+
+def _echo(name, request):
+    entry = {"function": name, "method": request.method, "path": request.path,
+             "query": request.query_string.decode(), "headers": dict(request.headers),
+             "body_b64": base64.b64encode(request.get_data()).decode(), "t": time.time(),
+             "env": {k: os.environ.get(k) for k in ENV_KEYS}}
+    with open(os.environ["STANDIN_RECORD"], "a") as f:
+        f.write(json.dumps(entry) + "\\n")
+    status = int(request.headers.get("X-Standin-Status", "200"))
+    return json.dumps(entry), status, {"Content-Type": "application/json", "X-Standin": name}
+
+for _name in %r:
+    globals()[_name] = (lambda n: lambda request: _echo(n, request))(_name)
+''' % (NAMES,)
+
+# Used only while tools/telnyx_sim (written separately) has no command line yet.
+STANDIN_SIM = '''
+import argparse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def _ok(self):
+        self.send_response(200 if self.path.startswith("/_sim/") else 404)
+        self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"{}")
+    do_GET = do_POST = _ok
+p = argparse.ArgumentParser(); p.add_argument("--host"); p.add_argument("--port", type=int)
+a = p.parse_args()
+ThreadingHTTPServer((a.host, a.port), H).serve_forever()
+'''
+
+
+def _records(path: Path, **match: str) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if all(r["headers"].get(k) == v or r.get(k) == v for k, v in match.items())]
+
+
+def _wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def _config(tmp: Path, **overrides) -> StackConfig:
+    source = tmp / "standin_main.py"
+    source.write_text(STANDIN_FUNCTIONS)
+    sim_cmd = None
+    if not (ROOT / "tools" / "telnyx_sim" / "__main__.py").exists():
+        (tmp / "sim_standin.py").write_text(STANDIN_SIM)
+        sim_cmd = [sys.executable, str(tmp / "sim_standin.py")]
+    values = dict(functions_source=source, entry_points=NAMES, simulator_cmd=sim_cmd,
+                  dispatch_max_attempts=3, env_overrides={"STANDIN_RECORD": str(tmp / "calls.jsonl")})
+    values.update(overrides)
+    return StackConfig.for_tests(tmp / "state", **values)
+
+
+def test_failed_start_fails_fast_with_log_tail_and_cleans_up(tmp_path):
+    config = _config(tmp_path)
+    config.functions_source.write_text("raise RuntimeError('boom on import')\n")
+    stack = Stack(config)
+    t0 = time.monotonic()
+    with pytest.raises(StackError) as excinfo:
+        stack.start()
+    assert time.monotonic() - t0 < 30
+    assert "exited with code" in str(excinfo.value) and "boom on import" in str(excinfo.value)
+    for proc in stack.procs.values():
+        assert not pid_alive(proc.pid), proc.name
+    assert not any(port_open(p) for p in stack.ports.values())
+    assert not stack.state_file.exists()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stack")
+    hook_calls = []
+
+    def on_ready(st: Stack):
+        hook_calls.append(st)
+        st.info["seeded"] = True
+        return {"api_key": "mk_test_key", "sample_media_url": st.urls["storage"] + "/b/sample.jpg"}
+
+    st = Stack(_config(tmp), on_ready=on_ready)
+    t0 = time.monotonic()
+    st.start()
+    st.test_start_seconds = time.monotonic() - t0
+    st.test_hook_calls = hook_calls
+    st.test_record = tmp / "calls.jsonl"
+    yield st
+    st.stop()
+
+
+@pytest.fixture
+def emulator_env(stack, monkeypatch):
+    for key, value in stack.function_env().items():
+        monkeypatch.setenv(key, value)
+
+
+def test_started_hook_and_state_file(stack):
+    print(f"stack start: {stack.test_start_seconds:.2f}s timings={stack.timings}")
+    assert stack.test_hook_calls == [stack]
+    state = json.loads(stack.state_file.read_text())
+    for key in ("gateway", "simulator", "firestore", "tasks", "storage", "sample_media_url", "api_key", "functions"):
+        assert key in state, key
+    assert state["api_key"] == "mk_test_key" and state["seeded"] is True
+    assert state["functions"] == {name: stack.urls[f"function:{name}"] for name in NAMES}
+    assert state["gateway"] == stack.urls["gateway"]
+    assert set(stack.urls) == {"gateway", "simulator", "firestore", "tasks", "storage",
+                               *(f"function:{n}" for n in NAMES)}
+    for name in ("firestore", "tasks", "storage", "simulator", *NAMES):
+        assert (stack.logs_dir / f"{name}.log").exists()
+
+
+def _listening(port: int) -> list[str]:
+    """Local addresses (hex, as in /proc/net/tcp*) listening on ``port``."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].split(":")
+            if fields[3] == "0A" and int(hex_port, 16) == port:
+                found.append(address)
+    return found
+
+
+def test_every_server_listens_on_loopback_only(stack):
+    for name, port in stack.ports.items():
+        addresses = _listening(port)
+        assert addresses, f"{name} is not listening on {port}"
+        # 127.0.0.1, or ::ffff:127.0.0.1 (Java's dual-stack socket bound to the IPv4 loopback)
+        assert set(addresses) <= {"0100007F", "0000000000000000FFFF00000100007F"}, f"{name}: {addresses}"
+
+
+def test_functions_get_the_stack_environment(stack):
+    status, body = _http("POST", stack.urls["function:dispatch"] + "/", b"{}")
+    assert status == 200
+    env = json.loads(body)["env"]
+    expected = stack.function_env()
+    for key in ("GOOGLE_CLOUD_PROJECT", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST",
+                "CLOUD_TASKS_EMULATOR_HOST", "DISPATCH_URL", "TELNYX_BASE_URL", "TELNYX_WEBHOOK_URL"):
+        assert env[key] == expected[key], key
+    assert env["DISPATCH_MAX_ATTEMPTS"] == "3"
+    assert env["DISPATCH_URL"] == f"http://127.0.0.1:{stack.ports['dispatch']}/"
+    assert env["TELNYX_WEBHOOK_URL"] == f"{stack.urls['gateway']}/webhooks/telnyx"
+    assert env["HOST"] is None and env["PORT"] is None
+    assert expected["TELNYX_PUBLIC_KEY"] and len(base64.b64decode(expected["TELNYX_PUBLIC_KEY"])) == 32
+    assert len(expected["WEBHOOK_SIGNING_KEY"]) == 64
+
+
+def test_firestore_write_and_read(stack, emulator_env):
+    from google.cloud import firestore
+
+    client = firestore.Client(project=stack.config.project)
+    client.collection("stack_test").document("a").set({"n": 1, "s": "x"})
+    assert client.collection("stack_test").document("a").get().to_dict() == {"n": 1, "s": "x"}
+
+
+def test_storage_upload_and_download(stack, emulator_env):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(project=stack.config.project, credentials=AnonymousCredentials())
+    bucket = client.bucket(stack.config.media_bucket)
+    data = os.urandom(5000)
+    bucket.blob("t/photo.jpg").upload_from_string(data, content_type="image/jpeg")
+    assert bucket.blob("t/photo.jpg").download_as_bytes() == data
+    status, body = _http("GET", f"{stack.urls['storage']}/{stack.config.media_bucket}/t/photo.jpg")
+    assert status == 200 and body == data
+
+
+def _tasks_client(stack):
+    import grpc
+    from google.cloud import tasks_v2
+    from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+
+    return tasks_v2, tasks_v2.CloudTasksClient(
+        transport=CloudTasksGrpcTransport(channel=grpc.insecure_channel(stack.urls["tasks"])))
+
+
+def _task(tasks_v2, url: str, marker: str, status: int, body: bytes):
+    return tasks_v2.Task(http_request=tasks_v2.HttpRequest(
+        http_method=tasks_v2.HttpMethod.POST, url=url, body=body,
+        headers={"Content-Type": "application/json", "X-Marker": marker, "X-Standin-Status": str(status)}))
+
+
+def _gaps(rows: list[dict]) -> list[float]:
+    times = [r["t"] for r in rows]
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def test_tasks_deliver_with_headers_and_retry_with_backoff(stack):
+    tasks_v2, client = _tasks_client(stack)
+    record, url = stack.test_record, stack.urls["function:dispatch"] + "/"
+    dispatch_queue = stack.queue_paths["dispatch"]
+    # A queue created by a client with its own retry_config.max_attempts wins over --max-attempts.
+    parent = dispatch_queue.rsplit("/queues/", 1)[0]
+    own_queue = client.create_queue(parent=parent, queue=tasks_v2.Queue(
+        name=f"{parent}/queues/stack-test", retry_config=tasks_v2.RetryConfig(max_attempts=5))).name
+
+    body = b'{"leg": "l1", "n": 1}'
+    client.create_task(parent=dispatch_queue, task=_task(tasks_v2, url, "ok", 200, body))
+    client.create_task(parent=dispatch_queue, task=_task(tasks_v2, url, "fail3", 500, body))
+    client.create_task(parent=own_queue, task=_task(tasks_v2, url, "fail5", 503, body))
+    client.create_task(parent=stack.queue_paths["notify"],
+                       task=_task(tasks_v2, stack.urls["function:notifier"] + "/", "notify", 200, body))
+
+    ok = _wait_for(lambda: _records(record, **{"X-Marker": "ok"}))
+    assert len(ok) == 1
+    headers = ok[0]["headers"]
+    assert headers["X-Cloudtasks-Queuename"] == dispatch_queue
+    assert headers["X-Cloudtasks-Taskretrycount"] == "0"
+    assert headers["X-Cloudtasks-Taskname"]
+    assert headers["Content-Type"] == "application/json"
+    assert base64.b64decode(ok[0]["body_b64"]) == body
+    assert _wait_for(lambda: _records(record, **{"X-Marker": "notify"}))[0]["function"] == "notifier"
+
+    # 3 attempts in all on the dispatch queue (dispatch_max_attempts=3), 5 on the queue that says 5.
+    fail3 = _wait_for(lambda: len(_records(record, **{"X-Marker": "fail3"})) >= 3 and
+                      _records(record, **{"X-Marker": "fail3"}))
+    fail5 = _wait_for(lambda: len(_records(record, **{"X-Marker": "fail5"})) >= 5 and
+                      _records(record, **{"X-Marker": "fail5"}))
+    time.sleep(1.0)  # longer than the largest backoff: no further attempt may come
+    fail3 = _records(record, **{"X-Marker": "fail3"})
+    fail5 = _records(record, **{"X-Marker": "fail5"})
+    assert [r["headers"]["X-Cloudtasks-Taskretrycount"] for r in fail3] == ["0", "1", "2"]
+    assert [r["headers"]["X-Cloudtasks-Taskretrycount"] for r in fail5] == ["0", "1", "2", "3", "4"]
+    gaps = _gaps(fail5)
+    print("retry gaps:", [round(g, 3) for g in gaps])
+    # backoff 0.05 s doubling, capped at 0.5 s (StackConfig.for_tests): 0.05, 0.1, 0.2, 0.4
+    assert gaps[0] >= 0.04
+    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:])), gaps
+    assert gaps[-1] >= 0.35
+    assert list(client.list_tasks(parent=dispatch_queue)) == []
+    client.delete_queue(name=own_queue)
+
+
+def _gateway(stack, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    status, payload = _http(method, stack.urls["gateway"] + path, body, headers=headers or {})
+    return status, payload
+
+
+def test_gateway_routes_public_paths(stack):
+    body = b'{"to": "+14155550101",\n "body": "h\xc3\xa9llo"}  '
+    status, payload = _gateway(stack, "POST", "/api/v1/messages/sms?x=1&y=%20z", body,
+                               {"X-API-Key": "k1", "Content-Type": "application/json", "X-Standin-Status": "202",
+                                "Connection": "keep-alive"})
+    assert status == 202
+    echo = json.loads(payload)
+    assert echo["function"] == "send" and echo["method"] == "POST"
+    assert echo["path"] == "/api/v1/messages/sms" and echo["query"] == "x=1&y=%20z"
+    assert base64.b64decode(echo["body_b64"]) == body
+    assert echo["headers"]["X-Api-Key"] == "k1"
+    assert echo["headers"]["X-Forwarded-For"] == "127.0.0.1"
+    assert "Connection" not in echo["headers"] or echo["headers"]["Connection"] != "keep-alive"
+
+    for method, path, function in [
+        ("POST", "/api/v1/messages/group", "group"),
+        ("GET", "/api/v1/messages/msg_123", "reads"),
+        ("GET", "/api/v1/messages/group/grp_1?include=legs", "reads"),
+        ("GET", "/api/v1/pricing/mms", "reads"),
+        ("POST", "/webhooks/telnyx", "webhook"),
+    ]:
+        status, payload = _gateway(stack, method, path, b"{}" if method == "POST" else None)
+        assert status == 200, (method, path)
+        assert json.loads(payload)["function"] == function, (method, path)
+
+
+def test_gateway_passes_upstream_response_unchanged(stack):
+    conn_status, payload = _gateway(stack, "GET", "/api/v1/pricing/x", headers={"X-Standin-Status": "418"})
+    assert conn_status == 418
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", stack.ports["gateway"], timeout=10)
+    conn.request("GET", "/api/v1/messages/abc")
+    response = conn.getresponse()
+    assert response.getheader("X-Standin") == "reads"
+    assert response.getheader("Content-Type") == "application/json"
+    assert json.loads(response.read())["path"] == "/api/v1/messages/abc"
+    conn.request("POST", "/nowhere", body=b"x")  # same connection: keep-alive works
+    response = conn.getresponse()
+    assert response.status == 404
+    response.read()
+    conn.close()
+
+
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/"), ("POST", "/dispatch"), ("POST", "/api/v1/messages/sweep"), ("GET", "/api/v1/messages"),
+    ("GET", "/api/v1/messages/"), ("DELETE", "/api/v1/messages/m1"), ("GET", "/webhooks/telnyx"),
+    ("POST", "/api/v1/messages/sms/extra"),
+])
+def test_gateway_404s_everything_else(stack, method, path):
+    status, payload = _gateway(stack, method, path)
+    assert status == 404
+    doc = json.loads(payload)
+    assert doc["error"]["code"] == "NOT_FOUND" and doc["error"]["message"]
+    assert doc["meta"]["request_id"] and doc["meta"]["timestamp"].endswith("Z")
+
+
+def test_gateway_502_when_upstream_is_down(stack):
+    original = stack.gateway.upstreams["send"]
+    from tools.procs import free_ports
+    stack.gateway.upstreams["send"] = f"http://127.0.0.1:{free_ports(1)[0]}"
+    try:
+        status, payload = _gateway(stack, "POST", "/api/v1/messages/sms", b"{}")
+    finally:
+        stack.gateway.upstreams["send"] = original
+    assert status == 502
+    doc = json.loads(payload)
+    assert doc["error"]["code"] == "UPSTREAM_UNAVAILABLE" and doc["meta"]["request_id"]
+
+
+def test_sweep_calls_the_sweeper(stack):
+    status, body = stack.sweep()
+    assert status == 200
+    echo = json.loads(body)
+    assert echo["function"] == "sweeper" and base64.b64decode(echo["body_b64"]) == b"{}"
+
+
+def test_reset_empties_firestore_storage_and_queues(stack, emulator_env):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import firestore, storage
+
+    db = firestore.Client(project=stack.config.project)
+    db.collection("stack_test").document("r").set({"x": 1})
+    db.collection("tenants").document("t").collection("opt_outs").document("o").set({"x": 1})
+    bucket = storage.Client(project=stack.config.project, credentials=AnonymousCredentials()).bucket(
+        stack.config.media_bucket)
+    bucket.blob("r/x.bin").upload_from_string(b"abc")
+    tasks_v2, client = _tasks_client(stack)
+    future = tasks_v2.Task(
+        http_request=tasks_v2.HttpRequest(url=stack.urls["function:dispatch"] + "/", body=b"{}"),
+        schedule_time={"seconds": int(time.time()) + 3600})
+    client.create_task(parent=stack.queue_paths["dispatch"], task=future)
+
+    t0 = time.monotonic()
+    stack.reset()
+    print(f"reset: {time.monotonic() - t0:.3f}s")
+    assert list(db.collection("stack_test").stream()) == []
+    assert list(db.collection("tenants").document("t").collection("opt_outs").stream()) == []
+    assert list(bucket.client.list_blobs(stack.config.media_bucket)) == []
+    assert bucket.exists()
+    assert list(client.list_tasks(parent=stack.queue_paths["dispatch"])) == []
+
+
+def test_stop_leaves_nothing_running(stack):
+    pids = {name: proc.pid for name, proc in stack.procs.items()}
+    children = {}
+    for name, pid in pids.items():  # e.g. gunicorn's worker
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                if int(stat[stat.rindex(")") + 2:].split()[2]) == pid:
+                    children.setdefault(name, []).append(int(entry))
+    assert children.get("send"), "expected gunicorn's worker in the function's process group"
+    t0 = time.monotonic()
+    stack.stop()
+    elapsed = time.monotonic() - t0
+    print(f"stack stop: {elapsed:.2f}s")
+    for name, pid in pids.items():
+        assert not pid_alive(pid), name
+    for name, group in children.items():
+        assert not any(pid_alive(pid) for pid in group), name
+    for name, port in stack.ports.items():
+        assert not port_open(port), f"{name} still listening on {port}"
+    assert not stack.state_file.exists()
+    stack.stop()  # idempotent
+    assert elapsed < 10

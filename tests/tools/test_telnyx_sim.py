@@ -1,0 +1,587 @@
+"""Tests of the Telnyx simulator (tools/telnyx_sim): API shapes, the outcome table, signed webhooks."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from tools.telnyx_sim import SimConfig, generate_keypair, outcome_code, sign, start_server, verify
+
+API_KEY = "KEYsim_test_123"
+FROM = "+15005550006"
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01):
+    """Poll until predicate() is truthy; return its value or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+class _Backlogged(ThreadingHTTPServer):
+    request_queue_size = 128  # many webhook POSTs arrive at once
+
+
+class Receiver:
+    """A tiny webhook/media server: records every POST, answers with per-path status codes."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.received: list[dict] = []
+        self.statuses: dict[str, int] = {}  # path -> status for POSTs (default 200)
+        self.files: dict[str, tuple[bytes, str]] = {}  # path -> (body, content type) for GETs
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver.lock:
+                    receiver.received.append({"path": self.path, "headers": {k.lower(): v for k, v in
+                                                                            self.headers.items()},
+                                              "raw": raw, "json": json.loads(raw)})
+                    status = receiver.statuses.get(self.path, 200)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self):  # noqa: N802
+                item = receiver.files.get(self.path)
+                if item is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body, ctype = item
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = _Backlogged(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
+                                       daemon=True)
+        self.thread.start()
+
+    def events(self, message_id: str | None = None, path: str | None = None) -> list[dict]:
+        with self.lock:
+            items = list(self.received)
+        return [r for r in items
+                if (message_id is None or r["json"]["data"]["payload"]["id"] == message_id)
+                and (path is None or r["path"] == path)]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def keys():
+    return generate_keypair()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def make_config(private_key: str, **overrides) -> SimConfig:
+    values = dict(api_key=API_KEY, signing_key=private_key, webhook_delay_ms=20, webhook_retry_pause_ms=10,
+                  media_limit_bytes=10_000, log_requests=False)
+    values.update(overrides)
+    return SimConfig(**values)
+
+
+@pytest.fixture
+def sim(keys):
+    server, thread = start_server("127.0.0.1", 0, make_config(keys[0]))
+    yield server
+    server.shutdown()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+@pytest.fixture
+def api(sim):
+    with httpx.Client(base_url=sim.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10) as client:
+        yield client
+
+
+def send(api, to, text="hello", receiver=None, **extra):
+    body = {"from": FROM, "to": to, "text": text, **extra}
+    if receiver is not None:
+        body.setdefault("webhook_url", receiver.url + "/hooks")
+    return api.post("/v2/messages", json=body)
+
+
+def sim_messages(api, **params):
+    return api.get("/_sim/messages", params=params).json()["data"]
+
+
+def event_types(events):
+    return [e["json"]["data"]["event_type"] for e in events]
+
+
+def first_error(response):
+    return response.json()["errors"][0]
+
+
+# ------------------------------------------------------------------ signing helpers
+
+
+def test_generate_keypair_and_sign_roundtrip(keys):
+    private, public = keys
+    assert len(base64.b64decode(private)) == 32 and len(base64.b64decode(public)) == 32
+    signature = sign(private, "1700000000", b'{"a":1}')
+    raw = base64.b64decode(signature)
+    assert len(raw) == 64
+    Ed25519PublicKey.from_public_bytes(base64.b64decode(public)).verify(raw, b'1700000000|{"a":1}')
+    assert verify(public, 1700000000, '{"a":1}', signature)
+    assert not verify(public, 1700000001, '{"a":1}', signature)
+    assert not verify(generate_keypair()[1], "1700000000", b'{"a":1}', signature)
+
+
+def test_outcome_code_parsing():
+    assert outcome_code("+14155550198") == 98
+    assert outcome_code("+12125550100") == 0
+    assert outcome_code("+12125550183") == 83
+    assert outcome_code("+14155550298") == 0  # last four must be 01XX
+    assert outcome_code("+14156660198") == 0  # digits 4-6 must be 555
+    assert outcome_code("+447700900123") == 0
+
+
+# ------------------------------------------------------------------ auth and validation
+
+
+def test_health_and_sim_routes_need_no_auth(sim):
+    r = httpx.get(sim.url + "/_sim/health")
+    assert r.status_code == 200 and r.json()["public_key"] == sim.public_key
+    assert httpx.get(sim.url + "/_sim/messages").json() == {"data": []}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY},
+                                     {"Authorization": f"Basic {API_KEY}"}])
+def test_auth_failures(sim, headers):
+    r = httpx.post(sim.url + "/v2/messages", json={"from": FROM, "to": "+12125550100", "text": "x"},
+                   headers=headers)
+    assert r.status_code == 401
+    assert first_error(r)["code"] == "10009" and first_error(r)["title"] == "Authentication failed"
+    assert first_error(r)["detail"]
+    assert httpx.get(sim.url + "/v2/messages/00000000-0000-4000-8000-000000000000", headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body, status, code, pointer",
+    [
+        ({"from": FROM, "text": "x"}, 400, "10004", "/to"),
+        ({"to": "+12125550100", "text": "x"}, 400, "10004", "/from"),
+        ({"from": FROM, "to": ["+12125550100", "+12125550101"], "text": "x"}, 400, "40310", "/to"),
+        ({"from": FROM, "to": "2125550100", "text": "x"}, 400, "10016", "/to"),
+        ({"from": "15005550006", "to": "+12125550100", "text": "x"}, 400, "10016", "/from"),
+        ({"from": FROM, "to": "+12125550100"}, 400, "40316", None),
+        ({"from": FROM, "to": "+12125550100", "text": ""}, 400, "40316", None),
+        ({"from": FROM, "to": "+12125550100", "media_urls": [f"http://127.0.0.1:9/{i}" for i in range(11)]},
+         400, "40317", None),
+        ({"from": FROM, "to": "+12125550100", "text": "x", "type": "FAX"}, 400, "10015", "/type"),
+        ({"from": FROM, "to": "+12125550100", "text": "x", "webhook_url": "not a url"}, 400, "10003",
+         "/webhook_url"),
+        (["not", "an", "object"], 400, "10015", None),
+    ],
+)
+def test_validation_errors(api, body, status, code, pointer):
+    r = api.post("/v2/messages", json=body)
+    assert r.status_code == status, r.text
+    err = first_error(r)
+    assert err["code"] == code and err["title"]
+    if pointer:
+        assert err["source"]["pointer"] == pointer
+    assert sim_messages(api) == []
+
+
+def test_single_element_to_list_is_accepted(api):
+    r = api.post("/v2/messages", json={"from": FROM, "to": ["+12125550100"], "text": "x"})
+    assert r.status_code == 200 and r.json()["data"]["to"][0]["phone_number"] == "+12125550100"
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe", b"[1,"])
+def test_bad_json_is_a_telnyx_shaped_400(api, sim, raw):
+    r = api.post("/v2/messages", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and first_error(r)["code"] == "10015"
+    assert httpx.get(sim.url + "/_sim/health").status_code == 200  # still alive
+
+
+def test_unknown_message_and_route(api):
+    r = api.get("/v2/messages/3fa85f64-5717-4562-b3fc-2c963f66afa6")
+    assert r.status_code == 404 and first_error(r)["code"] == "10005"
+    assert api.get("/v2/nothing_here").status_code == 404
+
+
+# ------------------------------------------------------------------ the outcome table
+
+
+def assert_message_object(data, to, text="hello", msg_type="SMS"):
+    assert data["record_type"] == "message" and data["direction"] == "outbound"
+    assert len(data["id"]) == 36 and data["type"] == msg_type
+    assert data["from"]["phone_number"] == FROM
+    assert data["to"] == [{"phone_number": to, "status": "queued", "carrier": data["to"][0]["carrier"],
+                           "line_type": data["to"][0]["line_type"]}]
+    assert data["text"] == text and data["errors"] == [] and data["cost"] is None
+    assert data["sent_at"] is None and data["completed_at"] is None
+    assert data["received_at"].endswith("Z") and data["valid_until"]
+    for key in ("encoding", "parts", "wait_seconds", "media", "webhook_url", "webhook_failover_url", "subject"):
+        assert key in data
+
+
+@pytest.mark.parametrize("to, final, error_code", [
+    ("+12125550100", "delivered", None),  # ordinary number behaves like 00
+    ("+14155550179", "delivered", None),
+    ("+14155550180", "delivery_failed", "40008"),
+    ("+14155550184", "delivery_failed", "40008"),
+    ("+14155550185", "delivery_unconfirmed", None),
+    ("+14155550189", "delivery_unconfirmed", None),
+])
+def test_accepted_then_sent_then_finalized(api, receiver, to, final, error_code):
+    r = send(api, to, receiver=receiver)
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert_message_object(data, to)
+    assert data["webhook_url"] == receiver.url + "/hooks"
+
+    events = wait_for(lambda: len(receiver.events(data["id"])) >= 2 and receiver.events(data["id"]))
+    assert event_types(events) == ["message.sent", "message.finalized"]
+    sent, finalized = (e["json"] for e in events)
+    for event in (sent, finalized):
+        assert event["data"]["record_type"] == "event"
+        assert event["data"]["payload"]["id"] == data["id"]
+        assert event["meta"] == {"attempt": 1, "delivered_to": receiver.url + "/hooks"}
+        assert event["data"]["occurred_at"].endswith("Z")
+    assert sent["data"]["id"] != finalized["data"]["id"]
+    assert sent["data"]["payload"]["to"][0]["status"] == "queued"
+    assert sent["data"]["payload"]["sent_at"] and sent["data"]["payload"]["completed_at"] is None
+    fin = finalized["data"]["payload"]
+    assert fin["to"][0]["status"] == final and fin["completed_at"] and fin["sent_at"]
+    assert fin["cost"]["currency"] == "USD" and isinstance(fin["cost"]["amount"], str)
+    if error_code:
+        assert fin["errors"][0]["code"] == error_code and fin["errors"][0]["title"] == "Undeliverable"
+    else:
+        assert fin["errors"] == []
+
+    [record] = sim_messages(api)
+    assert record["id"] == data["id"] and record["status"] == final and record["to"] == to
+    assert record["from"] == FROM and record["text"] == "hello" and record["media_urls"] == []
+    assert record["webhook_url"] == receiver.url + "/hooks" and record["received_at"] == data["received_at"]
+    got = api.get(f"/v2/messages/{data['id']}").json()["data"]
+    assert got["to"][0]["status"] == final
+
+
+@pytest.mark.parametrize("to", ["+14155550190", "+14155550191", "+14155550192"])
+def test_blocked_is_409_and_not_recorded(api, receiver, to):
+    for _ in range(2):  # always, not only the first attempt
+        r = send(api, to, receiver=receiver)
+        assert r.status_code == 409
+        assert r.json() == {"errors": [{
+            "code": "40300", "title": "Blocked due to STOP message",
+            "detail": f"Messages cannot be sent from {FROM} to {to} due to an existing block rule.",
+            "meta": first_error(r)["meta"]}]}
+    assert sim_messages(api) == []
+    time.sleep(0.1)
+    assert receiver.events() == []
+
+
+@pytest.mark.parametrize("to", ["+14155550193", "+14155550195"])
+def test_first_attempt_500_then_accepted(api, receiver, to):
+    r = send(api, to, receiver=receiver)
+    assert r.status_code == 500
+    assert first_error(r)["code"] == "10007" and first_error(r)["title"] == "Unexpected error"
+    assert sim_messages(api) == []
+    assert send(api, to, text="other text", receiver=receiver).status_code == 500  # its own first attempt
+    r2 = send(api, to, receiver=receiver)
+    assert r2.status_code == 200
+    message_id = r2.json()["data"]["id"]
+    wait_for(lambda: sim_messages(api)[0]["status"] == "delivered")
+    assert [m["id"] for m in sim_messages(api)] == [message_id]
+    assert event_types(wait_for(lambda: len(receiver.events()) == 2 and receiver.events())) == [
+        "message.sent", "message.finalized"]
+
+
+@pytest.mark.parametrize("to", ["+14155550196", "+14155550197"])
+def test_first_attempt_429_then_accepted(api, receiver, to):
+    r = send(api, to, receiver=receiver)
+    assert r.status_code == 429
+    assert first_error(r)["code"] == "10011" and first_error(r)["title"] == "Too many requests"
+    assert r.headers["retry-after"] == "1"
+    for name in ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"):
+        assert name in r.headers
+    assert sim_messages(api) == []
+    assert send(api, to, receiver=receiver).status_code == 200
+    wait_for(lambda: sim_messages(api)[0]["status"] == "delivered")
+
+
+def test_98_drops_the_connection_but_records_and_delivers(api, receiver):
+    to = "+14155550198"
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        send(api, to, receiver=receiver)
+    [record] = wait_for(lambda: sim_messages(api))
+    assert record["to"] == to and record["attempt"] == 1
+    wait_for(lambda: sim_messages(api)[0]["status"] == "delivered")
+    events = wait_for(lambda: len(receiver.events(record["id"])) == 2 and receiver.events(record["id"]))
+    assert event_types(events) == ["message.sent", "message.finalized"]
+
+    r = send(api, to, receiver=receiver)  # a retry is a brand-new send: no dedupe
+    assert r.status_code == 200 and r.json()["data"]["id"] != record["id"]
+    assert len(sim_messages(api)) == 2
+
+
+def test_99_sent_but_never_finalized(api, receiver, sim):
+    r = send(api, "+14155550199", receiver=receiver)
+    assert r.status_code == 200
+    message_id = r.json()["data"]["id"]
+    wait_for(lambda: receiver.events(message_id))
+    time.sleep(sim.config.webhook_delay_ms / 1000 * 5)  # several delays: no final report may come
+    assert event_types(receiver.events(message_id)) == ["message.sent"]
+    assert sim_messages(api)[0]["status"] == "sent"
+    assert api.get(f"/v2/messages/{message_id}").json()["data"]["to"][0]["status"] == "sent"
+
+
+# ------------------------------------------------------------------ webhooks
+
+
+def test_webhook_signatures_verify_with_the_public_key(api, receiver, keys):
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(keys[1]))
+    r = send(api, "+12125550100", receiver=receiver)
+    events = wait_for(lambda: len(receiver.events(r.json()["data"]["id"])) == 2 and receiver.events())
+    for event in events:
+        headers = event["headers"]
+        assert headers["content-type"] == "application/json"
+        timestamp = headers["telnyx-timestamp"]
+        assert timestamp.isdigit() and abs(int(timestamp) - time.time()) < 60
+        signature = base64.b64decode(headers["telnyx-signature-ed25519"])
+        assert len(signature) == 64
+        public.verify(signature, timestamp.encode() + b"|" + event["raw"])
+        with pytest.raises(InvalidSignature):
+            public.verify(signature, timestamp.encode() + b"|" + event["raw"] + b" ")
+
+
+def test_retry_then_failover(api, receiver, sim):
+    receiver.statuses["/primary"] = 500
+    r = send(api, "+12125550100", receiver=receiver, webhook_url=receiver.url + "/primary",
+             webhook_failover_url=receiver.url + "/failover")
+    message_id = r.json()["data"]["id"]
+    events = wait_for(lambda: len(receiver.events(message_id)) == 8 and receiver.events(message_id))
+    # message.sent: 3 attempts on the primary, then the failover; only then message.finalized
+    assert [e["path"] for e in events] == ["/primary"] * 3 + ["/failover"] + ["/primary"] * 3 + ["/failover"]
+    assert event_types(events) == ["message.sent"] * 4 + ["message.finalized"] * 4
+    assert [e["json"]["meta"]["attempt"] for e in events] == [1, 2, 3, 4] * 2
+    assert [e["json"]["meta"]["delivered_to"] for e in events[:4]] == [receiver.url + "/primary"] * 3 + [
+        receiver.url + "/failover"]
+    assert len({e["json"]["data"]["id"] for e in events[:4]}) == 1  # one event, retried
+    assert len({e["json"]["data"]["id"] for e in events}) == 2
+    log = api.get("/_sim/webhooks", params={"message_id": message_id}).json()["data"]
+    assert [(e["status"], e["result"], e["failover"]) for e in log[:4]] == [
+        (500, "failed", False)] * 3 + [(200, "delivered", True)]
+    assert all(e["event_id"] and e["url"] and e["attempt"] for e in log)
+
+
+def test_give_up_after_both_urls_fail_and_finalized_still_follows(api, receiver):
+    receiver.statuses["/a"] = 503
+    receiver.statuses["/b"] = 404
+    r = send(api, "+12125550100", receiver=receiver, webhook_url=receiver.url + "/a",
+             webhook_failover_url=receiver.url + "/b")
+    message_id = r.json()["data"]["id"]
+    log = wait_for(lambda: [e for e in api.get("/_sim/webhooks").json()["data"] if e["result"] == "gave_up"]
+                   if len(api.get("/_sim/webhooks").json()["data"]) >= 14 else None)
+    assert [e["event_type"] for e in log] == ["message.sent", "message.finalized"]
+    assert event_types(receiver.events(message_id)) == ["message.sent"] * 6 + ["message.finalized"] * 6
+
+
+def test_unreachable_webhook_is_logged_as_errors(api, receiver):
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()  # nothing listens there now
+    r = send(api, "+14155550199", receiver=receiver, webhook_url=f"http://127.0.0.1:{port}/x")
+    log = wait_for(lambda: [e for e in api.get("/_sim/webhooks").json()["data"] if e["result"] == "gave_up"])
+    attempts = [e for e in api.get("/_sim/webhooks").json()["data"] if e["result"] == "failed"]
+    assert len(attempts) == 3 and all(e["status"] is None and e["error"] for e in attempts)
+    assert log[0]["message_id"] == r.json()["data"]["id"]
+
+
+def test_profile_webhook_url_used_without_message_url(keys, receiver):
+    server, thread = start_server("127.0.0.1", 0, make_config(keys[0], profile_webhook_url=receiver.url + "/p"))
+    try:
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        r = httpx.post(server.url + "/v2/messages", headers=headers,
+                       json={"from": FROM, "to": "+12125550100", "text": "x"})
+        assert r.status_code == 200 and r.json()["data"]["webhook_url"] == receiver.url + "/p"
+        wait_for(lambda: len(receiver.events(path="/p")) == 2)
+        r = httpx.post(server.url + "/v2/messages", headers=headers,
+                       json={"from": FROM, "to": "+12125550100", "text": "y", "use_profile_webhooks": False})
+        assert r.status_code == 200 and r.json()["data"]["webhook_url"] is None
+        wait_for(lambda: httpx.get(server.url + "/_sim/messages").json()["data"][1]["status"] == "delivered")
+        assert len(receiver.events()) == 2
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+# ------------------------------------------------------------------ media
+
+
+def test_media_is_fetched_and_limited(api, receiver):
+    small = b"\x89PNG" + b"x" * 3000
+    receiver.files["/small.png"] = (small, "image/png")
+    receiver.files["/exact.jpg"] = (b"y" * 10_000, "image/jpeg")  # == the 10 000-byte test limit
+    receiver.files["/almost.jpg"] = (b"z" * 9_999, "image/jpeg")
+
+    r = send(api, "+12125550100", text=None, media_urls=[receiver.url + "/small.png"], subject="pic")
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data["type"] == "MMS" and data["subject"] == "pic"
+    import hashlib
+    assert data["media"] == [{"url": receiver.url + "/small.png", "content_type": "image/png",
+                              "sha256": hashlib.sha256(small).hexdigest(), "size": len(small)}]
+    assert send(api, "+12125550100", media_urls=[receiver.url + "/almost.jpg"]).status_code == 200
+
+    for urls, words in [([receiver.url + "/exact.jpg"], "10000"),
+                        ([receiver.url + "/small.png"] * 4, "less than 10000"),
+                        ([receiver.url + "/missing.gif"], "/missing.gif")]:
+        r = send(api, "+12125550101", media_urls=urls)
+        assert r.status_code == 400, r.text
+        err = first_error(r)
+        assert err["code"] == "40317" and err["title"] == "Invalid MMS content"
+        assert words in err["detail"]
+    assert {m["to"] for m in sim_messages(api)} == {"+12125550100"}
+    assert len(sim_messages(api, to="+12125550101")) == 0
+
+
+# ------------------------------------------------------------------ group MMS
+
+
+def test_group_mms(api, receiver):
+    recipients = ["+12125550100", "+14155550181", "+14155550199"]
+    r = api.post("/v2/messages/group_mms", json={"from": FROM, "to": recipients, "text": "hi all",
+                                                  "webhook_url": receiver.url + "/g"})
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data["type"] == "MMS"
+    assert [t["phone_number"] for t in data["to"]] == recipients
+    assert {t["status"] for t in data["to"]} == {"queued"}
+    # 3 x message.sent, plus message.finalized for the two that get a final report
+    events = wait_for(lambda: len(receiver.events(data["id"])) == 5 and receiver.events(data["id"]))
+    by_number: dict[str, list[tuple[str, str]]] = {}
+    for e in events:
+        payload = e["json"]["data"]["payload"]
+        assert len(payload["to"]) == 1 and len(payload["cc"]) == 2
+        by_number.setdefault(payload["to"][0]["phone_number"], []).append(
+            (e["json"]["data"]["event_type"], payload["to"][0]["status"]))
+    assert by_number == {
+        "+12125550100": [("message.sent", "queued"), ("message.finalized", "delivered")],
+        "+14155550181": [("message.sent", "queued"), ("message.finalized", "delivery_failed")],
+        "+14155550199": [("message.sent", "queued")],
+    }
+    got = api.get(f"/v2/messages/{data['id']}").json()["data"]
+    assert [t["status"] for t in got["to"]] == ["delivered", "delivery_failed", "sent"]
+    [record] = sim_messages(api, to="+14155550181")
+    assert record["to"] == recipients and record["group"] is True
+
+
+def test_group_mms_limits(api):
+    nine = [f"+1212555{1000 + i}" for i in range(9)]
+    r = api.post("/v2/messages/group_mms", json={"from": FROM, "to": nine, "text": "x"})
+    assert r.status_code == 400 and first_error(r)["code"] == "40310"
+    r = api.post("/v2/messages/group_mms", json={"from": FROM, "to": nine[:8], "text": "x"})
+    assert r.status_code == 200 and len(r.json()["data"]["to"]) == 8
+    r = api.post("/v2/messages/group_mms", json={"from": FROM, "to": ["+12125551000", "+14155550190"],
+                                                  "text": "x"})
+    assert r.status_code == 409 and "+14155550190" in first_error(r)["detail"]
+
+
+# ------------------------------------------------------------------ state, concurrency, process
+
+
+def test_reset_forgets_messages_attempts_and_logs(api, receiver):
+    assert send(api, "+14155550193", receiver=receiver).status_code == 500
+    assert send(api, "+14155550193", receiver=receiver).status_code == 200
+    wait_for(lambda: len(api.get("/_sim/webhooks").json()["data"]) == 2)
+    assert api.post("/_sim/reset").status_code == 200
+    assert sim_messages(api) == [] and api.get("/_sim/webhooks").json()["data"] == []
+    assert send(api, "+14155550193", receiver=receiver).status_code == 500  # first attempt again
+
+
+def test_filter_by_recipient(api):
+    for to in ("+12125550100", "+12125550101", "+12125550100"):
+        assert send(api, to).status_code == 200
+    assert len(sim_messages(api, to="+12125550100")) == 2
+    raw = httpx.get(str(api.base_url) + "/_sim/messages?to=+12125550101").json()["data"]  # unescaped +
+    assert [m["to"] for m in raw] == ["+12125550101"]
+
+
+def test_many_concurrent_sends(sim, receiver):
+    def one(i):
+        with httpx.Client(base_url=sim.url, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
+            return send(client, f"+1212555{2000 + i}", text=f"n{i}", receiver=receiver).status_code
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        statuses = list(pool.map(one, range(64)))
+    assert statuses == [200] * 64
+    assert len(httpx.get(sim.url + "/_sim/messages").json()["data"]) == 64
+    wait_for(lambda: len(receiver.events()) == 128, timeout=10)
+
+
+def test_cli_serves_and_stops_on_sigterm(keys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, TELNYX_SIM_API_KEY=API_KEY, TELNYX_SIM_SIGNING_KEY=keys[0],
+               TELNYX_SIM_WEBHOOK_DELAY_MS="10")
+    proc = subprocess.Popen([sys.executable, "-m", "tools.telnyx_sim", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        def healthy():
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/_sim/health").json()
+            except httpx.HTTPError:
+                return None
+
+        assert wait_for(healthy, timeout=10)["public_key"] == keys[1]
+        r = httpx.post(f"http://127.0.0.1:{port}/v2/messages", headers={"Authorization": f"Bearer {API_KEY}"},
+                       json={"from": FROM, "to": "+12125550100", "text": "cli"})
+        assert r.status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        stderr = proc.stderr.read().decode()
+        assert "POST /v2/messages" in stderr and "listening on" in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

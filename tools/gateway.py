@@ -1,0 +1,235 @@
+"""Local stand-in for API Gateway: routes public paths to the function servers, nothing else.
+
+Like API Gateway with ``path_translation: APPEND_PATH_TO_ADDRESS``, the upstream gets the method, the full
+path and query string, every header except the hop-by-hop ones, and the body byte for byte; the client
+gets the upstream's status, headers and body unchanged. ``X-Forwarded-For`` (and ``-Proto``/``-Host``) are
+added. The private functions (dispatch, notifier, sweeper) are not routed.
+
+Run on its own: ``python -m tools.gateway --port 8080 send=http://127.0.0.1:8701 ...``; the local stack
+(``tools/stack.py``) runs it in a thread of its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import logging
+import socket
+import socketserver
+import threading
+import uuid
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TextIO
+from urllib.parse import urlsplit
+
+# (method, path) -> function. A path ending in "/" matches everything below it (not itself); others match
+# exactly. The private functions (dispatch, notifier, sweeper) are deliberately absent.
+ROUTES: dict[tuple[str, str], str] = {
+    ("POST", "/api/v1/messages/sms"): "send",
+    ("POST", "/api/v1/messages/group"): "group",
+    ("GET", "/api/v1/messages/"): "reads",
+    ("GET", "/api/v1/pricing/"): "reads",
+    ("POST", "/webhooks/telnyx"): "webhook",
+}
+
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+    "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+}
+
+UPSTREAM_TIMEOUT = 120.0
+log = logging.getLogger("gateway")
+
+
+def route(method: str, path: str) -> str | None:
+    """The function that serves ``method path`` (path without the query string), or None."""
+    for (route_method, prefix), function in ROUTES.items():
+        if method != route_method:
+            continue
+        if prefix.endswith("/") and path.startswith(prefix) and len(path) > len(prefix):
+            return function
+        if path == prefix and not prefix.endswith("/"):
+            return function
+    return None
+
+
+def _envelope(code: str, message: str) -> bytes:
+    return json.dumps({
+        "error": {"code": code, "message": message},
+        "meta": {
+            "request_id": "req_" + uuid.uuid4().hex[:24],
+            "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+        },
+    }).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive towards clients; every response carries Content-Length
+    server_version = "mmsgate-local-gateway"
+    server: "GatewayServer"
+
+    def _handle(self) -> None:
+        split = urlsplit(self.path)
+        function = route(self.command, split.path)
+        body = self._read_body()
+        if body is None:
+            return
+        if function is None:
+            self._reply(404, _envelope("NOT_FOUND", f"no route for {self.command} {split.path}"))
+            return
+        upstream = self.server.upstreams.get(function)
+        if upstream is None:
+            self._reply(502, _envelope("UPSTREAM_UNAVAILABLE", f"function {function} is not running"))
+            return
+        self._forward(function, upstream, body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            self._reply(400, _envelope("BAD_REQUEST", "invalid Content-Length"))
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _forward(self, function: str, upstream: str, body: bytes) -> None:
+        target = urlsplit(upstream)
+        connection_tokens = {t.strip().lower() for t in self.headers.get("Connection", "").split(",")}
+        headers: list[tuple[str, str]] = []
+        forwarded_for = None
+        for name, value in self.headers.items():
+            lower = name.lower()
+            if lower in HOP_BY_HOP or lower in connection_tokens or lower in ("host", "content-length", "expect"):
+                continue
+            if lower == "x-forwarded-for":
+                forwarded_for = value
+                continue
+            headers.append((name, value))
+        client_ip = self.client_address[0]
+        headers.append(("X-Forwarded-For", f"{forwarded_for}, {client_ip}" if forwarded_for else client_ip))
+        headers.append(("X-Forwarded-Proto", "http"))
+        if self.headers.get("Host"):
+            headers.append(("X-Forwarded-Host", self.headers["Host"]))
+        if body or self.command in ("POST", "PUT", "PATCH"):
+            headers.append(("Content-Length", str(len(body))))
+
+        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=UPSTREAM_TIMEOUT)
+        try:
+            conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            conn.putheader("Host", target.netloc)
+            for name, value in headers:
+                conn.putheader(name, value)
+            conn.endheaders(body if body else None)
+            response = conn.getresponse()
+            payload = response.read()
+            status, reason, upstream_headers = response.status, response.reason, response.getheaders()
+        except (TimeoutError, socket.timeout):
+            self._reply(504, _envelope("UPSTREAM_TIMEOUT", f"function {function} did not answer in time"))
+            return
+        except (OSError, http.client.HTTPException) as exc:
+            self._reply(502, _envelope("UPSTREAM_UNAVAILABLE", f"function {function} is unreachable: {exc}"))
+            return
+        finally:
+            conn.close()
+
+        self.send_response_only(status, reason)
+        for name, value in upstream_headers:
+            if name.lower() in HOP_BY_HOP or name.lower() == "content-length":
+                continue
+            self.send_header(name, value)
+        if not (100 <= status < 200 or status in (204, 304)):
+            self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+        self.log_request(status)
+
+    def _reply(self, status: int, payload: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+        out = self.server.log_file
+        if out is not None:
+            stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            out.write(f"{stamp} {self.client_address[0]} {format % args}\n")
+            out.flush()
+
+
+class GatewayServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True  # SO_REUSEADDR: a restarted stack can rebind despite TIME_WAIT
+
+    def __init__(self, host: str, port: int, upstreams: dict[str, str], log_file: TextIO | None = None):
+        self.upstreams = dict(upstreams)  # function name -> base URL, e.g. {"send": "http://127.0.0.1:8701"}
+        self.log_file = log_file
+        super().__init__((host, port), _Handler)
+        self._thread: threading.Thread | None = None
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind would call socket.getfqdn(host): a reverse DNS lookup we do not need.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def start(self) -> "GatewayServer":
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="gateway", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving and release the port (idempotent)."""
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.server_close()
+
+
+def serve(host: str, port: int, upstreams: dict[str, str], log_file: TextIO | None = None) -> GatewayServer:
+    """Bind and start serving in a daemon thread; call ``close()`` to stop."""
+    return GatewayServer(host, port, upstreams, log_file).start()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="local API gateway")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("upstream", nargs="*", help="function=base_url, e.g. send=http://127.0.0.1:8701")
+    args = parser.parse_args(argv)
+    import sys
+    upstreams = dict(item.split("=", 1) for item in args.upstream)
+    server = GatewayServer(args.host, args.port, upstreams, sys.stderr)
+    print(f"gateway on http://{args.host}:{server.port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,582 @@
+"""The local stack: emulators, the Telnyx simulator, one server per Cloud Function, a gateway, a sweeper timer.
+
+``make dev`` runs ``python -m tools.stack`` (foreground; Ctrl-C stops everything); the pytest suite uses
+:class:`Stack` with :meth:`StackConfig.for_tests` to start the same stack once per run::
+
+    with Stack(StackConfig.for_tests(tmp_path)) as stack:
+        stack.urls["gateway"]             # http://127.0.0.1:PORT
+        stack.function_env()              # the environment every function process gets
+        stack.reset()                     # empty Firestore, storage objects, queues, simulator state
+
+What runs (every server bound to 127.0.0.1, each in its own process group, log in ``state_dir/logs/``):
+
+=============  =================================================================  ==================
+component      command                                                            ready when
+=============  =================================================================  ==================
+firestore      ``java ... CloudFirestore start`` (the SDK's jar, no gcloud wrapper)  ``GET /`` is 200
+tasks          ``.venv-emulators/bin/python tools/tasks_emulator.py`` (patched)     port accepts
+storage        ``.venv-emulators/bin/gcp-storage-emulator start --in-memory``       ``GET /`` is 200
+simulator      ``.venv/bin/python -m tools.telnyx_sim``                             ``/_sim/health`` 200
+<function>     ``.venv/bin/functions-framework --target=<function>`` (one each)     port accepts
+gateway        ``tools.gateway`` in a thread of this process                        bound at start
+sweeper timer  a thread here: ``POST {}`` to the sweeper every ``sweep_interval`` s    -
+=============  =================================================================  ==================
+
+``urls`` holds ``http://127.0.0.1:PORT`` for every HTTP server and ``127.0.0.1:PORT`` for ``tasks`` (gRPC).
+Children get ``PR_SET_PDEATHSIG`` (via ``setpriv``) so they die with this process even if it is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import http.client
+import importlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from infra.settings import ENV
+from tools import gateway as gateway_mod
+from tools.procs import HOST, Proc, free_ports, port_open, stop_all
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_VENV = ROOT / ".venv"
+EMU_VENV = ROOT / ".venv-emulators"
+
+# Fixed ports for `make dev`; 0 means "pick a free port".
+DEFAULT_PORTS: dict[str, int] = {
+    "gateway": 8080, "firestore": 8681, "tasks": 9022, "storage": 9023, "simulator": 9090,
+    "send": 8701, "group": 8702, "reads": 8703, "dispatch": 8704, "webhook": 8705, "notifier": 8706,
+    "sweeper": 8707,
+}
+SERVICES = ("firestore", "tasks", "storage", "simulator")
+
+# Variables a function process must not inherit from the shell (functions-framework reads some of them).
+_STRIP_ENV = ("PORT", "HOST", "DEBUG", "FUNCTION_TARGET", "FUNCTION_SOURCE", "FUNCTION_SIGNATURE_TYPE",
+              "FUNCTION_USE_ASGI", "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+def _default_ports() -> dict[str, int]:
+    ports = dict(DEFAULT_PORTS)
+    if os.environ.get("PORT"):
+        ports["gateway"] = int(os.environ["PORT"])
+    return ports
+
+
+class StackError(RuntimeError):
+    """A component did not start (the message carries the end of its log), or a reset call failed."""
+
+
+@dataclass
+class StackConfig:
+    project: str = "demo-mmsgate"
+    ports: dict[str, int] = field(default_factory=_default_ports)  # see DEFAULT_PORTS; 0 = free port
+    state_dir: Path = ROOT / ".dev"  # logs/ and stack.json go here
+    sweep_interval: float = 5.0  # seconds between sweeper calls; 0 disables the timer
+    env_overrides: dict[str, str] = field(default_factory=dict)  # applied last to every function's env
+    dispatch_max_attempts: int = 10  # DISPATCH_MAX_ATTEMPTS and the tasks emulator's --max-attempts
+    sim_webhook_delay_ms: int = 100
+    location: str = ENV["TASKS_LOCATION"][0]
+    dispatch_queue: str = ENV["DISPATCH_QUEUE"][0]
+    notify_queue: str = ENV["NOTIFY_QUEUE"][0]
+    media_bucket: str = "mmsgate-media-local"
+    sweep_queued_after_seconds: int = int(ENV["SWEEP_QUEUED_AFTER_SECONDS"][0])
+    sweep_final_after_seconds: int = int(ENV["SWEEP_FINAL_AFTER_SECONDS"][0])
+    log_level: str = "INFO"
+    tasks_min_backoff: float = 0.1  # seconds before a failed task's first retry, doubling ...
+    tasks_max_backoff: float = 2.0  # ... up to this
+    tasks_timeout: float = 30.0  # seconds per Cloud Tasks HTTP delivery
+    functions_source: Path = ROOT / "main.py"  # functions-framework --source (cwd = its directory)
+    entry_points: list[str] | None = None  # None: the keys of main.ENTRY_POINTS
+    simulator_cmd: list[str] | None = None  # None: .venv/bin/python -m tools.telnyx_sim (host/port appended)
+    sim_env: dict[str, str] = field(default_factory=dict)  # extra TELNYX_SIM_* variables
+    startup_timeout: float = 60.0
+    stop_timeout: float = 5.0  # SIGTERM grace before SIGKILL
+
+    @classmethod
+    def for_tests(cls, state_dir: Path | str, **overrides: Any) -> "StackConfig":
+        """Free ports, no sweeper timer (tests call the sweeper), short sweep windows and retry backoff."""
+        values: dict[str, Any] = dict(
+            ports={name: 0 for name in DEFAULT_PORTS},
+            state_dir=Path(state_dir),
+            sweep_interval=0.0,
+            sweep_queued_after_seconds=3,
+            sweep_final_after_seconds=6,
+            sim_webhook_delay_ms=50,
+            tasks_min_backoff=0.05,
+            tasks_max_backoff=0.5,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def function_names(self) -> list[str]:
+        if self.entry_points is not None:
+            return list(self.entry_points)
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        return list(importlib.import_module("main").ENTRY_POINTS)
+
+
+def _ed25519_keypair() -> tuple[str, str]:
+    """(private seed, public key), each raw 32 bytes in base64: the simulator's signing key format."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return base64.b64encode(private).decode(), base64.b64encode(public).decode()
+
+
+def _http(method: str, url: str, body: bytes | None = None, timeout: float = 10.0,
+          headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """One plain HTTP call (http.client: never routed through an HTTP(S)_PROXY from the environment)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _venv_bin(venv: Path, name: str) -> str:
+    path = venv / "bin" / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise StackError(f"{path} not found: run `make {venv.name}/.stamp` (or `make dev`) first")
+
+
+def _firestore_cmd(port: int) -> list[str]:
+    jar = os.environ.get("FIRESTORE_EMULATOR_JAR")
+    if not jar:
+        gcloud = shutil.which("gcloud")
+        if not gcloud:
+            raise StackError("gcloud not found: install the Google Cloud SDK with cloud-firestore-emulator")
+        sdk_root = Path(os.path.realpath(gcloud)).parent.parent
+        jar = str(sdk_root / "platform" / "cloud-firestore-emulator" / "cloud-firestore-emulator.jar")
+    if not Path(jar).exists():
+        raise StackError(f"{jar} not found: `gcloud components install cloud-firestore-emulator`")
+    java = shutil.which("java")
+    if not java:
+        raise StackError("java not found: the Firestore emulator needs a JRE (17+)")
+    # C1-only JIT: the emulator is ready ~0.2 s sooner and its first write is faster.
+    return [java, "-XX:TieredStopAtLevel=1", "-Duser.language=en", "-cp", jar,
+            "com.google.cloud.datastore.emulator.firestore.CloudFirestore", "start",
+            f"--host={HOST}", f"--port={port}", "--database-mode=firestore-native"]
+
+
+class Stack:
+    """The whole local stack. ``start()`` blocks until every component answers; ``stop()`` is idempotent."""
+
+    def __init__(self, config: StackConfig, on_ready: Callable[["Stack"], Any] | None = None):
+        self.config = config
+        self.on_ready = on_ready
+        self.functions: list[str] = config.function_names()
+        self.ports: dict[str, int] = self._resolve_ports()
+        self.state_dir = Path(config.state_dir)
+        self.logs_dir = self.state_dir / "logs"
+        self.state_file = self.state_dir / "stack.json"
+
+        self.sim_api_key = "KEYSIM" + secrets.token_hex(12)
+        self.sim_private_key, self.sim_public_key = _ed25519_keypair()
+        self.webhook_signing_key = secrets.token_hex(32)
+
+        port = self.ports
+        self.urls: dict[str, str] = {
+            "gateway": f"http://{HOST}:{port['gateway']}",
+            "simulator": f"http://{HOST}:{port['simulator']}",
+            "firestore": f"http://{HOST}:{port['firestore']}",
+            "tasks": f"{HOST}:{port['tasks']}",
+            "storage": f"http://{HOST}:{port['storage']}",
+            **{f"function:{name}": f"http://{HOST}:{port[name]}" for name in self.functions},
+        }
+        # Extra keys for stack.json; the on_ready hook adds sample_media_url and api_key.
+        self.info: dict[str, Any] = {"sample_media_url": None, "api_key": None}
+        self.procs: dict[str, Proc] = {}
+        self.gateway: gateway_mod.GatewayServer | None = None
+        self.timings: dict[str, float] = {}
+        self._state = "new"  # new -> starting -> running -> stopped
+        self._lock = threading.RLock()
+        self._stop_event = threading.Event()
+        self._sweeper: threading.Thread | None = None
+        self._tasks_client = None
+        self._runtime_dir: str | None = None
+
+    # ------------------------------------------------------------------ configuration
+
+    def _resolve_ports(self) -> dict[str, int]:
+        names = ("gateway", *SERVICES, *self.functions)
+        ports = {name: int(self.config.ports.get(name, 0)) for name in names}
+        fixed = [p for p in ports.values() if p]
+        if len(set(fixed)) != len(fixed):
+            raise StackError(f"two components share a port: {ports}")
+        unset = [name for name, p in ports.items() if not p]
+        free = [p for p in free_ports(len(unset) + len(fixed)) if p not in fixed]
+        ports.update(zip(unset, free))
+        return ports
+
+    @property
+    def queue_paths(self) -> dict[str, str]:
+        parent = f"projects/{self.config.project}/locations/{self.config.location}/queues"
+        return {"dispatch": f"{parent}/{self.config.dispatch_queue}", "notify": f"{parent}/{self.config.notify_queue}"}
+
+    def function_env(self) -> dict[str, str]:
+        """The environment of every function process (the shell's, minus _STRIP_ENV, plus this)."""
+        c, port = self.config, self.ports
+        env = {
+            "GOOGLE_CLOUD_PROJECT": c.project,
+            "FIRESTORE_EMULATOR_HOST": f"{HOST}:{port['firestore']}",
+            "STORAGE_EMULATOR_HOST": f"http://{HOST}:{port['storage']}",
+            "CLOUD_TASKS_EMULATOR_HOST": f"{HOST}:{port['tasks']}",
+            "TASKS_LOCATION": c.location,
+            "DISPATCH_QUEUE": c.dispatch_queue,
+            "NOTIFY_QUEUE": c.notify_queue,
+            "DISPATCH_URL": f"http://{HOST}:{port['dispatch']}/" if "dispatch" in port else "",
+            "NOTIFIER_URL": f"http://{HOST}:{port['notifier']}/" if "notifier" in port else "",
+            "TELNYX_BASE_URL": f"http://{HOST}:{port['simulator']}",
+            "TELNYX_API_KEY": self.sim_api_key,
+            "TELNYX_PUBLIC_KEY": self.sim_public_key,
+            "TELNYX_WEBHOOK_URL": f"http://{HOST}:{port['gateway']}/webhooks/telnyx",
+            "WEBHOOK_SIGNING_KEY": self.webhook_signing_key,
+            "MEDIA_BUCKET": c.media_bucket,
+            "MEDIA_ALLOWED_HOSTS": "storage.googleapis.com",
+            "MEDIA_TRUSTED_ORIGINS": f"http://{HOST}:{port['storage']}",
+            "DISPATCH_MAX_ATTEMPTS": str(c.dispatch_max_attempts),
+            "SWEEP_QUEUED_AFTER_SECONDS": str(c.sweep_queued_after_seconds),
+            "SWEEP_FINAL_AFTER_SECONDS": str(c.sweep_final_after_seconds),
+            "PYTHONUNBUFFERED": "1",
+            "LOG_LEVEL": c.log_level,
+        }
+        env.update(c.env_overrides)
+        return env
+
+    def _child_env(self, extra: dict[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _STRIP_ENV}
+        # Loopback must never go through a proxy the shell may have configured (httpx, urllib honour these).
+        no_proxy = ",".join(filter(None, [env.get("NO_PROXY") or env.get("no_proxy"), "127.0.0.1,localhost"]))
+        env["NO_PROXY"] = env["no_proxy"] = no_proxy
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(extra)
+        return env
+
+    def _commands(self) -> dict[str, tuple[list[str], dict[str, str], Path]]:
+        """name -> (argv, env, cwd) for every child process, in start order (the JVM first: slowest)."""
+        c, port = self.config, self.ports
+        commands: dict[str, tuple[list[str], dict[str, str], Path]] = {}
+        commands["firestore"] = (_firestore_cmd(port["firestore"]), self._child_env({}), ROOT)
+        commands["tasks"] = ([
+            _venv_bin(EMU_VENV, "python"), str(ROOT / "tools" / "tasks_emulator.py"),
+            "--port", str(port["tasks"]), "--max-attempts", str(c.dispatch_max_attempts),
+            "--min-backoff", str(c.tasks_min_backoff), "--max-backoff", str(c.tasks_max_backoff),
+            "--timeout", str(c.tasks_timeout),
+            *[arg for q in self.queue_paths.values() for arg in ("-d", q)],
+        ], self._child_env({}), ROOT)
+        commands["storage"] = ([
+            _venv_bin(EMU_VENV, "gcp-storage-emulator"), "start", f"--host={HOST}", f"--port={port['storage']}",
+            "--in-memory", f"--default-bucket={c.media_bucket}",
+        ], self._child_env({}), ROOT)
+        sim_cmd = list(c.simulator_cmd) if c.simulator_cmd else [_venv_bin(APP_VENV, "python"), "-m", "tools.telnyx_sim"]
+        commands["simulator"] = ([*sim_cmd, "--host", HOST, "--port", str(port["simulator"])], self._child_env({
+            "TELNYX_SIM_API_KEY": self.sim_api_key,
+            "TELNYX_SIM_SIGNING_KEY": self.sim_private_key,
+            "TELNYX_SIM_WEBHOOK_DELAY_MS": str(c.sim_webhook_delay_ms),
+            "TELNYX_SIM_PROFILE_WEBHOOK_URL": f"http://{HOST}:{port['gateway']}/webhooks/telnyx",
+            **c.sim_env,
+        }), ROOT)
+        source = Path(c.functions_source).resolve()
+        ff = _venv_bin(APP_VENV, "functions-framework")
+        function_env = self._child_env(self.function_env())
+        for name in self.functions:
+            # gunicorn >= 25 opens a control socket at $XDG_RUNTIME_DIR/gunicorn.ctl (else ~/.gunicorn/):
+            # one path shared by every server on the machine. Give each function its own directory.
+            runtime_dir = Path(self._runtime_dir) / name
+            runtime_dir.mkdir(mode=0o700, exist_ok=True)
+            commands[name] = ([ff, f"--source={source}", f"--target={name}", f"--host={HOST}",
+                               f"--port={port[name]}"], {**function_env, "XDG_RUNTIME_DIR": str(runtime_dir)},
+                              source.parent)
+        return commands
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        with self._lock:
+            if self._state != "new":
+                raise StackError(f"a Stack starts once (state: {self._state})")
+            self._state = "starting"
+        atexit.register(self.stop)
+        t0 = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self.timings["total"] = round(time.monotonic() - t0, 3)
+        with self._lock:
+            if self._state == "starting":
+                self._state = "running"
+
+    def _start(self) -> None:
+        busy = [f"{name}={p}" for name, p in self.ports.items() if port_open(p)]
+        if busy:
+            raise StackError(f"port(s) already in use: {', '.join(busy)} (another stack running? "
+                             "stop it, or pick other ports; PORT= sets the gateway's)")
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._runtime_dir = tempfile.mkdtemp(prefix="mmsgate-run-")  # short: unix socket paths max 107 bytes
+        t0 = time.monotonic()
+        for name, (cmd, env, cwd) in self._commands().items():
+            log_path = self.logs_dir / f"{name}.log"
+            log_path.write_bytes(b"")  # fresh log per run
+            self.procs[name] = Proc(name, cmd, log_path, env=env, cwd=cwd).start()
+        upstreams = {name: f"http://{HOST}:{self.ports[name]}" for name in self.functions}
+        self._gateway_log = open(self.logs_dir / "gateway.log", "w")
+        self.gateway = gateway_mod.serve(HOST, self.ports["gateway"], upstreams, self._gateway_log)
+        self._wait_ready(t0)
+
+        if self.on_ready is not None:
+            t1 = time.monotonic()
+            extra = self.on_ready(self)
+            if isinstance(extra, dict):
+                self.info.update(extra)
+            self.timings["on_ready"] = round(time.monotonic() - t1, 3)
+        self._write_state()
+        if self.config.sweep_interval > 0 and "sweeper" in self.functions:
+            self._sweeper = threading.Thread(target=self._sweep_loop, name="sweeper-timer", daemon=True)
+            self._sweeper.start()
+
+    def _probe(self, name: str) -> bool:
+        port = self.ports[name]
+        if name in ("firestore", "storage", "simulator"):
+            path = "/_sim/health" if name == "simulator" else "/"
+            try:
+                return _http("GET", f"http://{HOST}:{port}{path}", timeout=1.0)[0] == 200
+            except OSError:
+                return False
+        return port_open(port)  # tasks (gRPC) and functions (functions-framework answers any path)
+
+    def _wait_ready(self, t0: float) -> None:
+        pending = dict(self.procs)
+        deadline = t0 + self.config.startup_timeout
+        while pending:
+            for name, proc in list(pending.items()):
+                if self._probe(name):
+                    self.timings[name] = round(time.monotonic() - t0, 3)
+                    del pending[name]
+                elif not proc.running():
+                    raise StackError(f"{name} exited with code {proc.popen.returncode} before it was ready "
+                                     f"(log: {proc.log_path}); last lines:\n{proc.tail()}")
+            if pending and time.monotonic() > deadline:
+                name, proc = next(iter(pending.items()))
+                raise StackError(f"{name} not ready after {self.config.startup_timeout:.0f} s "
+                                 f"(log: {proc.log_path}); last lines:\n{proc.tail()}")
+            if pending:
+                time.sleep(0.05)
+
+    def _write_state(self) -> None:
+        state = {
+            "gateway": self.urls["gateway"],
+            "simulator": self.urls["simulator"],
+            "firestore": self.urls["firestore"],
+            "tasks": self.urls["tasks"],
+            "storage": self.urls["storage"],
+            "functions": {name: self.urls[f"function:{name}"] for name in self.functions},
+            **self.info,
+            "project": self.config.project,
+            "bucket": self.config.media_bucket,
+            "queues": self.queue_paths,
+            "logs": str(self.logs_dir),
+            "pid": os.getpid(),
+            "env": self.function_env(),
+        }
+        tmp = self.state_file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        tmp.replace(self.state_file)
+
+    def stop(self) -> None:
+        """Stop everything this stack started (idempotent; safe from atexit and signal handlers)."""
+        with self._lock:
+            if self._state in ("new", "stopped"):
+                self._state = "stopped"
+                return
+            self._state = "stopped"
+        t0 = time.monotonic()
+        self._stop_event.set()
+        if self.gateway is not None:
+            self.gateway.close()
+            self._gateway_log.close()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=5)
+        if self._tasks_client is not None:
+            try:
+                self._tasks_client.transport.close()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+        killed = stop_all(list(self.procs.values()), timeout=self.config.stop_timeout)
+        if killed:
+            print(f"[stack] SIGKILLed after {self.config.stop_timeout:.0f} s: {', '.join(killed)}", file=sys.stderr)
+        deadline = time.monotonic() + 2.0
+        while (bound := [n for n, p in self.ports.items() if port_open(p, timeout=0.1)]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if bound:
+            print(f"[stack] still listening after stop (not ours?): {bound}", file=sys.stderr)
+        self.state_file.unlink(missing_ok=True)
+        if self._runtime_dir:
+            shutil.rmtree(self._runtime_dir, ignore_errors=True)
+        atexit.unregister(self.stop)
+        self.timings["stop"] = round(time.monotonic() - t0, 3)
+
+    def __enter__(self) -> "Stack":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def dead(self) -> dict[str, int | None]:
+        """Components whose process has exited: name -> exit code."""
+        return {name: p.popen.returncode for name, p in self.procs.items() if not p.running()}
+
+    # ------------------------------------------------------------------ data
+
+    def _tasks(self):
+        if self._tasks_client is None:
+            import grpc
+            from google.cloud import tasks_v2
+            from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+
+            channel = grpc.insecure_channel(self.urls["tasks"])
+            self._tasks_client = tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+        return self._tasks_client
+
+    def reset(self) -> None:
+        """Empty the queues, the simulator, Firestore and the bucket's objects (buckets stay)."""
+        client = self._tasks()
+        for queue in self.queue_paths.values():
+            client.purge_queue(name=queue, timeout=10)
+        calls = [
+            ("POST", f"{self.urls['simulator']}/_sim/reset"),
+            ("DELETE", f"{self.urls['firestore']}/emulator/v1/projects/{self.config.project}"
+                       "/databases/(default)/documents"),
+            ("GET", f"{self.urls['storage']}/wipe?keep-buckets=true"),
+        ]
+        for method, url in calls:
+            status, body = _http(method, url, body=b"" if method == "POST" else None)
+            if status != 200:
+                raise StackError(f"reset: {method} {url} -> {status} {body[:200]!r}")
+
+    def sweep(self, timeout: float = 30.0) -> tuple[int, bytes]:
+        """Call the sweeper function once, as the scheduler would: ``POST {}``."""
+        return _http("POST", self.urls["function:sweeper"] + "/", body=b"{}", timeout=timeout,
+                     headers={"Content-Type": "application/json"})
+
+    def _sweep_loop(self) -> None:
+        with open(self.logs_dir / "sweeper-timer.log", "a") as log:
+            while not self._stop_event.wait(self.config.sweep_interval):
+                t0 = time.monotonic()
+                try:
+                    status, body = self.sweep()
+                    line = f"{status} {body[:300].decode(errors='replace').strip()}"
+                except OSError as exc:
+                    line = f"error {exc}"
+                log.write(f"{time.strftime('%H:%M:%S')} {time.monotonic() - t0:.3f}s {line}\n")
+                log.flush()
+
+
+# ---------------------------------------------------------------------- make dev
+
+def _seed_hook() -> Callable[[Stack], Any] | None:
+    try:
+        seed = importlib.import_module("tools.seed")
+    except ModuleNotFoundError as exc:
+        if exc.name != "tools.seed":
+            raise
+        print("[stack] warning: tools/seed.py not found; starting without seed data (no API key)",
+              file=sys.stderr)
+        return None
+    return seed.seed_dev
+
+
+def _summary(stack: Stack) -> str:
+    u, info = stack.urls, stack.info
+    key = info.get("api_key") or "<no API key: tools/seed.py missing>"
+    media = info.get("sample_media_url") or "https://storage.googleapis.com/your-bucket/photo.jpg"
+    width = max(len(name) for name in u) + 2
+    lines = ["", f"mmsgate local stack ready in {stack.timings.get('total', 0):.1f} s", ""]
+    lines += [f"  {name:<{width}}{url}" for name, url in u.items()]
+    lines += [
+        "",
+        f"  {'api key':<{width}}{key}",
+        f"  {'sample media':<{width}}{media}",
+        f"  {'state':<{width}}{stack.state_file}  (logs in {stack.logs_dir}/)",
+        "",
+        "Send one MMS:",
+        f"  curl -sS -X POST {u['gateway']}/api/v1/messages/sms -H \"X-API-Key: {key}\" "
+        "-H 'Content-Type: application/json' "
+        f"-d '{{\"to\":\"+14155550101\",\"body\":\"hello\",\"media_urls\":[\"{media}\"]}}'",
+        "",
+        "Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.stack", description="Run the local mmsgate stack.")
+    parser.add_argument("--state-dir", type=Path, default=ROOT / ".dev", help="logs and stack.json (.dev)")
+    parser.add_argument("--sweep-interval", type=float, default=5.0, help="seconds; 0 disables the timer")
+    parser.add_argument("--no-seed", action="store_true", help="do not run tools.seed.seed_dev")
+    args = parser.parse_args(argv)
+
+    stack = Stack(StackConfig(state_dir=args.state_dir, sweep_interval=args.sweep_interval),
+                  on_ready=None if args.no_seed else _seed_hook())
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, interrupt)
+    try:
+        stack.start()
+        print(_summary(stack), flush=True)
+        reported: set[str] = set()
+        while True:
+            time.sleep(1.0)
+            for name, code in stack.dead().items():
+                if name not in reported:
+                    reported.add(name)
+                    print(f"[stack] {name} exited with code {code}; see {stack.logs_dir / (name + '.log')}",
+                          file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        pass
+    except StackError as exc:
+        print(f"[stack] {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the shutdown
+        print("\nstopping ...", file=sys.stderr, flush=True)
+        stack.stop()
+        print(f"stopped in {stack.timings.get('stop', 0):.1f} s", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
