@@ -15,8 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
-
+from . import net
 from .config import SimConfig
 from .media import fetch_all
 from .outcomes import is_blocked, is_drop_first, is_rate_limited_first, is_server_error_first, outcome_code
@@ -60,9 +59,7 @@ class SimServer(ThreadingHTTPServer):
         self._shutdown_lock = threading.Lock()
         self._closed = False
         self._serving = False
-        self.media_client = httpx.Client(timeout=config.media_timeout_s, trust_env=False,
-                                         follow_redirects=False,
-                                         limits=httpx.Limits(max_connections=None, max_keepalive_connections=32))
+        self.media_client = net.client(config.media_timeout_s, keepalive=32)
         self.dispatcher = WebhookDispatcher(config, self.store, self._key, self._stop, self.log)
         try:
             super().__init__(address, SimHandler)

@@ -12,6 +12,7 @@ from typing import Callable
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from . import net
 from .config import SimConfig
 from .outcomes import UNDELIVERABLE_ERROR, final_status
 from .signing import sign_with
@@ -33,10 +34,7 @@ class WebhookDispatcher:
         self.key = key
         self.stop = stop
         self.log = log
-        self.client = httpx.Client(
-            timeout=config.webhook_timeout_s, trust_env=False, follow_redirects=False,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-        )
+        self.client = net.client(config.webhook_timeout_s, keepalive=64)
 
     def close(self) -> None:
         self.client.close()

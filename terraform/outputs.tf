@@ -1,0 +1,61 @@
+output "gateway_url" {
+  description = "Public origin of the API (API Gateway). Clients call <gateway_url>/api/v1/...; set public_base_url to this value on the second apply."
+  value       = "https://${google_api_gateway_gateway.this.default_hostname}"
+}
+
+output "telnyx_webhook_url" {
+  description = "URL to set as the Telnyx messaging profile's webhook URL."
+  value       = "${var.public_base_url != "" ? var.public_base_url : "https://${google_api_gateway_gateway.this.default_hostname}"}/webhooks/telnyx"
+}
+
+output "function_urls" {
+  description = "Direct URL of each function (the public ones admit only API Gateway; the private ones only Cloud Tasks or Cloud Scheduler)."
+  value       = local.function_urls
+}
+
+output "media_bucket" {
+  description = "Bucket holding media copies (MEDIA_BUCKET)."
+  value       = google_storage_bucket.media.name
+}
+
+output "source_bucket" {
+  description = "Bucket holding the functions' source archives."
+  value       = google_storage_bucket.source.name
+}
+
+output "access_log_bucket" {
+  description = "Bucket receiving the media and source buckets' usage logs."
+  value       = google_storage_bucket.access_logs.name
+}
+
+output "queues" {
+  description = "Cloud Tasks queue ids (DISPATCH_QUEUE, NOTIFY_QUEUE) and their location."
+  value = {
+    dispatch = google_cloud_tasks_queue.dispatch.name
+    notify   = google_cloud_tasks_queue.notify.name
+    location = var.region
+  }
+}
+
+output "secrets" {
+  description = "Secret Manager secret id per secret environment variable. Terraform creates them empty; add each value with: printf '%s' \"$VALUE\" | gcloud secrets versions add <secret id> --data-file=-"
+  value       = { for name, secret in google_secret_manager_secret.this : name => secret.secret_id }
+}
+
+output "service_accounts" {
+  description = "Service account email of each function, of the Cloud Tasks and Cloud Scheduler invokers, of API Gateway and of the function builds."
+  value = merge(
+    { for name, sa in google_service_account.function : name => sa.email },
+    {
+      tasks_invoker = google_service_account.tasks_invoker.email
+      scheduler     = google_service_account.scheduler.email
+      gateway       = google_service_account.gateway.email
+      build         = google_service_account.build.email
+    },
+  )
+}
+
+output "source_object" {
+  description = "Source archive every function was built from (named by its SHA-256)."
+  value       = "gs://${google_storage_bucket_object.source.bucket}/${google_storage_bucket_object.source.name}"
+}
