@@ -30,7 +30,7 @@ import re
 
 import phonenumbers
 
-__all__ = ["InvalidNumber", "MMS_REGIONS", "is_nanp", "parse_e164"]
+__all__ = ["MMS_REGIONS", "InvalidNumber", "is_nanp", "parse_e164", "region_of"]
 
 # Regions counted as "US/Canada" for the MMS gate (see the module docstring).
 MMS_REGIONS: frozenset[str] = frozenset({"US", "CA", "PR", "VI", "GU", "MP", "AS"})

@@ -39,7 +39,8 @@ MMS_SEGMENTS = 1
 # The GSM 03.38 default alphabet, in code order (0x00..0x7F), without 0x1B (escape to the extension).
 GSM7_BASIC: frozenset[str] = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅå"
-    "Δ_ΦΓΛΩΠΨΣΘΞ" "ÆæßÉ"
+    "Δ_ΦΓΛΩΠΨΣΘΞ"
+    "ÆæßÉ"
     " !\"#¤%&'()*+,-./"
     "0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNO"

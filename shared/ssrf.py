@@ -395,7 +395,7 @@ def _is_ip_literal(host: str) -> bool:
     """True if a browser, ``inet_aton`` or ``getaddrinfo`` could read ``host`` as an IP address."""
     if host.startswith("["):
         return True
-    name = host[:-1] if host.endswith(".") else host
+    name = host.removesuffix(".")
     if not name:
         return False
     if _parse_ip(name) is not None:

@@ -86,7 +86,9 @@ REJECTED: list[Attempt] = [
     Attempt("https://app.localhost/", "RFC 6761 .localhost subdomain", INTERNAL),
     Attempt("https://localhost./", "localhost with a trailing dot", "host must not end with a dot"),
     Attempt(f"{GCS}/b/o", "allowlisted host resolving to loopback (DNS rebinding)", PRIVATE, ("127.0.0.1",)),
-    Attempt("https://127.0.0.1.nip.io/", "wildcard DNS name for loopback", PRIVATE, ("127.0.0.1",), "webhook"),
+    Attempt(
+        "https://127.0.0.1.nip.io/", "wildcard DNS name for loopback", PRIVATE, ("127.0.0.1",), "webhook"
+    ),
     Attempt(f"{GCS}/b/o", "allowlisted host resolving to IPv6 loopback", PRIVATE, ("::1",)),
     # --- the metadata server -------------------------------------------------------------------
     Attempt("https://169.254.169.254/computeMetadata/v1/", "metadata server by address", LITERAL),
@@ -107,10 +109,18 @@ REJECTED: list[Attempt] = [
     Attempt("https://[::ffff:169.254.169.254]/", "IPv4-mapped metadata address", LITERAL),
     Attempt("https://[::ffff:a9fe:a9fe]/", "IPv4-mapped metadata address in hex", LITERAL),
     Attempt(f"{GCS}/b/o", "allowlisted host resolving to the metadata server", PRIVATE, ("169.254.169.254",)),
-    Attempt(f"{GCS}/b/o", "allowlisted host resolving to mapped metadata", PRIVATE, ("::ffff:169.254.169.254",)),
+    Attempt(
+        f"{GCS}/b/o", "allowlisted host resolving to mapped metadata", PRIVATE, ("::ffff:169.254.169.254",)
+    ),
     Attempt(f"{GCS}/b/o", "allowlisted host resolving to fd00:ec2::254", PRIVATE, ("fd00:ec2::254",)),
     Attempt(f"{GCS}/b/o", "NAT64 form of the metadata server", PRIVATE, ("64:ff9b::a9fe:a9fe",)),
-    Attempt("https://hooks.example.com/", "webhook host resolving to metadata", PRIVATE, ("169.254.169.254",), "webhook"),
+    Attempt(
+        "https://hooks.example.com/",
+        "webhook host resolving to metadata",
+        PRIVATE,
+        ("169.254.169.254",),
+        "webhook",
+    ),
     # --- private, CGNAT and other non-public IPv4 ------------------------------------------------
     Attempt("https://10.0.0.1/", "RFC 1918 literal", LITERAL),
     Attempt("https://192.168.1.1/", "RFC 1918 literal", LITERAL),
@@ -152,7 +162,9 @@ REJECTED: list[Attempt] = [
     # --- userinfo tricks --------------------------------------------------------------------------
     Attempt("https://storage.googleapis.com@evil.com/", "allowlisted name as userinfo", USERINFO),
     Attempt("https://user:pass@storage.googleapis.com/b/o", "credentials on an allowlisted host", USERINFO),
-    Attempt("https://storage.googleapis.com:443@evil.com/", "allowlisted name and port as userinfo", USERINFO),
+    Attempt(
+        "https://storage.googleapis.com:443@evil.com/", "allowlisted name and port as userinfo", USERINFO
+    ),
     Attempt("https://@storage.googleapis.com/b/o", "empty userinfo", USERINFO),
     Attempt("https://evil.com#@storage.googleapis.com", "fragment hiding the real host", NOT_ALLOWED),
     Attempt("https://evil.com?@storage.googleapis.com/", "query hiding the real host", NOT_ALLOWED),
@@ -170,7 +182,11 @@ REJECTED: list[Attempt] = [
     Attempt("https://storage.googleapis.com-evil.com/", "allowlisted name with a suffix", NOT_ALLOWED),
     Attempt("https://evilstorage.googleapis.com/", "name glued to the allowlisted host", NOT_ALLOWED),
     Attempt("https://other-bucket.storage.googleapis.com/o", "a bucket that is not ours", NOT_ALLOWED),
-    Attempt("https://storage.googleapis.com./b/o", "allowlisted host with a trailing dot", "host must not end with a dot"),
+    Attempt(
+        "https://storage.googleapis.com./b/o",
+        "allowlisted host with a trailing dot",
+        "host must not end with a dot",
+    ),
     Attempt("https://storage..googleapis.com/b/o", "empty label", BAD_NAME),
     Attempt("https://evil.com:443:80/", "two ports", BAD_PORT),
     # --- ports ----------------------------------------------------------------------------------------
@@ -201,7 +217,11 @@ REJECTED: list[Attempt] = [
     Attempt("https://storage.googleapis.\u217dom/b/o", "roman numeral c", BAD_NAME),
     Attempt("https://storage.googleapis.com\u200b/b/o", "zero-width space", CONTROL),
     Attempt("https://storage.goo\u00adgleapis.com/b/o", "soft hyphen", CONTROL),
-    Attempt("https://\u24db\u24de\u24d2\u24d0\u24db\u24d7\u24de\u24e2\u24e3/", "circled letters for localhost", BAD_NAME),
+    Attempt(
+        "https://\u24db\u24de\u24d2\u24d0\u24db\u24d7\u24de\u24e2\u24e3/",
+        "circled letters for localhost",
+        BAD_NAME,
+    ),
     Attempt("https://storage.goog\tleapis.com/b/o", "tab in the host (browsers strip it)", CONTROL),
     Attempt("https://storage.googleapis.com/b/o\r\nHost: evil.com", "header injection", CONTROL),
     Attempt(" https://storage.googleapis.com/b/o", "leading space", CONTROL),
@@ -215,12 +235,24 @@ REJECTED: list[Attempt] = [
     # --- misc -----------------------------------------------------------------------------------------
     Attempt(f"{GCS}/b/" + "a" * 2000, "very long URL", "url is too long"),
     Attempt("", "empty URL", "url is empty"),
-    Attempt("https://intranet/", "single-label webhook host", "host is not a fully qualified domain name", PUBLIC, "webhook"),
+    Attempt(
+        "https://intranet/",
+        "single-label webhook host",
+        "host is not a fully qualified domain name",
+        PUBLIC,
+        "webhook",
+    ),
     Attempt("https://printer.local/", "mDNS name", INTERNAL, PUBLIC, "webhook"),
     Attempt("http://localhost:9024/b/o", "near miss of the trusted origin: port", SCHEME),
     Attempt("https://localhost:9023/b/o", "near miss of the trusted origin: scheme", INTERNAL),
     Attempt("http://127.0.0.2:9023/b/o", "near miss of the trusted origin: host", SCHEME),
-    Attempt("http://localhost:9023/b/o", "trusted origins are per policy (not for webhooks)", SCHEME, PUBLIC, "webhook"),
+    Attempt(
+        "http://localhost:9023/b/o",
+        "trusted origins are per policy (not for webhooks)",
+        SCHEME,
+        PUBLIC,
+        "webhook",
+    ),
 ]
 
 
@@ -241,7 +273,9 @@ ALLOWED: list[Allowed] = [
     Allowed("https://storage.googleapis.com:443/b/o", "explicit default port", f"{GCS}/b/o"),
     Allowed(f"{GCS}/b/o#page=2", "fragment is dropped", f"{GCS}/b/o"),
     Allowed(f"{GCS}/b/caf\u00e9.jpg", "non-ASCII path is percent-encoded", f"{GCS}/b/caf%C3%A9.jpg"),
-    Allowed(f"{GCS}/b/user@example.com.jpg", "@ in the path is not userinfo", f"{GCS}/b/user@example.com.jpg"),
+    Allowed(
+        f"{GCS}/b/user@example.com.jpg", "@ in the path is not userinfo", f"{GCS}/b/user@example.com.jpg"
+    ),
     Allowed("https://storage.googleapis.com", "no path", f"{GCS}/"),
     Allowed("https://storage.googleapis.com?x=1", "query without path", f"{GCS}/?x=1"),
     Allowed(
@@ -264,7 +298,12 @@ ALLOWED: list[Allowed] = [
         "trusted local emulator origin by address",
         "http://127.0.0.1:9023/download/storage/v1/b/b/o/o?alt=media",
     ),
-    Allowed("https://hooks.example.com/dlr", "webhook to a public host", "https://hooks.example.com/dlr", policy="webhook"),
+    Allowed(
+        "https://hooks.example.com/dlr",
+        "webhook to a public host",
+        "https://hooks.example.com/dlr",
+        policy="webhook",
+    ),
     Allowed(
         "https://api.customer.co.uk:443/v1/hooks?token=abc",
         "webhook with explicit 443 and a query",

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from shared.phone import MMS_REGIONS, InvalidNumber, is_nanp, parse_e164
+from shared.phone import MMS_REGIONS, InvalidNumber, is_nanp, parse_e164, region_of
 
 FORMAT = "phone number must be in E.164 format (+ and 8 to 15 digits)"
 
@@ -19,8 +19,19 @@ def example_e164(region: str, kind=phonenumbers.PhoneNumberType.MOBILE) -> str |
 
 @pytest.mark.parametrize(
     "raw",
-    ["+14155550101", "+14155550198", "+18005551234", "+442071838750", "+14155552671", "+16505553000",
-     "+16135550101", "+17875550101", "+33612345678", "+4915123456789", "+61412345678"],
+    [
+        "+14155550101",
+        "+14155550198",
+        "+18005551234",
+        "+442071838750",
+        "+14155552671",
+        "+16505553000",
+        "+16135550101",
+        "+17875550101",
+        "+33612345678",
+        "+4915123456789",
+        "+61412345678",
+    ],
 )
 def test_valid_numbers_round_trip(raw: str) -> None:
     assert parse_e164(raw) == raw
@@ -44,7 +55,10 @@ def test_valid_numbers_round_trip(raw: str) -> None:
         ("+1234567", FORMAT),  # 7 digits
         ("+1234567890123456", FORMAT),  # 16 digits
         ("+\uff11\uff14\uff11\uff15\uff15\uff15\uff15\uff10\uff11\uff10\uff11", FORMAT),  # full-width digits
-        ("+\u0661\u0664\u0661\u0665\u0665\u0665\u0665\u0660\u0661\u0660\u0661", FORMAT),  # Arabic-Indic digits
+        (
+            "+\u0661\u0664\u0661\u0665\u0665\u0665\u0665\u0660\u0661\u0660\u0661",
+            FORMAT,
+        ),  # Arabic-Indic digits
         ("+14155550101;ext=1", FORMAT),
         ("tel:+14155550101", FORMAT),
         ("+1415555010", "phone number is not valid"),  # too short for NANP
@@ -96,6 +110,21 @@ def test_is_nanp(raw: str, expected: bool) -> None:
     assert is_nanp(raw) is expected
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("+14155550101", "US"),
+        ("+16135550101", "CA"),
+        ("+17875550101", "PR"),
+        ("+442071838750", "GB"),
+        ("+80012345678", None),  # international freephone: no country
+        ("not a number", None),
+    ],
+)
+def test_region_of(raw: str, expected: str | None) -> None:
+    assert region_of(raw) == expected
+
+
 def test_american_samoa_is_allowed() -> None:
     e164 = example_e164("AS")
     assert e164 is not None and e164.startswith("+1684")
@@ -121,7 +150,11 @@ NANP_REGIONS = sorted(phonenumbers.region_codes_for_country_code(1))
 
 
 @settings(max_examples=300, deadline=None)
-@given(raw=st.one_of(st.text(max_size=25), st.from_regex(r"\A\+[0-9]{0,17}\Z"), st.from_regex(r"\A\+1[0-9]{10}\Z")))
+@given(
+    raw=st.one_of(
+        st.text(max_size=25), st.from_regex(r"\A\+[0-9]{0,17}\Z"), st.from_regex(r"\A\+1[0-9]{10}\Z")
+    )
+)
 def test_parse_only_ever_raises_invalid_number(raw: str) -> None:
     try:
         result = parse_e164(raw)
@@ -134,7 +167,10 @@ def test_parse_only_ever_raises_invalid_number(raw: str) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(region=st.sampled_from(ALL_REGIONS), kind=st.sampled_from([phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE]))
+@given(
+    region=st.sampled_from(ALL_REGIONS),
+    kind=st.sampled_from([phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE]),
+)
 def test_example_numbers_round_trip(region: str, kind: int) -> None:
     e164 = example_e164(region, kind)
     assume(e164 is not None and 9 <= len(e164) <= 16)

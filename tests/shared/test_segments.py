@@ -58,7 +58,7 @@ def test_mms_is_one_segment() -> None:
 
 def test_alphabet_sizes() -> None:
     assert len(GSM7_BASIC) == 127  # 128 code points less the escape
-    assert GSM7_EXTENSION == set("\f^{}\\[~]|€")
+    assert set("\f^{}\\[~]|€") == GSM7_EXTENSION
     assert not GSM7_BASIC & GSM7_EXTENSION
 
 
@@ -107,7 +107,11 @@ def test_any_non_gsm_character_switches_to_ucs2(text: str, other: str, position:
 
 
 @settings(max_examples=200, deadline=None)
-@given(text=st.text(alphabet=st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs",)), min_size=1, max_size=700))
+@given(
+    text=st.text(
+        alphabet=st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs",)), min_size=1, max_size=700
+    )
+)
 def test_bmp_ucs2_text(text: str) -> None:
     if is_gsm7(text):
         return
@@ -117,7 +121,9 @@ def test_bmp_ucs2_text(text: str) -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    text=st.text(alphabet=st.one_of(st.sampled_from(GSM_ANY), st.characters(exclude_categories=("Cs",))), max_size=250),
+    text=st.text(
+        alphabet=st.one_of(st.sampled_from(GSM_ANY), st.characters(exclude_categories=("Cs",))), max_size=250
+    ),
     more=st.text(max_size=80),
 )
 def test_segments_are_monotonic_in_length(text: str, more: str) -> None:

@@ -188,7 +188,10 @@ def test_wildcard_allowlist_entry_matches_subdomains_only() -> None:
 
 def test_host_port_entry_allows_that_port_for_that_host_only() -> None:
     policy = UrlPolicy(allowed_hosts=("media.example.com:8443", "other.example.com"))
-    assert check_url("https://media.example.com:8443/x", policy, public).url == "https://media.example.com:8443/x"
+    assert (
+        check_url("https://media.example.com:8443/x", policy, public).url
+        == "https://media.example.com:8443/x"
+    )
     assert check_url("https://media.example.com/x", policy, public).port == 443
     assert reason_of("https://other.example.com:8443/x", policy) == "port is not allowed"
     assert reason_of("https://media.example.com:8444/x", policy) == "port is not allowed"
@@ -214,7 +217,18 @@ def test_port_is_passed_to_the_resolver() -> None:
 
 @pytest.mark.parametrize(
     "entry",
-    ["", "*", "*.", "a..b", "http://x.com", "x.com:0", "x.com:99999", "x.com:abc", "a*.example.com", "ex ample.com"],
+    [
+        "",
+        "*",
+        "*.",
+        "a..b",
+        "http://x.com",
+        "x.com:0",
+        "x.com:99999",
+        "x.com:abc",
+        "a*.example.com",
+        "ex ample.com",
+    ],
 )
 def test_bad_allowlist_entries_are_configuration_errors(entry: str) -> None:
     with pytest.raises(ValueError):
@@ -229,10 +243,14 @@ def test_allowlist_must_not_be_a_bare_string() -> None:
 def test_lists_are_accepted_and_stored_as_tuples() -> None:
     policy = UrlPolicy(allowed_hosts=["storage.googleapis.com"], trusted_origins=["http://localhost:1"])  # type: ignore[arg-type]
     assert policy.allowed_hosts == ("storage.googleapis.com",)
-    assert hash(policy) == hash(UrlPolicy(allowed_hosts=("storage.googleapis.com",), trusted_origins=("http://localhost:1",)))
+    assert hash(policy) == hash(
+        UrlPolicy(allowed_hosts=("storage.googleapis.com",), trusted_origins=("http://localhost:1",))
+    )
 
 
-@pytest.mark.parametrize("origin", ["http://localhost:9023/path", "localhost:9023", "ftp://localhost", "http://u@localhost"])
+@pytest.mark.parametrize(
+    "origin", ["http://localhost:9023/path", "localhost:9023", "ftp://localhost", "http://u@localhost"]
+)
 def test_bad_trusted_origins_are_configuration_errors(origin: str) -> None:
     with pytest.raises(ValueError):
         UrlPolicy(allowed_hosts=(), trusted_origins=(origin,))
@@ -307,10 +325,24 @@ def test_system_resolver_failure_is_rejection(monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.parametrize(
     "ip",
     [
-        "8.8.8.8", "1.1.1.1", "142.250.72.16", "34.120.0.1", "100.63.255.255", "100.128.0.0",
-        "172.15.255.255", "172.32.0.0", "192.169.0.1", "223.255.255.255", "198.17.255.255", "198.20.0.0",
-        "2607:f8b0:4005:80b::2010", "2a00:1450:4001::1", "2606:4700::1111",
-        "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1",
+        "8.8.8.8",
+        "1.1.1.1",
+        "142.250.72.16",
+        "34.120.0.1",
+        "100.63.255.255",
+        "100.128.0.0",
+        "172.15.255.255",
+        "172.32.0.0",
+        "192.169.0.1",
+        "223.255.255.255",
+        "198.17.255.255",
+        "198.20.0.0",
+        "2607:f8b0:4005:80b::2010",
+        "2a00:1450:4001::1",
+        "2606:4700::1111",
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",
+        "2002:808:808::1",
     ],
 )
 def test_public_addresses(ip: str) -> None:
@@ -320,16 +352,64 @@ def test_public_addresses(ip: str) -> None:
 @pytest.mark.parametrize(
     "ip",
     [
-        "0.0.0.0", "0.1.2.3", "10.0.0.0", "10.255.255.255", "100.64.0.0", "100.127.255.255", "127.0.0.1",
-        "127.255.255.254", "169.254.0.1", "169.254.169.254", "172.16.0.0", "172.31.255.255", "192.0.0.1",
-        "192.0.2.1", "192.88.99.1", "192.168.0.1", "198.18.0.0", "198.19.255.255", "198.51.100.7",
-        "203.0.113.9", "224.0.0.251", "239.255.255.250", "240.0.0.0", "255.255.255.255",
-        "::", "::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::127.0.0.1", "::a00:1",
-        "fc00::", "fdff:ffff::1", "fe80::", "febf:ffff::1", "fec0::1", "ff00::", "ff02::fb",
-        "64:ff9b::a00:1", "64:ff9b:1::1", "2002:a00::", "2002:7f00:1::", "2002:a9fe:a9fe::1",
-        "2001:db8::", "2001::1", "2001:10::1", "3fff::1", "100::1", "5f00::1", "4000::1", "1000::1",
-        "fe80::1%eth0", "",
-        "not an ip", "256.0.0.1", "1.2.3", "0x7f.0.0.1", "127.1", " 8.8.8.8",
+        "0.0.0.0",
+        "0.1.2.3",
+        "10.0.0.0",
+        "10.255.255.255",
+        "100.64.0.0",
+        "100.127.255.255",
+        "127.0.0.1",
+        "127.255.255.254",
+        "169.254.0.1",
+        "169.254.169.254",
+        "172.16.0.0",
+        "172.31.255.255",
+        "192.0.0.1",
+        "192.0.2.1",
+        "192.88.99.1",
+        "192.168.0.1",
+        "198.18.0.0",
+        "198.19.255.255",
+        "198.51.100.7",
+        "203.0.113.9",
+        "224.0.0.251",
+        "239.255.255.250",
+        "240.0.0.0",
+        "255.255.255.255",
+        "::",
+        "::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "::127.0.0.1",
+        "::a00:1",
+        "fc00::",
+        "fdff:ffff::1",
+        "fe80::",
+        "febf:ffff::1",
+        "fec0::1",
+        "ff00::",
+        "ff02::fb",
+        "64:ff9b::a00:1",
+        "64:ff9b:1::1",
+        "2002:a00::",
+        "2002:7f00:1::",
+        "2002:a9fe:a9fe::1",
+        "2001:db8::",
+        "2001::1",
+        "2001:10::1",
+        "3fff::1",
+        "100::1",
+        "5f00::1",
+        "4000::1",
+        "1000::1",
+        "fe80::1%eth0",
+        "",
+        "not an ip",
+        "256.0.0.1",
+        "1.2.3",
+        "0x7f.0.0.1",
+        "127.1",
+        " 8.8.8.8",
     ],
 )
 def test_non_public_addresses(ip: str) -> None:
@@ -344,11 +424,31 @@ def test_is_public_address_rejects_non_strings() -> None:
 # ------------------------------------------------------------------------------------------ properties
 
 NON_PUBLIC_NETWORKS = [
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
-    "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-    "::/128", "::1/128", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8", "2001:db8::/32", "2001::/23",
-    "64:ff9b:1::/48", "100::/64", "3fff::/20",
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+    "fec0::/10",
+    "ff00::/8",
+    "2001:db8::/32",
+    "2001::/23",
+    "64:ff9b:1::/48",
+    "100::/64",
+    "3fff::/20",
 ]
 NON_PUBLIC_V4 = [n for n in NON_PUBLIC_NETWORKS if ":" not in n]
 PUBLIC_NETWORKS = ["8.0.0.0/8", "34.64.0.0/10", "142.250.0.0/15", "2607:f8b0::/32", "2a00:1450::/32"]
@@ -436,7 +536,9 @@ def test_any_bracketed_ipv6_literal_is_rejected(addr: str) -> None:
     answers=st.lists(address_in(PUBLIC_NETWORKS), min_size=1, max_size=4),
     host=st.sampled_from(["storage.googleapis.com", "mmsgate-media.storage.googleapis.com"]),
 )
-def test_allowed_host_public_answers_and_safe_path_pass(path: str, query: str | None, answers: list[str], host: str) -> None:
+def test_allowed_host_public_answers_and_safe_path_pass(
+    path: str, query: str | None, answers: list[str], host: str
+) -> None:
     url = f"https://{host}/{path}" + (f"?{query}" if query is not None else "")
     vetted = check_url(url, MEDIA, FakeResolver(answers))
     assert vetted.url == url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import signal
@@ -198,7 +199,8 @@ def test_auth_failures(sim, headers):
     assert r.status_code == 401
     assert first_error(r)["code"] == "10009" and first_error(r)["title"] == "Authentication failed"
     assert first_error(r)["detail"]
-    assert httpx.get(sim.url + "/v2/messages/00000000-0000-4000-8000-000000000000", headers=headers).status_code == 401
+    unknown = sim.url + "/v2/messages/00000000-0000-4000-8000-000000000000"
+    assert httpx.get(unknown, headers=headers).status_code == 401
 
 
 @pytest.mark.parametrize(
@@ -259,7 +261,8 @@ def assert_message_object(data, to, text="hello", msg_type="SMS"):
     assert data["text"] == text and data["errors"] == [] and data["cost"] is None
     assert data["sent_at"] is None and data["completed_at"] is None
     assert data["received_at"].endswith("Z") and data["valid_until"]
-    for key in ("encoding", "parts", "wait_seconds", "media", "webhook_url", "webhook_failover_url", "subject"):
+    for key in ("encoding", "parts", "wait_seconds", "media", "webhook_url", "webhook_failover_url",
+                "subject", "valid_until", "messaging_profile_id", "organization_id", "cc", "tags"):
         assert key in data
 
 
@@ -438,7 +441,8 @@ def test_unreachable_webhook_is_logged_as_errors(api, receiver):
 
 
 def test_profile_webhook_url_used_without_message_url(keys, receiver):
-    server, thread = start_server("127.0.0.1", 0, make_config(keys[0], profile_webhook_url=receiver.url + "/p"))
+    config = make_config(keys[0], profile_webhook_url=receiver.url + "/p")
+    server, thread = start_server("127.0.0.1", 0, config)
     try:
         headers = {"Authorization": f"Bearer {API_KEY}"}
         r = httpx.post(server.url + "/v2/messages", headers=headers,
@@ -468,7 +472,6 @@ def test_media_is_fetched_and_limited(api, receiver):
     assert r.status_code == 200, r.text
     data = r.json()["data"]
     assert data["type"] == "MMS" and data["subject"] == "pic"
-    import hashlib
     assert data["media"] == [{"url": receiver.url + "/small.png", "content_type": "image/png",
                               "sha256": hashlib.sha256(small).hexdigest(), "size": len(small)}]
     assert send(api, "+12125550100", media_urls=[receiver.url + "/almost.jpg"]).status_code == 200
@@ -549,7 +552,8 @@ def test_filter_by_recipient(api):
 
 def test_many_concurrent_sends(sim, receiver):
     def one(i):
-        with httpx.Client(base_url=sim.url, headers={"Authorization": f"Bearer {API_KEY}"}, verify=False) as client:
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        with httpx.Client(base_url=sim.url, headers=headers, verify=False) as client:
             return send(client, f"+1212555{2000 + i}", text=f"n{i}", receiver=receiver).status_code
 
     with ThreadPoolExecutor(max_workers=32) as pool:
@@ -565,8 +569,8 @@ def test_cli_serves_and_stops_on_sigterm(keys):
         port = s.getsockname()[1]
     env = dict(os.environ, TELNYX_SIM_API_KEY=API_KEY, TELNYX_SIM_SIGNING_KEY=keys[0],
                TELNYX_SIM_WEBHOOK_DELAY_MS="10")
-    proc = subprocess.Popen([sys.executable, "-m", "tools.telnyx_sim", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command = [sys.executable, "-m", "tools.telnyx_sim", "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         def healthy():
             try:

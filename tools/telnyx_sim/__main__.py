@@ -1,4 +1,8 @@
-"""``python -m tools.telnyx_sim --host 127.0.0.1 --port 8790``: run the Telnyx simulator until SIGTERM/SIGINT."""
+"""``python -m tools.telnyx_sim --host 127.0.0.1 --port 8790``: run the Telnyx simulator.
+
+Configuration comes from the ``TELNYX_SIM_*`` environment variables; flags override them.
+Stops cleanly on SIGTERM or SIGINT (exit status 0).
+"""
 
 from __future__ import annotations
 
@@ -20,10 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signing-key", help="base64 Ed25519 seed; overrides TELNYX_SIM_SIGNING_KEY")
     parser.add_argument("--webhook-delay-ms", type=int, help="overrides TELNYX_SIM_WEBHOOK_DELAY_MS")
     parser.add_argument("--profile-webhook-url", help="overrides TELNYX_SIM_PROFILE_WEBHOOK_URL")
-    parser.add_argument("--profile-webhook-failover-url", help="overrides TELNYX_SIM_PROFILE_WEBHOOK_FAILOVER_URL")
+    parser.add_argument("--profile-webhook-failover-url",
+                        help="overrides TELNYX_SIM_PROFILE_WEBHOOK_FAILOVER_URL")
     parser.add_argument("--media-limit-bytes", type=int, help="overrides TELNYX_SIM_MEDIA_LIMIT_BYTES")
     parser.add_argument("--webhook-attempts", type=int, help="overrides TELNYX_SIM_WEBHOOK_ATTEMPTS")
-    parser.add_argument("--webhook-retry-pause-ms", type=int, help="overrides TELNYX_SIM_WEBHOOK_RETRY_PAUSE_MS")
+    parser.add_argument("--webhook-retry-pause-ms", type=int,
+                        help="overrides TELNYX_SIM_WEBHOOK_RETRY_PAUSE_MS")
     parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
     parser.add_argument("--generate-keypair", action="store_true",
                         help="print 'TELNYX_SIM_SIGNING_KEY=…' and 'TELNYX_PUBLIC_KEY=…' and exit")

@@ -20,7 +20,8 @@ def fetch_all(client: httpx.Client, urls: list[str], limit: int) -> list[dict]:
         try:
             with client.stream("GET", url) as response:
                 if not 200 <= response.status_code < 300:
-                    raise invalid_mms(f"Media URL {url} could not be fetched: HTTP {response.status_code}.", pointer)
+                    raise invalid_mms(
+                        f"Media URL {url} could not be fetched: HTTP {response.status_code}.", pointer)
                 for chunk in response.iter_bytes():
                     size += len(chunk)
                     total += len(chunk)
@@ -32,7 +33,8 @@ def fetch_all(client: httpx.Client, urls: list[str], limit: int) -> list[dict]:
                         )
                 content_type = response.headers.get("content-type")
         except httpx.HTTPError as exc:
-            raise invalid_mms(f"Media URL {url} could not be fetched: {type(exc).__name__}: {exc}", pointer) from exc
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise invalid_mms(f"Media URL {url} could not be fetched: {reason}", pointer) from exc
         media.append({
             "url": url,
             "content_type": content_type.split(";")[0].strip() if content_type else None,

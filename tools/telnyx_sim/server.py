@@ -117,7 +117,7 @@ class SimServer(ThreadingHTTPServer):
         for number, code in zip(req.to, codes):
             if is_blocked(code):
                 raise blocked(req.from_, number)
-        media = fetch_all(self.media_client, req.media_urls, self.config.media_limit_bytes) if req.media_urls else []
+        media = fetch_all(self.media_client, req.media_urls, self.config.media_limit_bytes)
         if req.webhook_url or req.webhook_failover_url:
             url, failover = req.webhook_url, req.webhook_failover_url
         elif req.use_profile_webhooks:
@@ -333,7 +333,7 @@ def start_server(host: str = "127.0.0.1", port: int = 0,
     """
     server = SimServer((host, port), config if config is not None else SimConfig.from_env())
     server._serving = True  # so a shutdown() racing the thread's start still stops serve_forever
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name="telnyx-sim", daemon=True)
     thread.start()
     return server, thread

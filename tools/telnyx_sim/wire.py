@@ -71,7 +71,8 @@ def missing(name: str) -> dict:
 
 def not_e164(name: str, value: Any) -> dict:
     return error("10016", "Phone number must be in +E.164 format",
-                 f"The '{name}' parameter value {value!r} is not a +E.164 formatted phone number.", f"/{name}")
+                 f"The '{name}' parameter value {value!r} is not a +E.164 formatted phone number.",
+                 f"/{name}")
 
 
 def invalid_mms(detail: str, pointer: str | None = "/media_urls") -> ApiError:
@@ -159,7 +160,8 @@ def _url_field(body: dict, name: str) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > MAX_URL_LENGTH or not re.match(r"^https?://[^\s/]+", value):
         raise ApiError.one(400, "10003", "Invalid URL",
-                           f"The '{name}' parameter must be an http(s) URL of at most {MAX_URL_LENGTH} characters.",
+                           f"The '{name}' parameter must be an http(s) URL of at most "
+                           f"{MAX_URL_LENGTH} characters.",
                            f"/{name}")
     return value
 
@@ -226,7 +228,8 @@ def parse_send(body: Any, group: bool) -> SendRequest:
     for i, url in enumerate(media_urls):
         if len(url) > MAX_URL_LENGTH or not re.match(r"^https?://[^\s/]+", url):
             raise ApiError.one(400, "10003", "Invalid URL",
-                               f"Media URL {url[:100]!r} is not an http(s) URL of at most {MAX_URL_LENGTH} characters.",
+                               f"Media URL {url[:100]!r} is not an http(s) URL of at most "
+                               f"{MAX_URL_LENGTH} characters.",
                                f"/media_urls/{i}")
 
     if not text and not media_urls:
@@ -242,7 +245,8 @@ def parse_send(body: Any, group: bool) -> SendRequest:
     if encoding is not None and encoding not in ("auto", "gsm7", "ucs2"):
         raise bad_request("The 'encoding' parameter must be one of 'auto', 'gsm7', 'ucs2'.", "/encoding")
     if encoding == "gsm7" and text and not is_gsm7(text):
-        raise bad_request("The message text contains characters that cannot be encoded as GSM-7.", "/encoding")
+        raise bad_request("The message text contains characters that cannot be encoded as GSM-7.",
+                          "/encoding")
 
     use_profile = body.get("use_profile_webhooks", True)
     if not isinstance(use_profile, bool):
@@ -256,7 +260,8 @@ def parse_send(body: Any, group: bool) -> SendRequest:
 
     return SendRequest(
         from_=src, to=to, text=text, subject=subject, media_urls=list(media_urls), type=message_type,
-        webhook_url=_url_field(body, "webhook_url"), webhook_failover_url=_url_field(body, "webhook_failover_url"),
+        webhook_url=_url_field(body, "webhook_url"),
+        webhook_failover_url=_url_field(body, "webhook_failover_url"),
         use_profile_webhooks=use_profile, messaging_profile_id=profile_id, encoding=encoding, tags=tags,
         group=group,
     )
