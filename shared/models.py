@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 MAX_RECIPIENTS = 20
 MAX_MEDIA = 10
@@ -42,6 +42,13 @@ class _Message(BaseModel):
             raise ValueError("must be ISO 8601 with a UTC offset, e.g. 2026-01-01T09:00:00Z")
         return value
 
+    @field_validator("media_urls")
+    @classmethod
+    def _media_total(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is not None and len(value) + (1 if info.data.get("media_url") else 0) > MAX_MEDIA:
+            raise ValueError(f"media_url and media_urls together allow at most {MAX_MEDIA} attachments")
+        return value
+
     @field_validator("metadata")
     @classmethod
     def _metadata_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
@@ -58,8 +65,6 @@ class _Message(BaseModel):
 
     @model_validator(mode="after")
     def _content(self):
-        if len(self.all_media_urls) > MAX_MEDIA:
-            raise ValueError(f"media_url and media_urls together allow at most {MAX_MEDIA} attachments")
         if not self.body and not self.all_media_urls:
             raise ValueError("at least one of body or media is required")
         return self

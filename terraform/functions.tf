@@ -209,7 +209,7 @@ locals {
 }
 
 # --- Invokers (roles/run.invoker on each function's Cloud Run service) ----------------------------------
-# No function admits allUsers: the public ones admit only API Gateway's account, the private ones only
+# No function is open to anyone: the public ones admit only API Gateway's account, the private ones only
 # the account that Cloud Tasks or Cloud Scheduler signs its OIDC token with.
 
 resource "google_cloud_run_service_iam_member" "dispatch_invoker" {

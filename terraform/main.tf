@@ -95,9 +95,10 @@ locals {
 
   # infra.collections.COMPOSITE_INDEXES, keyed by a readable id.
   firestore_composite_indexes = {
-    "messages-status-status_since" = {
+    # the sweeper: legs in one status, not final, that entered it before a cutoff
+    "messages-status-final-status_since" = {
       collection = "messages"
-      fields     = [["status", "ASCENDING"], ["status_since", "ASCENDING"]]
+      fields     = [["status", "ASCENDING"], ["final", "ASCENDING"], ["status_since", "ASCENDING"]]
     }
   }
 

@@ -22,6 +22,8 @@ from shared.phone import InvalidNumber, parse_e164
 DEFAULT_PRICING = {
     "US": {"currency": "USD", "sms_micros": 8_000, "mms_micros": 20_000},
     "CA": {"currency": "USD", "sms_micros": 9_000, "mms_micros": 25_000},
+    # SMS reaches any valid number; MMS is NANP-only, so other countries carry no MMS rate.
+    "GB": {"currency": "USD", "sms_micros": 40_000},
 }
 
 

@@ -15,11 +15,10 @@ import argparse
 import http.client
 import json
 import logging
-import socket
 import socketserver
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TextIO
 from urllib.parse import urlsplit
@@ -39,6 +38,7 @@ HOP_BY_HOP = {
     "te", "trailer", "trailers", "transfer-encoding", "upgrade",
 }
 
+_REPLACED = {"host", "content-length", "expect"}  # set by the gateway itself (Expect: handled here)
 UPSTREAM_TIMEOUT = 120.0
 log = logging.getLogger("gateway")
 
@@ -60,7 +60,7 @@ def _envelope(code: str, message: str) -> bytes:
         "error": {"code": code, "message": message},
         "meta": {
             "request_id": "req_" + uuid.uuid4().hex[:24],
-            "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         },
     }).encode()
 
@@ -68,7 +68,7 @@ def _envelope(code: str, message: str) -> bytes:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive towards clients; every response carries Content-Length
     server_version = "mmsgate-local-gateway"
-    server: "GatewayServer"
+    server: GatewayServer
 
     def _handle(self) -> None:
         split = urlsplit(self.path)
@@ -113,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
         forwarded_for = None
         for name, value in self.headers.items():
             lower = name.lower()
-            if lower in HOP_BY_HOP or lower in connection_tokens or lower in ("host", "content-length", "expect"):
+            if lower in HOP_BY_HOP or lower in connection_tokens or lower in _REPLACED:
                 continue
             if lower == "x-forwarded-for":
                 forwarded_for = value
@@ -137,7 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
             response = conn.getresponse()
             payload = response.read()
             status, reason, upstream_headers = response.status, response.reason, response.getheaders()
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             self._reply(504, _envelope("UPSTREAM_TIMEOUT", f"function {function} did not answer in time"))
             return
         except (OSError, http.client.HTTPException) as exc:
@@ -147,14 +147,15 @@ class _Handler(BaseHTTPRequestHandler):
             conn.close()
 
         self.send_response_only(status, reason)
+        head = self.command == "HEAD"
         for name, value in upstream_headers:
-            if name.lower() in HOP_BY_HOP or name.lower() == "content-length":
+            if name.lower() in HOP_BY_HOP or (name.lower() == "content-length" and not head):
                 continue
             self.send_header(name, value)
-        if not (100 <= status < 200 or status in (204, 304)):
+        if not (head or 100 <= status < 200 or status in (204, 304)):
             self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        if self.command != "HEAD":
+        if not head:
             self.wfile.write(payload)
         self.log_request(status)
 
@@ -166,10 +167,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(payload)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args) -> None:
         out = self.server.log_file
         if out is not None:
-            stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
             out.write(f"{stamp} {self.client_address[0]} {format % args}\n")
             out.flush()
 
@@ -193,7 +194,7 @@ class GatewayServer(ThreadingHTTPServer):
     def port(self) -> int:
         return self.server_address[1]
 
-    def start(self) -> "GatewayServer":
+    def start(self) -> GatewayServer:
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="gateway", daemon=True)
         self._thread.start()

@@ -98,7 +98,7 @@ class Proc:
     def pid(self) -> int | None:
         return self.popen.pid if self.popen else None
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = self.cmd
         # Die with the runner even if it is SIGKILLed (no orphan keeps a port). PR_SET_PDEATHSIG fires when

@@ -1,4 +1,4 @@
-"""The local stack: emulators, the Telnyx simulator, one server per Cloud Function, a gateway, a sweeper timer.
+"""The local stack: emulators, the Telnyx simulator, a server per Cloud Function, a gateway, a sweeper timer.
 
 ``make dev`` runs ``python -m tools.stack`` (foreground; Ctrl-C stops everything); the pytest suite uses
 :class:`Stack` with :meth:`StackConfig.for_tests` to start the same stack once per run::
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import base64
+import contextlib
 import http.client
 import importlib
 import json
@@ -42,9 +43,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from infra.settings import ENV
@@ -106,18 +108,18 @@ class StackConfig:
     stop_timeout: float = 5.0  # SIGTERM grace before SIGKILL
 
     @classmethod
-    def for_tests(cls, state_dir: Path | str, **overrides: Any) -> "StackConfig":
+    def for_tests(cls, state_dir: Path | str, **overrides: Any) -> StackConfig:
         """Free ports, no sweeper timer (tests call the sweeper), short sweep windows and retry backoff."""
-        values: dict[str, Any] = dict(
-            ports={name: 0 for name in DEFAULT_PORTS},
-            state_dir=Path(state_dir),
-            sweep_interval=0.0,
-            sweep_queued_after_seconds=3,
-            sweep_final_after_seconds=6,
-            sim_webhook_delay_ms=50,
-            tasks_min_backoff=0.05,
-            tasks_max_backoff=0.5,
-        )
+        values: dict[str, Any] = {
+            "ports": dict.fromkeys(DEFAULT_PORTS, 0),
+            "state_dir": Path(state_dir),
+            "sweep_interval": 0.0,
+            "sweep_queued_after_seconds": 3,
+            "sweep_final_after_seconds": 6,
+            "sim_webhook_delay_ms": 50,
+            "tasks_min_backoff": 0.05,
+            "tasks_max_backoff": 0.5,
+        }
         values.update(overrides)
         return cls(**values)
 
@@ -132,7 +134,12 @@ class StackConfig:
 def _ed25519_keypair() -> tuple[str, str]:
     """(private seed, public key), each raw 32 bytes in base64: the simulator's signing key format."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
 
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
@@ -188,7 +195,7 @@ def _firestore_cmd(port: int) -> list[str]:
 class Stack:
     """The whole local stack. ``start()`` blocks until every component answers; ``stop()`` is idempotent."""
 
-    def __init__(self, config: StackConfig, on_ready: Callable[["Stack"], Any] | None = None):
+    def __init__(self, config: StackConfig, on_ready: Callable[[Stack], Any] | None = None):
         self.config = config
         self.on_ready = on_ready
         self.functions: list[str] = config.function_names()
@@ -238,7 +245,8 @@ class Stack:
     @property
     def queue_paths(self) -> dict[str, str]:
         parent = f"projects/{self.config.project}/locations/{self.config.location}/queues"
-        return {"dispatch": f"{parent}/{self.config.dispatch_queue}", "notify": f"{parent}/{self.config.notify_queue}"}
+        return {"dispatch": f"{parent}/{self.config.dispatch_queue}",
+                "notify": f"{parent}/{self.config.notify_queue}"}
 
     def function_env(self) -> dict[str, str]:
         """The environment of every function process (the shell's, minus _STRIP_ENV, plus this)."""
@@ -292,11 +300,12 @@ class Stack:
             *[arg for q in self.queue_paths.values() for arg in ("-d", q)],
         ], self._child_env({}), ROOT)
         commands["storage"] = ([
-            _venv_bin(EMU_VENV, "gcp-storage-emulator"), "start", f"--host={HOST}", f"--port={port['storage']}",
-            "--in-memory", f"--default-bucket={c.media_bucket}",
+            _venv_bin(EMU_VENV, "gcp-storage-emulator"), "start", f"--host={HOST}",
+            f"--port={port['storage']}", "--in-memory", f"--default-bucket={c.media_bucket}",
         ], self._child_env({}), ROOT)
-        sim_cmd = list(c.simulator_cmd) if c.simulator_cmd else [_venv_bin(APP_VENV, "python"), "-m", "tools.telnyx_sim"]
-        commands["simulator"] = ([*sim_cmd, "--host", HOST, "--port", str(port["simulator"])], self._child_env({
+        sim_cmd = list(c.simulator_cmd or [_venv_bin(APP_VENV, "python"), "-m", "tools.telnyx_sim"])
+        sim_argv = [*sim_cmd, "--host", HOST, "--port", str(port["simulator"])]
+        commands["simulator"] = (sim_argv, self._child_env({
             "TELNYX_SIM_API_KEY": self.sim_api_key,
             "TELNYX_SIM_SIGNING_KEY": self.sim_private_key,
             "TELNYX_SIM_WEBHOOK_DELAY_MS": str(c.sim_webhook_delay_ms),
@@ -426,15 +435,15 @@ class Stack:
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
         if self._tasks_client is not None:
-            try:
+            with contextlib.suppress(Exception):  # best effort: the emulator is about to go anyway
                 self._tasks_client.transport.close()
-            except Exception:  # noqa: BLE001 - best effort
-                pass
         killed = stop_all(list(self.procs.values()), timeout=self.config.stop_timeout)
         if killed:
-            print(f"[stack] SIGKILLed after {self.config.stop_timeout:.0f} s: {', '.join(killed)}", file=sys.stderr)
+            print(f"[stack] SIGKILLed after {self.config.stop_timeout:.0f} s: {', '.join(killed)}",
+                  file=sys.stderr)
         deadline = time.monotonic() + 2.0
-        while (bound := [n for n, p in self.ports.items() if port_open(p, timeout=0.1)]) and time.monotonic() < deadline:
+        while (bound := [n for n, p in self.ports.items() if port_open(p, timeout=0.1)]) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
         if bound:
             print(f"[stack] still listening after stop (not ours?): {bound}", file=sys.stderr)
@@ -444,7 +453,7 @@ class Stack:
         atexit.unregister(self.stop)
         self.timings["stop"] = round(time.monotonic() - t0, 3)
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         self.start()
         return self
 
@@ -472,10 +481,10 @@ class Stack:
         client = self._tasks()
         for queue in self.queue_paths.values():
             client.purge_queue(name=queue, timeout=10)
+        documents = f"/emulator/v1/projects/{self.config.project}/databases/(default)/documents"
         calls = [
             ("POST", f"{self.urls['simulator']}/_sim/reset"),
-            ("DELETE", f"{self.urls['firestore']}/emulator/v1/projects/{self.config.project}"
-                       "/databases/(default)/documents"),
+            ("DELETE", f"{self.urls['firestore']}{documents}"),
             ("GET", f"{self.urls['storage']}/wipe?keep-buckets=true"),
         ]
         for method, url in calls:
@@ -520,7 +529,11 @@ def _summary(stack: Stack) -> str:
     key = info.get("api_key") or "<no API key: tools/seed.py missing>"
     media = info.get("sample_media_url") or "https://storage.googleapis.com/your-bucket/photo.jpg"
     width = max(len(name) for name in u) + 2
-    lines = ["", f"mmsgate local stack ready in {stack.timings.get('total', 0):.1f} s", ""]
+    t = stack.timings
+    functions = max((t.get(name, 0) for name in stack.functions), default=0)
+    parts = (("firestore", t.get("firestore", 0)), ("functions", functions), ("seed", t.get("on_ready", 0)))
+    detail = ", ".join(f"{label} {seconds:.1f} s" for label, seconds in parts if seconds)
+    lines = ["", f"mmsgate local stack ready in {t.get('total', 0):.1f} s ({detail})", ""]
     lines += [f"  {name:<{width}}{url}" for name, url in u.items()]
     lines += [
         "",
@@ -529,9 +542,9 @@ def _summary(stack: Stack) -> str:
         f"  {'state':<{width}}{stack.state_file}  (logs in {stack.logs_dir}/)",
         "",
         "Send one MMS:",
-        f"  curl -sS -X POST {u['gateway']}/api/v1/messages/sms -H \"X-API-Key: {key}\" "
-        "-H 'Content-Type: application/json' "
-        f"-d '{{\"to\":\"+14155550101\",\"body\":\"hello\",\"media_urls\":[\"{media}\"]}}'",
+        (f"  curl -sS -X POST {u['gateway']}/api/v1/messages/sms -H \"X-API-Key: {key}\" "
+         "-H 'Content-Type: application/json' "
+         f"-d '{{\"to\":\"+14155550101\",\"body\":\"hello\",\"media_urls\":[\"{media}\"]}}'"),
         "",
         "Ctrl-C stops everything.",
     ]

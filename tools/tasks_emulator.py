@@ -39,8 +39,8 @@ import urllib.request
 from collections import defaultdict
 from concurrent import futures
 
-import grpc
 import gcloud_tasks_emulator.server as s
+import grpc
 
 log = logging.getLogger("tasks-emulator-local")
 
@@ -96,7 +96,8 @@ def patch(max_attempts: int, min_backoff: float, max_backoff: float, timeout: fl
         due = not_before.get(task_name)
         if due is not None and not force_run and time.monotonic() < due:
             return None  # still backing off; the queue's loop will come back to it
-        before = next((t.dispatch_count for t in self._queue_tasks.get(queue_name, []) if t.name == task_name), 0)
+        queued = self._queue_tasks.get(queue_name, [])
+        before = next((t.dispatch_count for t in queued if t.name == task_name), 0)
         purges_before = purges[queue_name]
         try:
             task = original_submit(self, task_name, force_run)

@@ -1,0 +1,840 @@
+"""Contract between the code and terraform/: what the code needs is what Terraform deploys.
+
+The Terraform google provider cannot be downloaded on our machines, so `terraform validate` runs only in
+Cloud Build. This test parses the HCL with python-hcl2 (8.x) and checks it against the code's own
+constants: main.ENTRY_POINTS, infra.settings.ENV / SECRET_ENV and infra.collections. It fails when an
+entry point is renamed or added, an environment variable is added to ENV without Terraform, a secret is
+set as plain configuration, an index or TTL policy is dropped, a queue is renamed, MEDIA_TRUSTED_ORIGINS
+appears in Terraform, or a private function becomes invocable by anyone but its caller.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import glob
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import hcl2
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TF_DIR = ROOT / "terraform"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import main  # noqa: E402
+from infra import collections as fs_collections  # noqa: E402
+from infra import settings  # noqa: E402
+
+PRIVATE_FUNCTIONS = {"dispatch", "notifier", "sweeper"}
+PUBLIC_FUNCTIONS = {"send", "group", "reads", "webhook"}
+LOCAL_ONLY_ENV = "MEDIA_TRUSTED_ORIGINS"
+URL_ENV = {"DISPATCH_URL", "NOTIFIER_URL"}
+# Function URLs a function does not get, because it would need its own URL or that of a function created
+# after it (notifier -> dispatch -> the rest). Neither of them enqueues on these targets.
+URL_EXEMPT = {
+    "notifier": {"DISPATCH_URL", "NOTIFIER_URL"},
+    "dispatch": {"DISPATCH_URL"},
+}
+# Which queues each function must be allowed to enqueue on (least privilege: no more, no fewer).
+EXPECTED_ENQUEUES = {
+    "send": {"dispatch", "notify"},
+    "group": {"dispatch", "notify"},
+    "reads": set(),
+    "webhook": {"dispatch", "notify"},
+    "sweeper": {"dispatch", "notify"},
+    "dispatch": {"notify"},
+    "notifier": set(),
+}
+MEDIA_FUNCTIONS = {"send", "group", "dispatch"}
+# Public paths of the gateway -> function serving them.
+GATEWAY_ROUTES = {
+    ("/api/v1/messages/sms", "post"): "send",
+    ("/api/v1/messages/group", "post"): "group",
+    ("/api/v1/messages/{id}", "get"): "reads",
+    ("/api/v1/messages/group/{group_id}", "get"): "reads",
+    ("/api/v1/pricing/messaging", "get"): "reads",
+    ("/webhooks/telnyx", "post"): "webhook",
+}
+
+
+# --- python-hcl2 8.x normaliser -------------------------------------------------------------------------
+# hcl2 8.x keeps quotes on string literals ('"x"'), wraps expressions as '${...}', lists every block as a
+# list of dicts carrying '__is_block__', and quotes block labels. We turn literals into str, expressions
+# into Expr (a str holding the expression without '${}') and drop the markers.
+
+
+class Expr(str):
+    """An HCL expression (not a literal string), e.g. Expr('var.region')."""
+
+    def __repr__(self) -> str:
+        return f"Expr({str.__repr__(self)})"
+
+
+def _unquote(s: str) -> str:
+    return s[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+
+
+def norm(value):
+    if isinstance(value, dict):
+        return {
+            (_unquote(k) if k.startswith('"') and k.endswith('"') and len(k) >= 2 else k): norm(v)
+            for k, v in value.items()
+            if k not in ("__is_block__", "__comments__", "__inline_comments__")
+        }
+    if isinstance(value, list):
+        return [norm(v) for v in value]
+    if isinstance(value, str):
+        if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+            return _unquote(value)
+        if value.startswith("${") and value.endswith("}"):
+            return Expr(value[2:-1])
+        return Expr(value)
+    return value
+
+
+def parse_object_literal(text: str) -> dict:
+    """Parse an HCL object constructor such as '{A = b, C = "d"}' into a normalised dict."""
+    parsed = hcl2.loads(f"x = {text}\n")
+    return norm(parsed["x"])
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split at separators outside brackets and strings."""
+    parts, depth, quoted, start, i = [], 0, False, 0, 0
+    while i < len(text):
+        c = text[i]
+        if quoted:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                quoted = False
+        elif c == '"':
+            quoted = True
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == sep and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+        i += 1
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def call_args(expr: str, fn: str) -> list[str]:
+    m = re.fullmatch(rf"\s*{fn}\((.*)\)\s*", expr, re.S)
+    assert m, f"expected {fn}(...), got {expr!r}"
+    return split_top_level(m.group(1))
+
+
+class Config:
+    def __init__(self, directory: Path):
+        self.resources: dict[str, dict[str, dict]] = {}
+        self.data: dict[str, dict[str, dict]] = {}
+        self.locals: dict = {}
+        self.variables: dict[str, dict] = {}
+        self.outputs: dict[str, dict] = {}
+        self.terraform: list[dict] = []
+        self.files = sorted(directory.glob("*.tf"))
+        assert self.files, f"no .tf files in {directory}"
+        for path in self.files:
+            with path.open() as fh:
+                doc = hcl2.load(fh)
+            for block in doc.get("resource", []):
+                for rtype, named in norm(block).items():
+                    for name, body in named.items():
+                        assert name not in self.resources.get(rtype, {}), f"duplicate {rtype}.{name}"
+                        self.resources.setdefault(rtype, {})[name] = body
+            for block in doc.get("data", []):
+                for dtype, named in norm(block).items():
+                    self.data.setdefault(dtype, {}).update(named)
+            for block in doc.get("locals", []):
+                for key, value in norm(block).items():
+                    assert key not in self.locals, f"local.{key} defined twice"
+                    self.locals[key] = value
+            for block in doc.get("variable", []):
+                self.variables.update(norm(block))
+            for block in doc.get("output", []):
+                self.outputs.update(norm(block))
+            self.terraform.extend(norm(b) for b in doc.get("terraform", []))
+
+    def resource(self, rtype: str, name: str) -> dict:
+        assert name in self.resources.get(rtype, {}), f"missing resource {rtype}.{name}"
+        return self.resources[rtype][name]
+
+    def default(self, var: str):
+        assert var in self.variables, f"missing variable {var}"
+        return self.variables[var].get("default")
+
+    def text(self) -> str:
+        return "\n".join(p.read_text() for p in self.files)
+
+
+def block(body: dict, name: str) -> dict:
+    value = body.get(name)
+    assert isinstance(value, list) and len(value) == 1, f"expected one {name} block, got {value!r}"
+    return value[0]
+
+
+def dynamic_block(body: dict, name: str) -> dict:
+    for entry in body.get("dynamic", []):
+        if name in entry:
+            return entry[name]
+    raise AssertionError(f"missing dynamic {name!r} block")
+
+
+@functools.cache
+def cfg() -> Config:
+    return Config(TF_DIR)
+
+
+# --- Functions and entry points -------------------------------------------------------------------------
+
+
+def function_resources() -> dict[str, tuple[str, dict]]:
+    """function name -> (resource name, resource body), expanding the for_each resource."""
+    c = cfg()
+    out: dict[str, tuple[str, dict]] = {}
+    for rname, body in c.resources.get("google_cloudfunctions2_function", {}).items():
+        bc = block(body, "build_config")
+        if "for_each" in body:
+            assert body["for_each"] == "local.service_functions", body["for_each"]
+            assert bc["entry_point"] == Expr("each.key") and isinstance(bc["entry_point"], Expr)
+            assert body["name"] == "${var.name_prefix}-${each.key}"
+            names = c.locals["service_function_names"]
+            assert re.fullmatch(
+                r"\{for (\w+) in local\.service_function_names : \1 => local\.functions\[\1\]\}",
+                c.locals["service_functions"],
+            ), c.locals["service_functions"]
+        else:
+            ep = bc["entry_point"]
+            assert not isinstance(ep, Expr), f"{rname}: entry_point must be a literal, got {ep!r}"
+            assert ep == rname, f"resource {rname} deploys entry point {ep}"
+            assert body["name"] == f"${{var.name_prefix}}-{ep}"
+            names = [ep]
+        for name in names:
+            assert name not in out, f"function {name} deployed twice"
+            out[name] = (rname, body)
+    return out
+
+
+def sa_ref(fn: str, rname: str) -> str:
+    key = "each.key" if rname == "service" else f'"{fn}"'
+    return f"google_service_account.function[{key}]"
+
+
+def test_every_entry_point_is_deployed_with_its_name():
+    deployed = function_resources()
+    assert set(deployed) == set(main.ENTRY_POINTS)
+    assert set(cfg().locals["functions"]) == set(main.ENTRY_POINTS)
+    for name, module in main.ENTRY_POINTS.items():
+        assert module == f"functions.{name}", "the archive layout assumes functions/<name>.py"
+
+
+def test_every_function_module_is_an_entry_point():
+    # A module under functions/ defining a top-level function of its own name is a deployable function.
+    for path in sorted((ROOT / "functions").glob("*.py")):
+        if path.stem.startswith("_"):
+            continue
+        tree = ast.parse(path.read_text())
+        defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        if path.stem in defined:
+            assert path.stem in main.ENTRY_POINTS, f"functions/{path.name} is not in main.ENTRY_POINTS"
+
+
+@pytest.mark.parametrize("name", sorted(main.ENTRY_POINTS))
+def test_entry_point_module_defines_its_function(name):
+    path = ROOT / "functions" / f"{name}.py"
+    if not path.exists():
+        pytest.skip(f"functions/{name}.py is not written yet")
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.ImportFrom):
+            names |= {a.asname or a.name for a in node.names}
+    assert name in names, f"functions/{name}.py does not define {name}()"
+
+
+def test_functions_share_one_hash_named_archive_and_a_python_runtime():
+    c = cfg()
+    runtime_default = c.default("python_runtime")
+    assert re.fullmatch(r"python3(1[1-9])", runtime_default), runtime_default
+    obj = c.resource("google_storage_bucket_object", "source")
+    assert re.search(r"data\.archive_file\.source\.output_(md5|sha256)", obj["name"]), obj["name"]
+    assert obj["source"] == "data.archive_file.source.output_path"
+    for name, (rname, body) in function_resources().items():
+        bc = block(body, "build_config")
+        assert bc["runtime"] == Expr("var.python_runtime"), name
+        storage = block(block(bc, "source"), "storage_source")
+        assert storage["object"] == "google_storage_bucket_object.source.name", name
+        assert storage["bucket"] == "google_storage_bucket_object.source.bucket", name
+        sc = block(body, "service_config")
+        assert sc["service_account_email"] == f"{sa_ref(name, rname)}.email", f"{name} must run as its own account"
+
+
+def test_archive_holds_every_deployable_file_and_nothing_else():
+    c = cfg()
+    files = c.locals["source_files"]
+    assert '"main.py"' in files and '"requirements.txt"' in files, files
+    assert "local.source_dirs" in files and "local.source_extensions" in files
+    dirs, exts = c.locals["source_dirs"], c.locals["source_extensions"]
+    assert set(dirs) == {"functions", "shared", "infra"}, dirs
+    assert "py" in exts
+    covered = {"main.py", "requirements.txt"}
+    for d in dirs:
+        for ext in exts:
+            covered |= set(glob.glob(f"{d}/**/*.{ext}", root_dir=ROOT, recursive=True))
+    for d in dirs:
+        for path in (ROOT / d).rglob("*"):
+            rel = path.relative_to(ROOT).as_posix()
+            if path.is_dir() or "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo"):
+                continue
+            assert rel in covered, f"{rel} is deployable but not in the source archive (add its extension)"
+    archive = c.data["archive_file"]["source"]
+    assert archive["output_path"].startswith("${path.module}/.terraform/"), "keep the zip out of git"
+    dyn = dynamic_block(archive, "source")
+    assert dyn["for_each"] == "local.source_files"
+
+    # What the archive leaves out must not be imported by what it holds.
+    excluded = {"tools", "tests", "bench", "docs", "terraform"}
+    sources = [ROOT / "main.py"] + [p for d in dirs for p in (ROOT / d).rglob("*.py")]
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            mods = []
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                mods = [node.module]
+            for mod in mods:
+                assert mod.split(".")[0] not in excluded, f"{path.relative_to(ROOT)} imports {mod}"
+
+
+def _requirement_lines(text: str) -> list[str]:
+    return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
+
+
+def test_requirements_txt_equals_pyproject_dependencies():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    reqs = _requirement_lines((ROOT / "requirements.txt").read_text())
+    assert [r.replace(" ", "") for r in reqs] == [d.replace(" ", "") for d in deps], (
+        "requirements.txt (the archive's) must list exactly pyproject.toml's [project].dependencies"
+    )
+
+
+# --- Environment and secrets ----------------------------------------------------------------------------
+
+
+def env_local_name(name: str) -> str:
+    rname, body = function_resources()[name]
+    ev = block(body, "service_config")["environment_variables"]
+    assert isinstance(ev, Expr) and ev.startswith("local."), f"{name}: environment_variables = {ev!r}"
+    return ev.removeprefix("local.")
+
+
+def resolve_env(local_name: str) -> dict:
+    """Resolve local.<name> to a dict: a literal map, another local, or merge() of those and maps."""
+    value = cfg().locals[local_name]
+    if isinstance(value, dict):
+        return value
+    assert isinstance(value, Expr), value
+    if re.fullmatch(r"local\.\w+", value):
+        return resolve_env(value.removeprefix("local."))
+    out: dict = {}
+    for arg in call_args(value, "merge"):
+        if arg.startswith("{"):
+            out.update(parse_object_literal(arg))
+        else:
+            assert re.fullmatch(r"local\.\w+", arg), arg
+            out.update(resolve_env(arg.removeprefix("local.")))
+    return out
+
+
+def function_env(name: str) -> dict:
+    return resolve_env(env_local_name(name))
+
+
+def function_secrets(name: str) -> set[str]:
+    rname, body = function_resources()[name]
+    dyn = dynamic_block(block(body, "service_config"), "secret_environment_variables")
+    who = "each.key" if rname == "service" else f'"{name}"'
+    assert re.fullmatch(
+        rf"\{{for (\w+), (\w+) in local\.secret_env : \1 => google_secret_manager_secret\.this\[\1\]\.secret_id if contains\(\2, {re.escape(who)}\)\}}",
+        dyn["for_each"],
+    ), dyn["for_each"]
+    content = block(dyn, "content")
+    assert content["key"] == "secret_environment_variables.key"
+    assert content["secret"] == "secret_environment_variables.value"
+    assert content["version"] == "latest"
+    return {secret for secret, fns in cfg().locals["secret_env"].items() if name in fns}
+
+
+def test_secret_env_matches_settings():
+    tf = {k: set(v) for k, v in cfg().locals["secret_env"].items()}
+    assert tf == {k: set(v) for k, v in settings.SECRET_ENV.items()}
+    for secret in settings.SECRET_ENV:
+        assert secret in settings.ENV, f"secret {secret} is not declared in ENV"
+
+
+@pytest.mark.parametrize("name", sorted(main.ENTRY_POINTS))
+def test_function_gets_every_env_var_it_reads(name):
+    env = function_env(name)
+    secrets = function_secrets(name)
+    assert set(env) <= set(settings.ENV), f"{name}: unknown variables {set(env) - set(settings.ENV)}"
+    assert not set(env) & set(settings.SECRET_ENV), f"{name}: secret set as plain configuration"
+    assert LOCAL_ONLY_ENV not in env
+    expected_secrets = {s for s, fns in settings.SECRET_ENV.items() if name in fns}
+    assert secrets == expected_secrets, name
+    required = set(settings.ENV) - {LOCAL_ONLY_ENV} - set(settings.SECRET_ENV) - URL_EXEMPT.get(name, set())
+    missing = required - set(env)
+    assert not missing, f"{name} does not get {sorted(missing)} from Terraform"
+
+
+def test_url_exemptions_are_only_function_urls_and_break_the_cycle():
+    for name, exempt in URL_EXEMPT.items():
+        assert exempt <= URL_ENV
+    targets = {"DISPATCH_URL": "dispatch", "NOTIFIER_URL": "notifier"}
+    for name in main.ENTRY_POINTS:
+        env = function_env(name)
+        for var, target in targets.items():
+            if var in env:
+                assert target != name, f"{name} would need its own URL"
+                assert env[var] == f"google_cloudfunctions2_function.{target}.service_config[0].uri", env[var]
+        # No function's environment refers to the resource that deploys it.
+        rname, _ = function_resources()[name]
+        local_text = str(cfg().locals[env_local_name(name)])
+        assert f"google_cloudfunctions2_function.{rname}" not in local_text, f"{name}: self-reference"
+
+
+def test_env_values_come_from_the_resources_they_name():
+    env = resolve_env("env_common")
+    assert env["GOOGLE_CLOUD_PROJECT"] == Expr("var.project_id")
+    assert env["TASKS_LOCATION"] == Expr("var.region")
+    assert env["DISPATCH_QUEUE"] == Expr("google_cloud_tasks_queue.dispatch.name")
+    assert env["NOTIFY_QUEUE"] == Expr("google_cloud_tasks_queue.notify.name")
+    assert env["TASKS_INVOKER_SA"] == Expr("google_service_account.tasks_invoker.email")
+    assert env["MEDIA_BUCKET"] == Expr("google_storage_bucket.media.name")
+    assert env["MEDIA_ALLOWED_HOSTS"] == Expr('join(",", local.media_allowed_hosts)')
+    hosts = cfg().locals["media_allowed_hosts"]
+    assert '"storage.googleapis.com"' in hosts, hosts
+    assert '"${google_storage_bucket.media.name}.storage.googleapis.com"' in hosts, hosts
+    assert env["TELNYX_WEBHOOK_URL"] == Expr("local.telnyx_webhook_url")
+    webhook_url = cfg().locals["telnyx_webhook_url"]
+    assert "var.public_base_url" in webhook_url and "/webhooks/telnyx" in webhook_url, webhook_url
+
+
+def test_env_defaults_in_terraform_equal_the_codes():
+    # A variable feeding an env var defaults to the code's default for it (e.g. DISPATCH_MAX_ATTEMPTS).
+    checked = 0
+    for key, value in resolve_env("env_common").items():
+        m = re.fullmatch(r"(?:tostring\()?var\.(\w+)\)?", value)
+        code_default = settings.ENV[key][0]
+        if not m or not code_default:
+            continue
+        assert str(cfg().default(m.group(1))) == code_default, f"{key}: var.{m.group(1)} default differs"
+        checked += 1
+    assert checked >= 6
+
+
+def test_local_only_escape_hatch_is_absent():
+    for path in TF_DIR.rglob("*"):
+        if path.is_file() and ".terraform" not in path.parts:
+            assert LOCAL_ONLY_ENV not in path.read_text(errors="replace"), f"{path.name} mentions {LOCAL_ONLY_ENV}"
+
+
+def test_secret_values_never_reach_terraform():
+    c = cfg()
+    assert "google_secret_manager_secret_version" not in c.resources
+    assert "google_secret_manager_secret_version" not in c.data
+    assert "secret_data" not in c.text()
+    secrets = c.resource("google_secret_manager_secret", "this")
+    assert secrets["for_each"] == "local.secret_env"
+    grants = c.resource("google_secret_manager_secret_iam_member", "accessor")
+    assert grants["for_each"] == "local.secret_grants"
+    assert grants["role"] == "roles/secretmanager.secretAccessor"
+    assert grants["secret_id"] == "google_secret_manager_secret.this[each.value.secret].secret_id"
+    assert grants["member"] == "serviceAccount:${google_service_account.function[each.value.function].email}"
+    assert "local.secret_env" in c.locals["secret_grants"]
+
+
+# --- Queues ---------------------------------------------------------------------------------------------
+
+
+def _seconds(duration: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)s", duration)
+    assert m, duration
+    return float(m.group(1))
+
+
+def test_queue_names_match_the_code():
+    c = cfg()
+    assert c.locals["queue_ids"] == {
+        "dispatch": settings.ENV["DISPATCH_QUEUE"][0],
+        "notify": settings.ENV["NOTIFY_QUEUE"][0],
+    }
+    assert c.resource("google_cloud_tasks_queue", "dispatch")["name"] == Expr("local.queue_ids.dispatch")
+    assert c.resource("google_cloud_tasks_queue", "notify")["name"] == Expr("local.queue_ids.notify")
+
+
+def test_dispatch_queue_paces_at_telnyx_rate_and_shares_max_attempts():
+    c = cfg()
+    q = c.resource("google_cloud_tasks_queue", "dispatch")
+    assert block(q, "rate_limits")["max_dispatches_per_second"] == Expr("var.dispatch_rate_per_second")
+    assert c.default("dispatch_rate_per_second") == 15
+    retry = block(q, "retry_config")
+    assert retry["max_attempts"] == Expr("var.dispatch_max_attempts")
+    assert resolve_env("env_common")["DISPATCH_MAX_ATTEMPTS"] == Expr("tostring(var.dispatch_max_attempts)")
+    assert str(c.default("dispatch_max_attempts")) == settings.ENV["DISPATCH_MAX_ATTEMPTS"][0]
+    # With a max_retry_duration, retries would go on past max_attempts until it ran out as well.
+    assert _seconds(retry.get("max_retry_duration", "0s")) == 0
+
+
+def test_notify_queue_retries_customer_webhooks_for_24_hours():
+    retry = block(cfg().resource("google_cloud_tasks_queue", "notify"), "retry_config")
+    assert _seconds(retry["max_retry_duration"]) == 86400
+    assert retry["max_attempts"] == -1 or retry["max_attempts"] >= 100
+    assert 1 <= _seconds(retry["min_backoff"]) <= 60
+    assert 600 <= _seconds(retry["max_backoff"]) <= 86400
+
+
+def test_enqueue_grants_are_exactly_what_each_function_needs():
+    c = cfg()
+    fns = c.locals["functions"]
+    assert {name: set(f["enqueues"]) for name, f in fns.items()} == EXPECTED_ENQUEUES
+    grant = c.resource("google_cloud_tasks_queue_iam_member", "enqueuer")
+    assert grant["for_each"] == "local.enqueue_grants"
+    assert grant["role"] == "roles/cloudtasks.enqueuer"
+    assert grant["name"] == "local.queues[each.value.queue].name"
+    assert grant["member"] == "serviceAccount:${google_service_account.function[each.value.function].email}"
+    assert c.locals["queues"] == {
+        "dispatch": Expr("google_cloud_tasks_queue.dispatch"),
+        "notify": Expr("google_cloud_tasks_queue.notify"),
+    }
+    act_as = c.resource("google_service_account_iam_member", "tasks_invoker_user")
+    assert act_as["for_each"] == "local.enqueuing_functions"
+    assert act_as["role"] == "roles/iam.serviceAccountUser"
+    assert act_as["service_account_id"] == "google_service_account.tasks_invoker.name"
+    assert "length(cfg.enqueues) > 0" in c.locals["enqueuing_functions"]
+
+
+# --- Firestore ------------------------------------------------------------------------------------------
+
+
+def test_ttl_policies_match_collections():
+    c = cfg()
+    assert c.locals["firestore_ttl_fields"] == fs_collections.TTL_FIELDS
+    ttl = c.resource("google_firestore_field", "ttl")
+    assert ttl["for_each"] == "local.firestore_ttl_fields"
+    assert ttl["collection"] == "each.key" and ttl["field"] == "each.value"
+    assert ttl.get("ttl_config") == [{}], "each TTL field needs a ttl_config block"
+    for collection in fs_collections.TTL_FIELDS:
+        assert collection in fs_collections.ALL
+
+
+def test_composite_indexes_match_collections():
+    c = cfg()
+    tf = [
+        (idx["collection"], tuple((f, o) for f, o in idx["fields"]))
+        for idx in c.locals["firestore_composite_indexes"].values()
+    ]
+    assert len(tf) == len(set(tf)), "duplicate composite index"
+    assert set(tf) == {(coll, tuple(fields)) for coll, fields in fs_collections.COMPOSITE_INDEXES}
+    for coll, fields in tf:
+        assert coll in fs_collections.ALL
+        assert len(fields) >= 2 and all(o in ("ASCENDING", "DESCENDING") for _, o in fields)
+    idx = c.resource("google_firestore_index", "composite")
+    assert idx["for_each"] == "local.firestore_composite_indexes"
+    assert idx["collection"] == "each.value.collection"
+    dyn = dynamic_block(idx, "fields")
+    assert dyn["for_each"] == "each.value.fields"
+    content = block(dyn, "content")
+    assert content == {"field_path": "fields.value[0]", "order": "fields.value[1]"}
+
+
+RANGE_OPS = {"<", "<=", ">", ">=", "!=", "not-in"}
+
+
+def _const(node):
+    """A string literal, or an attribute of infra.collections (C.MESSAGES), else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Attribute) and isinstance(getattr(fs_collections, node.attr, None), str):
+        return getattr(fs_collections, node.attr)
+    return None
+
+
+def firestore_queries() -> list[tuple[str, list[tuple[str, str]], list[str], Path, int]]:
+    """Every db.collection(X).where(...).order_by(...) chain in the deployed code:
+    (collection, [(field, op)], [order_by fields], file, line)."""
+    found = []
+    sources = [p for d in ("functions", "shared", "infra") for p in sorted((ROOT / d).rglob("*.py"))]
+    for path in sources:
+        tree = ast.parse(path.read_text())
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("collection", "collection_group") and node.args):
+                continue
+            collection = _const(node.args[0])
+            filters, orders, cur = [], [], node
+            while True:
+                attr = parents.get(cur)
+                call = parents.get(attr)
+                if not (isinstance(attr, ast.Attribute) and isinstance(call, ast.Call) and call.func is attr):
+                    break
+                if attr.attr == "where":
+                    ff = next((k.value for k in call.keywords if k.arg == "filter"), None)
+                    args = ff.args if isinstance(ff, ast.Call) else call.args
+                    if len(args) >= 2 and _const(args[0]) and _const(args[1]):
+                        filters.append((_const(args[0]), _const(args[1])))
+                elif attr.attr == "order_by" and call.args and _const(call.args[0]):
+                    orders.append(_const(call.args[0]))
+                cur = call
+            if collection and (filters or orders):
+                found.append((collection, filters, orders, path.relative_to(ROOT), node.lineno))
+    return found
+
+
+def test_every_query_that_needs_a_composite_index_has_one():
+    # Firestore serves equality and array-contains filters by merging single-field indexes; a query that
+    # also has an inequality or an order on a second field needs a composite index: its equality fields
+    # first, then the inequality / order field.
+    queries = firestore_queries()
+    assert queries, "found no Firestore query in the deployed code: has the query style changed?"
+    indexes = {(coll, tuple(f for f, _ in fields)) for coll, fields in fs_collections.COMPOSITE_INDEXES}
+    needing = 0
+    for collection, filters, orders, path, line in queries:
+        ranged = [f for f, op in filters if op in RANGE_OPS] + orders
+        fields = {f for f, _ in filters} | set(orders)
+        if not ranged or len(fields) < 2:
+            continue
+        needing += 1
+        equality = {f for f, op in filters if op not in RANGE_OPS}
+        tail = list(dict.fromkeys(ranged))
+        ok = any(
+            coll == collection and set(idx[: len(idx) - len(tail)]) == equality and list(idx[-len(tail):]) == tail
+            for coll, idx in indexes
+        )
+        assert ok, f"{path}:{line}: query on {collection} {filters} order_by {orders} has no composite index"
+    assert needing >= 1
+
+
+def test_firestore_database_is_native_default():
+    db = cfg().resource("google_firestore_database", "default")
+    assert db["type"] == "FIRESTORE_NATIVE" and db["name"] == Expr("local.firestore_database")
+    assert cfg().locals["firestore_database"] == "(default)"
+
+
+# --- Storage --------------------------------------------------------------------------------------------
+
+
+def test_buckets_are_private_uniform_and_expire():
+    c = cfg()
+    for name, bucket in c.resources["google_storage_bucket"].items():
+        assert bucket["uniform_bucket_level_access"] is True, name
+        assert bucket["public_access_prevention"] == "enforced", name
+        assert bucket.get("lifecycle_rule"), f"{name} has no lifecycle rule"
+    media = c.resource("google_storage_bucket", "media")
+    ages = [block(r, "condition").get("age") for r in media["lifecycle_rule"]]
+    assert Expr("var.media_retention_days") in ages
+    assert all(block(r, "action")["type"] == "Delete" for r in media["lifecycle_rule"])
+
+
+def test_media_access_is_limited_to_the_functions_that_store_or_sign_media():
+    c = cfg()
+    assert {n for n, f in c.locals["functions"].items() if f["media"]} == MEDIA_FUNCTIONS
+    admin = c.resource("google_storage_bucket_iam_member", "media_object_admin")
+    assert admin["for_each"] == "local.media_functions"
+    assert admin["bucket"] == "google_storage_bucket.media.name"
+    assert admin["role"] == "roles/storage.objectAdmin"
+    signer = c.resource("google_service_account_iam_member", "self_token_creator")
+    assert signer["for_each"] == "local.media_functions"
+    assert signer["role"] == "roles/iam.serviceAccountTokenCreator"
+    # Token Creator on its own account only.
+    assert signer["service_account_id"] == "google_service_account.function[each.key].name"
+    assert signer["member"] == "serviceAccount:${google_service_account.function[each.key].email}"
+
+
+def test_no_project_wide_grant_beyond_firestore_and_logging():
+    allowed = {"roles/datastore.user", "roles/logging.logWriter"}
+    for name, grant in cfg().resources.get("google_project_iam_member", {}).items():
+        assert grant["role"] in allowed, f"project-level {grant['role']} in {name}"
+    assert "google_project_iam_binding" not in cfg().resources
+    assert "google_project_iam_policy" not in cfg().resources
+
+
+# --- Invokers and ingress -------------------------------------------------------------------------------
+
+
+def invoker_grants() -> dict[str, set[str]]:
+    """function -> members holding run.invoker on it."""
+    c = cfg()
+    public = {n for n, f in c.locals["functions"].items() if f["public"]}
+    out: dict[str, set[str]] = {n: set() for n in main.ENTRY_POINTS}
+    for rtype in ("google_cloud_run_service_iam_member", "google_cloud_run_v2_service_iam_member",
+                  "google_cloudfunctions2_function_iam_member"):
+        for rname, grant in c.resources.get(rtype, {}).items():
+            target = grant.get("service") or grant.get("name") or grant.get("cloud_function")
+            m = re.fullmatch(r'google_cloudfunctions2_function\.(\w+)(?:\[(each\.key|"(\w+)")\])?\.name', target)
+            assert m, f"{rtype}.{rname}: cannot tell which function {target!r} is"
+            if m.group(1) != "service":
+                names = {m.group(1)}
+            elif m.group(3):
+                names = {m.group(3)}
+            else:
+                assert grant["for_each"] == "local.public_function_names", grant.get("for_each")
+                assert c.locals["public_function_names"] == Expr(
+                    "toset([for name, fn in local.service_functions : name if fn.public])"
+                )
+                names = public & set(c.locals["service_function_names"])
+            assert grant["role"] in ("roles/run.invoker", "roles/cloudfunctions.invoker"), grant["role"]
+            for name in names:
+                out[name].add(grant["member"])
+    return out
+
+
+def test_no_function_is_open_to_everyone():
+    text = cfg().text()
+    assert "allUsers" not in text and "allAuthenticatedUsers" not in text
+
+
+def test_invokers_are_exactly_the_callers():
+    c = cfg()
+    assert {n for n, f in c.locals["functions"].items() if f["public"]} == PUBLIC_FUNCTIONS
+    tasks = "serviceAccount:${google_service_account.tasks_invoker.email}"
+    scheduler = "serviceAccount:${google_service_account.scheduler.email}"
+    gateway = "serviceAccount:${google_service_account.gateway.email}"
+    assert invoker_grants() == {
+        "dispatch": {tasks},
+        "notifier": {tasks},
+        "sweeper": {scheduler},
+        "send": {gateway},
+        "group": {gateway},
+        "reads": {gateway},
+        "webhook": {gateway},
+    }
+
+
+def test_private_functions_refuse_internet_ingress():
+    c = cfg()
+    assert c.default("private_ingress") == "ALLOW_INTERNAL_ONLY"
+    for name, (rname, body) in function_resources().items():
+        ingress = block(body, "service_config")["ingress_settings"]
+        if rname == "service":
+            assert ingress == Expr('each.value.public ? "ALLOW_ALL" : var.private_ingress'), ingress
+            assert c.locals["functions"][name]["public"] is (name in PUBLIC_FUNCTIONS)
+        else:
+            assert name in PRIVATE_FUNCTIONS and ingress == Expr("var.private_ingress"), (name, ingress)
+
+
+def test_min_instances_keep_caller_and_telnyx_facing_functions_warm():
+    c = cfg()
+    default = c.default("min_instances")
+    for name in ("send", "group", "webhook"):
+        assert default.get(name, 0) >= 1, name
+    for name, (rname, body) in function_resources().items():
+        key = "each.key" if rname == "service" else f'"{name}"'
+        assert block(body, "service_config")["min_instance_count"] == Expr(f"lookup(var.min_instances, {key}, 0)")
+
+
+# --- API Gateway and scheduler --------------------------------------------------------------------------
+
+
+def test_gateway_routes_public_paths_to_the_right_functions():
+    c = cfg()
+    spec = c.locals["openapi_spec"]
+    args = call_args(spec, "templatefile")
+    assert args[0] == '"${path.module}/openapi-gateway.yaml.tftpl"'
+    tpl_vars = parse_object_literal(args[1])
+    urls = {}
+    for key, value in tpl_vars.items():
+        if key.endswith("_url"):
+            m = re.fullmatch(r'google_cloudfunctions2_function\.service\["(\w+)"\]\.service_config\[0\]\.uri', value)
+            assert m and m.group(1) == key.removesuffix("_url"), f"{key} = {value}"
+            urls[key] = m.group(1)
+    assert set(urls.values()) == PUBLIC_FUNCTIONS, "the gateway must front exactly the public functions"
+
+    template = (TF_DIR / "openapi-gateway.yaml.tftpl").read_text()
+    placeholders = set(re.findall(r"\$\{(\w+)\}", template))
+    assert placeholders == set(tpl_vars), (placeholders, set(tpl_vars))
+    rendered = re.sub(r"\$\{(\w+)\}", lambda m: f"https://{m.group(1)}.backend.test", template)
+    doc = yaml.safe_load(rendered)
+    assert doc["swagger"] == "2.0"
+    assert "securityDefinitions" not in doc and "security" not in doc
+    routes = {}
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            backend = op["x-google-backend"]
+            assert backend["path_translation"] == "APPEND_PATH_TO_ADDRESS", (path, method)
+            assert "security" not in op
+            m = re.fullmatch(r"https://(\w+)_url\.backend\.test", backend["address"])
+            assert m, backend["address"]
+            routes[(path, method)] = m.group(1)
+            assert op.get("operationId")
+    assert routes == GATEWAY_ROUTES
+
+    config = c.resource("google_api_gateway_api_config", "this")
+    backend_sa = block(block(config, "gateway_config"), "backend_config")["google_service_account"]
+    assert backend_sa == "google_service_account.gateway.email"
+    for rtype in ("google_api_gateway_api", "google_api_gateway_api_config", "google_api_gateway_gateway"):
+        assert c.resource(rtype, "this")["provider"] == "google-beta", rtype
+
+
+def test_sweeper_is_scheduled_with_an_oidc_token():
+    c = cfg()
+    job = c.resource("google_cloud_scheduler_job", "sweep")
+    assert job["schedule"] == Expr("var.sweep_schedule") and c.default("sweep_schedule") == "* * * * *"
+    target = block(job, "http_target")
+    sweeper_uri = 'google_cloudfunctions2_function.service["sweeper"].service_config[0].uri'
+    assert target["http_method"] == "POST" and target["uri"] == sweeper_uri
+    oidc = block(target, "oidc_token")
+    assert oidc["service_account_email"] == "google_service_account.scheduler.email"
+    assert oidc["audience"] == sweeper_uri
+
+
+# --- Shape ----------------------------------------------------------------------------------------------
+
+
+def test_providers_are_pinned_and_apis_enabled():
+    c = cfg()
+    providers = {}
+    for tf in c.terraform:
+        for rp in tf.get("required_providers", []):
+            providers.update(rp)
+    for name in ("google", "google-beta"):
+        assert providers[name]["source"] == f"hashicorp/{name}"
+        assert re.match(r"~>\s*\d", providers[name]["version"]), providers[name]
+    services = c.locals["services"]
+    for api in ("cloudfunctions", "run", "cloudbuild", "cloudtasks", "cloudscheduler", "firestore",
+                "secretmanager", "apigateway", "iamcredentials", "artifactregistry"):
+        assert f"{api}.googleapis.com" in services, api
+    assert c.resource("google_project_service", "this")["for_each"] == Expr("toset(local.services)")
+
+
+def test_every_variable_is_typed_and_described_and_every_output_described():
+    c = cfg()
+    for name, var in c.variables.items():
+        assert var.get("type"), f"variable {name} has no type"
+        assert len(var.get("description", "")) > 10, f"variable {name} has no description"
+    for name, out in c.outputs.items():
+        assert len(out.get("description", "")) > 10, f"output {name} has no description"
+    for name in ("gateway_url", "function_urls", "media_bucket", "queues", "secrets"):
+        assert name in c.outputs, name
+
+
+def test_example_tfvars_sets_only_declared_variables():
+    c = cfg()
+    with (TF_DIR / "examples" / "basic.tfvars").open() as fh:
+        values = norm(hcl2.load(fh))
+    assert set(values) <= set(c.variables), set(values) - set(c.variables)
+    required = {n for n, v in c.variables.items() if "default" not in v}
+    assert required <= set(values), required - set(values)
