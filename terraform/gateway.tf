@@ -1,7 +1,9 @@
 # API Gateway in front of the public functions: one public origin whose paths /api/v1/... and
 # /webhooks/telnyx map to send, group, reads and webhook (openapi-gateway.yaml.tftpl). The gateway
 # checks no API key: the functions check tenants' API keys and Telnyx's signatures themselves. It calls
-# the functions as its own service account, the only non-Google principal they admit.
+# the functions as its own service account, the only principal they admit. Backends are the functions'
+# deterministic URLs, so the gateway does not wait for the functions, and the functions can be given the
+# gateway's hostname (TELNYX_WEBHOOK_URL) in the same apply.
 
 resource "google_api_gateway_api" "this" {
   provider = google-beta
@@ -17,10 +19,10 @@ resource "google_api_gateway_api" "this" {
 locals {
   openapi_spec = templatefile("${path.module}/openapi-gateway.yaml.tftpl", {
     title       = "mmsgate"
-    send_url    = google_cloudfunctions2_function.service["send"].service_config[0].uri
-    group_url   = google_cloudfunctions2_function.service["group"].service_config[0].uri
-    reads_url   = google_cloudfunctions2_function.service["reads"].service_config[0].uri
-    webhook_url = google_cloudfunctions2_function.service["webhook"].service_config[0].uri
+    send_url    = local.function_urls["send"]
+    group_url   = local.function_urls["group"]
+    reads_url   = local.function_urls["reads"]
+    webhook_url = local.function_urls["webhook"]
   })
 }
 

@@ -15,7 +15,8 @@ locals {
   labels             = merge({ app = "mmsgate", "managed-by" = "terraform" }, var.labels)
 
   # Every function of main.ENTRY_POINTS (entry point = key). public: reachable through API Gateway;
-  # enqueues: the Cloud Tasks queues it creates tasks on; media: stores or signs media in the media bucket.
+  # enqueues: the Cloud Tasks queues its code creates tasks on (dispatch re-enqueues a leg whose send is
+  # rescheduled onto its own queue); media: stores or signs media in the media bucket.
   functions = {
     send = {
       description = "POST /api/v1/messages/sms: accept one MMS and enqueue its leg."
@@ -42,7 +43,7 @@ locals {
       description = "POST /webhooks/telnyx: verify and record Telnyx delivery reports."
       public      = true
       timeout     = 30
-      enqueues    = ["dispatch", "notify"]
+      enqueues    = ["notify"]
       media       = false
     }
     sweeper = {
@@ -56,7 +57,7 @@ locals {
       description = "Cloud Tasks target: send one recipient leg to Telnyx."
       public      = false
       timeout     = 120
-      enqueues    = ["notify"]
+      enqueues    = ["dispatch", "notify"]
       media       = true
     }
     notifier = {
@@ -68,10 +69,18 @@ locals {
     }
   }
 
-  # notifier and dispatch are their own resources (functions.tf) because the others need their URLs;
-  # these five are one for_each resource created after them.
-  service_function_names = ["send", "group", "reads", "webhook", "sweeper"]
-  service_functions      = { for name in local.service_function_names : name => local.functions[name] }
+  # Public functions sit behind API Gateway; private ones are invoked only by Cloud Tasks or Scheduler.
+  public_functions  = { for name, fn in local.functions : name => fn if fn.public }
+  private_functions = { for name, fn in local.functions : name => fn if !fn.public }
+
+  # Each function's URL, known before any function exists: Cloud Run's deterministic URL
+  # https://<service>-<project number>.<region>.run.app (a gen2 function's service has the function's
+  # name). With it no function waits for another's URL, dispatch can re-enqueue onto itself, and the
+  # gateway (whose hostname TELNYX_WEBHOOK_URL needs) does not wait for the functions: one apply, no cycle.
+  function_urls = {
+    for name in keys(local.functions) :
+    name => "https://${var.name_prefix}-${name}-${data.google_project.this.number}.${var.region}.run.app"
+  }
 
   # Queue ids are the code's defaults for DISPATCH_QUEUE and NOTIFY_QUEUE.
   queue_ids = {
@@ -107,14 +116,18 @@ locals {
     var.extra_allowed_hosts,
   )
 
-  telnyx_webhook_url = var.public_base_url == "" ? "" : "${var.public_base_url}/webhooks/telnyx"
+  public_base_url    = var.public_base_url != "" ? var.public_base_url : "https://${google_api_gateway_gateway.this.default_hostname}"
+  telnyx_webhook_url = "${local.public_base_url}/webhooks/telnyx"
 
-  # Plain configuration every function gets (infra.settings.ENV minus secrets, minus the function URLs).
-  env_common = {
+  # Plain configuration, the same for every function: infra.settings.ENV minus the secrets (those come
+  # from Secret Manager, secrets.tf) and minus the local-stack-only escape hatch.
+  env = {
     GOOGLE_CLOUD_PROJECT       = var.project_id
     TASKS_LOCATION             = var.region
     DISPATCH_QUEUE             = google_cloud_tasks_queue.dispatch.name
     NOTIFY_QUEUE               = google_cloud_tasks_queue.notify.name
+    DISPATCH_URL               = local.function_urls["dispatch"]
+    NOTIFIER_URL               = local.function_urls["notifier"]
     TASKS_INVOKER_SA           = google_service_account.tasks_invoker.email
     DISPATCH_MAX_ATTEMPTS      = tostring(var.dispatch_max_attempts)
     TELNYX_BASE_URL            = var.telnyx_base_url
@@ -125,18 +138,6 @@ locals {
     SWEEP_FINAL_AFTER_SECONDS  = tostring(var.sweep_final_after_seconds)
     LOG_LEVEL                  = var.log_level
   }
-
-  # Function URLs without a dependency cycle: notifier enqueues nothing, dispatch enqueues only on the
-  # notify queue, every other function enqueues on both. Each local is its own graph node, so none of
-  # these refers to the function that reads it.
-  env_notifier = local.env_common
-  env_dispatch = merge(local.env_common, {
-    NOTIFIER_URL = google_cloudfunctions2_function.notifier.service_config[0].uri
-  })
-  env_service = merge(local.env_common, {
-    DISPATCH_URL = google_cloudfunctions2_function.dispatch.service_config[0].uri
-    NOTIFIER_URL = google_cloudfunctions2_function.notifier.service_config[0].uri
-  })
 
   # --- Source archive --------------------------------------------------------------------------------
   # Only what the functions import goes into the archive: main.py and requirements.txt at its root, and

@@ -1,16 +1,21 @@
 output "gateway_url" {
-  description = "Public origin of the API (API Gateway). Clients call <gateway_url>/api/v1/...; set public_base_url to this value on the second apply."
+  description = "Public origin of the API (API Gateway). Clients call <gateway_url>/api/v1/..."
   value       = "https://${google_api_gateway_gateway.this.default_hostname}"
 }
 
 output "telnyx_webhook_url" {
   description = "URL to set as the Telnyx messaging profile's webhook URL."
-  value       = "${var.public_base_url != "" ? var.public_base_url : "https://${google_api_gateway_gateway.this.default_hostname}"}/webhooks/telnyx"
+  value       = local.telnyx_webhook_url
 }
 
 output "function_urls" {
-  description = "Direct URL of each function (the public ones admit only API Gateway; the private ones only Cloud Tasks or Cloud Scheduler)."
+  description = "Deterministic URL of each function, as the code and the gateway use them (the public ones admit only API Gateway; the private ones only Cloud Tasks or Cloud Scheduler)."
   value       = local.function_urls
+}
+
+output "function_service_uris" {
+  description = "URI Cloud Run functions reports for each function (the hash-based run.app URL)."
+  value       = { for name, fn in merge(google_cloudfunctions2_function.public, google_cloudfunctions2_function.private) : name => fn.service_config[0].uri }
 }
 
 output "media_bucket" {

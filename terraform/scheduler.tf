@@ -16,7 +16,7 @@ resource "google_cloud_scheduler_job" "sweep" {
 
   http_target {
     http_method = "POST"
-    uri         = google_cloudfunctions2_function.service["sweeper"].service_config[0].uri
+    uri         = google_cloudfunctions2_function.private["sweeper"].service_config[0].uri
     headers = {
       "Content-Type" = "application/json"
     }
@@ -24,9 +24,9 @@ resource "google_cloud_scheduler_job" "sweep" {
 
     oidc_token {
       service_account_email = google_service_account.scheduler.email
-      audience              = google_cloudfunctions2_function.service["sweeper"].service_config[0].uri
+      audience              = google_cloudfunctions2_function.private["sweeper"].service_config[0].uri
     }
   }
 
-  depends_on = [google_cloud_run_service_iam_member.sweeper_invoker]
+  depends_on = [google_cloud_run_service_iam_member.scheduler_invoker]
 }

@@ -15,7 +15,7 @@ resource "google_cloud_tasks_queue" "dispatch" {
   }
 
   retry_config {
-    max_attempts = 10
+    max_attempts  = var.dispatch_max_attempts
     min_backoff   = "5s"
     max_backoff   = "600s"
     max_doublings = 5

@@ -166,7 +166,7 @@ variable "telnyx_base_url" {
 
 variable "public_base_url" {
   type        = string
-  description = "Public origin of the gateway (https://..., no trailing slash): the API Gateway URL from the first apply (terraform output gateway_url) or a custom domain in front of it. Sets TELNYX_WEBHOOK_URL = public_base_url + /webhooks/telnyx. Empty on the first apply: the gateway's hostname is only known once it exists, and it fronts the functions that would read it, so a second apply fills it in (docs/deploy.md). While empty, Telnyx posts delivery reports to the messaging profile's webhook URL."
+  description = "Public origin (https://..., no trailing slash) of a custom domain or load balancer you put in front of the API Gateway. Empty uses the gateway's own https://<hostname>. TELNYX_WEBHOOK_URL = this origin + /webhooks/telnyx."
   default     = ""
 
   validation {

@@ -10,17 +10,14 @@
 
 What runs (every server bound to 127.0.0.1, each in its own process group, log in ``state_dir/logs/``):
 
-=============  =================================================================  ==================
-component      command                                                            ready when
-=============  =================================================================  ==================
-firestore      ``java ... CloudFirestore start`` (the SDK's jar, no gcloud wrapper)  ``GET /`` is 200
-tasks          ``.venv-emulators/bin/python tools/tasks_emulator.py`` (patched)     port accepts
-storage        ``.venv-emulators/bin/gcp-storage-emulator start --in-memory``       ``GET /`` is 200
-simulator      ``.venv/bin/python -m tools.telnyx_sim``                             ``/_sim/health`` 200
-<function>     ``.venv/bin/functions-framework --target=<function>`` (one each)     port accepts
-gateway        ``tools.gateway`` in a thread of this process                        bound at start
-sweeper timer  a thread here: ``POST {}`` to the sweeper every ``sweep_interval`` s    -
-=============  =================================================================  ==================
+- firestore: ``java ... CloudFirestore start`` (the SDK's jar, no gcloud wrapper); ready: ``GET /`` is 200
+- tasks: ``.venv-emulators/bin/python tools/tasks_emulator.py`` (patched, see there); ready: port accepts
+- storage: ``.venv-emulators/bin/gcp-storage-emulator start --in-memory``; ready: ``GET /`` is 200
+- simulator: ``.venv/bin/python -m tools.telnyx_sim``; ready: ``GET /_sim/health`` is 200
+- one per function: ``.venv/bin/functions-framework --target=NAME``; ready: port accepts (the app is
+  imported before gunicorn binds)
+- gateway: ``tools.gateway`` in a thread of this process
+- sweeper timer: a thread of this process, ``POST {}`` to the sweeper every ``sweep_interval`` seconds
 
 ``urls`` holds ``http://127.0.0.1:PORT`` for every HTTP server and ``127.0.0.1:PORT`` for ``tasks`` (gRPC).
 Children get ``PR_SET_PDEATHSIG`` (via ``setpriv``) so they die with this process even if it is SIGKILLed.
@@ -221,6 +218,7 @@ class Stack:
         self.info: dict[str, Any] = {"sample_media_url": None, "api_key": None}
         self.procs: dict[str, Proc] = {}
         self.gateway: gateway_mod.GatewayServer | None = None
+        self._gateway_log = None
         self.timings: dict[str, float] = {}
         self._state = "new"  # new -> starting -> running -> stopped
         self._lock = threading.RLock()
@@ -399,6 +397,10 @@ class Stack:
                                  f"(log: {proc.log_path}); last lines:\n{proc.tail()}")
             if pending:
                 time.sleep(0.05)
+        for name, proc in self.procs.items():  # a server that answered and then died (e.g. a port clash)
+            if not proc.running():
+                raise StackError(f"{name} exited with code {proc.popen.returncode} right after it answered "
+                                 f"(log: {proc.log_path}); last lines:\n{proc.tail()}")
 
     def _write_state(self) -> None:
         state = {
@@ -429,6 +431,7 @@ class Stack:
             self._state = "stopped"
         t0 = time.monotonic()
         self._stop_event.set()
+        ours = [*self.procs, *(["gateway"] if self.gateway is not None else [])]
         if self.gateway is not None:
             self.gateway.close()
             self._gateway_log.close()
@@ -442,7 +445,7 @@ class Stack:
             print(f"[stack] SIGKILLed after {self.config.stop_timeout:.0f} s: {', '.join(killed)}",
                   file=sys.stderr)
         deadline = time.monotonic() + 2.0
-        while (bound := [n for n, p in self.ports.items() if port_open(p, timeout=0.1)]) \
+        while (bound := [n for n in ours if port_open(self.ports[n], timeout=0.1)]) \
                 and time.monotonic() < deadline:
             time.sleep(0.05)
         if bound:
@@ -585,9 +588,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the shutdown
-        print("\nstopping ...", file=sys.stderr, flush=True)
+        if stack.procs:
+            print("\nstopping ...", file=sys.stderr, flush=True)
         stack.stop()
-        print(f"stopped in {stack.timings.get('stop', 0):.1f} s", file=sys.stderr, flush=True)
+        if stack.procs:
+            print(f"stopped in {stack.timings.get('stop', 0):.1f} s", file=sys.stderr, flush=True)
     return 0
 
 

@@ -13,6 +13,7 @@ The stock emulator is patched in five small places, each closer to real Cloud Ta
    ``X-CloudTasks-TaskRetryCount`` goes 0 .. max_attempts-1. The stock emulator retries forever.
 3. Backoff: after a failed delivery the task waits ``min_backoff * 2**(failures-1)`` seconds, capped at
    ``max_backoff``, before its next attempt. The stock emulator retries every 0.1 s.
+   Each queue is scanned every ``--poll`` seconds (0.02; stock 0.1), the backoff's resolution.
 4. Timeout: each HTTP delivery gives up after ``--timeout`` seconds (counted as a failed attempt), so a
    hanging target cannot block its queue forever (each queue delivers its tasks one at a time).
 5. Robustness: in the stock loop, a task purged between the loop's snapshot and its delivery raises
@@ -54,7 +55,7 @@ def _discard(tasks: list, task) -> None:
 
 
 def patch(max_attempts: int, min_backoff: float, max_backoff: float, timeout: float, poll: float) -> None:
-    # 1. Bind to loopback only.
+    # 1. Bind to loopback only (and 8 gRPC threads, not 2: several functions enqueue at the same time).
     def api_run(self):
         self._httpd = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         s.add_CloudTasksServicer_to_server(s.Greeter(self._state), self._httpd)

@@ -2,8 +2,7 @@
 project_id = "my-mmsgate-project"
 region     = "us-central1"
 
-# Empty on the first apply; then set it to `terraform output -raw gateway_url` (or your custom domain in
-# front of the gateway) and apply again so dispatch passes Telnyx a per-message webhook URL.
+# Leave empty to use the API Gateway's own hostname; set it only for a custom domain in front of it.
 public_base_url = ""
 
 # Telnyx's default account MMS rate. Raise only after Telnyx raises your account's limit.

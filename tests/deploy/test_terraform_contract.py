@@ -1,11 +1,12 @@
 """Contract between the code and terraform/: what the code needs is what Terraform deploys.
 
 The Terraform google provider cannot be downloaded on our machines, so `terraform validate` runs only in
-Cloud Build. This test parses the HCL with python-hcl2 (8.x) and checks it against the code's own
-constants: main.ENTRY_POINTS, infra.settings.ENV / SECRET_ENV and infra.collections. It fails when an
-entry point is renamed or added, an environment variable is added to ENV without Terraform, a secret is
-set as plain configuration, an index or TTL policy is dropped, a queue is renamed, MEDIA_TRUSTED_ORIGINS
-appears in Terraform, or a private function becomes invocable by anyone but its caller.
+Cloud Build. This test parses the HCL with python-hcl2 (8.x) and checks it against the code itself:
+main.ENTRY_POINTS, infra.settings.ENV / SECRET_ENV, infra.collections, the Firestore queries in the code
+and the queues each function's code enqueues on. It fails when an entry point is renamed or added, an
+environment variable is added to ENV without Terraform, a secret is set as plain configuration, a query
+lacks its composite index, a TTL policy is dropped, a queue is renamed, a function gains or loses a queue,
+MEDIA_TRUSTED_ORIGINS appears in Terraform, or a function becomes invocable by anyone but its caller.
 """
 
 from __future__ import annotations
@@ -34,23 +35,8 @@ from infra import settings  # noqa: E402
 PRIVATE_FUNCTIONS = {"dispatch", "notifier", "sweeper"}
 PUBLIC_FUNCTIONS = {"send", "group", "reads", "webhook"}
 LOCAL_ONLY_ENV = "MEDIA_TRUSTED_ORIGINS"
-URL_ENV = {"DISPATCH_URL", "NOTIFIER_URL"}
-# Function URLs a function does not get, because it would need its own URL or that of a function created
-# after it (notifier -> dispatch -> the rest). Neither of them enqueues on these targets.
-URL_EXEMPT = {
-    "notifier": {"DISPATCH_URL", "NOTIFIER_URL"},
-    "dispatch": {"DISPATCH_URL"},
-}
-# Which queues each function must be allowed to enqueue on (least privilege: no more, no fewer).
-EXPECTED_ENQUEUES = {
-    "send": {"dispatch", "notify"},
-    "group": {"dispatch", "notify"},
-    "reads": set(),
-    "webhook": {"dispatch", "notify"},
-    "sweeper": {"dispatch", "notify"},
-    "dispatch": {"notify"},
-    "notifier": set(),
-}
+# Queue helpers of infra/queue.py -> the queue they create tasks on.
+ENQUEUE_CALLS = {"enqueue_dispatch": "dispatch", "enqueue_notify": "notify"}
 MEDIA_FUNCTIONS = {"send", "group", "dispatch"}
 # Public paths of the gateway -> function serving them.
 GATEWAY_ROUTES = {
@@ -199,40 +185,30 @@ def cfg() -> Config:
 
 
 def function_resources() -> dict[str, tuple[str, dict]]:
-    """function name -> (resource name, resource body), expanding the for_each resource."""
+    """function name -> (resource name, resource body), expanding the two for_each resources."""
     c = cfg()
     out: dict[str, tuple[str, dict]] = {}
+    is_public = {"public": True, "private": False}
     for rname, body in c.resources.get("google_cloudfunctions2_function", {}).items():
+        assert rname in is_public, f"unexpected function resource {rname}"
+        assert body["for_each"] == f"local.{rname}_functions", body["for_each"]
+        negate = "" if is_public[rname] else "!"
+        assert re.fullmatch(
+            rf"\{{for (\w+), (\w+) in local\.functions : \1 => \2 if {negate}\2\.public\}}",
+            c.locals[f"{rname}_functions"],
+        ), c.locals[f"{rname}_functions"]
         bc = block(body, "build_config")
-        if "for_each" in body:
-            assert body["for_each"] == "local.service_functions", body["for_each"]
-            assert bc["entry_point"] == Expr("each.key") and isinstance(bc["entry_point"], Expr)
-            assert body["name"] == "${var.name_prefix}-${each.key}"
-            names = c.locals["service_function_names"]
-            assert re.fullmatch(
-                r"\{for (\w+) in local\.service_function_names : \1 => local\.functions\[\1\]\}",
-                c.locals["service_functions"],
-            ), c.locals["service_functions"]
-        else:
-            ep = bc["entry_point"]
-            assert not isinstance(ep, Expr), f"{rname}: entry_point must be a literal, got {ep!r}"
-            assert ep == rname, f"resource {rname} deploys entry point {ep}"
-            assert body["name"] == f"${{var.name_prefix}}-{ep}"
-            names = [ep]
-        for name in names:
-            assert name not in out, f"function {name} deployed twice"
-            out[name] = (rname, body)
+        assert bc["entry_point"] == Expr("each.key") and isinstance(bc["entry_point"], Expr), rname
+        assert body["name"] == "${var.name_prefix}-${each.key}", rname
+        for name, fn in c.locals["functions"].items():
+            if fn["public"] is is_public[rname]:
+                assert name not in out, f"function {name} deployed twice"
+                out[name] = (rname, body)
     return out
 
 
-def sa_ref(fn: str, rname: str) -> str:
-    key = "each.key" if rname == "service" else f'"{fn}"'
-    return f"google_service_account.function[{key}]"
-
-
 def test_every_entry_point_is_deployed_with_its_name():
-    deployed = function_resources()
-    assert set(deployed) == set(main.ENTRY_POINTS)
+    assert set(function_resources()) == set(main.ENTRY_POINTS)
     assert set(cfg().locals["functions"]) == set(main.ENTRY_POINTS)
     for name, module in main.ENTRY_POINTS.items():
         assert module == f"functions.{name}", "the archive layout assumes functions/<name>.py"
@@ -267,8 +243,7 @@ def test_entry_point_module_defines_its_function(name):
 
 def test_functions_share_one_hash_named_archive_and_a_python_runtime():
     c = cfg()
-    runtime_default = c.default("python_runtime")
-    assert re.fullmatch(r"python3(1[1-9])", runtime_default), runtime_default
+    assert re.fullmatch(r"python3(1[1-9])", c.default("python_runtime"))
     obj = c.resource("google_storage_bucket_object", "source")
     assert re.search(r"data\.archive_file\.source\.output_(md5|sha256)", obj["name"]), obj["name"]
     assert obj["source"] == "data.archive_file.source.output_path"
@@ -279,7 +254,10 @@ def test_functions_share_one_hash_named_archive_and_a_python_runtime():
         assert storage["object"] == "google_storage_bucket_object.source.name", name
         assert storage["bucket"] == "google_storage_bucket_object.source.bucket", name
         sc = block(body, "service_config")
-        assert sc["service_account_email"] == f"{sa_ref(name, rname)}.email", f"{name} must run as its own account"
+        assert sc["service_account_email"] == "google_service_account.function[each.key].email", name
+    accounts = c.resource("google_service_account", "function")
+    assert accounts["for_each"] == "local.functions"
+    assert accounts["account_id"] == "${var.name_prefix}-fn-${each.key}"
 
 
 def test_archive_holds_every_deployable_file_and_nothing_else():
@@ -302,8 +280,7 @@ def test_archive_holds_every_deployable_file_and_nothing_else():
             assert rel in covered, f"{rel} is deployable but not in the source archive (add its extension)"
     archive = c.data["archive_file"]["source"]
     assert archive["output_path"].startswith("${path.module}/.terraform/"), "keep the zip out of git"
-    dyn = dynamic_block(archive, "source")
-    assert dyn["for_each"] == "local.source_files"
+    assert dynamic_block(archive, "source")["for_each"] == "local.source_files"
 
     # What the archive leaves out must not be imported by what it holds.
     excluded = {"tools", "tests", "bench", "docs", "terraform"}
@@ -334,13 +311,6 @@ def test_requirements_txt_equals_pyproject_dependencies():
 # --- Environment and secrets ----------------------------------------------------------------------------
 
 
-def env_local_name(name: str) -> str:
-    rname, body = function_resources()[name]
-    ev = block(body, "service_config")["environment_variables"]
-    assert isinstance(ev, Expr) and ev.startswith("local."), f"{name}: environment_variables = {ev!r}"
-    return ev.removeprefix("local.")
-
-
 def resolve_env(local_name: str) -> dict:
     """Resolve local.<name> to a dict: a literal map, another local, or merge() of those and maps."""
     value = cfg().locals[local_name]
@@ -360,15 +330,18 @@ def resolve_env(local_name: str) -> dict:
 
 
 def function_env(name: str) -> dict:
-    return resolve_env(env_local_name(name))
+    rname, body = function_resources()[name]
+    ev = block(body, "service_config")["environment_variables"]
+    assert isinstance(ev, Expr) and re.fullmatch(r"local\.\w+", ev), f"{name}: environment_variables = {ev!r}"
+    return resolve_env(ev.removeprefix("local."))
 
 
 def function_secrets(name: str) -> set[str]:
     rname, body = function_resources()[name]
     dyn = dynamic_block(block(body, "service_config"), "secret_environment_variables")
-    who = "each.key" if rname == "service" else f'"{name}"'
     assert re.fullmatch(
-        rf"\{{for (\w+), (\w+) in local\.secret_env : \1 => google_secret_manager_secret\.this\[\1\]\.secret_id if contains\(\2, {re.escape(who)}\)\}}",
+        r"\{for (\w+), (\w+) in local\.secret_env : \1 => google_secret_manager_secret\.this\[\1\]\.secret_id"
+        r" if contains\(\2, each\.key\)\}",
         dyn["for_each"],
     ), dyn["for_each"]
     content = block(dyn, "content")
@@ -388,35 +361,32 @@ def test_secret_env_matches_settings():
 @pytest.mark.parametrize("name", sorted(main.ENTRY_POINTS))
 def test_function_gets_every_env_var_it_reads(name):
     env = function_env(name)
-    secrets = function_secrets(name)
     assert set(env) <= set(settings.ENV), f"{name}: unknown variables {set(env) - set(settings.ENV)}"
     assert not set(env) & set(settings.SECRET_ENV), f"{name}: secret set as plain configuration"
     assert LOCAL_ONLY_ENV not in env
-    expected_secrets = {s for s, fns in settings.SECRET_ENV.items() if name in fns}
-    assert secrets == expected_secrets, name
-    required = set(settings.ENV) - {LOCAL_ONLY_ENV} - set(settings.SECRET_ENV) - URL_EXEMPT.get(name, set())
-    missing = required - set(env)
+    assert function_secrets(name) == {s for s, fns in settings.SECRET_ENV.items() if name in fns}, name
+    missing = set(settings.ENV) - {LOCAL_ONLY_ENV} - set(settings.SECRET_ENV) - set(env)
     assert not missing, f"{name} does not get {sorted(missing)} from Terraform"
 
 
-def test_url_exemptions_are_only_function_urls_and_break_the_cycle():
-    for name, exempt in URL_EXEMPT.items():
-        assert exempt <= URL_ENV
-    targets = {"DISPATCH_URL": "dispatch", "NOTIFIER_URL": "notifier"}
-    for name in main.ENTRY_POINTS:
-        env = function_env(name)
-        for var, target in targets.items():
-            if var in env:
-                assert target != name, f"{name} would need its own URL"
-                assert env[var] == f"google_cloudfunctions2_function.{target}.service_config[0].uri", env[var]
-        # No function's environment refers to the resource that deploys it.
-        rname, _ = function_resources()[name]
-        local_text = str(cfg().locals[env_local_name(name)])
-        assert f"google_cloudfunctions2_function.{rname}" not in local_text, f"{name}: self-reference"
+def test_function_urls_are_deterministic_and_free_of_cycles():
+    c = cfg()
+    urls = c.locals["function_urls"]
+    assert re.fullmatch(
+        r'\{for (\w+) in keys\(local\.functions\) : \1 => "https://\$\{var\.name_prefix\}-\$\{\1\}-'
+        r'\$\{data\.google_project\.this\.number\}\.\$\{var\.region\}\.run\.app"\}',
+        urls,
+    ), urls
+    env = resolve_env("env")
+    assert env["DISPATCH_URL"] == 'local.function_urls["dispatch"]'
+    assert env["NOTIFIER_URL"] == 'local.function_urls["notifier"]'
+    # Nothing the functions or the gateway are configured from may wait for a function to exist.
+    for local_name in ("env", "function_urls", "openapi_spec", "public_base_url", "telnyx_webhook_url"):
+        assert "google_cloudfunctions2_function" not in str(c.locals[local_name]), local_name
 
 
 def test_env_values_come_from_the_resources_they_name():
-    env = resolve_env("env_common")
+    env = resolve_env("env")
     assert env["GOOGLE_CLOUD_PROJECT"] == Expr("var.project_id")
     assert env["TASKS_LOCATION"] == Expr("var.region")
     assert env["DISPATCH_QUEUE"] == Expr("google_cloud_tasks_queue.dispatch.name")
@@ -428,14 +398,15 @@ def test_env_values_come_from_the_resources_they_name():
     assert '"storage.googleapis.com"' in hosts, hosts
     assert '"${google_storage_bucket.media.name}.storage.googleapis.com"' in hosts, hosts
     assert env["TELNYX_WEBHOOK_URL"] == Expr("local.telnyx_webhook_url")
-    webhook_url = cfg().locals["telnyx_webhook_url"]
-    assert "var.public_base_url" in webhook_url and "/webhooks/telnyx" in webhook_url, webhook_url
+    assert cfg().locals["telnyx_webhook_url"] == "${local.public_base_url}/webhooks/telnyx"
+    base = cfg().locals["public_base_url"]
+    assert "var.public_base_url" in base and "google_api_gateway_gateway.this.default_hostname" in base, base
 
 
 def test_env_defaults_in_terraform_equal_the_codes():
     # A variable feeding an env var defaults to the code's default for it (e.g. DISPATCH_MAX_ATTEMPTS).
     checked = 0
-    for key, value in resolve_env("env_common").items():
+    for key, value in resolve_env("env").items():
         m = re.fullmatch(r"(?:tostring\()?var\.(\w+)\)?", value)
         code_default = settings.ENV[key][0]
         if not m or not code_default:
@@ -456,8 +427,7 @@ def test_secret_values_never_reach_terraform():
     assert "google_secret_manager_secret_version" not in c.resources
     assert "google_secret_manager_secret_version" not in c.data
     assert "secret_data" not in c.text()
-    secrets = c.resource("google_secret_manager_secret", "this")
-    assert secrets["for_each"] == "local.secret_env"
+    assert c.resource("google_secret_manager_secret", "this")["for_each"] == "local.secret_env"
     grants = c.resource("google_secret_manager_secret_iam_member", "accessor")
     assert grants["for_each"] == "local.secret_grants"
     assert grants["role"] == "roles/secretmanager.secretAccessor"
@@ -492,7 +462,7 @@ def test_dispatch_queue_paces_at_telnyx_rate_and_shares_max_attempts():
     assert c.default("dispatch_rate_per_second") == 15
     retry = block(q, "retry_config")
     assert retry["max_attempts"] == Expr("var.dispatch_max_attempts")
-    assert resolve_env("env_common")["DISPATCH_MAX_ATTEMPTS"] == Expr("tostring(var.dispatch_max_attempts)")
+    assert resolve_env("env")["DISPATCH_MAX_ATTEMPTS"] == Expr("tostring(var.dispatch_max_attempts)")
     assert str(c.default("dispatch_max_attempts")) == settings.ENV["DISPATCH_MAX_ATTEMPTS"][0]
     # With a max_retry_duration, retries would go on past max_attempts until it ran out as well.
     assert _seconds(retry.get("max_retry_duration", "0s")) == 0
@@ -506,15 +476,61 @@ def test_notify_queue_retries_customer_webhooks_for_24_hours():
     assert 600 <= _seconds(retry["max_backoff"]) <= 86400
 
 
+def _module_path(module: str) -> Path | None:
+    for candidate in (ROOT / f"{module.replace('.', '/')}.py", ROOT / module.replace(".", "/") / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def import_closure(module: str, seen: set[str] | None = None) -> set[str]:
+    """The repository modules a module imports, transitively."""
+    seen = set() if seen is None else seen
+    path = _module_path(module)
+    if module in seen or path is None:
+        return seen
+    seen.add(module)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name.split(".")[0] in ("functions", "shared", "infra"):
+                import_closure(name, seen)
+    return seen
+
+
+def queues_used_by(name: str) -> set[str]:
+    """The queues a function's code creates tasks on: calls of the infra.queue helpers anywhere in the
+    modules it imports (module granularity, so it can only over-approximate)."""
+    used = set()
+    for module in import_closure(main.ENTRY_POINTS[name]):
+        if module == "infra.queue":
+            continue  # where the helpers are defined, not called
+        text = _module_path(module).read_text()
+        used |= {queue for call, queue in ENQUEUE_CALLS.items() if re.search(rf"\.{call}(_many)?\(", text)}
+    return used
+
+
 def test_enqueue_grants_are_exactly_what_each_function_needs():
     c = cfg()
     fns = c.locals["functions"]
-    assert {name: set(f["enqueues"]) for name, f in fns.items()} == EXPECTED_ENQUEUES
+    assert (ROOT / "infra" / "queue.py").exists(), "the queue helpers moved: update ENQUEUE_CALLS"
+    written = [n for n in main.ENTRY_POINTS if (ROOT / "functions" / f"{n}.py").exists()]
+    if written:
+        assert any(queues_used_by(n) for n in written), "no function enqueues anything: has the queue API changed?"
+    for name in written:
+        # Least privilege both ways: every queue the code enqueues on, and no other.
+        assert set(fns[name]["enqueues"]) == queues_used_by(name), name
     grant = c.resource("google_cloud_tasks_queue_iam_member", "enqueuer")
     assert grant["for_each"] == "local.enqueue_grants"
     assert grant["role"] == "roles/cloudtasks.enqueuer"
     assert grant["name"] == "local.queues[each.value.queue].name"
     assert grant["member"] == "serviceAccount:${google_service_account.function[each.value.function].email}"
+    assert "cfg.enqueues" in c.locals["enqueue_grants"]
     assert c.locals["queues"] == {
         "dispatch": Expr("google_cloud_tasks_queue.dispatch"),
         "notify": Expr("google_cloud_tasks_queue.notify"),
@@ -556,8 +572,7 @@ def test_composite_indexes_match_collections():
     assert idx["collection"] == "each.value.collection"
     dyn = dynamic_block(idx, "fields")
     assert dyn["for_each"] == "each.value.fields"
-    content = block(dyn, "content")
-    assert content == {"field_path": "fields.value[0]", "order": "fields.value[1]"}
+    assert block(dyn, "content") == {"field_path": "fields.value[0]", "order": "fields.value[1]"}
 
 
 RANGE_OPS = {"<", "<=", ">", ">=", "!=", "not-in"}
@@ -668,37 +683,46 @@ def test_no_project_wide_grant_beyond_firestore_and_logging():
     allowed = {"roles/datastore.user", "roles/logging.logWriter"}
     for name, grant in cfg().resources.get("google_project_iam_member", {}).items():
         assert grant["role"] in allowed, f"project-level {grant['role']} in {name}"
-    assert "google_project_iam_binding" not in cfg().resources
-    assert "google_project_iam_policy" not in cfg().resources
+    firestore = cfg().resource("google_project_iam_member", "firestore_user")
+    assert firestore["for_each"] == "local.functions"
+    assert firestore["member"] == "serviceAccount:${google_service_account.function[each.key].email}"
+    for rtype in ("google_project_iam_binding", "google_project_iam_policy"):
+        assert rtype not in cfg().resources
 
 
 # --- Invokers and ingress -------------------------------------------------------------------------------
 
 
+INVOKER_TYPES = (
+    "google_cloud_run_service_iam_member", "google_cloud_run_v2_service_iam_member",
+    "google_cloudfunctions2_function_iam_member", "google_cloud_run_service_iam_binding",
+    "google_cloud_run_v2_service_iam_binding", "google_cloudfunctions2_function_iam_binding",
+)
+
+
 def invoker_grants() -> dict[str, set[str]]:
     """function -> members holding run.invoker on it."""
     c = cfg()
-    public = {n for n, f in c.locals["functions"].items() if f["public"]}
+    fns = c.locals["functions"]
     out: dict[str, set[str]] = {n: set() for n in main.ENTRY_POINTS}
-    for rtype in ("google_cloud_run_service_iam_member", "google_cloud_run_v2_service_iam_member",
-                  "google_cloudfunctions2_function_iam_member"):
+    for rtype in INVOKER_TYPES:
         for rname, grant in c.resources.get(rtype, {}).items():
             target = grant.get("service") or grant.get("name") or grant.get("cloud_function")
-            m = re.fullmatch(r'google_cloudfunctions2_function\.(\w+)(?:\[(each\.key|"(\w+)")\])?\.name', target)
+            m = re.fullmatch(r'google_cloudfunctions2_function\.(public|private)\[(each\.key|"(\w+)")\]\.name', target)
             assert m, f"{rtype}.{rname}: cannot tell which function {target!r} is"
-            if m.group(1) != "service":
-                names = {m.group(1)}
-            elif m.group(3):
+            if m.group(3):
                 names = {m.group(3)}
+            elif grant["for_each"] == f"local.{m.group(1)}_functions":
+                names = {n for n, f in fns.items() if f["public"] is (m.group(1) == "public")}
             else:
-                assert grant["for_each"] == "local.public_function_names", grant.get("for_each")
-                assert c.locals["public_function_names"] == Expr(
-                    "toset([for name, fn in local.service_functions : name if fn.public])"
-                )
-                names = public & set(c.locals["service_function_names"])
+                lm = re.fullmatch(r"toset\(\[(.*)\]\)", grant["for_each"])
+                assert lm, f"{rtype}.{rname}: for_each {grant['for_each']!r}"
+                names = {x.strip().strip('"') for x in lm.group(1).split(",")}
             assert grant["role"] in ("roles/run.invoker", "roles/cloudfunctions.invoker"), grant["role"]
+            members = grant["members"] if "members" in grant else [grant["member"]]
             for name in names:
-                out[name].add(grant["member"])
+                assert fns[name]["public"] is (m.group(1) == "public"), f"{name} is not a {m.group(1)} function"
+                out[name] |= set(members)
     return out
 
 
@@ -708,8 +732,7 @@ def test_no_function_is_open_to_everyone():
 
 
 def test_invokers_are_exactly_the_callers():
-    c = cfg()
-    assert {n for n, f in c.locals["functions"].items() if f["public"]} == PUBLIC_FUNCTIONS
+    assert {n for n, f in cfg().locals["functions"].items() if f["public"]} == PUBLIC_FUNCTIONS
     tasks = "serviceAccount:${google_service_account.tasks_invoker.email}"
     scheduler = "serviceAccount:${google_service_account.scheduler.email}"
     gateway = "serviceAccount:${google_service_account.gateway.email}"
@@ -722,6 +745,8 @@ def test_invokers_are_exactly_the_callers():
         "reads": {gateway},
         "webhook": {gateway},
     }
+    for name, grant in cfg().resources.get("google_project_iam_member", {}).items():
+        assert "invoker" not in grant["role"], f"project-wide invoker grant {name}"
 
 
 def test_private_functions_refuse_internet_ingress():
@@ -729,21 +754,18 @@ def test_private_functions_refuse_internet_ingress():
     assert c.default("private_ingress") == "ALLOW_INTERNAL_ONLY"
     for name, (rname, body) in function_resources().items():
         ingress = block(body, "service_config")["ingress_settings"]
-        if rname == "service":
-            assert ingress == Expr('each.value.public ? "ALLOW_ALL" : var.private_ingress'), ingress
-            assert c.locals["functions"][name]["public"] is (name in PUBLIC_FUNCTIONS)
+        if rname == "public":
+            assert name in PUBLIC_FUNCTIONS and ingress == "ALLOW_ALL", (name, ingress)
         else:
             assert name in PRIVATE_FUNCTIONS and ingress == Expr("var.private_ingress"), (name, ingress)
 
 
 def test_min_instances_keep_caller_and_telnyx_facing_functions_warm():
-    c = cfg()
-    default = c.default("min_instances")
+    default = cfg().default("min_instances")
     for name in ("send", "group", "webhook"):
         assert default.get(name, 0) >= 1, name
     for name, (rname, body) in function_resources().items():
-        key = "each.key" if rname == "service" else f'"{name}"'
-        assert block(body, "service_config")["min_instance_count"] == Expr(f"lookup(var.min_instances, {key}, 0)")
+        assert block(body, "service_config")["min_instance_count"] == Expr("lookup(var.min_instances, each.key, 0)")
 
 
 # --- API Gateway and scheduler --------------------------------------------------------------------------
@@ -751,14 +773,13 @@ def test_min_instances_keep_caller_and_telnyx_facing_functions_warm():
 
 def test_gateway_routes_public_paths_to_the_right_functions():
     c = cfg()
-    spec = c.locals["openapi_spec"]
-    args = call_args(spec, "templatefile")
+    args = call_args(c.locals["openapi_spec"], "templatefile")
     assert args[0] == '"${path.module}/openapi-gateway.yaml.tftpl"'
     tpl_vars = parse_object_literal(args[1])
     urls = {}
     for key, value in tpl_vars.items():
         if key.endswith("_url"):
-            m = re.fullmatch(r'google_cloudfunctions2_function\.service\["(\w+)"\]\.service_config\[0\]\.uri', value)
+            m = re.fullmatch(r'local\.function_urls\["(\w+)"\]', value)
             assert m and m.group(1) == key.removesuffix("_url"), f"{key} = {value}"
             urls[key] = m.group(1)
     assert set(urls.values()) == PUBLIC_FUNCTIONS, "the gateway must front exactly the public functions"
@@ -775,11 +796,10 @@ def test_gateway_routes_public_paths_to_the_right_functions():
         for method, op in ops.items():
             backend = op["x-google-backend"]
             assert backend["path_translation"] == "APPEND_PATH_TO_ADDRESS", (path, method)
-            assert "security" not in op
+            assert "security" not in op and op.get("operationId")
             m = re.fullmatch(r"https://(\w+)_url\.backend\.test", backend["address"])
             assert m, backend["address"]
             routes[(path, method)] = m.group(1)
-            assert op.get("operationId")
     assert routes == GATEWAY_ROUTES
 
     config = c.resource("google_api_gateway_api_config", "this")
@@ -794,7 +814,7 @@ def test_sweeper_is_scheduled_with_an_oidc_token():
     job = c.resource("google_cloud_scheduler_job", "sweep")
     assert job["schedule"] == Expr("var.sweep_schedule") and c.default("sweep_schedule") == "* * * * *"
     target = block(job, "http_target")
-    sweeper_uri = 'google_cloudfunctions2_function.service["sweeper"].service_config[0].uri'
+    sweeper_uri = 'google_cloudfunctions2_function.private["sweeper"].service_config[0].uri'
     assert target["http_method"] == "POST" and target["uri"] == sweeper_uri
     oidc = block(target, "oidc_token")
     assert oidc["service_account_email"] == "google_service_account.scheduler.email"
@@ -813,6 +833,7 @@ def test_providers_are_pinned_and_apis_enabled():
     for name in ("google", "google-beta"):
         assert providers[name]["source"] == f"hashicorp/{name}"
         assert re.match(r"~>\s*\d", providers[name]["version"]), providers[name]
+    assert providers["google"]["version"] == providers["google-beta"]["version"]
     services = c.locals["services"]
     for api in ("cloudfunctions", "run", "cloudbuild", "cloudtasks", "cloudscheduler", "firestore",
                 "secretmanager", "apigateway", "iamcredentials", "artifactregistry"):

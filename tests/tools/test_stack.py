@@ -37,6 +37,7 @@ def _echo(name, request):
              "env": {k: os.environ.get(k) for k in ENV_KEYS}}
     with open(os.environ["STANDIN_RECORD"], "a") as f:
         f.write(json.dumps(entry) + "\\n")
+    time.sleep(float(request.headers.get("X-Standin-Sleep", "0")))
     status = int(request.headers.get("X-Standin-Status", "200"))
     return json.dumps(entry), status, {"Content-Type": "application/json", "X-Standin": name}
 
@@ -84,7 +85,8 @@ def _config(tmp: Path, **overrides) -> StackConfig:
         (tmp / "sim_standin.py").write_text(STANDIN_SIM)
         sim_cmd = [sys.executable, str(tmp / "sim_standin.py")]
     values = dict(functions_source=source, entry_points=NAMES, simulator_cmd=sim_cmd,
-                  dispatch_max_attempts=3, env_overrides={"STANDIN_RECORD": str(tmp / "calls.jsonl")})
+                  dispatch_max_attempts=3, tasks_timeout=1.0,
+                  env_overrides={"STANDIN_RECORD": str(tmp / "calls.jsonl")})
     values.update(overrides)
     return StackConfig.for_tests(tmp / "state", **values)
 
@@ -213,10 +215,11 @@ def _tasks_client(stack):
         transport=CloudTasksGrpcTransport(channel=grpc.insecure_channel(stack.urls["tasks"])))
 
 
-def _task(tasks_v2, url: str, marker: str, status: int, body: bytes):
+def _task(tasks_v2, url: str, marker: str, status: int, body: bytes, sleep: float = 0):
     return tasks_v2.Task(http_request=tasks_v2.HttpRequest(
         http_method=tasks_v2.HttpMethod.POST, url=url, body=body,
-        headers={"Content-Type": "application/json", "X-Marker": marker, "X-Standin-Status": str(status)}))
+        headers={"Content-Type": "application/json", "X-Marker": marker, "X-Standin-Status": str(status),
+                 "X-Standin-Sleep": str(sleep)}))
 
 
 def _gaps(rows: list[dict]) -> list[float]:
@@ -268,6 +271,23 @@ def test_tasks_deliver_with_headers_and_retry_with_backoff(stack):
     assert gaps[-1] > 3 * gaps[0], gaps  # not the stock emulator's constant 0.1 s
     assert list(client.list_tasks(parent=dispatch_queue)) == []
     client.delete_queue(name=own_queue)
+
+
+def test_tasks_hanging_target_times_out_and_does_not_block_the_queue(stack):
+    tasks_v2, client = _tasks_client(stack)
+    record, url = stack.test_record, stack.urls["function:dispatch"] + "/"
+    parent = stack.queue_paths["dispatch"].rsplit("/queues/", 1)[0]
+    queue = client.create_queue(parent=parent, queue=tasks_v2.Queue(
+        name=f"{parent}/queues/stack-timeout", retry_config=tasks_v2.RetryConfig(max_attempts=1))).name
+    t0 = time.time()
+    client.create_task(parent=queue, task=_task(tasks_v2, url, "hang", 200, b"{}", sleep=3))
+    client.create_task(parent=queue, task=_task(tasks_v2, url, "after-hang", 200, b"{}"))
+    after = _wait_for(lambda: _records(record, **{"X-Marker": "after-hang"}), timeout=10)
+    assert after, "the task behind a hanging one was never delivered"
+    # tasks_timeout=1.0: delivered about 1 s after the hanging one started, not 3 s
+    assert after[0]["t"] - t0 < 2.5
+    assert len(_records(record, **{"X-Marker": "hang"})) == 1  # max_attempts=1: not retried
+    client.delete_queue(name=queue)
 
 
 def _gateway(stack, method: str, path: str, body: bytes | None = None, headers: dict | None = None):

@@ -54,6 +54,7 @@ class Receiver:
         self.lock = threading.Lock()
         self.received: list[dict] = []
         self.statuses: dict[str, int] = {}  # path -> status for POSTs (default 200)
+        self.delays: dict[str, float] = {}  # path -> seconds to wait before answering a POST
         self.files: dict[str, tuple[bytes, str]] = {}  # path -> (body, content type) for GETs
         receiver = self
 
@@ -65,6 +66,8 @@ class Receiver:
                                                                             self.headers.items()},
                                               "raw": raw, "json": json.loads(raw)})
                     status = receiver.statuses.get(self.path, 200)
+                    delay = receiver.delays.get(self.path, 0)
+                time.sleep(delay)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -186,21 +189,21 @@ def test_outcome_code_parsing():
 
 
 def test_health_and_sim_routes_need_no_auth(sim):
-    r = httpx.get(sim.url + "/_sim/health")
+    r = httpx.get(sim.url + "/_sim/health", verify=False)
     assert r.status_code == 200 and r.json()["public_key"] == sim.public_key
-    assert httpx.get(sim.url + "/_sim/messages").json() == {"data": []}
+    assert httpx.get(sim.url + "/_sim/messages", verify=False).json() == {"data": []}
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY},
                                      {"Authorization": f"Basic {API_KEY}"}])
 def test_auth_failures(sim, headers):
     r = httpx.post(sim.url + "/v2/messages", json={"from": FROM, "to": "+12125550100", "text": "x"},
-                   headers=headers)
+                   headers=headers, verify=False)
     assert r.status_code == 401
     assert first_error(r)["code"] == "10009" and first_error(r)["title"] == "Authentication failed"
     assert first_error(r)["detail"]
     unknown = sim.url + "/v2/messages/00000000-0000-4000-8000-000000000000"
-    assert httpx.get(unknown, headers=headers).status_code == 401
+    assert httpx.get(unknown, headers=headers, verify=False).status_code == 401
 
 
 @pytest.mark.parametrize(
@@ -426,6 +429,32 @@ def test_give_up_after_both_urls_fail_and_finalized_still_follows(api, receiver)
                    if len(api.get("/_sim/webhooks").json()["data"]) >= 14 else None)
     assert [e["event_type"] for e in log] == ["message.sent", "message.finalized"]
     assert event_types(receiver.events(message_id)) == ["message.sent"] * 6 + ["message.finalized"] * 6
+
+
+def test_slow_or_redirecting_receiver_counts_as_failure(keys, receiver):
+    receiver.delays["/slow"] = 0.5  # over the (test) 0.2 s deadline
+    receiver.statuses["/moved"] = 302  # redirects are not followed
+    config = make_config(keys[0], webhook_timeout_s=0.2, webhook_attempts=2)
+    server, thread = start_server("127.0.0.1", 0, config)
+    try:
+        r = httpx.post(server.url + "/v2/messages", headers={"Authorization": f"Bearer {API_KEY}"},
+                       json={"from": FROM, "to": "+14155550199", "text": "x",
+                             "webhook_url": receiver.url + "/slow",
+                             "webhook_failover_url": receiver.url + "/moved"}, verify=False)
+        assert r.status_code == 200
+
+        def gave_up():
+            log = httpx.get(server.url + "/_sim/webhooks", verify=False).json()["data"]
+            return log if log and log[-1]["result"] == "gave_up" else None
+
+        log = wait_for(gave_up)
+        assert [(e["failover"], e["status"], e["result"]) for e in log] == [
+            (False, None, "failed"), (False, None, "failed"), (True, 302, "failed"), (True, 302, "failed"),
+            (None, None, "gave_up")]
+        assert "timed out" in log[0]["error"]
+    finally:
+        server.shutdown()
+        thread.join(5)
 
 
 def test_unreachable_webhook_is_logged_as_errors(api, receiver):

@@ -16,6 +16,7 @@ ENV_WEBHOOK_ATTEMPTS = "TELNYX_SIM_WEBHOOK_ATTEMPTS"
 ENV_WEBHOOK_RETRY_PAUSE_MS = "TELNYX_SIM_WEBHOOK_RETRY_PAUSE_MS"
 ENV_WEBHOOK_TIMEOUT_MS = "TELNYX_SIM_WEBHOOK_TIMEOUT_MS"
 ENV_MEDIA_TIMEOUT_MS = "TELNYX_SIM_MEDIA_TIMEOUT_MS"
+ENV_WEBHOOK_WORKERS = "TELNYX_SIM_WEBHOOK_WORKERS"
 
 
 @dataclass
@@ -36,6 +37,7 @@ class SimConfig:
     webhook_retry_pause_ms: int = 200  # pause between two attempts
     webhook_timeout_s: float = 2.0  # a 2xx must arrive within this
     media_timeout_s: float = 5.0
+    webhook_workers: int = 32  # threads doing webhook POSTs (waits between steps hold no thread)
     log_requests: bool = True  # one line per request on stderr
 
     @classmethod
@@ -65,6 +67,7 @@ class SimConfig:
             webhook_retry_pause_ms=num(ENV_WEBHOOK_RETRY_PAUSE_MS, 200),
             webhook_timeout_s=num(ENV_WEBHOOK_TIMEOUT_MS, 2000) / 1000.0,
             media_timeout_s=num(ENV_MEDIA_TIMEOUT_MS, 5000) / 1000.0,
+            webhook_workers=max(1, num(ENV_WEBHOOK_WORKERS, 32)),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -1,4 +1,4 @@
-"""Outbound HTTP clients of the simulator (media fetches, webhook deliveries)."""
+"""Outbound HTTP of the simulator: the shared TLS context, the media-fetch client."""
 
 from __future__ import annotations
 

@@ -54,13 +54,12 @@ class SimServer(ThreadingHTTPServer):
         self.signing_key_b64 = config.signing_key or generate_keypair()[0]
         self.public_key = public_key_b64(self.signing_key_b64)
         self._key = load_private_key(self.signing_key_b64)
-        self._stop = threading.Event()
         self._log_lock = threading.Lock()
         self._shutdown_lock = threading.Lock()
         self._closed = False
         self._serving = False
         self.media_client = net.client(config.media_timeout_s, keepalive=32)
-        self.dispatcher = WebhookDispatcher(config, self.store, self._key, self._stop, self.log)
+        self.dispatcher = WebhookDispatcher(config, self.store, self._key, self.log)
         try:
             super().__init__(address, SimHandler)
         except BaseException:
@@ -94,7 +93,6 @@ class SimServer(ThreadingHTTPServer):
             if self._closed:
                 return
             self._closed = True
-        self._stop.set()
         if self._serving:
             super().shutdown()
         self.server_close()
