@@ -179,52 +179,64 @@ class Store:
             return False
 
     # -- counters --------------------------------------------------------------------------------
-    def hit_window(self, key: str, limit: int, window_seconds: int, now: dt.datetime,
-                   cost: int = 1) -> tuple[bool, int]:
-        """Fixed-window counter: True if ``cost`` more fits under ``limit`` in the current window.
-        Returns (allowed, seconds until the window ends)."""
+    def hit_window(self, key: str, limit: int, window_seconds: int, now: dt.datetime) -> tuple[bool, int]:
+        """Fixed-window limit: True if one more request fits in the current window. Returns (allowed,
+        seconds until the window ends).
+
+        Each admitted request claims its own slot document ``{key}:{window}:{n}`` with ``create()``,
+        which fails if the slot is taken. Admission is exact under any concurrency, and no document
+        takes more than one write (no hot counter, no transaction contention). A count query gives
+        the first slot worth trying."""
         start = int(now.timestamp()) // window_seconds * window_seconds
         retry_after = max(1, start + window_seconds - int(now.timestamp()))
-        ref = self.db.collection(C.RATE_LIMITS).document(f"{key}:{start}")
-
-        @firestore.transactional
-        def run(txn):
-            snap = ref.get(transaction=txn)
-            used = snap.get("count") if snap.exists else 0
-            if used + cost > limit:
-                return False
-            expires = dt.datetime.fromtimestamp(start + window_seconds, dt.UTC) + dt.timedelta(hours=1)
-            txn.set(ref, {"count": used + cost, "limit": limit, "expires_at": expires})
-            return True
-
-        return run(self.db.transaction(max_attempts=30)), retry_after
+        window = f"{key}:{start}"
+        slots = self.db.collection(C.RATE_LIMITS)
+        expires = dt.datetime.fromtimestamp(start + window_seconds, dt.UTC) + dt.timedelta(hours=1)
+        slot = slots.where(filter=FieldFilter("window", "==", window)).count().get()[0][0].value
+        while slot < limit:
+            try:
+                slots.document(f"{window}:{slot}").create({"window": window, "expires_at": expires})
+                return True, retry_after
+            except gexc.AlreadyExists:
+                slot += 1
+        return False, retry_after
 
     # -- idempotency records ---------------------------------------------------------------------
     def idempotency_begin(self, record_id: str, payload_hash: str, now: dt.datetime,
                           lease_seconds: int, ttl_seconds: int) -> tuple[str, Doc | None]:
         """Claim a key. Returns ("new", None), ("completed", record), ("in_progress", record) or
-        ("mismatch", record). An in-progress record whose lease ran out may be claimed again."""
+        ("mismatch", record). Claiming is one atomic ``create()``; only an expired record (or an
+        abandoned claim whose lease ran out) is taken over, with an update conditioned on the exact
+        version we read, so concurrent duplicates never both win."""
         ref = self.db.collection(C.IDEMPOTENCY).document(record_id)
-
-        @firestore.transactional
-        def run(txn):
-            snap = ref.get(transaction=txn)
-            record = snap.to_dict() if snap.exists else None
-            if record and record["expires_at"] > now:
-                if record["payload_hash"] != payload_hash:
-                    return "mismatch", record
-                if record["state"] == "completed":
-                    return "completed", record
-                if record["lease_until"] > now:
-                    return "in_progress", record
-            txn.set(ref, {
-                "state": "in_progress", "payload_hash": payload_hash, "created_at": now,
-                "lease_until": now + dt.timedelta(seconds=lease_seconds),
-                "expires_at": now + dt.timedelta(seconds=ttl_seconds),
-            })
-            return "new", None
-
-        return run(self.db.transaction(max_attempts=30))
+        fresh = {
+            "state": "in_progress", "payload_hash": payload_hash, "created_at": now,
+            "lease_until": now + dt.timedelta(seconds=lease_seconds),
+            "expires_at": now + dt.timedelta(seconds=ttl_seconds),
+        }
+        for _ in range(5):
+            try:
+                ref.create(fresh)
+                return "new", None
+            except gexc.AlreadyExists:
+                pass
+            snap = ref.get()
+            if not snap.exists:
+                continue  # released between our create and our read
+            record = snap.to_dict()
+            expired = record["expires_at"] <= now
+            if not expired and record["payload_hash"] != payload_hash:
+                return "mismatch", record
+            if not expired and record["state"] == "completed":
+                return "completed", record
+            if not expired and record["lease_until"] > now:
+                return "in_progress", record
+            try:
+                ref.update(fresh, option=self.db.write_option(last_update_time=snap.update_time))
+                return "new", None
+            except (gexc.FailedPrecondition, gexc.Aborted, gexc.NotFound):
+                continue
+        return "in_progress", None
 
     def idempotency_complete(self, record_id: str, status: int, body: Doc, headers: dict[str, str]) -> None:
         self.db.collection(C.IDEMPOTENCY).document(record_id).update(

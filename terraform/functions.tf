@@ -190,5 +190,5 @@ resource "google_cloud_run_service_iam_member" "scheduler_invoker" {
   location = var.region
   service  = google_cloudfunctions2_function.private["sweeper"].name
   role     = "roles/run.invoker"
-  member   = "allUsers"
+  member   = "serviceAccount:${google_service_account.scheduler.email}"
 }

@@ -158,6 +158,21 @@ def env(stack, receiver) -> Env:
     finally:
         api.close()
         sim.close()
+        _settle(store())
+
+
+def _settle(store, timeout: float = 8.0) -> None:
+    """Let a test's in-flight legs finish before the next test resets: a dispatch still running
+    after a reset would otherwise reach the simulator and be counted by the next test."""
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    from infra import collections as C
+
+    busy = store.db.collection(C.MESSAGES).where(filter=FieldFilter("status", "in", ["pending", "queued", "sending"]))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and list(busy.limit(1).stream()):
+        time.sleep(0.1)
+    time.sleep(0.2)  # the last provider report may still be on its way
 
 
 def fictional(xx: int, npa: str = "415") -> str:

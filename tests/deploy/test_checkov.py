@@ -34,7 +34,7 @@ def checkov_report() -> dict:
     result = subprocess.run(
         [str(CHECKOV), "-d", "terraform", "--framework", "terraform", "--skip-download", "--compact",
          "-o", "json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=600,
         env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
     )
     assert result.returncode in (0, 1), f"checkov crashed (rc={result.returncode}):\n{result.stderr[-4000:]}"
@@ -82,5 +82,5 @@ def test_key_hardening_checks_pass():
     for bucket in ("media", "source"):
         for check in ("CKV_GCP_29", "CKV_GCP_114", "CKV_GCP_62", "CKV_GCP_78"):
             assert (check, f"google_storage_bucket.{bucket}") in passed, (check, bucket)
-    for fn in ("dispatch", "notifier"):
-        assert ("CKV_GCP_124", f"google_cloudfunctions2_function.{fn}") in passed, fn
+    # dispatch, notifier and sweeper refuse internet ingress; only the gateway-fronted ones are skipped.
+    assert ("CKV_GCP_124", "google_cloudfunctions2_function.private") in passed

@@ -28,9 +28,9 @@ TF_DIR = ROOT / "terraform"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import main  # noqa: E402
-from infra import collections as fs_collections  # noqa: E402
-from infra import settings  # noqa: E402
+import main
+from infra import collections as fs_collections
+from infra import settings
 
 PRIVATE_FUNCTIONS = {"dispatch", "notifier", "sweeper"}
 PUBLIC_FUNCTIONS = {"send", "group", "reads", "webhook"}
@@ -115,7 +115,7 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
 
 
 def call_args(expr: str, fn: str) -> list[str]:
-    m = re.fullmatch(rf"\s*{fn}\((.*)\)\s*", expr, re.S)
+    m = re.fullmatch(rf"\s*{fn}\((.*)\)\s*", expr, re.DOTALL)
     assert m, f"expected {fn}(...), got {expr!r}"
     return split_top_level(m.group(1))
 
@@ -330,14 +330,14 @@ def resolve_env(local_name: str) -> dict:
 
 
 def function_env(name: str) -> dict:
-    rname, body = function_resources()[name]
+    _, body = function_resources()[name]
     ev = block(body, "service_config")["environment_variables"]
     assert isinstance(ev, Expr) and re.fullmatch(r"local\.\w+", ev), f"{name}: environment_variables = {ev!r}"
     return resolve_env(ev.removeprefix("local."))
 
 
 def function_secrets(name: str) -> set[str]:
-    rname, body = function_resources()[name]
+    _, body = function_resources()[name]
     dyn = dynamic_block(block(body, "service_config"), "secret_environment_variables")
     assert re.fullmatch(
         r"\{for (\w+), (\w+) in local\.secret_env : \1 => google_secret_manager_secret\.this\[\1\]\.secret_id"
@@ -859,3 +859,24 @@ def test_example_tfvars_sets_only_declared_variables():
     assert set(values) <= set(c.variables), set(values) - set(c.variables)
     required = {n for n, v in c.variables.items() if "default" not in v}
     assert required <= set(values), required - set(values)
+
+
+def test_cloudbuild_tests_then_plans_and_applies_only_when_told():
+    build = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
+    steps = {s["id"]: s for s in build["steps"]}
+    order = ["install", "lint", "test", "terraform-fmt", "terraform-init", "terraform-validate",
+             "terraform-plan", "terraform-apply"]
+    assert [s["id"] for s in build["steps"] if s["id"] in order] == order
+    assert "make test" in steps["test"]["args"][-1]
+    assert steps["terraform-fmt"]["args"][:2] == ["fmt", "-check"]
+    assert steps["terraform-validate"]["args"] == ["validate"]
+    assert "-out=tfplan" in steps["terraform-plan"]["args"][-1]
+    apply = steps["terraform-apply"]
+    assert "APPLY=${_APPLY}" in apply["env"] and "BUILD_BRANCH=$BRANCH_NAME" in apply["env"]
+    script = apply["args"][-1]
+    assert '"$$APPLY" = "true"' in script and '"$$BUILD_BRANCH" = "$$APPLY_BRANCH"' in script
+    assert "apply -input=false" in script and "tfplan" in script
+    assert build["substitutions"]["_APPLY"] == "false" and build["substitutions"]["_APPLY_BRANCH"] == "main"
+    for step in build["steps"]:
+        if step["name"] == "${_TERRAFORM_IMAGE}" and step["id"] != "terraform-binary":
+            assert step.get("dir") == "terraform", step["id"]
