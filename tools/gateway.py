@@ -177,6 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class GatewayServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the stdlib default (5) resets connections under a burst of callers
     allow_reuse_address = True  # SO_REUSEADDR: a restarted stack can rebind despite TIME_WAIT
 
     def __init__(self, host: str, port: int, upstreams: dict[str, str], log_file: TextIO | None = None):
