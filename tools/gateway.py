@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import re
 import logging
 import socketserver
 import threading
@@ -25,12 +26,14 @@ from urllib.parse import urlsplit
 
 # (method, path) -> function. A path ending in "/" matches everything below it (not itself); others match
 # exactly. The private functions (dispatch, notifier, sweeper) are deliberately absent.
+# (method, path pattern) -> function: the paths of docs/openapi.yaml, as API Gateway maps them.
 ROUTES: dict[tuple[str, str], str] = {
-    ("POST", "/api/v1/messages/sms"): "send",
-    ("POST", "/api/v1/messages/group"): "group",
-    ("GET", "/api/v1/messages/"): "reads",
-    ("GET", "/api/v1/pricing/"): "reads",
-    ("POST", "/webhooks/telnyx"): "webhook",
+    ("POST", r"/api/v1/messages/sms"): "send",
+    ("POST", r"/api/v1/messages/group"): "group",
+    ("GET", r"/api/v1/messages/group/[^/]+"): "reads",
+    ("GET", r"/api/v1/messages/(?!sms$|group$)[^/]+"): "reads",
+    ("GET", r"/api/v1/pricing/messaging"): "reads",
+    ("POST", r"/webhooks/telnyx"): "webhook",
 }
 
 HOP_BY_HOP = {
@@ -43,16 +46,18 @@ UPSTREAM_TIMEOUT = 120.0
 log = logging.getLogger("gateway")
 
 
+def _matches(pattern: str, path: str) -> bool:
+    return re.fullmatch(pattern, path.rstrip("/") or "/") is not None
+
+
 def route(method: str, path: str) -> str | None:
     """The function that serves ``method path`` (path without the query string), or None."""
-    for (route_method, prefix), function in ROUTES.items():
-        if method != route_method:
-            continue
-        if prefix.endswith("/") and path.startswith(prefix) and len(path) > len(prefix):
-            return function
-        if path == prefix and not prefix.endswith("/"):
-            return function
-    return None
+    return next((fn for (m, prefix), fn in ROUTES.items() if m == method and _matches(prefix, path)), None)
+
+
+def allowed_methods(path: str) -> list[str]:
+    """The methods a known path takes (empty for an unknown path): a 405 names them in ``Allow``."""
+    return sorted({m for (m, prefix) in ROUTES if _matches(prefix, path)})
 
 
 def _envelope(code: str, message: str) -> bytes:
@@ -76,6 +81,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
+        if function is None and (allowed := allowed_methods(split.path)):
+            self._reply(405, _envelope("METHOD_NOT_ALLOWED", f"{self.command} is not allowed here"),
+                        {"Allow": ", ".join(allowed)})
+            return
         if function is None:
             self._reply(404, _envelope("NOT_FOUND", f"no route for {self.command} {split.path}"))
             return
@@ -85,7 +94,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._forward(function, upstream, body)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+    def __getattr__(self, name: str):
+        # Every method, TRACE and made-up ones included, goes to the routed function (which answers 405
+        # in our JSON envelope) rather than to the stdlib's HTML 501 page.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
 
     def _read_body(self) -> bytes | None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -159,8 +173,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         self.log_request(status)
 
-    def _reply(self, status: int, payload: bytes) -> None:
+    def _reply(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()

@@ -313,7 +313,7 @@ def test_gateway_routes_public_paths(stack):
         ("POST", "/api/v1/messages/group", "group"),
         ("GET", "/api/v1/messages/msg_123", "reads"),
         ("GET", "/api/v1/messages/group/grp_1?include=legs", "reads"),
-        ("GET", "/api/v1/pricing/mms", "reads"),
+        ("GET", "/api/v1/pricing/messaging?country=US", "reads"),
         ("POST", "/webhooks/telnyx", "webhook"),
     ]:
         status, payload = _gateway(stack, method, path, b"{}" if method == "POST" else None)
@@ -322,7 +322,7 @@ def test_gateway_routes_public_paths(stack):
 
 
 def test_gateway_passes_upstream_response_unchanged(stack):
-    status, _ = _gateway(stack, "GET", "/api/v1/pricing/x", headers={"X-Standin-Status": "418"})
+    status, _ = _gateway(stack, "GET", "/api/v1/pricing/messaging", headers={"X-Standin-Status": "418"})
     assert status == 418
     import http.client
     conn = http.client.HTTPConnection("127.0.0.1", stack.ports["gateway"], timeout=10)
@@ -338,10 +338,26 @@ def test_gateway_passes_upstream_response_unchanged(stack):
     conn.close()
 
 
+@pytest.mark.parametrize("method,path,allow", [
+    ("DELETE", "/api/v1/messages/m1", "GET"), ("GET", "/webhooks/telnyx", "POST"),
+    ("POST", "/api/v1/messages/sweep", "GET"), ("GET", "/api/v1/messages/sms", "POST"),
+    ("TRACE", "/api/v1/messages/group", "POST"),
+])
+def test_gateway_405s_a_known_path_with_another_method(stack, method, path, allow):
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", stack.ports["gateway"], timeout=10)
+    conn.request(method, path)
+    response = conn.getresponse()
+    payload = json.loads(response.read())
+    conn.close()
+    assert response.status == 405
+    assert response.getheader("Allow") == allow
+    assert payload["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
 @pytest.mark.parametrize("method,path", [
-    ("GET", "/"), ("POST", "/dispatch"), ("POST", "/api/v1/messages/sweep"), ("GET", "/api/v1/messages"),
-    ("GET", "/api/v1/messages/"), ("DELETE", "/api/v1/messages/m1"), ("GET", "/webhooks/telnyx"),
-    ("POST", "/api/v1/messages/sms/extra"),
+    ("GET", "/"), ("POST", "/dispatch"), ("GET", "/api/v1/messages"),
+    ("GET", "/api/v1/messages/"), ("POST", "/api/v1/messages/sms/extra"), ("GET", "/api/v1/pricing/mms"),
 ])
 def test_gateway_404s_everything_else(stack, method, path):
     status, payload = _gateway(stack, method, path)

@@ -1,0 +1,75 @@
+"""docs/openapi.yaml describes what the functions really answer, and docs/errors.md every error code."""
+
+import datetime as dt
+import functools
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator, FormatChecker
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+
+from shared.errors import HTTP_STATUS, ErrorCode
+from tests.conftest import ROOT, fictional
+
+
+@functools.cache
+def spec() -> dict:
+    return yaml.safe_load((ROOT / "docs/openapi.yaml").read_text())
+
+
+def assert_matches(name: str, payload: dict) -> None:
+    registry = Registry().with_resource("urn:spec", DRAFT202012.create_resource(spec()))
+    validator = Draft202012Validator({"$ref": f"urn:spec#/components/schemas/{name}"}, registry=registry,
+                                     format_checker=FormatChecker())
+    errors = sorted(validator.iter_errors(payload), key=lambda e: e.path)
+    assert not errors, [f"{list(e.path)}: {e.message}" for e in errors]
+
+
+def test_every_error_code_is_in_the_spec_and_in_errors_md():
+    enum = set(spec()["components"]["schemas"]["ErrorEnvelope"]["properties"]["error"]["properties"]["code"]["enum"])
+    errors_md = (ROOT / "docs/errors.md").read_text()
+    for code in ErrorCode:
+        assert code.value in enum, code
+        assert f"`{code.value}`" in errors_md, code
+        assert f"| {HTTP_STATUS[code]} |" in errors_md.split(f"`{code.value}`", 1)[1].split("\n", 1)[0], code
+
+
+def test_every_public_path_is_described():
+    assert set(spec()["paths"]) == {"/api/v1/messages/sms", "/api/v1/messages/group", "/api/v1/messages/{message_id}",
+                                    "/api/v1/messages/group/{group_id}", "/api/v1/pricing/messaging",
+                                    "/webhooks/telnyx"}
+
+
+def test_real_responses_match_the_spec(env):
+    single = env.api.post("/api/v1/messages/sms", json={"to": fictional(1), "body": "x",
+                                                         "media_urls": [env.sample_media_url]})
+    assert_matches("SendResponse", single.json())
+    group = env.api.post("/api/v1/messages/group", json={"to": [fictional(2), "+442071838750"], "body": "x",
+                                                          "metadata": {"a": "b"}})
+    assert group.status_code == 207
+    assert_matches("GroupResponse", group.json())
+    message_id = single.json()["data"]["id"]
+    env.wait_status(message_id, "delivered")
+    assert_matches("Message", env.api.get(f"/api/v1/messages/{message_id}").json()["data"])
+    read = env.api.get(f"/api/v1/messages/group/{group.json()['group_id']}").json()
+    assert_matches("GroupRead", read["data"])
+    assert_matches("Meta", read["meta"])
+    assert_matches("Pricing", env.api.get("/api/v1/pricing/messaging", params={"country": "CA"}).json()["data"])
+    scheduled = env.api.post("/api/v1/messages/sms", json={
+        "to": fictional(3), "body": "x", "scheduled_at": (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()})
+    assert_matches("Message", env.message(scheduled.json()["data"]["id"]))
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), [
+    ("post", "/api/v1/messages/sms", {"json": {"to": "+1", "body": "x"}}),
+    ("post", "/api/v1/messages/sms", {"json": {"to": fictional(1)}}),
+    ("post", "/api/v1/messages/group", {"json": {"to": [fictional(1), fictional(1)], "body": "x"}}),
+    ("post", "/api/v1/messages/group", {"content": b"nope", "headers": {"Content-Type": "application/json"}}),
+    ("get", "/api/v1/messages/msg_missing", {}),
+    ("get", "/api/v1/pricing/messaging", {}),
+])
+def test_error_answers_match_the_envelope(env, method, path, kwargs):
+    response = getattr(env.api, method)(path, **kwargs)
+    assert 400 <= response.status_code < 500
+    assert_matches("ErrorEnvelope", response.json())
