@@ -7,7 +7,7 @@ import httpx
 
 from infra.clients import http
 from infra.settings import settings
-from shared.provider import Kind, Outcome, OutboundMessage, classify
+from shared.provider import Kind, OutboundMessage, Outcome, classify
 
 # Connect quickly or not at all: a connect failure is safe to retry. Reading may take longer, and a
 # read that times out is ambiguous (the provider may have the message).

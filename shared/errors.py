@@ -21,6 +21,9 @@ class ErrorCode(StrEnum):
     MMS_NANP_ONLY = "MMS_NANP_ONLY"
     SENDER_NOT_ALLOWED = "SENDER_NOT_ALLOWED"
     MEDIA_URL_REJECTED = "MEDIA_URL_REJECTED"
+    MEDIA_FETCH_FAILED = "MEDIA_FETCH_FAILED"
+    MEDIA_TYPE_UNSUPPORTED = "MEDIA_TYPE_UNSUPPORTED"
+    MEDIA_TOO_LARGE = "MEDIA_TOO_LARGE"
     RECIPIENT_OPTED_OUT = "RECIPIENT_OPTED_OUT"
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
     RATE_LIMITED = "RATE_LIMITED"
@@ -53,6 +56,11 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.MMS_NANP_ONLY: 400,
     ErrorCode.SENDER_NOT_ALLOWED: 403,
     ErrorCode.MEDIA_URL_REJECTED: 400,
+    # Media gates (docs/media.md): 413 and 415 name what is wrong with the media the request carries or
+    # points to; 422 is a well-formed request whose media URL could not be retrieved.
+    ErrorCode.MEDIA_FETCH_FAILED: 422,
+    ErrorCode.MEDIA_TYPE_UNSUPPORTED: 415,
+    ErrorCode.MEDIA_TOO_LARGE: 413,
     ErrorCode.RECIPIENT_OPTED_OUT: 403,
     ErrorCode.QUOTA_EXCEEDED: 429,
     ErrorCode.RATE_LIMITED: 429,
@@ -74,6 +82,9 @@ DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.MMS_NANP_ONLY: "MMS is only available for NANP (US/Canada) recipients",
     ErrorCode.SENDER_NOT_ALLOWED: "The sender number is not allowed for this account or channel",
     ErrorCode.MEDIA_URL_REJECTED: "A media URL was rejected by the SSRF allowlist",
+    ErrorCode.MEDIA_FETCH_FAILED: "A media URL could not be fetched",
+    ErrorCode.MEDIA_TYPE_UNSUPPORTED: "A media attachment is not of a supported type, or is not what it declares",
+    ErrorCode.MEDIA_TOO_LARGE: "The media attachments are too large for one message",
     ErrorCode.RECIPIENT_OPTED_OUT: "The recipient has opted out of messages from this account",
     ErrorCode.QUOTA_EXCEEDED: "The daily message quota for this account is used up",
     ErrorCode.INSUFFICIENT_BALANCE: "The account balance cannot cover this message",

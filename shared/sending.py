@@ -84,7 +84,8 @@ def media_policy(rt: Runtime, *, require_allowlist: bool = True) -> UrlPolicy:
                      require_allowlist=require_allowlist)
 
 
-def _request_checks(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest, channel: str) -> tuple[str, ErrorCode | None]:
+def _request_checks(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest,
+                    channel: str) -> tuple[str, ErrorCode | None]:
     """Checks that concern the whole request. Shape errors raise (nothing is written); gate failures
     are returned, to fail every recipient's row."""
     now = rt.now()

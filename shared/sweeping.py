@@ -4,6 +4,7 @@ are handed back to dispatch to reconcile, and legs the provider never finalised 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import TYPE_CHECKING
 
 from shared import ids
@@ -31,22 +32,23 @@ def sweep(rt: Runtime) -> dict[str, int]:
 
     for leg in rt.store.legs_in_status(Status.SENT.value, now - dt.timedelta(seconds=s.sweep_final_after_seconds)):
         before: dict = {}
-
-        def close(current: dict | None) -> Change:
-            before.update(current or {})
-            if current is None or current["status"] != Status.SENT.value or current.get("final"):
-                return Change()
-            entry = {"at": now, "from": "sent", "to": "sent", "cause": "no final report within the window"}
-            updates = {"final": True, "updated_at": now, "history": [*current["history"], entry],
-                       "notifications": with_event(current, "sent:final", "message.sent", now)}
-            return Change(updates=updates, result=updates)
-
-        updates = rt.store.mutate_leg(leg["id"], close)
+        updates = rt.store.mutate_leg(leg["id"], functools.partial(_close_silent, before=before, now=now))
         if updates:
             counts["closed"] += 1
             for event_id in new_events(before, updates):
                 rt.queue.enqueue_notify(event_id, leg["id"])
     return counts
+
+
+def _close_silent(current: dict | None, *, before: dict, now: dt.datetime) -> Change:
+    """A ``sent`` leg the provider never finalised becomes final, and the customer hears of it."""
+    before.update(current or {})
+    if current is None or current["status"] != Status.SENT.value or current.get("final"):
+        return Change()
+    entry = {"at": now, "from": "sent", "to": "sent", "cause": "no final report within the window"}
+    updates = {"final": True, "updated_at": now, "history": [*current["history"], entry],
+               "notifications": with_event(current, "sent:final", "message.sent", now)}
+    return Change(updates=updates, result=updates)
 
 
 def _bump(leg: dict | None, status: Status, now: dt.datetime) -> Change:

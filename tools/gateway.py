@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import re
 import logging
+import re
 import socketserver
 import threading
 import uuid

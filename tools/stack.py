@@ -237,7 +237,7 @@ class Stack:
             raise StackError(f"two components share a port: {ports}")
         unset = [name for name, p in ports.items() if not p]
         free = [p for p in free_ports(len(unset) + len(fixed)) if p not in fixed]
-        ports.update(zip(unset, free))
+        ports.update(zip(unset, free, strict=False))
         return ports
 
     @property

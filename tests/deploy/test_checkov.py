@@ -61,7 +61,8 @@ def test_every_skipped_check_carries_a_reason():
     skipped = report["results"].get("skipped_checks", [])
     for check in skipped:
         reason = (check.get("check_result") or {}).get("suppress_comment") or ""
-        assert len(reason.strip()) >= MIN_REASON, f"{check['check_id']} on {check['resource']} is skipped without a reason"
+        assert len(reason.strip()) >= MIN_REASON, \
+            f"{check['check_id']} on {check['resource']} is skipped without a reason"
     # Every inline skip in the HCL has a reason and still suppresses something (no stale skips).
     used = {(c["check_id"], Path(c["file_abs_path"]).name) for c in skipped}
     for path in sorted(TF_DIR.rglob("*.tf")):

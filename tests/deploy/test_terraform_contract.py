@@ -28,9 +28,9 @@ TF_DIR = ROOT / "terraform"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import main
-from infra import collections as fs_collections
-from infra import settings
+import main  # noqa: E402 - after the path fix above
+from infra import collections as fs_collections  # noqa: E402
+from infra import settings  # noqa: E402
 
 PRIVATE_FUNCTIONS = {"dispatch", "notifier", "sweeper"}
 PUBLIC_FUNCTIONS = {"send", "group", "reads", "webhook"}
@@ -247,7 +247,7 @@ def test_functions_share_one_hash_named_archive_and_a_python_runtime():
     obj = c.resource("google_storage_bucket_object", "source")
     assert re.search(r"data\.archive_file\.source\.output_(md5|sha256)", obj["name"]), obj["name"]
     assert obj["source"] == "data.archive_file.source.output_path"
-    for name, (rname, body) in function_resources().items():
+    for name, (_rname, body) in function_resources().items():
         bc = block(body, "build_config")
         assert bc["runtime"] == Expr("var.python_runtime"), name
         storage = block(block(bc, "source"), "storage_source")
@@ -764,7 +764,7 @@ def test_min_instances_keep_caller_and_telnyx_facing_functions_warm():
     default = cfg().default("min_instances")
     for name in ("send", "group", "webhook"):
         assert default.get(name, 0) >= 1, name
-    for name, (rname, body) in function_resources().items():
+    for _name, (_rname, body) in function_resources().items():
         assert block(body, "service_config")["min_instance_count"] == Expr("lookup(var.min_instances, each.key, 0)")
 
 

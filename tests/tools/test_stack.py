@@ -43,7 +43,7 @@ def _echo(name, request):
 
 for _name in %r:
     globals()[_name] = (lambda n: lambda request: _echo(n, request))(_name)
-''' % (NAMES,)
+''' % (NAMES,)  # noqa: UP031 - the template is code full of braces
 
 # Used only while tools/telnyx_sim (written separately) has no command line yet.
 STANDIN_SIM = '''
@@ -224,7 +224,7 @@ def _task(tasks_v2, url: str, marker: str, status: int, body: bytes, sleep: floa
 
 def _gaps(rows: list[dict]) -> list[float]:
     times = [r["t"] for r in rows]
-    return [b - a for a, b in zip(times, times[1:])]
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
 
 
 def test_tasks_deliver_with_headers_and_retry_with_backoff(stack):
@@ -266,7 +266,7 @@ def test_tasks_deliver_with_headers_and_retry_with_backoff(stack):
     gaps = _gaps(fail5)
     print("retry gaps:", [round(g, 3) for g in gaps])
     # backoff 0.05 s doubling, capped at 0.5 s (StackConfig.for_tests): at least 0.05, 0.1, 0.2, 0.4 apart
-    for gap, backoff in zip(gaps, [0.05, 0.1, 0.2, 0.4]):
+    for gap, backoff in zip(gaps, [0.05, 0.1, 0.2, 0.4], strict=False):
         assert gap >= backoff * 0.9, gaps
     assert gaps[-1] > 3 * gaps[0], gaps  # not the stock emulator's constant 0.1 s
     assert list(client.list_tasks(parent=dispatch_queue)) == []

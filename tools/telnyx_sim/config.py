@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 ENV_API_KEY = "TELNYX_SIM_API_KEY"
 ENV_SIGNING_KEY = "TELNYX_SIM_SIGNING_KEY"
@@ -41,7 +41,7 @@ class SimConfig:
     log_requests: bool = True  # one line per request on stderr
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "SimConfig":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> SimConfig:
         env = os.environ if environ is None else environ
 
         def num(name: str, default: int) -> int:

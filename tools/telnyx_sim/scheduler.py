@@ -12,7 +12,7 @@ import itertools
 import queue
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class Scheduler:
@@ -68,5 +68,5 @@ class Scheduler:
                 return
             try:
                 fn()
-            except BaseException as exc:  # a failing job must not take a worker down
+            except BaseException as exc:  # noqa: BLE001 - a failing job must not take a worker down
                 self._on_error(exc)

@@ -23,7 +23,15 @@ from .signing import generate_keypair, load_private_key, public_key_b64
 from .state import Store
 from .webhooks import WebhookDispatcher
 from .wire import (
-    ApiError, auth_failed, bad_request, blocked, new_message, not_found, parse_send, rate_limited, unexpected,
+    ApiError,
+    auth_failed,
+    bad_request,
+    blocked,
+    new_message,
+    not_found,
+    parse_send,
+    rate_limited,
+    unexpected,
 )
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -112,7 +120,7 @@ class SimServer(ThreadingHTTPServer):
             raise rate_limited()
         if first and any(is_server_error_first(c) for c in codes):
             raise unexpected()
-        for number, code in zip(req.to, codes):
+        for number, code in zip(req.to, codes, strict=True):
             if is_blocked(code):
                 raise blocked(req.from_, number)
         media = fetch_all(self.media_client, req.media_urls, self.config.media_limit_bytes)
@@ -207,7 +215,7 @@ class SimHandler(BaseHTTPRequestHandler):
             self._send_json(exc.status, {"errors": exc.errors}, exc.headers)
         except _DropConnection:
             self._drop()
-        except Exception:
+        except Exception:  # noqa: BLE001 - answer a Telnyx-shaped 500, never crash the server
             self.server.log(f"internal error on {method} {self.path}:\n{traceback.format_exc()}")
             exc = unexpected()
             self._send_json(exc.status, {"errors": exc.errors})

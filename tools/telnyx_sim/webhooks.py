@@ -16,8 +16,8 @@ import ssl
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -107,8 +107,9 @@ class WebhookDispatcher:
             recipient.status = "sent"
             recipient.sent_at = now_utc()
             payload = message.payload(index, focus_status="queued")
-        after = (lambda: self.scheduler.call_later(self.config.webhook_delay_ms / 1000.0,
-                                                   lambda: self._final_step(message, index, generation)))
+        def after():
+            self.scheduler.call_later(self.config.webhook_delay_ms / 1000.0,
+                                      lambda: self._final_step(message, index, generation))
         if final_status(recipient.outcome) is None:
             after = _nothing
         self._start_delivery(message, recipient.phone_number, "message.sent", payload, generation, after)

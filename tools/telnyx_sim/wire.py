@@ -7,7 +7,7 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -23,14 +23,14 @@ COST_PER_MMS = Decimal("0.0150")
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(ts: datetime | None) -> str | None:
     """Telnyx style: ``2019-01-23T18:10:02.574Z``."""
     if ts is None:
         return None
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
 # ---------------------------------------------------------------- errors
@@ -57,7 +57,7 @@ class ApiError(Exception):
 
     @classmethod
     def one(cls, status: int, code: str, title: str, detail: str | None = None,
-            pointer: str | None = None, headers: dict[str, str] | None = None) -> "ApiError":
+            pointer: str | None = None, headers: dict[str, str] | None = None) -> ApiError:
         return cls(status, [error(code, title, detail, pointer)], headers)
 
 
