@@ -26,4 +26,6 @@ TTL_FIELDS = {
 COMPOSITE_INDEXES = (
     # the sweeper: legs in one status, not final, that entered it before a cutoff
     (MESSAGES, (("status", "ASCENDING"), ("final", "ASCENDING"), ("status_since", "ASCENDING"))),
+    # the sweeper: scheduled legs whose time has come (their task may never have been created)
+    (MESSAGES, (("status", "ASCENDING"), ("scheduled_at", "ASCENDING"))),
 )

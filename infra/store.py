@@ -135,6 +135,17 @@ class Store:
     def _unchanged(self, snap) -> Any:
         return self.db.write_option(last_update_time=snap.update_time)
 
+    def due_scheduled_legs(self, due_before: dt.datetime, limit: int = 200) -> list[Doc]:
+        """Legs still ``scheduled`` whose time is before ``due_before`` (see COMPOSITE_INDEXES)."""
+        query = (
+            self.db.collection(C.MESSAGES)
+            .where(filter=FieldFilter("status", "==", "scheduled"))
+            .where(filter=FieldFilter("scheduled_at", "<", due_before))
+            .order_by("scheduled_at")
+            .limit(limit)
+        )
+        return [snap.to_dict() for snap in query.stream()]
+
     def accept(self, tenant_id: str, decide: Callable[[Doc, list[Doc]], tuple[Doc, dict[str, Doc], Any]],
                leg_ids: list[str]) -> Any:
         """Atomically: read the tenant's account and the legs, let ``decide`` say which legs are accepted

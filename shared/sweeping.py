@@ -25,10 +25,12 @@ def sweep(rt: Runtime) -> dict[str, int]:
         (Status.SENDING, CLAIM_LEASE + RECONCILE_WINDOW, "reconciling"),
     ):
         for leg in rt.store.legs_in_status(status.value, now - age):
-            generation = rt.store.mutate_leg(leg["id"], lambda current, st=status: _bump(current, st, now))
-            if generation:
-                rt.queue.enqueue_dispatch(leg["id"], ids.task_name(leg["leg_key"], generation), leg.get("scheduled_at"))
-                counts[key] += 1
+            counts[key] += _requeue(rt, leg, status, now)
+    # A scheduled leg still waiting well after its time lost its task (or never got one).
+    grace = dt.timedelta(seconds=s.sweep_queued_after_seconds)
+    for leg in rt.store.due_scheduled_legs(now - grace):
+        if leg["status_since"] < now - grace:  # not re-enqueued within the last grace period
+            counts["requeued"] += _requeue(rt, leg, Status.SCHEDULED, now)
 
     for leg in rt.store.legs_in_status(Status.SENT.value, now - dt.timedelta(seconds=s.sweep_final_after_seconds)):
         before: dict = {}
@@ -51,7 +53,15 @@ def _close_silent(current: dict | None, *, before: dict, now: dt.datetime) -> Ch
     return Change(updates=updates, result=updates)
 
 
-def _bump(leg: dict | None, status: Status, now: dt.datetime) -> Change:
+def _requeue(rt: Runtime, leg: dict, status: Status, now: dt.datetime) -> int:
+    generation = rt.store.mutate_leg(leg["id"], functools.partial(_bump, status=status, now=now))
+    if not generation:
+        return 0
+    rt.queue.enqueue_dispatch(leg["id"], ids.task_name(leg["leg_key"], generation), leg.get("scheduled_at"))
+    return 1
+
+
+def _bump(leg: dict | None, *, status: Status, now: dt.datetime) -> Change:
     """Claim the right to re-enqueue: only one sweeper run does, and only if the leg did not move."""
     if leg is None or leg["status"] != status.value:
         return Change(result=0)

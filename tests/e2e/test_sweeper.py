@@ -1,0 +1,44 @@
+"""The sweeper: a leg whose Cloud Task was lost still gets sent, exactly once."""
+
+import datetime as dt
+import time
+
+from infra import collections as C
+from infra.clients import tasks
+from tests.conftest import fictional
+
+
+def _purge_dispatch_queue(env) -> None:
+    tasks().purge_queue(name=env.stack.queue_paths["dispatch"])
+
+
+def test_scheduled_leg_whose_task_was_lost_is_sent_after_its_time(env):
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    message_id = env.api.post("/api/v1/messages/sms", json={"to": fictional(40), "body": "x",
+                                                            "scheduled_at": at.isoformat()}).json()["data"]["id"]
+    _purge_dispatch_queue(env)  # the task is gone before it was due
+    time.sleep(1 + env.stack.config.sweep_queued_after_seconds + 0.5)
+    assert env.message(message_id)["status"] == "scheduled"
+
+    status, body = env.stack.sweep()
+
+    assert status == 200
+    env.wait_status(message_id, "delivered")
+    assert len(env.sim_messages(fictional(40))) == 1
+
+
+def test_queued_leg_whose_task_was_lost_is_requeued_once(env):
+    far = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+    message_id = env.api.post("/api/v1/messages/sms", json={"to": fictional(41), "body": "x",
+                                                            "scheduled_at": far}).json()["data"]["id"]
+    _purge_dispatch_queue(env)
+    # As if it had been accepted as queued long ago and its task never ran.
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+    env.store.db.collection(C.MESSAGES).document(message_id).update(
+        {"status": "queued", "status_since": long_ago, "scheduled_at": None})
+
+    first, second = env.stack.sweep(), env.stack.sweep()
+
+    assert first[0] == second[0] == 200
+    env.wait_status(message_id, "delivered")
+    assert len(env.sim_messages(fictional(41))) == 1
