@@ -135,6 +135,16 @@ class Store:
     def _unchanged(self, snap) -> Any:
         return self.db.write_option(last_update_time=snap.update_time)
 
+    def legs_with_events_due(self, due_before: dt.datetime, limit: int = 200) -> list[Doc]:
+        """Legs whose outbox has waited for delivery since before ``due_before``."""
+        query = (
+            self.db.collection(C.MESSAGES)
+            .where(filter=FieldFilter("notify_due", "<", due_before))
+            .order_by("notify_due")
+            .limit(limit)
+        )
+        return [snap.to_dict() for snap in query.stream()]
+
     def due_scheduled_legs(self, due_before: dt.datetime, limit: int = 200) -> list[Doc]:
         """Legs still ``scheduled`` whose time is before ``due_before`` (see COMPOSITE_INDEXES)."""
         query = (

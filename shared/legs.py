@@ -63,6 +63,7 @@ def new_leg(*, message_id: str, leg_key: str, tenant_id: str, group_id: str | No
         "dispatch_generation": 0,
         "history": [{"at": now, "from": None, "to": Status.PENDING.value, "cause": "request received"}],
         "notifications": {},
+        "notify_due": None,  # set while an event in the outbox is undelivered: the sweeper's cue
     }
 
 
@@ -83,7 +84,7 @@ def transition(leg: Doc, new: Status, *, cause: str, now: dt.datetime, event_id:
         **(fields or {}),
     }
     if new in CUSTOMER_EVENTS:
-        updates["notifications"] = with_event(leg, new.value, CUSTOMER_EVENTS[new], now)
+        updates.update(outbox_fields(with_event(leg, new.value, CUSTOMER_EVENTS[new], now), now))
     return updates
 
 
@@ -95,6 +96,15 @@ def with_event(leg: Doc, key: str, event_type: str, now: dt.datetime) -> Doc:
         outbox.setdefault(event_id, {"type": event_type, "status": key, "created_at": now, "state": "pending",
                                      "attempts": 0})
     return outbox
+
+
+UNDELIVERED = ("pending", "retrying")
+
+
+def outbox_fields(outbox: Doc, now: dt.datetime, due: dt.datetime | None = None) -> Doc:
+    """The outbox and its due marker: set while any event still waits for a 2xx, cleared after."""
+    waiting = any(entry["state"] in UNDELIVERED for entry in outbox.values())
+    return {"notifications": outbox, "notify_due": (due or now) if waiting else None}
 
 
 def new_events(before: Doc, updates: Doc | None) -> list[str]:

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 from typing import TYPE_CHECKING
 
-from shared.legs import Change, view
+from shared.legs import Change, outbox_fields, view
 from shared.signatures import sign_customer_event, tenant_secret
 from shared.ssrf import UrlPolicy, UrlRejected, check_url
 
@@ -63,6 +63,10 @@ def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
     return (200, "delivered") if ok else (503, f"attempt failed: {error}")
 
 
+def give_up(rt: Runtime, message_id: str, event_id: str, now: dt.datetime) -> None:
+    _mark(rt, message_id, event_id, now, state="gave_up", error="no 2xx within 24 hours")
+
+
 def _mark(rt: Runtime, message_id: str, event_id: str, now: dt.datetime, *, state: str, error: str | None) -> None:
     def decide(leg: dict | None) -> Change:
         if leg is None or event_id not in leg.get("notifications", {}):
@@ -72,6 +76,6 @@ def _mark(rt: Runtime, message_id: str, event_id: str, now: dt.datetime, *, stat
         entry.update({"state": state, "attempts": entry.get("attempts", 0) + 1, "last_attempt_at": now,
                       "last_error": error})
         outbox[event_id] = entry
-        return Change(updates={"notifications": outbox})
+        return Change(updates=outbox_fields(outbox, now, due=leg.get("notify_due")))
 
     rt.store.mutate_leg(message_id, decide)

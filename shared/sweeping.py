@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from shared import ids
 from shared.dispatching import CLAIM_LEASE, RECONCILE_WINDOW
-from shared.legs import Change, new_events, with_event
+from shared.legs import UNDELIVERED, Change, new_events, outbox_fields, with_event
+from shared.notifying import GIVE_UP_AFTER, give_up
 from shared.status import Status
 
 if TYPE_CHECKING:
@@ -39,7 +40,33 @@ def sweep(rt: Runtime) -> dict[str, int]:
             counts["closed"] += 1
             for event_id in new_events(before, updates):
                 rt.queue.enqueue_notify(event_id, leg["id"])
+    counts["notified"] = _resend_events(rt, now, grace)
     return counts
+
+
+def _resend_events(rt: Runtime, now: dt.datetime, grace: dt.timedelta) -> int:
+    """Customer events still undelivered a while after they were due: their task may never have been
+    created (the status change committed, the enqueue failed). Creating it again is harmless, the task
+    is named after the event; past 24 hours the event is given up."""
+    resent = 0
+    for leg in rt.store.legs_with_events_due(now - grace):
+        for event_id, entry in (leg.get("notifications") or {}).items():
+            if entry["state"] not in UNDELIVERED:
+                continue
+            if now - entry["created_at"] > GIVE_UP_AFTER:
+                give_up(rt, leg["id"], event_id, now)
+            else:
+                rt.queue.enqueue_notify(event_id, leg["id"])
+                resent += 1
+        rt.store.mutate_leg(leg["id"], functools.partial(_push_due, now=now))
+    return resent
+
+
+def _push_due(leg: dict | None, *, now: dt.datetime) -> Change:
+    """Look at this leg's outbox again only after another grace period."""
+    if leg is None or leg.get("notify_due") is None:
+        return Change()
+    return Change(updates={"notify_due": now})
 
 
 def _close_silent(current: dict | None, *, before: dict, now: dt.datetime) -> Change:
@@ -49,7 +76,7 @@ def _close_silent(current: dict | None, *, before: dict, now: dt.datetime) -> Ch
         return Change()
     entry = {"at": now, "from": "sent", "to": "sent", "cause": "no final report within the window"}
     updates = {"final": True, "updated_at": now, "history": [*current["history"], entry],
-               "notifications": with_event(current, "sent:final", "message.sent", now)}
+               **outbox_fields(with_event(current, "sent:final", "message.sent", now), now)}
     return Change(updates=updates, result=updates)
 
 

@@ -42,3 +42,32 @@ def test_queued_leg_whose_task_was_lost_is_requeued_once(env):
     assert first[0] == second[0] == 200
     env.wait_status(message_id, "delivered")
     assert len(env.sim_messages(fictional(41))) == 1
+
+
+def test_customer_events_whose_tasks_were_lost_are_sent_again(env):
+    env.receiver.fail_next = 10_000  # the customer's endpoint is down
+    message_id = env.api.post("/api/v1/messages/sms", json={"to": fictional(42), "body": "x",
+                                                            "webhook_url": env.receiver.url}).json()["data"]["id"]
+    env.wait_status(message_id, "delivered")
+    wait_for_attempts = time.monotonic() + 10
+    while not env.receiver.received and time.monotonic() < wait_for_attempts:
+        time.sleep(0.05)
+    tasks().purge_queue(name=env.stack.queue_paths["notify"])  # every pending attempt is lost
+    time.sleep(0.5)
+    env.receiver.reset()  # the endpoint is back
+    leg = env.store.get_leg(message_id)
+    assert leg["notify_due"] is not None
+    assert {e["state"] for e in leg["notifications"].values()} <= {"pending", "retrying"}
+    env.store.db.collection(C.MESSAGES).document(message_id).update(
+        {"notify_due": dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)})
+
+    status, _ = env.stack.sweep()
+
+    assert status == 200
+    deadline = time.monotonic() + 15
+    while len({r["headers"]["X-Mmsgate-Event-Id"] for r in env.receiver.received if not r["failed"]}) < 2:
+        assert time.monotonic() < deadline, env.receiver.received
+        time.sleep(0.05)
+    leg = env.store.get_leg(message_id)
+    assert {e["state"] for e in leg["notifications"].values()} == {"delivered"}
+    assert leg["notify_due"] is None
