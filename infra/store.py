@@ -29,6 +29,7 @@ class Store:
 
     def __init__(self, client: firestore.Client) -> None:
         self.db = client
+        self._next_slot: dict[str, int] = {}  # rate-limit window -> first slot not known to be taken
 
     # -- tenants, keys, pricing -----------------------------------------------------------------
     def tenant_for_api_key(self, api_key: str) -> Doc | None:
@@ -231,21 +232,31 @@ class Store:
 
         Each admitted request claims its own slot document ``{key}:{window}:{n}`` with ``create()``,
         which fails if the slot is taken. Admission is exact under any concurrency, and no document
-        takes more than one write (no hot counter, no transaction contention). A count query gives
-        the first slot worth trying."""
+        takes more than one write (no hot counter, no transaction contention). The first slot worth
+        trying comes from this instance's last claim in the window, or else a count query."""
         start = int(now.timestamp()) // window_seconds * window_seconds
         retry_after = max(1, start + window_seconds - int(now.timestamp()))
         window = f"{key}:{start}"
         slots = self.db.collection(C.RATE_LIMITS)
         expires = dt.datetime.fromtimestamp(start + window_seconds, dt.UTC) + dt.timedelta(hours=1)
-        slot = slots.where(filter=FieldFilter("window", "==", window)).count().get()[0][0].value
-        while slot < limit:
-            try:
-                slots.document(f"{window}:{slot}").create({"window": window, "expires_at": expires})
-                return True, retry_after
-            except gexc.AlreadyExists:
-                slot += 1
+        hint = self._next_slot.get(window)
+        for slot in ([hint] if hint is not None and hint < limit else []) + [None]:
+            if slot is None:  # no usable hint, or it ran into the limit: count what is really taken
+                slot = slots.where(filter=FieldFilter("window", "==", window)).count().get()[0][0].value
+            while slot < limit:
+                try:
+                    slots.document(f"{window}:{slot}").create({"window": window, "expires_at": expires})
+                    self._remember_slot(window, slot + 1)
+                    return True, retry_after
+                except gexc.AlreadyExists:
+                    slot += 1
+        self._next_slot.pop(window, None)
         return False, retry_after
+
+    def _remember_slot(self, window: str, slot: int) -> None:
+        if len(self._next_slot) > 1000:  # windows pass; forget the old ones
+            self._next_slot.clear()
+        self._next_slot[window] = slot
 
     # -- idempotency records ---------------------------------------------------------------------
     def idempotency_begin(self, record_id: str, payload_hash: str, now: dt.datetime,
