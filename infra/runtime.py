@@ -38,6 +38,12 @@ class Runtime:
         return telnyx
 
     @functools.cached_property
+    def media(self):
+        from infra.media import Media
+
+        return Media(self.settings, self.resolver)
+
+    @functools.cached_property
     def http(self):
         from infra.clients import http
 

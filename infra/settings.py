@@ -1,7 +1,8 @@
 """Settings read from the environment, once per instance.
 
 Every variable the code reads in production is declared in ``ENV`` below; the Terraform contract
-test checks each one is set on the functions that read it (or is a secret).
+test checks each one is set on the functions that read it (or is a secret), and that the local-stack-only
+variables of ``LOCAL_ONLY_ENV`` never appear in Terraform.
 """
 
 from __future__ import annotations
@@ -28,10 +29,20 @@ ENV: dict[str, tuple[str | None, str]] = {
     "MEDIA_BUCKET": (None, "Cloud Storage bucket holding media copies."),
     "MEDIA_ALLOWED_HOSTS": ("storage.googleapis.com", "Comma-separated hosts media and webhook URLs may use."),
     "MEDIA_TRUSTED_ORIGINS": ("", "Local stack only: exact origins exempt from the SSRF address rules."),
+    "MEDIA_MAX_BYTES": ("1048576", "Media total per message must stay below this many bytes: 1048576 is "
+                        "Telnyx's limit (1 MB); 614400 (600 KB) is the carrier-safe setting."),
+    "MEDIA_URL_TTL_SECONDS": ("86400", "Lifetime of the V4 signed URLs of our media copies given to Telnyx."),
+    "MEDIA_FETCH_TIMEOUT_SECONDS": ("10", "Overall deadline of fetching one media URL (redirects included)."),
+    "MEDIA_SIGNING_KEY": ("", "Local stack only: service-account JSON whose RSA key signs media URLs for the "
+                          "storage emulator. In production URLs are signed through IAM signBlob."),
     "SWEEP_QUEUED_AFTER_SECONDS": ("300", "A leg queued longer than this is re-enqueued by the sweeper."),
     "SWEEP_FINAL_AFTER_SECONDS": ("259200", "A sent leg with no final report after this is closed as sent."),
     "LOG_LEVEL": ("INFO", "Minimum log level."),
 }
+
+# Set by the local stack only, never by Terraform (tests/deploy/test_terraform_contract.py checks it): an SSRF
+# exemption for the emulators' loopback origins, and a signing key the emulator accepts in place of IAM.
+LOCAL_ONLY_ENV: frozenset[str] = frozenset({"MEDIA_TRUSTED_ORIGINS", "MEDIA_SIGNING_KEY"})
 
 # Secrets come from Secret Manager as secret environment variables, and only to the functions that use
 # them. Every other variable in ENV is plain configuration set on every function.
@@ -76,6 +87,10 @@ class Settings:
     media_bucket: str
     media_allowed_hosts: tuple[str, ...]
     media_trusted_origins: tuple[str, ...]
+    media_max_bytes: int
+    media_url_ttl_seconds: int
+    media_fetch_timeout_seconds: float
+    media_signing_key: str
     sweep_queued_after_seconds: int
     sweep_final_after_seconds: int
     # Emulator endpoints: set only in the local stack and tests.
@@ -107,6 +122,10 @@ def settings() -> Settings:
         media_bucket=env_optional("MEDIA_BUCKET"),
         media_allowed_hosts=_csv(env("MEDIA_ALLOWED_HOSTS")),
         media_trusted_origins=_csv(env("MEDIA_TRUSTED_ORIGINS")),
+        media_max_bytes=int(env("MEDIA_MAX_BYTES")),
+        media_url_ttl_seconds=int(env("MEDIA_URL_TTL_SECONDS")),
+        media_fetch_timeout_seconds=float(env("MEDIA_FETCH_TIMEOUT_SECONDS")),
+        media_signing_key=env("MEDIA_SIGNING_KEY"),
         sweep_queued_after_seconds=int(env("SWEEP_QUEUED_AFTER_SECONDS")),
         sweep_final_after_seconds=int(env("SWEEP_FINAL_AFTER_SECONDS")),
         firestore_emulator_host=os.environ.get("FIRESTORE_EMULATOR_HOST", ""),

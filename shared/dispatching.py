@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared import ids
-from shared.errors import DEFAULT_MESSAGES, ErrorCode
+from shared.errors import ErrorCode, message_for
 from shared.legs import Change, new_events, transition
 from shared.provider import Kind, OutboundMessage, Outcome
 from shared.status import Status
@@ -55,11 +55,17 @@ def dispatch(rt: Runtime, message_id: str, retry_count: int) -> Answer:
         return claim.answer
 
     leg = claim.leg
-    outcome = rt.provider.send(OutboundMessage(
-        message_id=message_id, to=leg["to"], from_=leg["from"], text=leg.get("body"),
-        subject=leg.get("subject"), media_urls=tuple(leg.get("media_urls") or ()),
-        webhook_url=leg_webhook_url(rt.settings.telnyx_webhook_url, message_id),
-    ))
+    try:
+        # Our stored copies, signed now (legs accepted before media was stored carry only media_urls).
+        media_urls = rt.media.signed_urls(leg["media"]) if leg.get("media") else leg.get("media_urls") or []
+    except Exception as exc:  # noqa: BLE001 - signing is local or one IAM call: a retry can fix it
+        outcome = Outcome(Kind.TRANSIENT, detail=f"media URLs not signed: {type(exc).__name__}")
+    else:
+        outcome = rt.provider.send(OutboundMessage(
+            message_id=message_id, to=leg["to"], from_=leg["from"], text=leg.get("body"),
+            subject=leg.get("subject"), media_urls=tuple(media_urls),
+            webhook_url=leg_webhook_url(rt.settings.telnyx_webhook_url, message_id),
+        ))
     before: dict = {}
 
     def record(current: dict | None) -> Change:
@@ -121,7 +127,7 @@ def _claim(leg: dict | None, now: dt.datetime) -> Change:
 def _failed(leg: dict, code: ErrorCode, cause: str, now: dt.datetime, outcome: Outcome) -> dict | None:
     return transition(leg, Status.FAILED, cause=cause, now=now, fields={
         "error_code": code.value,
-        "error_message": outcome.detail or DEFAULT_MESSAGES[code],
+        "error_message": outcome.detail or message_for(code),
         "provider_error_code": outcome.code,
         "send_state": "failed",
     })

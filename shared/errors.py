@@ -88,10 +88,16 @@ DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.RECIPIENT_OPTED_OUT: "The recipient has opted out of messages from this account",
     ErrorCode.QUOTA_EXCEEDED: "The daily message quota for this account is used up",
     ErrorCode.INSUFFICIENT_BALANCE: "The account balance cannot cover this message",
+    ErrorCode.PRICE_UNAVAILABLE: "Messages to this destination and channel are not offered",
     ErrorCode.PROVIDER_REJECTED: "The carrier provider rejected the message",
     ErrorCode.PROVIDER_UNAVAILABLE: "The carrier provider could not be reached",
     ErrorCode.DELIVERY_FAILED: "The carrier could not deliver the message",
 }
+
+
+def message_for(code: ErrorCode) -> str:
+    """The human message for a code, for any code (a recipient row must never lack one)."""
+    return DEFAULT_MESSAGES.get(code) or code.value.replace("_", " ").capitalize()
 
 
 class ApiError(Exception):
@@ -107,7 +113,7 @@ class ApiError(Exception):
         headers: dict[str, str] | None = None,
     ) -> None:
         self.code = code
-        self.message = message or DEFAULT_MESSAGES.get(code, code.value.replace("_", " ").capitalize())
+        self.message = message or message_for(code)
         self.details = details
         self.status = status or HTTP_STATUS[code]
         self.headers = headers or {}

@@ -6,6 +6,8 @@ network (sender ownership, opt-outs, SSRF, scheduling window) are gates in ``sha
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import datetime
 from typing import Annotated
 
@@ -20,7 +22,35 @@ MAX_METADATA_KEY = 40
 MAX_METADATA_VALUE = 500
 MAX_URL = 2000
 
+MAX_CONTENT_TYPE = 127
+MAX_FILENAME = 255
+
 Url = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL)]
+
+
+class MediaBlob(BaseModel):
+    """An attachment sent inline, base64-encoded. The 64 KB request body limit keeps uploads small (about
+    47 KB of content); larger media is sent by URL. Type and size rules are the same as for URLs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content_type: str = Field(min_length=1, max_length=MAX_CONTENT_TYPE)
+    blob: str = Field(min_length=1)
+    filename: str | None = Field(default=None, min_length=1, max_length=MAX_FILENAME,
+                                 pattern=r'^[^\x00-\x1f\x7f"\\/]+$')
+
+    @field_validator("blob")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("must be standard base64") from None
+        return value
+
+    @property
+    def data(self) -> bytes:
+        return base64.b64decode(self.blob, validate=True)
 
 
 class _Message(BaseModel):
@@ -31,6 +61,7 @@ class _Message(BaseModel):
     subject: str | None = Field(default=None, min_length=1, max_length=MAX_SUBJECT)
     media_url: Url | None = None
     media_urls: list[Url] | None = Field(default=None, max_length=MAX_MEDIA)
+    media: list[MediaBlob] | None = Field(default=None, max_length=MAX_MEDIA)
     scheduled_at: datetime | None = None
     webhook_url: Url | None = None
     metadata: dict[str, str] | None = None
@@ -49,6 +80,14 @@ class _Message(BaseModel):
             raise ValueError(f"media_url and media_urls together allow at most {MAX_MEDIA} attachments")
         return value
 
+    @field_validator("media")
+    @classmethod
+    def _attachments_total(cls, value: list[MediaBlob] | None, info: ValidationInfo) -> list[MediaBlob] | None:
+        urls = len(info.data.get("media_urls") or []) + (1 if info.data.get("media_url") else 0)
+        if value is not None and len(value) + urls > MAX_MEDIA:
+            raise ValueError(f"media_url, media_urls and media together allow at most {MAX_MEDIA} attachments")
+        return value
+
     @field_validator("metadata")
     @classmethod
     def _metadata_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
@@ -65,7 +104,7 @@ class _Message(BaseModel):
 
     @model_validator(mode="after")
     def _content(self):
-        if not self.body and not self.all_media_urls:
+        if not self.body and not self.all_media_urls and not self.media:
             raise ValueError("at least one of body or media is required")
         return self
 
@@ -76,7 +115,7 @@ class _Message(BaseModel):
 
     @property
     def is_mms(self) -> bool:
-        return bool(self.all_media_urls)
+        return bool(self.all_media_urls or self.media)
 
 
 class SendRequest(_Message):

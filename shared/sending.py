@@ -9,12 +9,14 @@ concurrently. A leg whose task could not be created stays ``queued`` and the swe
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared import ids
-from shared.errors import DEFAULT_MESSAGES, ApiError, ErrorCode
+from shared.errors import ApiError, ErrorCode, message_for
 from shared.legs import new_events, new_leg, transition
+from shared.media import MediaError, Upload
 from shared.models import GroupRequest, SendRequest
 from shared.phone import InvalidNumber, is_nanp, parse_e164, region_of
 from shared.segments import MMS_SEGMENTS, count_segments
@@ -23,6 +25,8 @@ from shared.status import Status
 
 if TYPE_CHECKING:
     from infra.runtime import Runtime
+
+_log = logging.getLogger("mmsgate")
 
 GROUP_REQUESTS_PER_MINUTE = 30
 MAX_SCHEDULE_AHEAD = dt.timedelta(days=180)
@@ -37,6 +41,7 @@ class Recipient:
     leg_key: str = ""
     price_micros: int = 0
     error: ErrorCode | None = None
+    error_message: str | None = None  # when the gate has more to say than its code (media)
 
 
 @dataclass
@@ -165,6 +170,20 @@ def _accept(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest, recipien
         raise ApiError(ErrorCode.INSUFFICIENT_BALANCE,
                        f"The balance cannot cover this request ({cost / 1e6:.4f} USD needed)")
 
+    # Media, once per request whatever the number of recipients (docs/media.md). It comes after every
+    # cheaper check, so a request answered 402, or one no recipient can receive, fetches nothing; and
+    # before anything is written, so an instance that dies mid-fetch leaves no pending row. A media
+    # failure is a request-level gate: every recipient's row ends failed with the media error.
+    media: list[dict] = []
+    if (req.all_media_urls or req.media) and any(r.error is None for r in recipients):
+        uploads = [Upload(m.content_type, m.data, m.filename) for m in req.media or []]
+        try:
+            media = rt.media.prepare(tenant["id"], req.all_media_urls, uploads, media_policy(rt))
+        except MediaError as exc:
+            for r in recipients:
+                if r.error is not ErrorCode.INVALID_PHONE_NUMBER:
+                    r.error, r.error_message = exc.code, exc.message
+
     legs = [
         new_leg(message_id=r.message_id, leg_key=r.leg_key, tenant_id=tenant["id"], group_id=group_id,
                 to=r.e164 or r.raw, from_=sender, body=req.body, subject=req.subject,
@@ -173,6 +192,8 @@ def _accept(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest, recipien
                 metadata=req.metadata or {}, request_id=request_id, now=now)
         for r in recipients
     ]
+    for leg in legs:
+        leg["media"] = media  # our stored copies; dispatch signs URLs of these (media_urls stay as asked)
     group = None
     if group_id:
         group = {"id": group_id, "tenant_id": tenant["id"], "total": len(legs), "created_at": now,
@@ -206,7 +227,8 @@ def _accept(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest, recipien
                                     fields={"price_micros": r.price_micros})
             else:
                 change = transition(leg, Status.FAILED, cause=f"gate {error.value}", now=now,
-                                    fields={"error_code": error.value, "error_message": DEFAULT_MESSAGES[error]})
+                                    fields={"error_code": error.value,
+                                            "error_message": r.error_message or message_for(error)})
             updates[leg["id"]] = change
             outcome.append({**leg, **change})
         spent = int(account.get("balance_micros", 0)) - balance
@@ -230,10 +252,8 @@ def _after_accept(rt: Runtime, before: list[dict], after: list[dict]) -> None:
     if to_dispatch:
         for message_id, error in rt.queue.enqueue_dispatch_many(to_dispatch).items():
             if error is not None:
-                from infra import log  # noqa: PLC0415 - only on this rare path
-
-                log.error("dispatch task not created; the sweeper will re-enqueue", message_id=message_id,
-                          error=repr(error))
+                _log.error("dispatch task not created; the sweeper will re-enqueue",
+                           extra={"fields": {"message_id": message_id, "error": repr(error)}})
     for leg_before, leg_after in zip(before, after, strict=True):
         for event_id in new_events(leg_before, leg_after):
             rt.queue.enqueue_notify(event_id, leg_after["id"])

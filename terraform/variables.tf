@@ -186,6 +186,39 @@ variable "extra_allowed_hosts" {
   }
 }
 
+variable "media_max_bytes" {
+  type        = number
+  description = "MEDIA_MAX_BYTES: the media total of one message stays below this many bytes; larger JPEG, PNG and still GIF/WebP images are downscaled to fit, anything else is refused (MEDIA_TOO_LARGE). 1048576 is Telnyx's limit (1 MB); 614400 (600 KB) is the carrier-safe setting that every US carrier and sender type accepts."
+  default     = 1048576
+
+  validation {
+    condition     = var.media_max_bytes >= 65536 && var.media_max_bytes <= 1048576 && floor(var.media_max_bytes) == var.media_max_bytes
+    error_message = "media_max_bytes must be a whole number from 65536 to 1048576 (Telnyx refuses 1 MB or more)."
+  }
+}
+
+variable "media_url_ttl_seconds" {
+  type        = number
+  description = "MEDIA_URL_TTL_SECONDS: lifetime of the V4 signed URLs of our media copies that dispatch gives Telnyx (Telnyx fetches at send time and caches for an hour)."
+  default     = 86400
+
+  validation {
+    condition     = var.media_url_ttl_seconds >= 300 && var.media_url_ttl_seconds <= 604800 && floor(var.media_url_ttl_seconds) == var.media_url_ttl_seconds
+    error_message = "media_url_ttl_seconds must be a whole number from 300 to 604800 (V4 signed URLs last at most 7 days)."
+  }
+}
+
+variable "media_fetch_timeout_seconds" {
+  type        = number
+  description = "MEDIA_FETCH_TIMEOUT_SECONDS: overall deadline of fetching one media URL at accept time, redirects included. Up to 10 URLs are fetched 4 at a time, so 3 rounds must fit in the send and group functions' 60 s timeout."
+  default     = 10
+
+  validation {
+    condition     = var.media_fetch_timeout_seconds >= 1 && var.media_fetch_timeout_seconds <= 15
+    error_message = "media_fetch_timeout_seconds must be between 1 and 15."
+  }
+}
+
 # --- Queues ---------------------------------------------------------------------------------------------
 
 variable "dispatch_rate_per_second" {
@@ -294,12 +327,12 @@ variable "sweep_final_after_seconds" {
 
 variable "media_retention_days" {
   type        = number
-  description = "Days a media copy is kept in the media bucket before the lifecycle rule deletes it. Keep it longer than a leg can stay in flight (dispatch retries plus SWEEP_FINAL_AFTER_SECONDS)."
-  default     = 30
+  description = "Days a media copy is kept in the media bucket before the lifecycle rule deletes it. It must outlive the longest a leg can wait: scheduling allows 180 days ahead, then dispatch retries."
+  default     = 190
 
   validation {
-    condition     = var.media_retention_days >= 4 && floor(var.media_retention_days) == var.media_retention_days
-    error_message = "media_retention_days must be a whole number of at least 4 (longer than the sweeper's 3-day final window)."
+    condition     = var.media_retention_days >= 182 && floor(var.media_retention_days) == var.media_retention_days
+    error_message = "media_retention_days must be a whole number of at least 182 (a message may be scheduled 180 days ahead and its copy must still exist when it is sent)."
   }
 }
 

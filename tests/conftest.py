@@ -72,14 +72,72 @@ def receiver():
     r.server.server_close()
 
 
+# -- a tenant's media host ----------------------------------------------------------------------
+@dataclass
+class MediaHost:
+    """Serves bytes put at a path (``put`` returns the URL) and counts the GETs of each path."""
+
+    server: ThreadingHTTPServer | None = None
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    hits: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def put(self, path: str, data: bytes, content_type: str) -> str:
+        with self.lock:
+            self.files[path] = (data, content_type)
+        return self.origin + path
+
+    def reset(self) -> None:
+        with self.lock:
+            self.files.clear()
+            self.hits.clear()
+
+    def start(self) -> None:
+        host = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                with host.lock:
+                    host.hits[self.path] = host.hits.get(self.path, 0) + 1
+                    found = host.files.get(self.path)
+                data, content_type = found or (b"not found", "text/plain")
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the fetcher stopped reading (a cap): expected
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, receiver):
+def media_host():
+    host = MediaHost()
+    host.start()
+    yield host
+    host.server.shutdown()
+    host.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, receiver, media_host):
     from tools.stack import Stack, StackConfig
 
     config = StackConfig.for_tests(tmp_path_factory.mktemp("stack"))
     s = Stack(config)
     # Customer endpoints in tests live on loopback: trust exactly that origin (never in production).
-    config.env_overrides["MEDIA_TRUSTED_ORIGINS"] = f"{s.urls['storage']},{receiver.origin}"
+    config.env_overrides["MEDIA_TRUSTED_ORIGINS"] = f"{s.urls['storage']},{receiver.origin},{media_host.origin}"
     s.start()
     os.environ.update(s.function_env())  # in-process clients and test_client() use the same emulators
     try:

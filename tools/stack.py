@@ -144,6 +144,21 @@ def _ed25519_keypair() -> tuple[str, str]:
     return base64.b64encode(private).decode(), base64.b64encode(public).decode()
 
 
+def _media_signing_key(project: str) -> str:
+    """A service-account JSON with a fresh RSA key: the local stand-in for IAM signBlob, used only to sign
+    media URLs for the storage emulator (which does not check signatures). Never a real account."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+    return json.dumps({
+        "type": "service_account", "project_id": project, "private_key_id": secrets.token_hex(20),
+        "private_key": pem, "client_email": f"mmsgate-local-signer@{project}.iam.gserviceaccount.com",
+        "client_id": "0", "token_uri": "https://oauth2.googleapis.com/token",
+    })
+
+
 def _http(method: str, url: str, body: bytes | None = None, timeout: float = 10.0,
           headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """One plain HTTP call (http.client: never routed through an HTTP(S)_PROXY from the environment)."""
@@ -204,6 +219,7 @@ class Stack:
         self.sim_api_key = "KEYSIM" + secrets.token_hex(12)
         self.sim_private_key, self.sim_public_key = _ed25519_keypair()
         self.webhook_signing_key = secrets.token_hex(32)
+        self.media_signing_key = _media_signing_key(config.project)
 
         port = self.ports
         self.urls: dict[str, str] = {
@@ -267,6 +283,7 @@ class Stack:
             "MEDIA_BUCKET": c.media_bucket,
             "MEDIA_ALLOWED_HOSTS": "storage.googleapis.com",
             "MEDIA_TRUSTED_ORIGINS": f"http://{HOST}:{port['storage']}",
+            "MEDIA_SIGNING_KEY": self.media_signing_key,
             "DISPATCH_MAX_ATTEMPTS": str(c.dispatch_max_attempts),
             "SWEEP_QUEUED_AFTER_SECONDS": str(c.sweep_queued_after_seconds),
             "SWEEP_FINAL_AFTER_SECONDS": str(c.sweep_final_after_seconds),

@@ -6,7 +6,8 @@ main.ENTRY_POINTS, infra.settings.ENV / SECRET_ENV, infra.collections, the Fires
 and the queues each function's code enqueues on. It fails when an entry point is renamed or added, an
 environment variable is added to ENV without Terraform, a secret is set as plain configuration, a query
 lacks its composite index, a TTL policy is dropped, a queue is renamed, a function gains or loses a queue,
-MEDIA_TRUSTED_ORIGINS appears in Terraform, or a function becomes invocable by anyone but its caller.
+a local-stack-only variable (settings.LOCAL_ONLY_ENV: MEDIA_TRUSTED_ORIGINS, MEDIA_SIGNING_KEY) appears in
+Terraform, or a function becomes invocable by anyone but its caller.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from infra import settings  # noqa: E402
 
 PRIVATE_FUNCTIONS = {"dispatch", "notifier", "sweeper"}
 PUBLIC_FUNCTIONS = {"send", "group", "reads", "webhook"}
-LOCAL_ONLY_ENV = "MEDIA_TRUSTED_ORIGINS"
+# Local-stack-only variables (SSRF exemption for the emulators, the emulator's URL-signing key).
+LOCAL_ONLY_ENV = settings.LOCAL_ONLY_ENV
 # Queue helpers of infra/queue.py -> the queue they create tasks on.
 ENQUEUE_CALLS = {"enqueue_dispatch": "dispatch", "enqueue_notify": "notify"}
 MEDIA_FUNCTIONS = {"send", "group", "dispatch"}
@@ -363,9 +365,9 @@ def test_function_gets_every_env_var_it_reads(name):
     env = function_env(name)
     assert set(env) <= set(settings.ENV), f"{name}: unknown variables {set(env) - set(settings.ENV)}"
     assert not set(env) & set(settings.SECRET_ENV), f"{name}: secret set as plain configuration"
-    assert LOCAL_ONLY_ENV not in env
+    assert not LOCAL_ONLY_ENV & set(env), f"{name}: local-only variables {sorted(LOCAL_ONLY_ENV & set(env))}"
     assert function_secrets(name) == {s for s, fns in settings.SECRET_ENV.items() if name in fns}, name
-    missing = set(settings.ENV) - {LOCAL_ONLY_ENV} - set(settings.SECRET_ENV) - set(env)
+    missing = set(settings.ENV) - LOCAL_ONLY_ENV - set(settings.SECRET_ENV) - set(env)
     assert not missing, f"{name} does not get {sorted(missing)} from Terraform"
 
 
@@ -416,10 +418,24 @@ def test_env_defaults_in_terraform_equal_the_codes():
     assert checked >= 6
 
 
-def test_local_only_escape_hatch_is_absent():
+def test_local_only_escape_hatches_are_absent():
+    assert {"MEDIA_TRUSTED_ORIGINS", "MEDIA_SIGNING_KEY"} <= LOCAL_ONLY_ENV <= set(settings.ENV)
     for path in TF_DIR.rglob("*"):
         if path.is_file() and ".terraform" not in path.parts:
-            assert LOCAL_ONLY_ENV not in path.read_text(errors="replace"), f"{path.name} mentions {LOCAL_ONLY_ENV}"
+            text = path.read_text(errors="replace")
+            for name in sorted(LOCAL_ONLY_ENV):
+                assert name not in text, f"{path.name} mentions {name}"
+
+
+def test_media_limits_are_typed_described_and_validated():
+    env = resolve_env("env")
+    for var, key in (("media_max_bytes", "MEDIA_MAX_BYTES"), ("media_url_ttl_seconds", "MEDIA_URL_TTL_SECONDS"),
+                     ("media_fetch_timeout_seconds", "MEDIA_FETCH_TIMEOUT_SECONDS")):
+        spec = cfg().variables[var]
+        assert spec["type"] == Expr("number") and spec.get("description"), var
+        assert spec.get("validation"), f"{var} has no validation"
+        assert env[key] == Expr(f"tostring(var.{var})"), key
+    assert "614400" in cfg().variables["media_max_bytes"]["description"], "document the carrier-safe setting"
 
 
 def test_secret_values_never_reach_terraform():

@@ -1,6 +1,9 @@
 """The whole path, through the gateway, the real emulators and the Telnyx simulator."""
 
+import hashlib
+
 from tests.conftest import fictional, load_json
+from tools.seed import sample_png
 
 
 def test_single_mms_is_queued_then_delivered_with_one_provider_send(env):
@@ -19,7 +22,10 @@ def test_single_mms_is_queued_then_delivered_with_one_provider_send(env):
     sent = env.sim_messages("+14155550101")
     assert len(sent) == 1
     assert sent[0]["id"] == message["provider_id"]
-    assert sent[0]["media_urls"] == [env.sample_media_url]
+    # The provider got a signed URL of our own checked copy, and fetched exactly the sample's bytes.
+    assert "X-Goog-Signature=" in sent[0]["media_urls"][0]
+    assert sent[0]["media"][0]["sha256"] == hashlib.sha256(sample_png()).hexdigest()
+    assert message["media_urls"] == [env.sample_media_url]
 
 
 def test_sms_without_media_stays_sms(env):

@@ -103,3 +103,12 @@ def test_daily_quota(env):
     single = env.api.post("/api/v1/messages/sms", json={"to": fictional(4), "body": "x"})
     assert single.status_code == 429
     assert single.json()["error"]["code"] == "QUOTA_EXCEEDED"
+
+
+def test_a_recipient_without_a_price_fails_alone(env):
+    # The group endpoint is MMS-only, and MMS is NANP-only, so use a NANP number with no price row.
+    env.store.db.collection("pricing").document("CA").delete()
+    response = _group(env, to=[fictional(1), "+16135550199"])
+    assert response.status_code == 207
+    assert [m.get("error_code") for m in response.json()["messages"]] == [None, "PRICE_UNAVAILABLE"]
+    assert response.json()["messages"][1]["error_message"]

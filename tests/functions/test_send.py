@@ -126,3 +126,9 @@ def test_metadata_and_webhook_url_are_stored_and_returned(env):
 def test_opted_out_recipient_is_rejected(env):
     env.store.add_opt_out(env.tenant_id, fictional(11), source="test")
     _error(_send(env, to=fictional(11), body="x"), 403, "RECIPIENT_OPTED_OUT")
+
+
+def test_destination_without_a_price_fails_with_price_unavailable(env):
+    single = _send(env, to="+33142685300", body="bonjour")
+    error = _error(single, 400, "PRICE_UNAVAILABLE")
+    assert env.message(error["details"][0]["issue"])["error_message"]

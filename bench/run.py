@@ -1,0 +1,229 @@
+"""``python -m bench.run [--quick] [--out PATH]``: start the stack, measure, print one table, write JSON.
+
+Sections (bench/README.md defines each): cold start per function beside its floor; warm accept latency
+(single, group of 20, floor); accept throughput at 1/8/32 clients and legs per second end to end; webhook
+ingest; peak RSS per function process. Ratios are taken within this run; every figure is a median over
+repeated runs with its spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import accept, coldstart, machine, memory, throughput, webhook
+from bench.harness import ROOT, BenchStack
+
+DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
+SCHEMA = 1
+
+MODES: dict[str, dict] = {
+    "full": {
+        "cold_runs": 9,
+        "accept_single": 200, "accept_group": 60, "accept_rounds": 10,
+        "throughput_counts": {1: 150, 8: 320, 32: 480}, "throughput_reps": 3, "throughput_cap_s": 60.0,
+        "legs": 200, "legs_reps": 3, "legs_timeout_s": 180.0,
+        "webhook_sequential": 200, "webhook_concurrent": 400,
+    },
+    "quick": {
+        "cold_runs": 3,
+        "accept_single": 30, "accept_group": 9, "accept_rounds": 3,
+        "throughput_counts": {1: 15, 8: 32, 32: 64}, "throughput_reps": 2, "throughput_cap_s": 10.0,
+        "legs": 40, "legs_reps": 2, "legs_timeout_s": 60.0,
+        "webhook_sequential": 30, "webhook_concurrent": 60,
+    },
+}
+
+CPU_COLUMNS = ("send", "group", "dispatch", "webhook", "firestore", "tasks", "storage", "simulator", "bench")
+
+TARGETS = {
+    "group20_over_single": 1.5,
+    "single_over_floor": 1.5,
+    "cold_start_ratio": 1.15,
+    "webhook_p99_ms": 100.0,
+}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def evaluate(results: dict) -> list[dict]:
+    targets = []
+    acc = results["accept_latency"]
+    targets.append({"target": "group-20 accept p50 <= 1.5 x single", "value": acc["group20_over_single"],
+                    "limit": TARGETS["group20_over_single"]})
+    targets.append({"target": "single accept p50 <= 1.5 x floor", "value": acc["single_over_floor"],
+                    "limit": TARGETS["single_over_floor"]})
+    for name, cs in results["cold_start"]["functions"].items():
+        targets.append({"target": f"cold start {name} <= 1.15 x floor", "value": cs["ratio"],
+                        "limit": TARGETS["cold_start_ratio"]})
+    targets.append({"target": "webhook ingest p99 < 100 ms (sequential, warm)",
+                    "value": results["webhook"]["sequential_ms"]["p99"], "limit": TARGETS["webhook_p99_ms"]})
+    for t in targets:
+        t["met"] = t["value"] is not None and (t["value"] < t["limit"] if "<" in t["target"] and "<=" not in
+                                               t["target"] else t["value"] <= t["limit"])
+    return targets
+
+
+# ------------------------------------------------------------------------------------------ table
+def _iqr(s: dict, digits: int = 0) -> str:
+    f = f"{{:.{digits}f}}"
+    return f"{f.format(s['median'])} ({f.format(s['p25'])}–{f.format(s['p75'])})"
+
+
+def table(results: dict) -> str:
+    m = results["machine"]
+    lines = [f"mmsgate bench ({results['mode']}), {results['when']}: {machine.one_line(m)}", ""]
+    cs = results["cold_start"]
+    lines += [f"Cold start, process start -> first response (ms, median (IQR) of {cs['runs']} runs each)", "",
+              "| function | cold start | floor | ratio | floor = functions_framework + |",
+              "|---|---:|---:|---:|---|"]
+    for name, r in cs["functions"].items():
+        lines.append(f"| {name} | {_iqr(r['function_ms'])} | {_iqr(r['floor_ms'])} | {r['ratio']:.2f} | "
+                     f"{' + '.join(r['floor']['libs'])}: {r['floor']['calls']} |")
+    a = results["accept_latency"]
+    lines += ["", f"Accept latency, warm, one request at a time (ms; {a['single']['n']} singles, "
+              f"{a['group20']['n']} groups, {a['floor']['n']} floors)", "",
+              "| request | p50 | p95 | p99 |", "|---|---:|---:|---:|"]
+    for key, label in (("floor", "floor: batch commit + create_task"), ("single", "single send"),
+                       ("group20", "group of 20")):
+        s = a[key]
+        lines.append(f"| {label} | {s['median']:.1f} | {s['p95']:.1f} | {s['p99']:.1f} |")
+    lines += ["", f"group-20 / single = {a['group20_over_single']:.2f}; single / floor = {a['single_over_floor']:.2f}"]
+    t = results["throughput"]
+    lines += ["", "Throughput", "", "| measure | median | spread (min–max) |", "|---|---:|---:|"]
+    for clients, r in t["accept"].items():
+        s = r["per_s"]
+        err = f", errors {r['errors']}" if r["errors"] else ""
+        lines.append(f"| single sends accepted/s, {clients} client{'s' if clients != '1' else ''} | "
+                     f"{s['median']:.1f} | {s['min']:.1f}–{s['max']:.1f}{err} |")
+    legs = t["legs"]
+    lines.append(f"| legs/s accept -> delivered ({legs['legs_per_run']} legs per run) | {legs['per_s']['median']:.1f} | "
+                 f"{legs['per_s']['min']:.1f}–{legs['per_s']['max']:.1f} |")
+    lines.append(f"| one leg accept -> delivered (s, p50 / p95) | {legs['leg_latency_s']['median']:.2f} | "
+                 f"p95 {legs['leg_latency_s']['p95']:.2f} |")
+    lines += ["", "CPU per accepted single send (ms of user+system CPU, from /proc; 2 cores in all)", "",
+              "| clients | " + " | ".join(CPU_COLUMNS) + " |", "|---|" + "---:|" * len(CPU_COLUMNS)]
+    for clients, r in t["accept"].items():
+        cpu = r.get("cpu_ms_per_accept", {})
+        lines.append(f"| {clients} | " + " | ".join(f"{cpu.get(k, 0):.1f}" for k in CPU_COLUMNS) + " |")
+    cpu = legs.get("cpu_ms_per_leg", {})
+    lines.append("| per leg, accept -> delivered | " + " | ".join(f"{cpu.get(k, 0):.1f}" for k in CPU_COLUMNS) + " |")
+    w = results["webhook"]
+    lines += ["", "Webhook ingest (signed message.finalized, each applied to its own sent leg)", "",
+              "| mode | p50 ms | p95 ms | p99 ms | events/s |", "|---|---:|---:|---:|---:|",
+              f"| one at a time | {w['sequential_ms']['median']:.1f} | {w['sequential_ms']['p95']:.1f} | "
+              f"{w['sequential_ms']['p99']:.1f} | {w['sequential_per_s']} |",
+              f"| {w['concurrency']} concurrent | {w['concurrent_ms']['median']:.1f} | {w['concurrent_ms']['p95']:.1f} | "
+              f"{w['concurrent_ms']['p99']:.1f} | {w['concurrent_per_s']} |"]
+    mem = results["memory"]
+    lines += ["", "Peak RSS per function process after the load (MiB, gunicorn worker / master)", "",
+              "| " + " | ".join(mem) + " |", "|" + "---:|" * len(mem),
+              "| " + " | ".join(f"{v['worker_peak_mib']} / {v['master_peak_mib']}" for v in mem.values()) + " |"]
+    lines += ["", "Targets", "", "| target | value | met |", "|---|---:|---|"]
+    for tgt in results["targets"]:
+        lines.append(f"| {tgt['target']} | {tgt['value']} | {'yes' if tgt['met'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts; finishes in under 2 minutes")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results (default {DEFAULT_OUT})")
+    parser.add_argument("--cold-runs", type=int, default=None, help="override the cold-start runs per side")
+    parser.add_argument("--functions", default="", help="cold start: only these functions (comma-separated)")
+    parser.add_argument("--keep", action="store_true", help="keep the stack's state directory (logs)")
+    parser.add_argument("--only", default="", help="comma-separated sections to run (debugging); "
+                        "cold,accept,throughput,legs,webhook,memory")
+    args = parser.parse_args(argv)
+
+    mode = "quick" if args.quick else "full"
+    cfg = dict(MODES[mode])
+    if args.cold_runs:
+        cfg["cold_runs"] = args.cold_runs
+    only = set(filter(None, args.only.split(",")))
+
+    def wanted(section: str) -> bool:
+        return not only or section in only
+
+    t_start = time.monotonic()
+    results: dict = {"schema": SCHEMA, "mode": mode, "machine": machine.describe(),
+                     "config": {k: ({str(a): b for a, b in v.items()} if isinstance(v, dict) else v)
+                                for k, v in cfg.items()}}
+    results["when"] = results["machine"]["when"]
+    timings: dict[str, float] = {}
+    results["section_s"] = timings
+    state_dir = Path(tempfile.mkdtemp(prefix="mmsgate-bench-"))
+    log(f"[bench] {mode}: starting the stack (state in {state_dir})")
+    ok = False
+    try:
+        with BenchStack(state_dir) as bench:
+            results["stack_start_s"] = bench.stack.timings.get("total")
+            timings["stack_start"] = results["stack_start_s"]
+            if wanted("cold"):
+                t_section = time.monotonic()
+                log(f"[bench] cold start: {cfg['cold_runs']} runs per function and per floor")
+                results["cold_start"] = coldstart.measure(bench, cfg["cold_runs"], log=log,
+                                                          only=set(filter(None, args.functions.split(","))))
+                timings["cold"] = round(time.monotonic() - t_section, 1)
+            if wanted("accept"):
+                t_section = time.monotonic()
+                bench.reset()
+                log("[bench] accept latency")
+                results["accept_latency"] = accept.measure(bench, cfg["accept_single"], cfg["accept_group"],
+                                                           cfg["accept_rounds"], log=log)
+                timings["accept"] = round(time.monotonic() - t_section, 1)
+            results["throughput"] = {}
+            if wanted("throughput"):
+                t_section = time.monotonic()
+                bench.reset()
+                log("[bench] accept throughput")
+                results["throughput"]["accept"] = throughput.accept_throughput(
+                    bench, cfg["throughput_counts"], cfg["throughput_reps"], cfg["throughput_cap_s"], log=log)
+                timings["throughput"] = round(time.monotonic() - t_section, 1)
+            if wanted("legs"):
+                t_section = time.monotonic()
+                bench.reset()
+                log("[bench] legs end to end")
+                results["throughput"]["legs"] = throughput.legs_per_second(
+                    bench, cfg["legs"], cfg["legs_reps"], cfg["legs_timeout_s"], log=log)
+                timings["legs"] = round(time.monotonic() - t_section, 1)
+            if wanted("webhook"):
+                t_section = time.monotonic()
+                bench.reset()
+                log("[bench] webhook ingest")
+                results["webhook"] = webhook.measure(bench, cfg["webhook_sequential"], cfg["webhook_concurrent"],
+                                                     log=log)
+                timings["webhook"] = round(time.monotonic() - t_section, 1)
+            if wanted("memory"):
+                results["memory"] = memory.measure(bench)
+        ok = True
+    finally:
+        if ok and not args.keep:
+            shutil.rmtree(state_dir, ignore_errors=True)
+        else:
+            log(f"[bench] logs kept in {state_dir / 'logs'}")
+    results["duration_s"] = round(time.monotonic() - t_start, 1)
+    complete = not only
+    if complete:
+        results["targets"] = evaluate(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    os.replace(tmp, args.out)
+    if complete:
+        print(table(results))
+    log(f"[bench] done in {results['duration_s']} s; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""Media I/O: fetching a media URL safely, our content-addressed copy in Cloud Storage, V4 signed URLs.
+
+``Media.prepare`` runs once per accepted request (``shared.sending._accept``): every distinct URL is
+fetched once, concurrently; uploads are decoded; ``shared.media`` checks the types and makes the total fit;
+each distinct content is stored once as ``media/{tenant}/{sha256}``. ``Media.signed_urls`` runs at dispatch:
+the provider is given short-lived V4 signed URLs of exactly the bytes we checked.
+
+The fetcher (``Fetcher``) never resolves a name itself. ``shared.ssrf.check_url`` resolves and vets the
+host once per hop; the request then goes to ``scheme://<vetted address>:port/path`` with the original
+``Host`` header and, for HTTPS, the host name as TLS SNI and as the name the certificate is verified
+against. The connection pool underneath can only open connections to that hop's vetted (address, port)
+pairs, and every socket operation (connect, TLS handshake, each read and write) is bounded by what is left
+of the fetch's overall deadline, so a slow-drip body ends at the deadline, not at deadline + read timeout.
+A redirect is followed only after its target passed the same check (at most ``MAX_REDIRECTS``). The body is
+read raw (``Accept-Encoding: identity``; an encoded body is refused) and reading stops as soon as it passes
+the cap: ``shared.media.MAX_SOURCE_BYTES`` for a resizable image, the message limit for anything else.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import functools
+import hashlib
+import ipaddress
+import json
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpcore
+import httpx
+
+from shared import media as rules
+from shared.errors import ApiError, ErrorCode
+from shared.media import MediaError, Upload
+from shared.ssrf import Resolver, UrlPolicy, UrlRejected, VettedUrl, check_url
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 3
+FETCH_WORKERS = 4  # concurrent fetches per request (at most 10 URLs: three rounds at worst)
+CONNECT_TIMEOUT = 3.0  # seconds per connection attempt, within the fetch's overall deadline
+STORE_WORKERS = 4
+# A stored copy older than this is written again when reused, so the bucket's age-based lifecycle rule
+# (media_retention_days) never deletes a copy a new leg still needs.
+REFRESH_AFTER = dt.timedelta(days=1)
+USER_AGENT = "mmsgate-media/1 (+https://github.com/mmsgate)"
+LABEL_CHARS = 120
+
+
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """One CA-loaded context per process (loading the bundle costs tens of milliseconds)."""
+    try:
+        import certifi  # noqa: PLC0415 - a dependency of httpx
+
+        return ssl.create_default_context(cafile=certifi.where())
+    except ImportError:  # pragma: no cover
+        return ssl.create_default_context()
+
+
+def label(url: str) -> str:
+    """A URL as error messages show it: shortened, so a 2000-character URL does not fill the message."""
+    return url if len(url) <= LABEL_CHARS else url[: LABEL_CHARS - 3] + "..."
+
+
+# ---------------------------------------------------------------------------------- pinned transport
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def clamp(self, timeout: float | None, error: type[Exception]) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise error("the media fetch deadline has passed")
+        return left if timeout is None else min(timeout, left)
+
+
+class _BoundedStream(httpcore.NetworkStream):
+    """Every operation of the connection is bounded by the fetch's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self._inner, self._deadline = inner, deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._deadline.clamp(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._deadline.clamp(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(ssl_context, server_hostname,
+                                      self._deadline.clamp(timeout, httpcore.ConnectTimeout))
+        return _BoundedStream(inner, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+def _canonical_ip(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return host
+
+
+class _PinnedBackend(httpcore.NetworkBackend):
+    """Opens connections only to vetted (IP address, port) pairs: a host name never gets here, so no DNS
+    lookup can happen between the SSRF check and the connection."""
+
+    def __init__(self, inner: httpcore.NetworkBackend, deadline: _Deadline, allowed: set[tuple[str, int]]) -> None:
+        self._inner, self._deadline, self._allowed = inner, deadline, allowed
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options=None) -> httpcore.NetworkStream:
+        if (_canonical_ip(host), port) not in self._allowed:
+            raise httpcore.ConnectError(f"{host}:{port} is not a vetted address")
+        stream = self._inner.connect_tcp(host, port, self._deadline.clamp(timeout, httpcore.ConnectTimeout),
+                                         local_address, socket_options)
+        return _BoundedStream(stream, self._deadline)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options=None):
+        raise httpcore.ConnectError("unix sockets are never used for media")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _PinnedTransport(httpx.HTTPTransport):
+    def __init__(self, backend: httpcore.NetworkBackend, context: ssl.SSLContext) -> None:
+        super().__init__(verify=context, trust_env=False, retries=0)
+        # httpx has no network-backend option: replace the pool it built by the same pool over ours.
+        self._pool = httpcore.ConnectionPool(ssl_context=context, max_connections=1, retries=0,
+                                             network_backend=backend)
+
+
+# ------------------------------------------------------------------------------------------ fetching
+
+
+@dataclass(frozen=True)
+class Fetched:
+    url: str  # as asked for
+    final_url: str  # after redirects, normalised
+    content_type: str | None  # the Content-Type header of the final answer
+    data: bytes
+
+
+def _netloc(address: str, port: int) -> str:
+    ip = ipaddress.ip_address(address)
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+def _host_header(vetted: VettedUrl) -> str:
+    default = 443 if vetted.scheme == "https" else 80
+    return vetted.host if vetted.port == default else f"{vetted.host}:{vetted.port}"
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _failed(message: str) -> MediaError:
+    return MediaError(ErrorCode.MEDIA_FETCH_FAILED, message)
+
+
+class Fetcher:
+    """Fetches one media URL as the module docstring says. ``network_backend`` and ``ssl_context`` exist
+    for tests (a backend that maps a test's public address to a local server, a test CA)."""
+
+    def __init__(self, policy: UrlPolicy, resolver: Resolver, *, timeout: float,
+                 network_backend: httpcore.NetworkBackend | None = None, ssl_context: ssl.SSLContext | None = None,
+                 max_redirects: int = MAX_REDIRECTS) -> None:
+        self.policy, self.resolver, self.timeout = policy, resolver, timeout
+        self.max_redirects = max_redirects
+        self._backend = network_backend or httpcore.SyncBackend()
+        self._ssl = ssl_context or default_ssl_context()
+
+    def fetch(self, url: str, cap_for: Callable[[bytes], int] | None = None) -> Fetched:
+        """``cap_for(first bytes)`` says how many bytes the body may have at most (default: the source cap).
+        Raises ``MediaError`` (MEDIA_URL_REJECTED, MEDIA_FETCH_FAILED or MEDIA_TOO_LARGE)."""
+        cap_for = cap_for or (lambda head: rules.MAX_SOURCE_BYTES)
+        deadline = _Deadline(self.timeout)
+        name, current = label(url), url
+        for hop in range(self.max_redirects + 1):
+            try:
+                vetted = check_url(current, self.policy, self.resolver)
+            except UrlRejected as exc:
+                where = f" (redirected to {label(current)})" if hop else ""
+                raise MediaError(ErrorCode.MEDIA_URL_REJECTED, f"{name}{where}: {exc.reason}") from None
+            answer = self._get(vetted, deadline, cap_for, name)
+            if isinstance(answer, str):  # a redirect: its target is checked at the top of the loop
+                current = urljoin(vetted.url, answer)
+                continue
+            content_type, data = answer
+            return Fetched(url, vetted.url, content_type, data)
+        raise _failed(f"{name}: more than {self.max_redirects} redirects")
+
+    def _get(self, vetted: VettedUrl, deadline: _Deadline, cap_for: Callable[[bytes], int], name: str):
+        backend = _PinnedBackend(self._backend, deadline, {(_canonical_ip(a), vetted.port) for a in vetted.addresses})
+        timeout = httpx.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT, self.timeout))
+        headers = {"Host": _host_header(vetted), "Accept": "*/*", "Accept-Encoding": "identity",
+                   "User-Agent": USER_AGENT}
+        extensions = {"sni_hostname": vetted.host} if vetted.scheme == "https" else {}
+        path, last_error = _path(vetted.url), None
+        with httpx.Client(transport=_PinnedTransport(backend, self._ssl), timeout=timeout, trust_env=False,
+                          follow_redirects=False) as client:
+            for address in vetted.addresses:
+                target = f"{vetted.scheme}://{_netloc(address, vetted.port)}{path}"
+                try:
+                    with client.stream("GET", target, headers=headers, extensions=extensions) as response:
+                        return self._read(response, cap_for, name)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    last_error = exc  # try the next vetted address
+                except httpx.TimeoutException:
+                    raise _failed(f"{name}: no complete answer within {self.timeout:g} s") from None
+                except httpx.HTTPError as exc:
+                    raise _failed(f"{name}: {type(exc).__name__}") from None
+        raise _failed(f"{name}: could not connect ({type(last_error).__name__})")
+
+    @staticmethod
+    def _read(response: httpx.Response, cap_for: Callable[[bytes], int], name: str):
+        status = response.status_code
+        if status in REDIRECT_STATUSES:
+            location = response.headers.get("location")
+            if not location:
+                raise _failed(f"{name}: HTTP {status} without a Location")
+            return location
+        if not 200 <= status < 300:
+            raise _failed(f"{name}: HTTP {status}")
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            raise _failed(f"{name}: Content-Encoding {encoding} is not accepted")
+        try:
+            declared = int(response.headers.get("content-length", ""))
+        except ValueError:
+            declared = None
+        cap = rules.MAX_SOURCE_BYTES
+        if declared is not None and declared > cap:
+            raise rules.too_large(f"{name} is {declared} bytes; at most {cap} bytes are read")
+        body, sniffed = bytearray(), False
+        for chunk in response.iter_raw():
+            body += chunk
+            if not sniffed and len(body) >= rules.SNIFF_BYTES:
+                cap, sniffed = cap_for(bytes(body[: rules.SNIFF_BYTES])), True
+                if declared is not None and declared > cap:
+                    raise rules.too_large(_over(name, cap))
+            if len(body) > cap:
+                raise rules.too_large(_over(name, cap))  # leaving the block closes the connection unread
+        if not sniffed and len(body) > cap_for(bytes(body)):
+            raise rules.too_large(_over(name, cap_for(bytes(body))))
+        return response.headers.get("content-type"), bytes(body)
+
+
+def _over(name: str, cap: int) -> str:
+    if cap >= rules.MAX_SOURCE_BYTES:
+        return f"{name} is larger than {cap} bytes, the most read for an image"
+    return f"{name} is larger than {cap} bytes and only images can be downscaled"
+
+
+# ---------------------------------------------------------------------------------------- the service
+
+
+def object_name(tenant_id: str, sha256: str) -> str:
+    return f"media/{tenant_id}/{sha256}"
+
+
+class Media:
+    """``rt.media``: prepares a request's media at accept time and signs a leg's media at dispatch."""
+
+    def __init__(self, settings, resolver: Resolver, *, network_backend: httpcore.NetworkBackend | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.settings, self.resolver = settings, resolver
+        self._backend, self._ssl = network_backend, ssl_context
+        self._lock = threading.Lock()
+        self._credentials = None
+
+    @functools.cached_property
+    def bucket(self):
+        from infra.clients import storage  # noqa: PLC0415
+
+        return storage().bucket(self.settings.media_bucket)
+
+    # -- accept time ---------------------------------------------------------------------------------
+    def prepare(self, tenant_id: str, urls: Sequence[str], uploads: Sequence[Upload], policy: UrlPolicy) -> list[dict]:
+        """Fetch, check, fit and store a request's media; the leg's ``media`` entries, in order (URLs, then
+        uploads). Raises ``MediaError`` for a media rule, ``ApiError(INTERNAL)`` if storing fails."""
+        limit = self.settings.media_max_bytes
+        fetched = self._fetch_all(urls, policy, limit)
+        items = [rules.Item(rules.check_type(f.content_type, f.data, label=label(f.url), generic_ok=True),
+                            f.data, label(f.url)) for f in fetched]
+        for i, upload in enumerate(uploads):
+            name = f"media[{i}]"
+            content_type = rules.check_type(upload.content_type, upload.data, label=name, generic_ok=False)
+            items.append(rules.Item(content_type, upload.data, name, upload.filename))
+        items = rules.fit(items, limit)
+
+        refs, distinct = [], {}
+        for item in items:
+            digest = hashlib.sha256(item.data).hexdigest()
+            ref = {"object": object_name(tenant_id, digest), "content_type": item.content_type,
+                   "size": len(item.data), "sha256": digest}
+            if item.filename:
+                ref["filename"] = item.filename
+            if item.original_size is not None:
+                ref["original_size"] = item.original_size
+            refs.append(ref)
+            distinct.setdefault(ref["object"], item)
+        try:
+            self._store_all(distinct)
+        except Exception as exc:
+            from infra import log  # noqa: PLC0415 - only on this rare path
+
+            log.error("media not stored", error=repr(exc))
+            raise ApiError(ErrorCode.INTERNAL, "Could not store the media; nothing was sent") from exc
+        return refs
+
+    def fetcher(self, policy: UrlPolicy) -> Fetcher:
+        return Fetcher(policy, self.resolver, timeout=self.settings.media_fetch_timeout_seconds,
+                       network_backend=self._backend, ssl_context=self._ssl)
+
+    def _fetch_all(self, urls: Sequence[str], policy: UrlPolicy, limit: int) -> list[Fetched]:
+        """Each URL once, ``FETCH_WORKERS`` at a time. The first failure ends the request at once; fetches
+        still running end by their own deadline."""
+        if not urls:
+            return []
+        fetcher = self.fetcher(policy)
+        cap_for = functools.partial(rules.source_cap, limit=limit)
+        if len(urls) == 1:
+            return [fetcher.fetch(urls[0], cap_for)]
+        pool = cf.ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, len(urls)), thread_name_prefix="media-fetch")
+        try:
+            futures = {pool.submit(fetcher.fetch, url, cap_for): i for i, url in enumerate(urls)}
+            results: list[Fetched | None] = [None] * len(urls)
+            for future in cf.as_completed(futures):
+                results[futures[future]] = future.result()
+            return results  # type: ignore[return-value]
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _store_all(self, items: dict[str, rules.Item]) -> None:
+        if len(items) <= 1:
+            for name, item in items.items():
+                self._store(name, item)
+            return
+        workers = min(STORE_WORKERS, len(items))
+        with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="media-store") as pool:
+            for future in [pool.submit(self._store, name, item) for name, item in items.items()]:
+                future.result()
+
+    def _store(self, name: str, item: rules.Item) -> bool:
+        """Content-addressed: the same bytes are stored once (written again only to refresh an old copy)."""
+        existing = self.bucket.get_blob(name)
+        if existing is not None and existing.size == len(item.data):
+            created = existing.time_created
+            if created is None or dt.datetime.now(dt.UTC) - created < REFRESH_AFTER:
+                return False
+        self.bucket.blob(name).upload_from_string(item.data, content_type=item.content_type)
+        return True
+
+    # -- dispatch time -------------------------------------------------------------------------------
+    def signed_urls(self, media: Sequence[dict]) -> list[str]:
+        """V4 signed GET URLs of the leg's stored copies, valid for MEDIA_URL_TTL_SECONDS."""
+        expiration = dt.timedelta(seconds=self.settings.media_url_ttl_seconds)
+        signer = self._signer()
+        return [
+            self.bucket.blob(m["object"]).generate_signed_url(
+                version="v4", expiration=expiration, method="GET", response_type=m["content_type"], **signer)
+            for m in media
+        ]
+
+    def _signer(self) -> dict:
+        """Locally, the stack's RSA key (MEDIA_SIGNING_KEY, a service-account JSON); in production, IAM
+        signBlob as the function's own service account (no key exists anywhere)."""
+        with self._lock:
+            key = self.settings.media_signing_key
+            if key:
+                if self._credentials is None:
+                    from google.oauth2 import service_account  # noqa: PLC0415
+
+                    self._credentials = service_account.Credentials.from_service_account_info(json.loads(key))
+                return {"credentials": self._credentials}
+            import google.auth  # noqa: PLC0415
+            from google.auth.transport.requests import Request  # noqa: PLC0415
+
+            if self._credentials is None:
+                self._credentials, _ = google.auth.default(
+                    scopes=["https://www.googleapis.com/auth/cloud-platform"])
+            if not self._credentials.valid:
+                self._credentials.refresh(Request())
+            return {"service_account_email": self._credentials.service_account_email,
+                    "access_token": self._credentials.token}
