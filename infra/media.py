@@ -22,19 +22,26 @@ import concurrent.futures as cf
 import datetime as dt
 import functools
 import hashlib
-import ipaddress
 import json
 import ssl
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpcore
 import httpx
 
+from infra.pinned import (
+    Deadline,
+    PinnedBackend,
+    PinnedTransport,
+    canonical_ip,
+    default_ssl_context,
+    host_header,
+    netloc,
+    path_of,
+)
 from shared import media as rules
 from shared.errors import ApiError, ErrorCode
 from shared.media import MediaError, Upload
@@ -52,96 +59,9 @@ USER_AGENT = "mmsgate-media/1 (+https://github.com/mmsgate)"
 LABEL_CHARS = 120
 
 
-@functools.cache
-def default_ssl_context() -> ssl.SSLContext:
-    """One CA-loaded context per process (loading the bundle costs tens of milliseconds)."""
-    try:
-        import certifi  # noqa: PLC0415 - a dependency of httpx
-
-        return ssl.create_default_context(cafile=certifi.where())
-    except ImportError:  # pragma: no cover
-        return ssl.create_default_context()
-
-
 def label(url: str) -> str:
     """A URL as error messages show it: shortened, so a 2000-character URL does not fill the message."""
     return url if len(url) <= LABEL_CHARS else url[: LABEL_CHARS - 3] + "..."
-
-
-# ---------------------------------------------------------------------------------- pinned transport
-
-
-class _Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.at = time.monotonic() + seconds
-
-    def clamp(self, timeout: float | None, error: type[Exception]) -> float:
-        left = self.at - time.monotonic()
-        if left <= 0:
-            raise error("the media fetch deadline has passed")
-        return left if timeout is None else min(timeout, left)
-
-
-class _BoundedStream(httpcore.NetworkStream):
-    """Every operation of the connection is bounded by the fetch's deadline."""
-
-    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
-        self._inner, self._deadline = inner, deadline
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, self._deadline.clamp(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, self._deadline.clamp(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
-        inner = self._inner.start_tls(ssl_context, server_hostname,
-                                      self._deadline.clamp(timeout, httpcore.ConnectTimeout))
-        return _BoundedStream(inner, self._deadline)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-def _canonical_ip(host: str) -> str:
-    try:
-        return str(ipaddress.ip_address(host.strip("[]")))
-    except ValueError:
-        return host
-
-
-class _PinnedBackend(httpcore.NetworkBackend):
-    """Opens connections only to vetted (IP address, port) pairs: a host name never gets here, so no DNS
-    lookup can happen between the SSRF check and the connection."""
-
-    def __init__(self, inner: httpcore.NetworkBackend, deadline: _Deadline, allowed: set[tuple[str, int]]) -> None:
-        self._inner, self._deadline, self._allowed = inner, deadline, allowed
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options=None) -> httpcore.NetworkStream:
-        if (_canonical_ip(host), port) not in self._allowed:
-            raise httpcore.ConnectError(f"{host}:{port} is not a vetted address")
-        stream = self._inner.connect_tcp(host, port, self._deadline.clamp(timeout, httpcore.ConnectTimeout),
-                                         local_address, socket_options)
-        return _BoundedStream(stream, self._deadline)
-
-    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options=None):
-        raise httpcore.ConnectError("unix sockets are never used for media")
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-class _PinnedTransport(httpx.HTTPTransport):
-    def __init__(self, backend: httpcore.NetworkBackend, context: ssl.SSLContext) -> None:
-        super().__init__(verify=context, trust_env=False, retries=0)
-        # httpx has no network-backend option: replace the pool it built by the same pool over ours.
-        self._pool = httpcore.ConnectionPool(ssl_context=context, max_connections=1, retries=0,
-                                             network_backend=backend)
 
 
 # ------------------------------------------------------------------------------------------ fetching
@@ -153,21 +73,6 @@ class Fetched:
     final_url: str  # after redirects, normalised
     content_type: str | None  # the Content-Type header of the final answer
     data: bytes
-
-
-def _netloc(address: str, port: int) -> str:
-    ip = ipaddress.ip_address(address)
-    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
-
-
-def _host_header(vetted: VettedUrl) -> str:
-    default = 443 if vetted.scheme == "https" else 80
-    return vetted.host if vetted.port == default else f"{vetted.host}:{vetted.port}"
-
-
-def _path(url: str) -> str:
-    parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def _failed(message: str) -> MediaError:
@@ -190,7 +95,7 @@ class Fetcher:
         """``cap_for(first bytes)`` says how many bytes the body may have at most (default: the source cap).
         Raises ``MediaError`` (MEDIA_URL_REJECTED, MEDIA_FETCH_FAILED or MEDIA_TOO_LARGE)."""
         cap_for = cap_for or (lambda head: rules.MAX_SOURCE_BYTES)
-        deadline = _Deadline(self.timeout)
+        deadline = Deadline(self.timeout)
         name, current = label(url), url
         for hop in range(self.max_redirects + 1):
             try:
@@ -206,17 +111,17 @@ class Fetcher:
             return Fetched(url, vetted.url, content_type, data)
         raise _failed(f"{name}: more than {self.max_redirects} redirects")
 
-    def _get(self, vetted: VettedUrl, deadline: _Deadline, cap_for: Callable[[bytes], int], name: str):
-        backend = _PinnedBackend(self._backend, deadline, {(_canonical_ip(a), vetted.port) for a in vetted.addresses})
+    def _get(self, vetted: VettedUrl, deadline: Deadline, cap_for: Callable[[bytes], int], name: str):
+        backend = PinnedBackend(self._backend, deadline, {(canonical_ip(a), vetted.port) for a in vetted.addresses})
         timeout = httpx.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT, self.timeout))
-        headers = {"Host": _host_header(vetted), "Accept": "*/*", "Accept-Encoding": "identity",
+        headers = {"Host": host_header(vetted), "Accept": "*/*", "Accept-Encoding": "identity",
                    "User-Agent": USER_AGENT}
         extensions = {"sni_hostname": vetted.host} if vetted.scheme == "https" else {}
-        path, last_error = _path(vetted.url), None
-        with httpx.Client(transport=_PinnedTransport(backend, self._ssl), timeout=timeout, trust_env=False,
+        path, last_error = path_of(vetted.url), None
+        with httpx.Client(transport=PinnedTransport(backend, self._ssl), timeout=timeout, trust_env=False,
                           follow_redirects=False) as client:
             for address in vetted.addresses:
-                target = f"{vetted.scheme}://{_netloc(address, vetted.port)}{path}"
+                target = f"{vetted.scheme}://{netloc(address, vetted.port)}{path}"
                 try:
                     with client.stream("GET", target, headers=headers, extensions=extensions) as response:
                         return self._read(response, cap_for, name)

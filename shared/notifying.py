@@ -44,7 +44,7 @@ def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
     url = leg.get("webhook_url")
     policy = UrlPolicy(allowed_hosts=(), trusted_origins=rt.settings.media_trusted_origins, require_allowlist=False)
     try:
-        check_url(url, policy, rt.resolver)
+        vetted = check_url(url, policy, rt.resolver)
     except UrlRejected as exc:
         _mark(rt, message_id, event_id, now, state="gave_up", error=f"webhook URL rejected: {exc.reason}")
         return 200, "url rejected"
@@ -55,8 +55,9 @@ def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
                "X-Mmsgate-Event-Id": event_id,
                "X-Mmsgate-Signature": sign_customer_event(secret, body, int(now.timestamp()))}
     try:
-        response = rt.http.post(url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
-        ok, error = response.is_success, f"HTTP {response.status_code}"
+        # To the addresses just vetted, never a fresh DNS answer; a redirect is not followed (not 2xx).
+        status = rt.post_vetted(vetted, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
+        ok, error = 200 <= status < 300, f"HTTP {status}"
     except Exception as exc:  # noqa: BLE001 - any transport failure is a failed attempt
         ok, error = False, type(exc).__name__
     _mark(rt, message_id, event_id, now, state="delivered" if ok else "retrying", error=None if ok else error)
