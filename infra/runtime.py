@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
 from infra.settings import Settings, settings
+
+_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="request")
 
 
 class Runtime:
@@ -55,6 +58,12 @@ class Runtime:
         from shared.ssrf import system_resolver
 
         return system_resolver(host, port)
+
+    @staticmethod
+    def concurrently(*calls):
+        """Run independent blocking calls at once; their results, in order (the first error raises)."""
+        futures = [_pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
 
     @staticmethod
     def now() -> dt.datetime:

@@ -7,6 +7,7 @@ import datetime as dt
 import random
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -24,19 +25,44 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+# Concurrent round trips of one request (the client is thread-safe; gRPC waits release the GIL).
+_io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="firestore")
+
+
+class PreInsertFailed(Exception):
+    """The recipients could not be recorded: nothing was written, nothing will be sent."""
+
+
 class Store:
+    PreInsertFailed = PreInsertFailed
     DUPLICATE: Any = object()  # what mutate_leg answers for a provider event it has applied before
 
     def __init__(self, client: firestore.Client) -> None:
         self.db = client
         self._next_slot: dict[str, int] = {}  # rate-limit window -> first slot not known to be taken
+        self._key_tenant: dict[str, str] = {}  # API key hash -> its tenant (a key never changes tenant)
 
     # -- tenants, keys, pricing -----------------------------------------------------------------
     def tenant_for_api_key(self, api_key: str) -> Doc | None:
-        key = self.db.collection(C.API_KEYS).document(api_key_hash(api_key)).get()
+        """The key's tenant, or None for an unknown or revoked key. The key document is read on every
+        call (revocation takes effect at once); which tenant a key belongs to never changes, so once
+        known, the tenant is read in the same round trip."""
+        digest = api_key_hash(api_key)
+        key_ref = self.db.collection(C.API_KEYS).document(digest)
+        known = self._key_tenant.get(digest)
+        refs = [key_ref] + ([self.db.collection(C.TENANTS).document(known)] if known else [])
+        snaps = {snap.reference.path: snap for snap in self.db.get_all(refs)}
+        key = snaps[key_ref.path]
         if not key.exists or key.get("revoked"):
             return None
-        return self.get_tenant(key.get("tenant_id"))
+        tenant_id = key.get("tenant_id")
+        if len(self._key_tenant) > 10_000:
+            self._key_tenant.clear()
+        self._key_tenant[digest] = tenant_id
+        tenant = snaps.get(f"{C.TENANTS}/{tenant_id}")
+        if tenant is None:
+            return self.get_tenant(tenant_id)
+        return {"id": tenant.id, **tenant.to_dict()} if tenant.exists else None
 
     def get_tenant(self, tenant_id: str) -> Doc | None:
         snap = self.db.collection(C.TENANTS).document(tenant_id).get()
@@ -66,9 +92,19 @@ class Store:
     def _opt_outs(self, tenant_id: str):
         return self.db.collection(C.TENANTS).document(tenant_id).collection(C.OPT_OUTS)
 
-    def opted_out(self, tenant_id: str, numbers: Iterable[str]) -> set[str]:
+    def gate_reads(self, tenant_id: str, numbers: Iterable[str], countries: Iterable[str]
+                   ) -> tuple[set[str], dict[str, Doc | None]]:
+        """In one round trip: which ``numbers`` opted out of this tenant, and the price row of each country."""
+        numbers, countries = list(numbers), sorted({c.upper() for c in countries})
         refs = [self._opt_outs(tenant_id).document(n) for n in numbers]
-        return {snap.id for snap in self.db.get_all(refs) if snap.exists} if refs else set()
+        refs += [self.db.collection(C.PRICING).document(c) for c in countries]
+        snaps = {snap.reference.path: snap for snap in self.db.get_all(refs)} if refs else {}
+        opted = {n for n in numbers if snaps[self._opt_outs(tenant_id).document(n).path].exists}
+        prices = {}
+        for country in countries:
+            snap = snaps[f"{C.PRICING}/{country}"]
+            prices[country] = snap.to_dict() if snap.exists else None
+        return opted, prices
 
     def add_opt_out(self, tenant_id: str, number: str, source: str) -> None:
         self._opt_outs(tenant_id).document(number).set({"source": source, "at": utcnow()})
@@ -82,15 +118,6 @@ class Store:
         return [snap.id for snap in query.stream()]
 
     # -- legs and groups -------------------------------------------------------------------------
-    def insert_pending(self, group: Doc | None, legs: list[Doc]) -> None:
-        """One batch: every recipient row exists before any gate can fail it or any task runs."""
-        batch = self.db.batch()
-        if group is not None:
-            batch.create(self.db.collection(C.GROUPS).document(group["id"]), group)
-        for leg in legs:
-            batch.create(self.db.collection(C.MESSAGES).document(leg["id"]), leg)
-        batch.commit()
-
     def get_leg(self, message_id: str) -> Doc | None:
         snap = self.db.collection(C.MESSAGES).document(message_id).get()
         return snap.to_dict() if snap.exists else None
@@ -157,25 +184,43 @@ class Store:
         )
         return [snap.to_dict() for snap in query.stream()]
 
-    def accept(self, tenant_id: str, decide: Callable[[Doc, list[Doc]], tuple[Doc, dict[str, Doc], Any]],
-               leg_ids: list[str]) -> Any:
-        """Atomically: read the tenant's account and the legs, let ``decide`` say which legs are accepted
-        and what the debit is, write it all. Concurrent requests of one tenant retry on conflict, so a
-        balance is never spent twice."""
-        tenant_ref = self.db.collection(C.TENANTS).document(tenant_id)
-        leg_refs = [self.db.collection(C.MESSAGES).document(i) for i in leg_ids]
+    def record_and_accept(self, group: Doc | None, legs: list[Doc],
+                          decide: Callable[[Doc, list[Doc]], tuple[Doc, dict[str, Doc], Any]]) -> Any:
+        """Two commits. First every recipient row, ``pending``, in one batch (``PreInsertFailed`` if that
+        fails: nothing was written). Then, atomically, ``decide`` says which legs are accepted and what the
+        tenant is debited, and it is all written, conditioned on the versions decided upon: a concurrent
+        request of the same tenant makes us read again and decide again, so a balance is never spent
+        twice. The tenant is read while the rows are being written."""
+        tenant_ref = self.db.collection(C.TENANTS).document(legs[0]["tenant_id"])
+        leg_refs = [self.db.collection(C.MESSAGES).document(leg["id"]) for leg in legs]
+        batch = self.db.batch()
+        if group is not None:
+            batch.create(self.db.collection(C.GROUPS).document(group["id"]), group)
+        for ref, leg in zip(leg_refs, legs, strict=True):
+            batch.create(ref, leg)
+        tenant_read = _io.submit(tenant_ref.get)
+        try:
+            results = batch.commit()
+        except Exception as exc:
+            raise PreInsertFailed(str(exc)) from exc
+        versions = {ref.id: result.update_time for ref, result in zip(leg_refs, results[-len(legs):], strict=True)}
+        first = {"tenant": tenant_read.result(), "legs": legs, "versions": versions}
 
         def attempt():
-            snaps = {snap.id: snap for snap in self.db.get_all([tenant_ref, *leg_refs])}
-            tenant_snap = snaps[tenant_id]
-            legs = [snaps[i].to_dict() for i in leg_ids]
-            tenant_updates, leg_updates, result = decide(tenant_snap.to_dict() or {}, legs)
+            if first:
+                tenant_snap, current, leg_versions = first.pop("tenant"), first.pop("legs"), first.pop("versions")
+            else:
+                snaps = {snap.id: snap for snap in self.db.get_all([tenant_ref, *leg_refs])}
+                tenant_snap = snaps[tenant_ref.id]
+                current = [snaps[ref.id].to_dict() for ref in leg_refs]
+                leg_versions = {ref.id: snaps[ref.id].update_time for ref in leg_refs}
+            tenant_updates, leg_updates, result = decide(tenant_snap.to_dict() or {}, current)
             batch = self.db.batch()
             if tenant_updates:
                 batch.update(tenant_ref, tenant_updates, option=self._unchanged(tenant_snap))
             for leg_id, updates in leg_updates.items():
                 batch.update(self.db.collection(C.MESSAGES).document(leg_id), updates,
-                             option=self._unchanged(snaps[leg_id]))
+                             option=self.db.write_option(last_update_time=leg_versions[leg_id]))
             batch.commit()
             return result
 

@@ -50,12 +50,19 @@ class Acceptance:
     legs: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class RateLimit:
+    key: str
+    limit: int
+    window_seconds: int
+
+
 def send_single(rt: Runtime, tenant: dict, req: SendRequest, request_id: str) -> Acceptance:
-    _rate_limit(rt, tenant, f"{tenant['id']}:rps", int(tenant.get("rps") or DEFAULT_RPS), 1)
     message_id = ids.new_message_id()
     recipient = Recipient(raw=req.to, message_id=message_id, leg_key=f"single:{message_id}")
+    limit = RateLimit(f"{tenant['id']}:rps", int(tenant.get("rps") or DEFAULT_RPS), 1)
     return _accept(rt, tenant, req, [recipient], group_id=None, channel="mms" if req.is_mms else "sms",
-                   request_id=request_id)
+                   request_id=request_id, limit=limit)
 
 
 def send_group(rt: Runtime, tenant: dict, req: GroupRequest, request_id: str) -> Acceptance:
@@ -63,21 +70,15 @@ def send_group(rt: Runtime, tenant: dict, req: GroupRequest, request_id: str) ->
     if duplicates:
         raise ApiError(ErrorCode.DUPLICATE_RECIPIENTS, "Each recipient may appear only once",
                        details=[{"field": "to", "issue": f"duplicate recipient {n}"} for n in duplicates])
-    _rate_limit(rt, tenant, f"{tenant['id']}:group", GROUP_REQUESTS_PER_MINUTE, 60)
     group_id = ids.new_group_id()
     recipients = []
     for raw in req.to:
         key = ids.leg_key(group_id, raw)
         recipients.append(Recipient(raw=raw, message_id=ids.leg_message_id(key), leg_key=key))
     # The group endpoint is the group MMS product: every leg is an MMS, media or not.
-    return _accept(rt, tenant, req, recipients, group_id=group_id, channel="mms", request_id=request_id)
-
-
-def _rate_limit(rt: Runtime, tenant: dict, key: str, limit: int, window: int) -> None:
-    allowed, retry_after = rt.store.hit_window(key, limit, window, rt.now())
-    if not allowed:
-        raise ApiError(ErrorCode.RATE_LIMITED, f"Rate limit of {limit} requests per {window} s exceeded",
-                       headers={"Retry-After": str(retry_after)})
+    limit = RateLimit(f"{tenant['id']}:group", GROUP_REQUESTS_PER_MINUTE, 60)
+    return _accept(rt, tenant, req, recipients, group_id=group_id, channel="mms", request_id=request_id,
+                   limit=limit)
 
 
 def media_policy(rt: Runtime, *, require_allowlist: bool = True) -> UrlPolicy:
@@ -121,18 +122,14 @@ def _request_checks(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest,
     return sender, None
 
 
-def _price(rt: Runtime, cache: dict, e164: str, channel: str, segments: int) -> int | None:
-    country = region_of(e164)
-    if country not in cache:
-        cache[country] = rt.store.get_pricing(country) if country else None
-    rates = cache[country]
+def _price(rates: dict | None, channel: str, segments: int) -> int | None:
     if not rates or f"{channel}_micros" not in rates:
         return None
     return int(rates[f"{channel}_micros"]) * (segments if channel == "sms" else 1)
 
 
 def _accept(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest, recipients: list[Recipient], *,
-            group_id: str | None, channel: str, request_id: str) -> Acceptance:
+            group_id: str | None, channel: str, request_id: str, limit: RateLimit) -> Acceptance:
     now = rt.now()
     sender, request_error = _request_checks(rt, tenant, req, channel)
     encoding, segments = count_segments(req.body or "")
@@ -150,15 +147,23 @@ def _accept(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest, recipien
             r.error = request_error
         elif channel == "mms" and not is_nanp(r.e164):
             r.error = ErrorCode.MMS_NANP_ONLY
-    opted_out = rt.store.opted_out(tenant["id"], [r.e164 for r in recipients if r.e164 and not r.error])
-    prices: dict = {}
+    # The rate limit, the opt-out list and the prices are independent reads: one round trip of waiting.
+    eligible = [r.e164 for r in recipients if r.e164 and not r.error]
+    (allowed, retry_after), (opted_out, prices) = rt.concurrently(
+        lambda: rt.store.hit_window(limit.key, limit.limit, limit.window_seconds, now),
+        lambda: rt.store.gate_reads(tenant["id"], eligible, {region_of(n) or "ZZ" for n in eligible}),
+    )
+    if not allowed:
+        raise ApiError(ErrorCode.RATE_LIMITED,
+                       f"Rate limit of {limit.limit} requests per {limit.window_seconds} s exceeded",
+                       headers={"Retry-After": str(retry_after)})
     for r in recipients:
         if r.error:
             continue
         if r.e164 in opted_out:
             r.error = ErrorCode.RECIPIENT_OPTED_OUT
             continue
-        price = _price(rt, prices, r.e164, channel, segments)
+        price = _price(prices.get(region_of(r.e164) or "ZZ"), channel, segments)
         if price is None:
             r.error = ErrorCode.PRICE_UNAVAILABLE
         else:
@@ -198,16 +203,11 @@ def _accept(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest, recipien
     if group_id:
         group = {"id": group_id, "tenant_id": tenant["id"], "total": len(legs), "created_at": now,
                  "request_id": request_id, "message_ids": [leg["id"] for leg in legs]}
-    try:
-        rt.store.insert_pending(group, legs)
-    except Exception as exc:
-        raise ApiError(ErrorCode.INTERNAL, "Could not record the recipients; nothing was sent") from exc
-
     by_id = {r.message_id: r for r in recipients}
     target = Status.SCHEDULED if req.scheduled_at else Status.QUEUED
-    quota = tenant.get("daily_quota")
 
     def decide(account: dict, stored: list[dict | None]):
+        quota = account.get("daily_quota")
         balance = int(account.get("balance_micros", 0))
         day = now.strftime("%Y-%m-%d")
         used = int(account.get("usage_count", 0)) if account.get("usage_day") == day else 0
@@ -237,7 +237,10 @@ def _accept(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest, recipien
             account_updates["balance_micros"] = balance
         return account_updates, updates, outcome
 
-    accepted = rt.store.accept(tenant["id"], decide, [leg["id"] for leg in legs])
+    try:
+        accepted = rt.store.record_and_accept(group, legs, decide)
+    except rt.store.PreInsertFailed as exc:
+        raise ApiError(ErrorCode.INTERNAL, "Could not record the recipients; nothing was sent") from exc
     _after_accept(rt, legs, accepted)
     return Acceptance(group_id=group_id, legs=accepted)
 
