@@ -10,15 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
-
 from infra import log
 from shared.errors import ApiError, ErrorCode
 from shared.ids import new_request_id
 
 MAX_BODY_BYTES = 64 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M")  # a pydantic model (imported lazily: the reads function never parses a body)
 
 
 @dataclass
@@ -111,6 +109,8 @@ def raw_body(request) -> bytes:
 
 def parse(request, model: type[M]) -> tuple[M, bytes]:
     """The request body as ``model``, and the raw bytes (idempotency hashes them)."""
+    from pydantic import ValidationError
+
     mimetype = (request.mimetype or "").lower()
     if mimetype != "application/json":
         raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
@@ -128,7 +128,8 @@ def parse(request, model: type[M]) -> tuple[M, bytes]:
                        details=validation_details(exc)) from None
 
 
-def validation_details(exc: ValidationError) -> list[dict[str, str]]:
+def validation_details(exc) -> list[dict[str, str]]:
+    """A pydantic ValidationError as the envelope's ``details``."""
     details = []
     for err in exc.errors(include_url=False, include_input=False):
         field = ".".join(str(p) for p in err["loc"]) or "body"
