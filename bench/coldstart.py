@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -113,9 +114,11 @@ def spawn(env: dict[str, str], target: str, source: str, request: Request, timeo
     spec = {"target": target, "source": source, "method": request.method, "path": request.path,
             "body": request.body, "headers": request.headers, "families": FAMILIES}
     env = {**env, "BENCH_COLD_SPEC": json.dumps(spec)}
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t_spawn = time.time()
     proc = subprocess.run([PYTHON, "-c", CHILD], env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)), None)
     if line is None:
         raise BenchError(f"cold {target}: no result (exit {proc.returncode}); stderr:\n{proc.stderr[-2000:]}")
@@ -127,6 +130,9 @@ def spawn(env: dict[str, str], target: str, source: str, request: Request, timeo
         "interpreter_s": out["t_main"] - t_spawn,
         "import_s": out["t_app"] - out["t_main"],  # create_app: imports the entry module
         "first_request_s": out["t_resp"] - out["t_app"],  # lazy imports, clients, the emulator calls
+        # CPU (user + system) the whole child used: far less sensitive than wall time to what else the
+        # machine is running, so a steadier view of the function's own cost (emulator time excluded).
+        "cpu_s": (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime),
     })
     return out
 
@@ -210,7 +216,8 @@ def build_cases(bench: BenchStack, runs: int) -> list[Case]:
              lambda i: _signed(bench, webhook_legs[i]),
              lambda i: [["get", f"{C.MESSAGES}/{webhook_legs[i]['id']}"], ["commit", 1]]),
         Case("notifier",
-             lambda i: Request("POST", "/", json.dumps(dict(zip(("event_id", "message_id"), hook_event(i)))),
+             lambda i: Request("POST", "/", json.dumps(dict(zip(("event_id", "message_id"), hook_event(i),
+                                                                 strict=True))),
                                {**json_headers, "X-CloudTasks-TaskName": f"bench-{i}"}),
              lambda i: [["get", f"{C.MESSAGES}/{hook_legs[i]['id']}"],
                         ["post", bench.receiver.url, {"id": "evt_floor"}, None], ["commit", 1]]),
@@ -262,6 +269,8 @@ def measure(bench: BenchStack, runs: int, settle: float = 0.15, log=print, only:
             "floor_ms": floor_sum,
             "ratio": ratio(fn_sum["median"], floor_sum["median"]),
             "paired_ratio": summary(paired_ratios(fn_total, floor_total), 1, 3),
+            "function_cpu_ms": summary([r["cpu_s"] for r in fn_runs], 1000, 1),
+            "floor_cpu_ms": summary([r["cpu_s"] for r in floor_runs], 1000, 1),
             "function_phases_ms": {k: summary([r[k] for r in fn_runs], 1000, 1)["median"]
                                    for k in ("interpreter_s", "import_s", "first_request_s")},
             "floor_phases_ms": {k: summary([r[k] for r in floor_runs], 1000, 1)["median"]
@@ -273,8 +282,10 @@ def measure(bench: BenchStack, runs: int, settle: float = 0.15, log=print, only:
             "floor": FLOORS[case.name],
             "first_response": fn_runs[-1]["body"][:200],
         }
+        r = results[case.name]
+        r["cpu_ratio"] = ratio(r["function_cpu_ms"]["median"], r["floor_cpu_ms"]["median"])
         log(f"  cold {case.name:<9} function {fn_sum['median']:7.1f} ms  floor {floor_sum['median']:7.1f} ms  "
-            f"ratio {results[case.name]['ratio']}")
+            f"ratio {r['ratio']} (paired {r['paired_ratio']['median']}, CPU {r['cpu_ratio']})")
     bench.purge()
     return {"runs": runs, "warm_up_s": round(warm_s, 2), "functions": results}
 

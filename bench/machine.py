@@ -109,8 +109,9 @@ def describe() -> dict:
 
 
 def one_line(machine: dict) -> str:
+    dirty = " (dirty)" if machine["git"]["dirty"] else ""
     return (f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, {machine['os']}, "
-            f"Python {machine['python']}, git {machine['git']['commit']}{' (dirty)' if machine['git']['dirty'] else ''}")
+            f"Python {machine['python']}, git {machine['git']['commit']}{dirty}")
 
 
 if __name__ == "__main__":

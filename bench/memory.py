@@ -27,7 +27,8 @@ def measure(bench: BenchStack) -> dict:
         for pid in bench.function_pids(name):
             st = _status(pid)
             if st:
-                procs.append({"pid": pid, "ppid": int(st.get("PPid", 0)), "peak_mib": round(_kib(st.get("VmHWM")) / 1024, 1),
+                procs.append({"pid": pid, "ppid": int(st.get("PPid", 0)),
+                              "peak_mib": round(_kib(st.get("VmHWM")) / 1024, 1),
                               "rss_mib": round(_kib(st.get("VmRSS")) / 1024, 1)})
         leader = bench.stack.procs[name].pid
         workers = [p for p in procs if p["pid"] != leader]

@@ -25,7 +25,7 @@ SCHEMA = 1
 
 MODES: dict[str, dict] = {
     "full": {
-        "cold_runs": 9,
+        "cold_runs": 11,
         "accept_single": 200, "accept_group": 60, "accept_rounds": 10,
         "throughput_counts": {1: 150, 8: 320, 32: 480}, "throughput_reps": 3, "throughput_cap_s": 60.0,
         "legs": 200, "legs_reps": 3, "legs_timeout_s": 180.0,
@@ -80,13 +80,18 @@ def _iqr(s: dict, digits: int = 0) -> str:
 
 def table(results: dict) -> str:
     m = results["machine"]
-    lines = [f"mmsgate bench ({results['mode']}), {results['when']}: {machine.one_line(m)}", ""]
+    load = f"load average {m.get('load_average_at_start')} at start, {results.get('load_average_at_end')} at end"
+    lines = [f"mmsgate bench ({results['mode']}), {results['when']}: {machine.one_line(m)}; {load}", ""]
     cs = results["cold_start"]
     lines += [f"Cold start, process start -> first response (ms, median (IQR) of {cs['runs']} runs each)", "",
-              "| function | cold start | floor | ratio | floor = functions_framework + |",
-              "|---|---:|---:|---:|---|"]
+              "| function | cold start | floor | ratio | paired ratio | CPU: function / floor (ratio) | "
+              "floor = functions_framework + |",
+              "|---|---:|---:|---:|---:|---:|---|"]
     for name, r in cs["functions"].items():
+        cpu = (f"{r['function_cpu_ms']['median']:.0f} / {r['floor_cpu_ms']['median']:.0f} ({r['cpu_ratio']:.2f})"
+               if "cpu_ratio" in r else "")
         lines.append(f"| {name} | {_iqr(r['function_ms'])} | {_iqr(r['floor_ms'])} | {r['ratio']:.2f} | "
+                     f"{r['paired_ratio']['median']:.2f} | {cpu} | "
                      f"{' + '.join(r['floor']['libs'])}: {r['floor']['calls']} |")
     a = results["accept_latency"]
     lines += ["", f"Accept latency, warm, one request at a time (ms; {a['single']['n']} singles, "
@@ -105,7 +110,8 @@ def table(results: dict) -> str:
         lines.append(f"| single sends accepted/s, {clients} client{'s' if clients != '1' else ''} | "
                      f"{s['median']:.1f} | {s['min']:.1f}–{s['max']:.1f}{err} |")
     legs = t["legs"]
-    lines.append(f"| legs/s accept -> delivered ({legs['legs_per_run']} legs per run) | {legs['per_s']['median']:.1f} | "
+    lines.append(f"| legs/s accept -> delivered ({legs['legs_per_run']} legs per run) | "
+                 f"{legs['per_s']['median']:.1f} | "
                  f"{legs['per_s']['min']:.1f}–{legs['per_s']['max']:.1f} |")
     lines.append(f"| one leg accept -> delivered (s, p50 / p95) | {legs['leg_latency_s']['median']:.2f} | "
                  f"p95 {legs['leg_latency_s']['p95']:.2f} |")
@@ -121,7 +127,8 @@ def table(results: dict) -> str:
               "| mode | p50 ms | p95 ms | p99 ms | events/s |", "|---|---:|---:|---:|---:|",
               f"| one at a time | {w['sequential_ms']['median']:.1f} | {w['sequential_ms']['p95']:.1f} | "
               f"{w['sequential_ms']['p99']:.1f} | {w['sequential_per_s']} |",
-              f"| {w['concurrency']} concurrent | {w['concurrent_ms']['median']:.1f} | {w['concurrent_ms']['p95']:.1f} | "
+              f"| {w['concurrency']} concurrent | {w['concurrent_ms']['median']:.1f} | "
+              f"{w['concurrent_ms']['p95']:.1f} | "
               f"{w['concurrent_ms']['p99']:.1f} | {w['concurrent_per_s']} |"]
     mem = results["memory"]
     lines += ["", "Peak RSS per function process after the load (MiB, gunicorn worker / master)", "",
@@ -212,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log(f"[bench] logs kept in {state_dir / 'logs'}")
     results["duration_s"] = round(time.monotonic() - t_start, 1)
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     complete = not only
     if complete:
         results["targets"] = evaluate(results)

@@ -49,4 +49,4 @@ def ratio(a: float, b: float, digits: int = 2) -> float | None:
 
 def paired_ratios(a: Sequence[float], b: Sequence[float]) -> list[float]:
     """Per-round ratios a[i] / b[i] of measurements taken back to back (alternating runs)."""
-    return [x / y for x, y in zip(a, b) if y]
+    return [x / y for x, y in zip(a, b, strict=False) if y]

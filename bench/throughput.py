@@ -114,7 +114,7 @@ def legs_per_second(bench: BenchStack, legs: int, reps: int, timeout: float, log
             created = [leg["created_at"] for leg in done.values()]
             delivered = [next(h["at"] for h in leg["history"] if h["to"] == "delivered") for leg in done.values()]
             span = (max(delivered) - min(created)).total_seconds()
-            per_leg = [(d - c).total_seconds() for c, d in zip(created, delivered)]
+            per_leg = [(d - c).total_seconds() for c, d in zip(created, delivered, strict=True)]
             cpu = {k: v for k, v in cpu_delta(cpu0, cpu1, len(ids), CPU_KEYS).items() if v}
             runs.append({"legs": len(ids), "span_s": span, "per_s": len(ids) / span if span else 0.0,
                          "submit_s": submitted, "wall_s": wall, "leg_latency_s": summary(per_leg, 1, 2),
