@@ -29,12 +29,17 @@ def utcnow() -> dt.datetime:
 _io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="firestore")
 
 
+class Contended(Exception):
+    """Optimistic retries ran out: too many concurrent writers. The caller should retry shortly."""
+
+
 class PreInsertFailed(Exception):
     """The recipients could not be recorded: nothing was written, nothing will be sent."""
 
 
 class Store:
     PreInsertFailed = PreInsertFailed
+    Contended = Contended
     DUPLICATE: Any = object()  # what mutate_leg answers for a provider event it has applied before
 
     def __init__(self, client: firestore.Client) -> None:
@@ -158,7 +163,7 @@ class Store:
                 return attempt()
             except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.Aborted, gexc.NotFound):
                 time.sleep(random.uniform(0, min(0.2, 0.005 * 2**n)))
-        raise gexc.Aborted("too much contention")
+        raise Contended("too many concurrent writes to the same records")
 
     def _unchanged(self, snap) -> Any:
         return self.db.write_option(last_update_time=snap.update_time)
@@ -234,9 +239,13 @@ class Store:
         event_ref = self.db.collection(C.PROVIDER_EVENTS).document(event_id) if event_id else None
 
         def attempt():
-            if event_ref is not None and event_ref.get().exists:
-                return self.DUPLICATE
-            snap = ref.get()
+            if event_ref is not None:  # one read for the event record and the leg
+                snaps = {s.reference.path: s for s in self.db.get_all([event_ref, ref])}
+                if snaps[event_ref.path].exists:
+                    return self.DUPLICATE
+                snap = snaps[ref.path]
+            else:
+                snap = ref.get()
             leg = snap.to_dict() if snap.exists else None
             change = decide(leg)
             batch = self.db.batch()

@@ -71,8 +71,11 @@ def ingest(rt: Runtime, raw: bytes, timestamp: str | None, signature: str | None
     if report.event_type == "message.received":
         return _inbound(rt, report)
 
-    leg_id = (rt.store.leg_id_by_provider_id(report.provider_id) if report.provider_id else None) \
-        or report.leg_from_url
+    # Our dispatch names the leg in the webhook URL (inside the signed body): go straight to it. The
+    # provider-id query is only for reports that carry no leg (apply_report still refuses a leg whose
+    # provider id differs from the report's).
+    leg_id = report.leg_from_url or \
+        (rt.store.leg_id_by_provider_id(report.provider_id) if report.provider_id else None)
     summary = {"event_id": report.event_id, "event_type": report.event_type, "provider_id": report.provider_id}
     if not leg_id:
         rt.store.record_event_only(report.event_id, {**summary, "outcome": "unknown message"})

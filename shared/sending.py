@@ -241,6 +241,10 @@ def _accept(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest, recipien
         accepted = rt.store.record_and_accept(group, legs, decide)
     except rt.store.PreInsertFailed as exc:
         raise ApiError(ErrorCode.INTERNAL, "Could not record the recipients; nothing was sent") from exc
+    except rt.store.Contended:
+        # The rows exist as pending and nothing was charged; the sweeper never sends a pending leg.
+        raise ApiError(ErrorCode.RATE_LIMITED, "Too many concurrent requests for this account; retry shortly",
+                       headers={"Retry-After": "1"}) from None
     _after_accept(rt, legs, accepted)
     return Acceptance(group_id=group_id, legs=accepted)
 

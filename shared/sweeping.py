@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from shared import ids
 from shared.dispatching import CLAIM_LEASE, RECONCILE_WINDOW
-from shared.legs import UNDELIVERED, Change, new_events, outbox_fields, with_event
+from shared.errors import ErrorCode
+from shared.legs import UNDELIVERED, Change, new_events, outbox_fields, transition, with_event
 from shared.notifying import GIVE_UP_AFTER, give_up
 from shared.status import Status
 
@@ -20,7 +21,11 @@ if TYPE_CHECKING:
 def sweep(rt: Runtime) -> dict[str, int]:
     now = rt.now()
     s = rt.settings
-    counts = {"requeued": 0, "reconciling": 0, "closed": 0}
+    counts = {"requeued": 0, "reconciling": 0, "closed": 0, "abandoned": 0}
+    # A pending row whose request never finished accepting it (the instance died, or gave up under
+    # contention and answered 429): nothing was charged or sent, so it ends failed rather than waiting.
+    for leg in rt.store.legs_in_status(Status.PENDING.value, now - dt.timedelta(seconds=s.sweep_queued_after_seconds)):
+        counts["abandoned"] += bool(rt.store.mutate_leg(leg["id"], functools.partial(_abandon, now=now)))
     for status, age, key in (
         (Status.QUEUED, dt.timedelta(seconds=s.sweep_queued_after_seconds), "requeued"),
         (Status.SENDING, CLAIM_LEASE + RECONCILE_WINDOW, "reconciling"),
@@ -78,6 +83,15 @@ def _close_silent(current: dict | None, *, before: dict, now: dt.datetime) -> Ch
     updates = {"final": True, "updated_at": now, "history": [*current["history"], entry],
                **outbox_fields(with_event(current, "sent:final", "message.sent", now), now)}
     return Change(updates=updates, result=updates)
+
+
+def _abandon(leg: dict | None, *, now: dt.datetime) -> Change:
+    if leg is None or leg["status"] != Status.PENDING.value:
+        return Change(result=False)
+    updates = transition(leg, Status.FAILED, cause="the request that created it did not complete", now=now,
+                         fields={"error_code": ErrorCode.INTERNAL.value,
+                                 "error_message": "The request did not complete; nothing was sent or charged"})
+    return Change(updates=updates, result=True)
 
 
 def _requeue(rt: Runtime, leg: dict, status: Status, now: dt.datetime) -> int:

@@ -71,3 +71,20 @@ def test_customer_events_whose_tasks_were_lost_are_sent_again(env):
     leg = env.store.get_leg(message_id)
     assert {e["state"] for e in leg["notifications"].values()} == {"delivered"}
     assert leg["notify_due"] is None
+
+
+def test_a_pending_row_whose_request_never_finished_ends_failed(env):
+    from shared.legs import new_leg
+
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+    leg = new_leg(message_id="msg_abandoned", leg_key="single:msg_abandoned", tenant_id=env.tenant_id, group_id=None,
+                  to=fictional(43), from_="+18005551234", body="x", subject=None, media_urls=[], channel="sms",
+                  encoding="GSM-7", segments=1, scheduled_at=None, webhook_url=None, metadata={},
+                  request_id="req_x", now=long_ago)
+    env.store.db.collection(C.MESSAGES).document(leg["id"]).create(leg)
+
+    assert env.stack.sweep()[0] == 200
+
+    message = env.message("msg_abandoned")
+    assert (message["status"], message["error_code"]) == ("failed", "INTERNAL")
+    assert env.sim_messages(fictional(43)) == []
