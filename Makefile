@@ -44,7 +44,7 @@ bench-quick: $(VENV)/.stamp $(EMU_VENV)/.stamp
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/pip install $(PIP_FLAGS) ruff 2>&1 | grep -v "is ignored" || true
-	$(VENV)/bin/ruff check functions shared infra tools tests
+	$(VENV)/bin/ruff check main.py functions shared infra tools tests bench
 
 clean:
 	rm -rf $(VENV) $(EMU_VENV) $(CHECKOV_VENV) .dev .pytest_cache
