@@ -76,10 +76,16 @@ def parse_e164(raw: str) -> str:
 
     Reasons: ``"phone number must be a string"``,
     ``"phone number must be in E.164 format (+ and 8 to 15 digits)"``,
-    ``"unknown country calling code"``, ``"phone number is not valid"``.
+    ``"unknown country calling code"``, ``"phone number is not valid"``,
+    ``"phone number is not in canonical E.164 form"`` (e.g. a national trunk prefix: ``+49030...``).
     """
     number = _parse(raw)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    canonical = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if canonical != raw:
+        # phonenumbers forgives a trunk prefix and rewrites the number; strict E.164 never has one,
+        # and we must not send to a number other than the one the caller wrote.
+        raise InvalidNumber("phone number is not in canonical E.164 form")
+    return canonical
 
 
 def is_nanp(e164: str) -> bool:

@@ -202,3 +202,9 @@ def test_any_punctuation_is_rejected(position: int, junk: str) -> None:
     with pytest.raises(InvalidNumber) as info:
         parse_e164(mutated)
     assert info.value.reason == FORMAT
+
+
+@pytest.mark.parametrize("raw", ["+49030000", "+4403069990000"])
+def test_a_national_trunk_prefix_is_not_e164(raw: str) -> None:
+    with pytest.raises(InvalidNumber, match="canonical"):
+        parse_e164(raw)
