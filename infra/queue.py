@@ -41,13 +41,12 @@ def _task(queue_id: str, url: str, name: str, payload: dict, at: dt.datetime | N
     return task
 
 
-def _create(queue_id: str, task: tasks_v2.Task) -> bool:
+def _create(queue_id: str, task: tasks_v2.Task) -> None:
     """Create a task; a name Cloud Tasks already knows means it was created before: that is success."""
     try:
         tasks().create_task(parent=_queue_path(queue_id), task=task)
     except gexc.AlreadyExists:
         pass
-    return True
 
 
 def enqueue_dispatch(message_id: str, name: str, at: dt.datetime | None = None) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.ids import notify_event_id
-from shared.status import CUSTOMER_EVENTS, Status, can_enter
+from shared.status import CUSTOMER_EVENTS, Status, can_enter, is_final
 
 Doc = dict[str, Any]
 
@@ -129,7 +129,7 @@ def view(leg: Doc) -> Doc:
         "from": leg["from"],
         "channel": leg["channel"],
         "status": leg["status"],
-        "final": leg["status"] in {"delivered", "undelivered", "failed", "canceled", "expired"} or leg["final"],
+        "final": is_final(leg["status"], leg["final"]),
         "segments": leg["segments"],
         "body": leg.get("body"),
         "subject": leg.get("subject"),

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from shared.legs import Change, outbox_fields, view
 from shared.signatures import sign_customer_event, tenant_secret
-from shared.ssrf import UrlPolicy, UrlRejected, check_url
+from shared.ssrf import UrlRejected, check_url, webhook_url_policy
 
 if TYPE_CHECKING:
     from infra.runtime import Runtime
@@ -42,9 +42,8 @@ def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
         _mark(rt, message_id, event_id, now, state="gave_up", error="no 2xx within 24 hours")
         return 200, "gave up"
     url = leg.get("webhook_url")
-    policy = UrlPolicy(allowed_hosts=(), trusted_origins=rt.settings.media_trusted_origins, require_allowlist=False)
     try:
-        vetted = check_url(url, policy, rt.resolver)
+        vetted = check_url(url, webhook_url_policy(rt.settings.media_trusted_origins), rt.resolver)
     except UrlRejected as exc:
         _mark(rt, message_id, event_id, now, state="gave_up", error=f"webhook URL rejected: {exc.reason}")
         return 200, "url rejected"

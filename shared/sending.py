@@ -20,7 +20,7 @@ from shared.media import MediaError, Upload
 from shared.models import GroupRequest, SendRequest
 from shared.phone import InvalidNumber, is_nanp, parse_e164, region_of
 from shared.segments import MMS_SEGMENTS, count_segments
-from shared.ssrf import UrlPolicy, UrlRejected, check_url
+from shared.ssrf import UrlPolicy, UrlRejected, check_url, media_url_policy, webhook_url_policy
 from shared.status import Status
 
 if TYPE_CHECKING:
@@ -81,13 +81,9 @@ def send_group(rt: Runtime, tenant: dict, req: GroupRequest, request_id: str) ->
                    limit=limit)
 
 
-def media_policy(rt: Runtime, *, require_allowlist: bool = True) -> UrlPolicy:
+def media_policy(rt: Runtime) -> UrlPolicy:
     s = rt.settings
-    hosts = set(s.media_allowed_hosts)
-    if s.media_bucket:
-        hosts.add(f"{s.media_bucket}.storage.googleapis.com")
-    return UrlPolicy(allowed_hosts=tuple(sorted(hosts)), trusted_origins=s.media_trusted_origins,
-                     require_allowlist=require_allowlist)
+    return media_url_policy(s.media_bucket, s.media_allowed_hosts, s.media_trusted_origins)
 
 
 def _request_checks(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest,
@@ -104,7 +100,7 @@ def _request_checks(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest,
                            details=[{"field": "scheduled_at", "issue": "must be at most 180 days ahead"}])
     if req.webhook_url:
         try:
-            check_url(req.webhook_url, media_policy(rt, require_allowlist=False), rt.resolver)
+            check_url(req.webhook_url, webhook_url_policy(rt.settings.media_trusted_origins), rt.resolver)
         except UrlRejected as exc:
             raise ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid",
                            details=[{"field": "webhook_url", "issue": exc.reason}]) from None
