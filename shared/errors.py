@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     # delivery
     PROVIDER_REJECTED = "PROVIDER_REJECTED"
     PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
+    PROVIDER_OUTCOME_UNKNOWN = "PROVIDER_OUTCOME_UNKNOWN"
     DELIVERY_FAILED = "DELIVERY_FAILED"
     # webhooks in
     INVALID_SIGNATURE = "INVALID_SIGNATURE"
@@ -71,6 +72,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.IDEMPOTENCY_KEY_IN_USE: 409,
     ErrorCode.PROVIDER_REJECTED: 502,
     ErrorCode.PROVIDER_UNAVAILABLE: 503,
+    ErrorCode.PROVIDER_OUTCOME_UNKNOWN: 502,
     ErrorCode.DELIVERY_FAILED: 502,
     ErrorCode.INVALID_SIGNATURE: 401,
     ErrorCode.INTERNAL: 500,
@@ -91,6 +93,8 @@ DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.PRICE_UNAVAILABLE: "Messages to this destination and channel are not offered",
     ErrorCode.PROVIDER_REJECTED: "The carrier provider rejected the message",
     ErrorCode.PROVIDER_UNAVAILABLE: "The carrier provider could not be reached",
+    ErrorCode.PROVIDER_OUTCOME_UNKNOWN: (
+        "The provider may have taken the message but could not confirm it; it was not sent again"),
     ErrorCode.DELIVERY_FAILED: "The carrier could not deliver the message",
 }
 
