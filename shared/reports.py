@@ -8,58 +8,19 @@ changes nothing and a late ``message.sent`` never undoes a ``message.finalized``
 from __future__ import annotations
 
 import datetime as dt
-import json
-import urllib.parse
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import ApiError, ErrorCode
 from shared.legs import Change, new_events, transition
 from shared.signatures import BadSignature, verify_telnyx
 from shared.status import Status, from_provider
+from shared.telnyx_events import Report, parse_report
 
 if TYPE_CHECKING:
     from infra.runtime import Runtime
 
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 START_WORDS = frozenset({"START", "UNSTOP"})
-
-
-@dataclass(frozen=True)
-class Report:
-    event_id: str
-    event_type: str
-    occurred_at: dt.datetime | None
-    payload: dict[str, Any]
-
-    @property
-    def provider_id(self) -> str | None:
-        return self.payload.get("id")
-
-    @property
-    def recipient_status(self) -> str:
-        to = self.payload.get("to") or [{}]
-        return (to[0] or {}).get("status", "")
-
-    @property
-    def leg_from_url(self) -> str | None:
-        """The leg our dispatch named in the webhook URL (inside the signed body)."""
-        query = urllib.parse.urlparse(self.payload.get("webhook_url") or "").query
-        return (urllib.parse.parse_qs(query).get("leg") or [None])[0]
-
-
-def parse_report(raw: bytes) -> Report:
-    try:
-        data = json.loads(raw)["data"]
-        occurred = data.get("occurred_at")
-        return Report(
-            event_id=str(data["id"]),
-            event_type=str(data["event_type"]),
-            occurred_at=dt.datetime.fromisoformat(occurred.replace("Z", "+00:00")) if occurred else None,
-            payload=data.get("payload") or {},
-        )
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise ApiError(ErrorCode.VALIDATION_ERROR, "Not a Telnyx webhook event") from None
 
 
 def ingest(rt: Runtime, raw: bytes, timestamp: str | None, signature: str | None) -> dict[str, str]:
