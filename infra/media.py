@@ -274,13 +274,36 @@ class Media:
         return True
 
     # -- dispatch time -------------------------------------------------------------------------------
-    def signed_urls(self, media: Sequence[dict]) -> list[str]:
-        """V4 signed GET URLs of the leg's stored copies, valid for MEDIA_URL_TTL_SECONDS."""
+    def signed_urls(self, media: Sequence[dict], signed_at: dt.datetime | None = None) -> list[str]:
+        """V4 signed GET URLs of the leg's stored copies, valid for MEDIA_URL_TTL_SECONDS from ``signed_at``.
+
+        The same ``signed_at`` gives byte-identical URLs (RSA PKCS#1 v1.5 signatures are deterministic), so
+        every attempt of a leg sends the provider the same body under the same Idempotency-Key; dispatch
+        passes the leg's first claim time. ``None`` signs as of now. With IAM signBlob (production) Google
+        may rotate the service account's signing key between two attempts: the URLs then differ, Telnyx
+        answers 422 for the reused key, and that 422 is AMBIGUOUS (shared.provider.classify), resolved by
+        ``Provider.find``, never by a blind resend.
+        """
+        from google.cloud.storage._signing import generate_signed_url_v4  # noqa: PLC0415
+        from google.cloud.storage.blob import _quote  # noqa: PLC0415
+
+        at = signed_at or dt.datetime.now(dt.UTC)
+        at = at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
+        # Blob.generate_signed_url always signs as of now; the library's own V4 signer takes the time as
+        # ``_request_timestamp`` (google-cloud-storage 3.x), so the URL is built as generate_signed_url
+        # builds it (path-style resource, the client's endpoint and universe) with that time.
+        timestamp = at.strftime("%Y%m%dT%H%M%SZ")
         expiration = dt.timedelta(seconds=self.settings.media_url_ttl_seconds)
         signer = self._signer()
+        client = self.bucket.client
         return [
-            self.bucket.blob(m["object"]).generate_signed_url(
-                version="v4", expiration=expiration, method="GET", response_type=m["content_type"], **signer)
+            generate_signed_url_v4(
+                signer.get("credentials") or client._credentials,
+                resource=f"/{self.bucket.name}/{_quote(m['object'], safe=b'/~')}",
+                expiration=expiration, api_access_endpoint=client.api_endpoint, method="GET",
+                response_type=m["content_type"], service_account_email=signer.get("service_account_email"),
+                access_token=signer.get("access_token"), universe_domain=client.universe_domain,
+                _request_timestamp=timestamp)
             for m in media
         ]
 

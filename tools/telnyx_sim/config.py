@@ -17,6 +17,7 @@ ENV_WEBHOOK_RETRY_PAUSE_MS = "TELNYX_SIM_WEBHOOK_RETRY_PAUSE_MS"
 ENV_WEBHOOK_TIMEOUT_MS = "TELNYX_SIM_WEBHOOK_TIMEOUT_MS"
 ENV_MEDIA_TIMEOUT_MS = "TELNYX_SIM_MEDIA_TIMEOUT_MS"
 ENV_WEBHOOK_WORKERS = "TELNYX_SIM_WEBHOOK_WORKERS"
+ENV_IDEMPOTENCY_TTL_S = "TELNYX_SIM_IDEMPOTENCY_TTL_S"
 
 
 @dataclass
@@ -39,6 +40,7 @@ class SimConfig:
     media_timeout_s: float = 5.0
     webhook_workers: int = 32  # threads doing webhook POSTs (waits between steps hold no thread)
     log_requests: bool = True  # one line per request on stderr
+    idempotency_ttl_s: float = 86_400.0  # how long a successful keyed answer is replayed (Telnyx: 24 h)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> SimConfig:
@@ -68,6 +70,7 @@ class SimConfig:
             webhook_timeout_s=num(ENV_WEBHOOK_TIMEOUT_MS, 2000) / 1000.0,
             media_timeout_s=num(ENV_MEDIA_TIMEOUT_MS, 5000) / 1000.0,
             webhook_workers=max(1, num(ENV_WEBHOOK_WORKERS, 32)),
+            idempotency_ttl_s=float(num(ENV_IDEMPOTENCY_TTL_S, 86_400)),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

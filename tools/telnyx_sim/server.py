@@ -19,16 +19,21 @@ from . import net
 from .config import SimConfig
 from .media import fetch_all
 from .outcomes import is_blocked, is_drop_first, is_rate_limited_first, is_server_error_first, outcome_code
+from .records import search as search_detail_records
 from .signing import generate_keypair, load_private_key, public_key_b64
-from .state import Store
+from .state import IdempotencyRecord, Store
 from .webhooks import WebhookDispatcher
 from .wire import (
+    IDEMPOTENCY_KEY,
     ApiError,
     auth_failed,
     bad_request,
     blocked,
+    idempotency_mismatch,
+    invalid_idempotency_key,
     new_message,
     not_found,
+    now_utc,
     parse_send,
     rate_limited,
     unexpected,
@@ -109,7 +114,7 @@ class SimServer(ThreadingHTTPServer):
 
     # -------------------------------------------------------------- the simulated API
 
-    def send(self, body: Any, group: bool) -> tuple[dict, bool]:
+    def send(self, body: Any, group: bool, idempotency_key: str | None = None) -> tuple[dict, bool]:
         """Process a send. Returns (response body, drop the connection instead of answering)."""
         req = parse_send(body, group)
         generation = self.store.generation
@@ -130,13 +135,39 @@ class SimServer(ThreadingHTTPServer):
             url, failover = self.config.profile_webhook_url, self.config.profile_webhook_failover_url
         else:
             url = failover = None
-        message = new_message(req, media, url, failover, attempt, outcome_code)
+        message = new_message(req, media, url, failover, attempt, outcome_code, idempotency_key)
         with message.lock:
             payload = message.payload()  # before the webhook threads can move the status on
         if self.store.add(message, generation):
             self.dispatcher.schedule(message, generation)
         drop = first and any(is_drop_first(c) for c in codes)
         return {"data": payload}, drop
+
+    def send_keyed(self, key: str, method: str, path: str, query: str, raw: bytes,
+                   parse: Any) -> tuple[int, bytes, bool]:
+        """A send carrying ``Idempotency-Key``, as Telnyx documents it: the record is keyed by key, method
+        and path; an identical request (body byte for byte, query) within the TTL replays the first
+        successful answer and does nothing else; a different one is a 422 while the record lives; a failed
+        attempt leaves no record, so its retry runs for real. Returns (status, body, drop the connection)."""
+        if not IDEMPOTENCY_KEY.match(key):
+            raise invalid_idempotency_key(key)
+        record_key = (key, method, path)
+        generation = self.store.generation
+        with self.store.key_lock(record_key):
+            record = self.store.idempotency_record(record_key, self.config.idempotency_ttl_s)
+            if record is not None:
+                if record.body == raw and record.query == query:
+                    self.store.count_replay(key)
+                    return record.status, record.response, False
+                self.store.count_conflict(key)
+                raise idempotency_mismatch(key)
+            body, drop = self.send(parse(raw), group=path.endswith("/group_mms"), idempotency_key=key)
+            response = json.dumps(body).encode()
+            # Stored before a 98 drops the connection: the message exists, so its retry must be a replay.
+            self.store.remember(IdempotencyRecord(key=key, method=method, path=path, query=query, body=raw,
+                                                  status=200, response=response, message_id=body["data"]["id"],
+                                                  created=time.monotonic()), generation)
+        return 200, response, drop
 
     def retrieve(self, message_id: str) -> dict:
         message = self.store.get(message_id)
@@ -210,7 +241,7 @@ class SimHandler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         path = path.rstrip("/") or "/"
         try:
-            self._route(method, path, parse_qs(query, keep_blank_values=False), raw)
+            self._route(method, path, parse_qs(query, keep_blank_values=False), raw, query)
         except ApiError as exc:
             self._send_json(exc.status, {"errors": exc.errors}, exc.headers)
         except _DropConnection:
@@ -220,7 +251,7 @@ class SimHandler(BaseHTTPRequestHandler):
             exc = unexpected()
             self._send_json(exc.status, {"errors": exc.errors})
 
-    def _route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> None:
+    def _route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes, raw_query: str = "") -> None:
         server = self.server
         if path.startswith("/_sim/"):
             if method == "GET" and path == "/_sim/health":
@@ -230,6 +261,9 @@ class SimHandler(BaseHTTPRequestHandler):
                 return self._send_json(200, server.sim_messages(query))
             if method == "GET" and path == "/_sim/webhooks":
                 return self._send_json(200, server.sim_webhooks(query))
+            if method == "GET" and path == "/_sim/stats":
+                return self._send_json(200, {"data": {"messages": len(server.store.messages()),
+                                                      "idempotency": server.store.idempotency_stats()}})
             if method == "POST" and path == "/_sim/reset":
                 server.store.reset()
                 return self._send_json(200, {"data": {"reset": True}})
@@ -237,10 +271,18 @@ class SimHandler(BaseHTTPRequestHandler):
         if path == "/v2" or path.startswith("/v2/"):
             self._authenticate()
             if method == "POST" and path in ("/v2/messages", "/v2/messages/group_mms"):
+                key = self.headers.get("Idempotency-Key")
+                if key is not None:
+                    status, answer, drop = server.send_keyed(key.strip(), method, path, raw_query, raw, self._json)
+                    if drop:
+                        raise _DropConnection
+                    return self._send_body(status, answer)
                 body, drop = server.send(self._json(raw), group=path.endswith("/group_mms"))
                 if drop:
                     raise _DropConnection
                 return self._send_json(200, body)
+            if method == "GET" and path == "/v2/detail_records":
+                return self._send_json(200, search_detail_records(server.store.messages(), query, now_utc()))
             parts = path.split("/")
             if method == "GET" and len(parts) == 4 and parts[2] == "messages" and parts[3] != "group_mms":
                 return self._send_json(200, server.retrieve(parts[3]))
@@ -295,7 +337,9 @@ class SimHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length)
 
     def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(obj).encode()
+        self._send_body(status, json.dumps(obj).encode(), headers)
+
+    def _send_body(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
