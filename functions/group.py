@@ -20,4 +20,4 @@ def _group(ctx) -> Reply:
         status, body = group_response(send_group(runtime(), ctx.tenant, req, ctx.request_id))
         return Reply(status, {**body, "meta": meta(ctx.request_id)})
 
-    return idempotent(ctx, raw, produce)
+    return idempotent(ctx, raw, produce, route="/api/v1/messages/group")

@@ -20,4 +20,4 @@ def _send(ctx) -> Reply:
         status, data = single_response(send_single(runtime(), ctx.tenant, req, ctx.request_id))
         return Reply(status, {"data": data, "meta": meta(ctx.request_id)})
 
-    return idempotent(ctx, raw, produce)
+    return idempotent(ctx, raw, produce, route="/api/v1/messages/sms")

@@ -15,7 +15,10 @@ from shared.errors import ApiError, ErrorCode
 from shared.ids import new_request_id
 
 MAX_BODY_BYTES = 64 * 1024
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Our request bodies nest four levels at most; json.loads and pydantic recurse, so a body nested a few
+# thousand levels deep would end in RecursionError (a 500) rather than a 400.
+MAX_JSON_DEPTH = 32
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 M = TypeVar("M")  # a pydantic model (imported lazily: the reads function never parses a body)
 
 
@@ -60,8 +63,7 @@ def error_body(error: ApiError, request_id: str) -> dict[str, Any]:
 def serve(request, service: Callable[[Context], Reply], *, methods: tuple[str, ...],
           authenticate: bool = True) -> tuple[str, int, dict[str, str]]:
     """Run one request through ``service``; every outcome becomes JSON with the request id."""
-    supplied = request.headers.get("X-Request-Id", "")
-    rid = supplied if _REQUEST_ID.match(supplied) else new_request_id()
+    rid = request_id_of(request)
     token = log.request_id.set(rid)
     try:
         ctx = Context(request=request, request_id=rid)
@@ -85,6 +87,12 @@ def serve(request, service: Callable[[Context], Reply], *, methods: tuple[str, .
         return json.dumps(reply.body), reply.status, headers
     finally:
         log.request_id.reset(token)
+
+
+def request_id_of(request) -> str:
+    """The caller's ``X-Request-Id`` if it is a sane one, else a new id."""
+    supplied = request.headers.get("X-Request-Id", "")
+    return supplied if _REQUEST_ID.fullmatch(supplied) else new_request_id()
 
 
 def _authenticate(request) -> dict:
@@ -115,6 +123,8 @@ def parse(request, model: type[M]) -> tuple[M, bytes]:
     if mimetype != "application/json":
         raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
     data = raw_body(request)
+    if _nesting(data) > MAX_JSON_DEPTH:
+        raise ApiError(ErrorCode.INVALID_JSON, f"Request body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         payload = json.loads(data)
     except (ValueError, UnicodeDecodeError):
@@ -126,6 +136,37 @@ def parse(request, model: type[M]) -> tuple[M, bytes]:
     except ValidationError as exc:
         raise ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid",
                        details=validation_details(exc)) from None
+
+
+_STRUCTURE = re.compile(rb'[\[\]{}"\\]')
+
+
+def _nesting(data: bytes) -> int:
+    """The deepest bracket nesting of a JSON text, outside strings (only an estimate for broken JSON, which
+    json.loads refuses anyway). It runs before parsing, so no parser ever recurses that deep."""
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+        return 0
+    depth = deepest = 0
+    in_string = False
+    escaped_at = -1
+    for match in _STRUCTURE.finditer(data):
+        at = match.start()
+        if at == escaped_at:
+            continue
+        char = data[at:at + 1]
+        if in_string:
+            if char == b"\\":
+                escaped_at = at + 1
+            elif char == b'"':
+                in_string = False
+        elif char == b'"':
+            in_string = True
+        elif char in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 def validation_details(exc) -> list[dict[str, str]]:
@@ -144,10 +185,14 @@ IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 IDEMPOTENCY_LEASE_SECONDS = 60
 
 
-def idempotent(ctx: Context, raw: bytes, produce: Callable[[], Reply]) -> Reply:
+def idempotent(ctx: Context, raw: bytes, produce: Callable[[], Reply], *, route: str) -> Reply:
     """Stripe-style ``Idempotency-Key``: the first answer is kept for 24 h and replayed for the same key
     and body; another body is 422; a concurrent duplicate is 409. Rate limits (429) and our own
-    failures (5xx) are not kept, so the caller's retry runs for real."""
+    failures (5xx) are not kept, so the caller's retry runs for real.
+
+    A key is scoped to the tenant and ``route`` (the operation's canonical path, e.g.
+    ``/api/v1/messages/sms``), never to the path as spelled: ``/sms`` and ``/sms/`` are one operation,
+    and a second spelling must replay, not send again."""
     import hashlib
 
     from infra.runtime import runtime
@@ -157,7 +202,7 @@ def idempotent(ctx: Context, raw: bytes, produce: Callable[[], Reply]) -> Reply:
         return _reply_of(produce, ctx.request_id)
     if not 1 <= len(key) <= 255:
         raise ApiError(ErrorCode.IDEMPOTENCY_KEY_INVALID, "Idempotency-Key must be 1-255 characters")
-    record_id = hashlib.sha256(f"{ctx.tenant_id}\n{ctx.request.path}\n{key}".encode()).hexdigest()
+    record_id = hashlib.sha256(f"{ctx.tenant_id}\n{route}\n{key}".encode()).hexdigest()
     payload_hash = hashlib.sha256(json.dumps(json.loads(raw), sort_keys=True).encode()).hexdigest()
     store = runtime().store
     state, record = store.idempotency_begin(record_id, payload_hash, now(), IDEMPOTENCY_LEASE_SECONDS,
