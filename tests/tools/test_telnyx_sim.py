@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -619,3 +620,251 @@ def test_cli_serves_and_stops_on_sigterm(keys):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ------------------------------------------------------------------ Idempotency-Key (telnyx.md §1.9)
+
+
+def keyed(api, body, key, path="/v2/messages", **headers):
+    """POST exactly these bytes with an Idempotency-Key (a replay must see a byte-identical body)."""
+    raw = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+    return api.post(path, content=raw, headers={"Content-Type": "application/json", "Idempotency-Key": key,
+                                                **headers})
+
+
+def stats(api):
+    return api.get("/_sim/stats").json()["data"]
+
+
+def test_identical_keyed_request_replays_the_first_answer_and_sends_nothing(api, receiver):
+    body = {"from": FROM, "to": "+12125550100", "text": "once", "webhook_url": receiver.url + "/hooks"}
+    first = keyed(api, body, "mmsgate:msg_one")
+    assert first.status_code == 200, first.text
+    message_id = first.json()["data"]["id"]
+    # Headers are not part of the request's identity: another User-Agent still gets the replay.
+    again = keyed(api, body, "mmsgate:msg_one", **{"User-Agent": "another-client/2"})
+    assert again.status_code == 200
+    assert again.content == first.content  # the same answer, byte for byte (same id, status queued)
+    assert [m["id"] for m in sim_messages(api)] == [message_id]
+    assert sim_messages(api)[0]["idempotency_key"] == "mmsgate:msg_one"
+    assert stats(api)["idempotency"]["replays_by_key"] == {"mmsgate:msg_one": 1}
+    events = wait_for(lambda: len(receiver.events(message_id)) == 2 and receiver.events())
+    assert event_types(events) == ["message.sent", "message.finalized"]  # one message's reports, not two
+
+
+def test_same_key_with_another_body_or_query_is_422_and_sends_nothing(api):
+    body = {"from": FROM, "to": "+12125550100", "text": "first"}
+    assert keyed(api, body, "k-1").status_code == 200
+    changed = keyed(api, {**body, "text": "second"}, "k-1")
+    assert changed.status_code == 422
+    assert first_error(changed)["code"] == "10012" and "k-1" in first_error(changed)["detail"]
+    # Same fields, other bytes (key order, spacing) is another body too: Telnyx compares bytes.
+    reordered = json.dumps({"text": "first", "to": "+12125550100", "from": FROM}).encode()
+    assert keyed(api, reordered, "k-1").status_code == 422
+    with_query = api.post("/v2/messages?x=1", content=json.dumps(body, separators=(",", ":"), sort_keys=True),
+                          headers={"Content-Type": "application/json", "Idempotency-Key": "k-1"})
+    assert with_query.status_code == 422
+    assert [m["text"] for m in sim_messages(api)] == ["first"]
+    assert stats(api)["idempotency"]["conflicts_by_key"] == {"k-1": 3}
+    assert keyed(api, body, "k-1").status_code == 200  # the original request still replays
+
+
+def test_a_key_is_scoped_to_its_path(api):
+    assert keyed(api, {"from": FROM, "to": "+12125550100", "text": "x"}, "shared-key").status_code == 200
+    group = keyed(api, {"from": FROM, "to": ["+12125550101", "+12125550102"], "text": "x"}, "shared-key",
+                  path="/v2/messages/group_mms")
+    assert group.status_code == 200
+    assert len(sim_messages(api)) == 2
+
+
+@pytest.mark.parametrize("to, status", [("+14155550193", 500), ("+14155550196", 429)])
+def test_a_failed_keyed_attempt_is_not_stored_so_its_retry_runs(api, to, status):
+    body = {"from": FROM, "to": to, "text": "retry me"}
+    assert keyed(api, body, "k-fail").status_code == status
+    assert sim_messages(api) == [] and stats(api)["idempotency"]["records"] == 0
+    second = keyed(api, body, "k-fail")  # runs for real: the outcome table accepts a second attempt
+    assert second.status_code == 200
+    third = keyed(api, body, "k-fail")  # and now that success is what replays
+    assert third.status_code == 200 and third.json()["data"]["id"] == second.json()["data"]["id"]
+    assert len(sim_messages(api)) == 1
+    assert stats(api)["idempotency"]["replays"] == 1
+
+
+def test_a_rejected_keyed_request_stays_rejected_and_unrecorded(api):
+    body = {"from": FROM, "to": "+14155550190", "text": "stop"}
+    for _ in range(2):
+        r = keyed(api, body, "k-stop")
+        assert r.status_code == 409 and first_error(r)["code"] == "40300"
+    assert stats(api)["idempotency"] == {"records": 0, "replays": 0, "conflicts": 0, "replays_by_key": {},
+                                         "conflicts_by_key": {}}
+
+
+def test_98_with_a_key_the_retry_gets_the_replay_one_message(api, receiver):
+    body = {"from": FROM, "to": "+14155550198", "text": "lost answer", "webhook_url": receiver.url + "/hooks"}
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        keyed(api, body, "mmsgate:msg_98")
+    [record] = sim_messages(api)
+    retry = keyed(api, body, "mmsgate:msg_98")
+    assert retry.status_code == 200
+    assert retry.json()["data"]["id"] == record["id"]
+    assert [m["id"] for m in sim_messages(api)] == [record["id"]]
+    assert stats(api)["idempotency"]["replays_by_key"] == {"mmsgate:msg_98": 1}
+    wait_for(lambda: sim_messages(api)[0]["status"] == "delivered")
+
+
+@pytest.mark.parametrize("key", ["", "has space", "slash/no", "x" * 256, "semi;colon"])
+def test_a_malformed_key_is_400_and_nothing_is_sent(api, key):
+    r = keyed(api, {"from": FROM, "to": "+12125550100", "text": "x"}, key)
+    assert r.status_code == 400
+    assert first_error(r)["code"] == "10015" and first_error(r)["source"] == {"parameter": "Idempotency-Key"}
+    assert sim_messages(api) == []
+
+
+def test_longest_valid_key_is_accepted(api):
+    assert keyed(api, {"from": FROM, "to": "+12125550100", "text": "x"}, "a:_-" * 63 + "abc").status_code == 200
+
+
+def test_after_the_ttl_the_same_request_is_a_new_send(keys):
+    server, thread = start_server("127.0.0.1", 0, make_config(keys[0], idempotency_ttl_s=0))
+    try:
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
+            body = {"from": FROM, "to": "+12125550100", "text": "x"}
+            first, second = keyed(client, body, "k-ttl"), keyed(client, body, "k-ttl")
+            assert first.status_code == second.status_code == 200
+            assert first.json()["data"]["id"] != second.json()["data"]["id"]
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def test_concurrent_identical_keyed_requests_send_once(sim):
+    body = {"from": FROM, "to": "+12125550100", "text": "race"}
+
+    def one(_):
+        with httpx.Client(base_url=sim.url, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
+            r = keyed(client, body, "k-race")
+            return r.status_code, r.json()["data"]["id"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(one, range(8)))
+    assert {status for status, _ in answers} == {200}
+    assert len({message_id for _, message_id in answers}) == 1
+    assert len(httpx.get(sim.url + "/_sim/messages").json()["data"]) == 1
+
+
+def test_reset_forgets_idempotency_records(api):
+    body = {"from": FROM, "to": "+12125550100", "text": "x"}
+    first = keyed(api, body, "k-reset").json()["data"]["id"]
+    api.post("/_sim/reset")
+    assert keyed(api, body, "k-reset").json()["data"]["id"] != first
+
+
+# ------------------------------------------------------------------ retrieval and detail records
+
+
+def test_retrieve_returns_the_message_record(api, receiver):
+    hook = receiver.url + "/hooks?leg=msg_abc"
+    r = send(api, "+14155550181", webhook_url=hook)
+    message_id = r.json()["data"]["id"]
+    wait_for(lambda: sim_messages(api)[0]["status"] == "delivery_failed")
+    got = api.get(f"/v2/messages/{message_id}")
+    assert got.status_code == 200
+    data = got.json()["data"]
+    assert data["record_type"] == "message" and data["direction"] == "outbound" and data["id"] == message_id
+    assert data["from"]["phone_number"] == FROM and data["webhook_url"] == hook
+    assert [(t["phone_number"], t["status"]) for t in data["to"]] == [("+14155550181", "delivery_failed")]
+    assert data["text"] == "hello" and data["type"] == "SMS" and data["received_at"]
+    missing = api.get("/v2/messages/3fa85f64-5717-4562-b3fc-2c963f66afa6")
+    assert missing.status_code == 404 and first_error(missing)["code"] == "10005"
+
+
+def mdrs(api, **filters):
+    params = {"filter[record_type]": "messaging", **filters}
+    r = api.get("/v2/detail_records", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_detail_records_are_filtered_by_sender_recipient_and_direction(api):
+    other_from = "+15005550007"
+    a = send(api, "+12125550100").json()["data"]["id"]
+    b = send(api, "+12125550101").json()["data"]["id"]
+    c = api.post("/v2/messages", json={"from": other_from, "to": "+12125550100", "text": "x"}).json()["data"]["id"]
+
+    page = mdrs(api, **{"filter[cli]": FROM, "filter[cld]": "+12125550100", "filter[direction]": "outbound"})
+    assert [r["uuid"] for r in page["data"]] == [a]
+    record = page["data"][0]
+    assert record["record_type"] == "message_detail_record"
+    assert (record["cli"], record["cld"], record["direction"]) == (FROM, "+12125550100", "outbound")
+    assert record["message_type"] == "SMS" and record["created_at"].endswith("Z")
+    assert page["meta"] == {"page_number": 1, "page_size": 20, "total_pages": 1, "total_results": 1}
+
+    assert {r["uuid"] for r in mdrs(api, **{"filter[cli]": FROM})["data"]} == {a, b}
+    assert {r["uuid"] for r in mdrs(api, **{"filter[cld]": "+12125550100"})["data"]} == {a, c}
+    assert mdrs(api, **{"filter[direction]": "inbound"})["data"] == []
+    assert {r["uuid"] for r in mdrs(api, **{"filter[cld][ends_with]": "0101"})["data"]} == {b}
+    # An unescaped "+" in the query string arrives as a space; it still matches.
+    raw = api.get("/v2/detail_records?filter[record_type]=messaging&filter[cli]=+15005550007").json()["data"]
+    assert [r["uuid"] for r in raw] == [c]
+
+
+def test_detail_records_by_creation_time(api):
+    before = send(api, "+12125550100", text="early").json()["data"]["id"]
+    # Filters take ISO 8601 date-times (fractions too): this instant lies between the two messages.
+    boundary = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    after = send(api, "+12125550100", text="late").json()["data"]["id"]
+    assert [r["uuid"] for r in mdrs(api, **{"filter[created_at][gte]": boundary})["data"]] == [after]
+    assert [r["uuid"] for r in mdrs(api, **{"filter[created_at][lt]": boundary})["data"]] == [before]
+    assert mdrs(api, **{"filter[created_at][gt]": "2999-01-01"})["data"] == []
+    assert len(mdrs(api, **{"filter[created_at][gte]": "2000-01-01"})["data"]) == 2  # a date means its 00:00
+    assert mdrs(api, **{"filter[date_range]": "tomorrow"})["data"] == []
+    assert len(mdrs(api, **{"filter[date_range]": "last_2_days"})["data"]) == 2
+    assert [r["uuid"] for r in mdrs(api, sort="created_at")["data"]] == [before, after]
+    assert [r["uuid"] for r in mdrs(api)["data"]] == [after, before]  # newest first by default
+
+
+def test_detail_records_pages_and_group_recipients(api):
+    group = api.post("/v2/messages/group_mms", json={"from": FROM, "to": ["+12125550101", "+12125550102"],
+                                                      "text": "g"}).json()["data"]["id"]
+    single = send(api, "+12125550103").json()["data"]["id"]
+    first = mdrs(api, **{"page[size]": "2", "sort": "created_at"})
+    assert first["meta"] == {"page_number": 1, "page_size": 2, "total_pages": 2, "total_results": 3}
+    assert [(r["uuid"], r["cld"]) for r in first["data"]] == [(group, "+12125550101"), (group, "+12125550102")]
+    second = mdrs(api, **{"page[size]": "2", "page[number]": "2", "sort": "created_at"})
+    assert [r["uuid"] for r in second["data"]] == [single]
+    assert mdrs(api, **{"page[number]": "9"})["data"] == []
+
+
+def test_detail_records_final_status_follows_the_message(api):
+    message_id = send(api, "+14155550181").json()["data"]["id"]
+    wait_for(lambda: sim_messages(api)[0]["status"] == "delivery_failed")
+    [record] = mdrs(api, **{"filter[uuid]": message_id})["data"]
+    assert record["status"] == "failed" and record["errors"] == ["40008"] and record["cost"]
+
+
+@pytest.mark.parametrize("params, code, parameter", [
+    ({}, "10004", "filter[record_type]"),
+    ({"filter[record_type]": "telepathy"}, "10015", "filter[record_type]"),
+    ({"filter[record_type]": "messaging", "page[size]": "51"}, "10015", "page[size]"),
+    ({"filter[record_type]": "messaging", "page[number]": "0"}, "10015", "page[number]"),
+    ({"filter[record_type]": "messaging", "filter[created_at][gte]": "yesterday-ish"}, "10015",
+     "filter[created_at][gte]"),
+    ({"filter[record_type]": "messaging", "filter[date_range]": "someday"}, "10015", "filter[date_range]"),
+    ({"filter[record_type]": "messaging", "filter[cli][regex]": ".*"}, "10015", "filter[cli][regex]"),
+])
+def test_detail_record_search_rejects_bad_queries(api, params, code, parameter):
+    r = api.get("/v2/detail_records", params=params)
+    assert r.status_code == 400
+    assert first_error(r)["code"] == code and first_error(r)["source"] == {"parameter": parameter}
+
+
+def test_other_record_types_are_empty(api):
+    send(api, "+12125550100")
+    assert mdrs(api, **{"filter[record_type]": "verify"})["data"] == []
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}])
+def test_detail_records_and_stats_auth(sim, headers):
+    r = httpx.get(sim.url + "/v2/detail_records", params={"filter[record_type]": "messaging"}, headers=headers)
+    assert r.status_code == 401 and first_error(r)["code"] == "10009"
+    assert httpx.get(sim.url + "/_sim/stats").status_code == 200  # inspection routes stay open
