@@ -1,0 +1,26 @@
+"""All Firestore access, one module per concern: ``accounts`` (tenants, keys, prices, opt-outs), ``legs``
+(legs, groups, provider events, the accept), ``limits`` (rate-limit slots) and ``idempotency``.
+
+``Store`` bundles them over one client, for the runtime and for operator tools and tests.
+"""
+
+from __future__ import annotations
+
+from google.cloud import firestore
+
+from infra.store.accounts import FirestoreAccounts
+from infra.store.idempotency import FirestoreIdempotency
+from infra.store.legs import FirestoreLegs
+from infra.store.limits import FirestoreLimits
+
+
+class Store:
+    def __init__(self, client: firestore.Client) -> None:
+        self.db = client
+        self.accounts = FirestoreAccounts(client)
+        self.legs = FirestoreLegs(client)
+        self.limits = FirestoreLimits(client)
+        self.idempotency = FirestoreIdempotency(client)
+
+
+__all__ = ["FirestoreAccounts", "FirestoreIdempotency", "FirestoreLegs", "FirestoreLimits", "Store"]

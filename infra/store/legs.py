@@ -1,0 +1,186 @@
+"""Legs and groups in Firestore: reads, the one read-decide-write of a leg, provider event records, and
+the accept's two commits. Rules stay in ``shared``: this module reads, asks a pure ``decide`` function
+what to write, and writes it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from infra import collections as C
+from infra.store.commit import changed_fields, commit_if_unchanged, io, utcnow
+from shared.ports import AcceptDecision, Decision, IdempotentAnswer, Mutation, PreInsertFailed
+from shared.records import Group, Leg, ProviderEventRecord, Tenant
+
+T = TypeVar("T")
+EVENT_TTL = dt.timedelta(days=30)
+
+
+class FirestoreLegs:
+    def __init__(self, db: firestore.Client) -> None:
+        self.db = db
+
+    def _ref(self, message_id: str) -> Any:
+        return self.db.collection(C.MESSAGES).document(message_id)
+
+    def _legs(self, query: Any) -> list[Leg]:
+        return [Leg.from_doc(snap.to_dict()) for snap in query.stream()]
+
+    # -- reads -----------------------------------------------------------------------------------
+    def get(self, message_id: str) -> Leg | None:
+        snap = self._ref(message_id).get()
+        return Leg.from_doc(snap.to_dict()) if snap.exists else None
+
+    def get_group(self, group_id: str) -> Group | None:
+        snap = self.db.collection(C.GROUPS).document(group_id).get()
+        return Group.from_doc(snap.to_dict()) if snap.exists else None
+
+    def of_group(self, group_id: str) -> list[Leg]:
+        return self._legs(self.db.collection(C.MESSAGES).where(filter=FieldFilter("group_id", "==", group_id)))
+
+    def id_by_provider_id(self, provider_id: str) -> str | None:
+        query = self.db.collection(C.MESSAGES).where(filter=FieldFilter("provider_id", "==", provider_id)).limit(1)
+        return next((snap.id for snap in query.stream()), None)
+
+    def in_status(self, status: str, since_before: dt.datetime, limit: int = 200) -> list[Leg]:
+        """Non-final legs that entered ``status`` before ``since_before`` (see COMPOSITE_INDEXES)."""
+        return self._legs(
+            self.db.collection(C.MESSAGES)
+            .where(filter=FieldFilter("status", "==", status))
+            .where(filter=FieldFilter("final", "==", False))
+            .where(filter=FieldFilter("status_since", "<", since_before))
+            .order_by("status_since")
+            .limit(limit)
+        )
+
+    def due_scheduled(self, due_before: dt.datetime, limit: int = 200) -> list[Leg]:
+        """Legs still ``scheduled`` whose time is before ``due_before`` (see COMPOSITE_INDEXES)."""
+        return self._legs(
+            self.db.collection(C.MESSAGES)
+            .where(filter=FieldFilter("status", "==", "scheduled"))
+            .where(filter=FieldFilter("scheduled_at", "<", due_before))
+            .order_by("scheduled_at")
+            .limit(limit)
+        )
+
+    def with_events_due(self, due_before: dt.datetime, limit: int = 200) -> list[Leg]:
+        """Legs whose outbox has waited for delivery since before ``due_before``."""
+        return self._legs(
+            self.db.collection(C.MESSAGES)
+            .where(filter=FieldFilter("notify_due", "<", due_before))
+            .order_by("notify_due")
+            .limit(limit)
+        )
+
+    # -- writes ----------------------------------------------------------------------------------
+    def mutate(self, message_id: str, decide: Callable[[Leg | None], Decision[T]], *,
+               event: ProviderEventRecord | None = None) -> Mutation[T]:
+        """Read-decide-write one leg atomically. With ``event``, the provider event is recorded in the same
+        commit, and a replay of it answers ``duplicate`` without calling ``decide``."""
+        ref = self._ref(message_id)
+        event_ref = self.db.collection(C.PROVIDER_EVENTS).document(event.event_id) if event else None
+
+        def attempt() -> Mutation[T]:
+            if event_ref is not None:  # one read for the event record and the leg
+                snaps = {s.reference.path: s for s in self.db.get_all([event_ref, ref])}
+                if snaps[event_ref.path].exists:
+                    return Mutation(before=None, after=None, result=None, duplicate=True)
+                snap = snaps[ref.path]
+            else:
+                snap = ref.get()
+            stored = snap.to_dict() if snap.exists else None
+            before = Leg.from_doc(stored) if stored else None
+            decision = decide(before)
+            batch = self.db.batch()
+            after = decision.after if before is not None else None
+            if after is not None:
+                updates = changed_fields(stored, after.to_doc())
+                if updates:
+                    batch.update(ref, updates, option=self.db.write_option(last_update_time=snap.update_time))
+                else:
+                    after = None
+            if before is not None and decision.refund_micros:
+                batch.update(self.db.collection(C.TENANTS).document(before.tenant_id),
+                             {"balance_micros": firestore.Increment(decision.refund_micros)})
+            if before is not None and decision.opt_out:
+                batch.set(self.db.collection(C.TENANTS).document(before.tenant_id).collection(C.OPT_OUTS)
+                          .document(decision.opt_out), {"source": "provider 40300", "at": utcnow()})
+            if event is not None and event_ref is not None:
+                batch.create(event_ref, event.to_doc(message_id, utcnow(), EVENT_TTL))
+            if len(batch):
+                batch.commit()
+            return Mutation(before=before, after=after, result=decision.result)
+
+        try:
+            return commit_if_unchanged(attempt)
+        except gexc.AlreadyExists:  # pragma: no cover - the retry above turns this into a duplicate
+            return Mutation(before=None, after=None, result=None, duplicate=True)
+
+    def record_event(self, event: ProviderEventRecord) -> bool:
+        """Record an event that touches no leg (unknown message, inbound). False if seen before."""
+        try:
+            self.db.collection(C.PROVIDER_EVENTS).document(event.event_id).create(
+                event.to_doc(None, utcnow(), EVENT_TTL))
+            return True
+        except gexc.AlreadyExists:
+            return False
+
+    def accept(self, group: Group | None, legs: list[Leg], decide: Callable[[Tenant, list[Leg]], AcceptDecision],
+               answer: Callable[[list[Leg]], IdempotentAnswer | None]) -> list[Leg]:
+        """Two commits. First every recipient row, ``pending``, in one batch (``PreInsertFailed`` if that
+        fails: nothing was written). Then, atomically, ``decide`` says which legs are accepted and what the
+        tenant is debited, and it is all written, with the request's idempotent answer, conditioned on the
+        versions decided upon: a concurrent request of the same tenant makes us read again and decide
+        again, so a balance is never spent twice. The tenant is read while the rows are being written."""
+        tenant_id = legs[0].tenant_id
+        tenant_ref = self.db.collection(C.TENANTS).document(tenant_id)
+        refs = [self._ref(leg.id) for leg in legs]
+        batch = self.db.batch()
+        if group is not None:
+            batch.create(self.db.collection(C.GROUPS).document(group.id), group.to_doc())
+        docs = [leg.to_doc() for leg in legs]
+        for ref, doc in zip(refs, docs, strict=True):
+            batch.create(ref, doc)
+        tenant_read = io.submit(tenant_ref.get)
+        try:
+            results = batch.commit()
+        except Exception as exc:
+            raise PreInsertFailed(str(exc)) from exc
+        first: dict[str, Any] = {
+            "tenant": tenant_read.result(), "docs": docs,
+            "versions": [result.update_time for result in results[-len(legs):]],
+        }
+
+        def attempt() -> list[Leg]:
+            if first:
+                tenant_snap, stored, versions = first.pop("tenant"), first.pop("docs"), first.pop("versions")
+            else:
+                snaps = {snap.reference.path: snap for snap in self.db.get_all([tenant_ref, *refs])}
+                tenant_snap = snaps[tenant_ref.path]
+                stored = [snaps[ref.path].to_dict() for ref in refs]
+                versions = [snaps[ref.path].update_time for ref in refs]
+            tenant = Tenant.from_doc(tenant_id, tenant_snap.to_dict() or {})
+            decision = decide(tenant, [Leg.from_doc(doc) for doc in stored])
+            batch = self.db.batch()
+            account: dict[str, Any] = {"usage_day": decision.usage_day, "usage_count": decision.usage_count}
+            if decision.balance_micros != tenant.balance_micros:
+                account["balance_micros"] = decision.balance_micros
+            batch.update(tenant_ref, account, option=self.db.write_option(last_update_time=tenant_snap.update_time))
+            for ref, doc, version, leg in zip(refs, stored, versions, decision.legs, strict=True):
+                updates = changed_fields(doc, leg.to_doc())
+                if updates:
+                    batch.update(ref, updates, option=self.db.write_option(last_update_time=version))
+            kept = answer(decision.legs)
+            if kept is not None:
+                batch.set(self.db.collection(C.IDEMPOTENCY).document(kept.record_id),
+                          {"state": "completed", "response_status": kept.status, "response_body": kept.body,
+                           "response_headers": kept.headers}, merge=True)
+            batch.commit()
+            return decision.legs
+
+        return commit_if_unchanged(attempt)

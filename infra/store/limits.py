@@ -1,0 +1,54 @@
+"""Fixed-window rate limits as slot documents: exact under any concurrency, with no hot counter."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from infra import collections as C
+
+
+def slot_id(window: str, slot: int) -> str:
+    """One name per slot. ``slot`` is always an int: a float (``count()`` can answer ``0.0``) would start a
+    second chain of names (``…:1.0`` beside ``…:1``) and admit the limit twice."""
+    return f"{window}:{int(slot)}"
+
+
+class FirestoreLimits:
+    def __init__(self, db: firestore.Client) -> None:
+        self.db = db
+        self._next_slot: dict[str, int] = {}  # rate-limit window -> first slot not known to be taken
+
+    def hit_window(self, key: str, limit: int, window_seconds: int, now: dt.datetime) -> tuple[bool, int]:
+        """True if one more request fits in the current window; and the seconds until the window ends.
+
+        Each admitted request claims its own slot document ``{key}:{window}:{n}`` with ``create()``, which
+        fails if the slot is taken, so no document takes more than one write. The first slot worth trying
+        comes from this instance's last claim in the window, or else a count query."""
+        start = int(now.timestamp()) // window_seconds * window_seconds
+        retry_after = max(1, start + window_seconds - int(now.timestamp()))
+        window = f"{key}:{start}"
+        slots = self.db.collection(C.RATE_LIMITS)
+        expires = dt.datetime.fromtimestamp(start + window_seconds, dt.UTC) + dt.timedelta(hours=1)
+        hint = self._next_slot.get(window)
+        for first in ([hint] if hint is not None and hint < limit else []) + [None]:
+            # No usable hint, or it ran into the limit: count what is really taken.
+            slot = int(first if first is not None else
+                       slots.where(filter=FieldFilter("window", "==", window)).count().get()[0][0].value)
+            while slot < limit:
+                try:
+                    slots.document(slot_id(window, slot)).create({"window": window, "expires_at": expires})
+                    self._remember(window, slot + 1)
+                    return True, retry_after
+                except gexc.AlreadyExists:
+                    slot += 1
+        self._next_slot.pop(window, None)
+        return False, retry_after
+
+    def _remember(self, window: str, slot: int) -> None:
+        if len(self._next_slot) > 1000:  # windows pass; forget the old ones
+            self._next_slot.clear()
+        self._next_slot[window] = slot
