@@ -12,7 +12,8 @@ XX     behaviour
 93-95  first attempt per (to, from, text): HTTP 500 / 10007, nothing recorded; later: delivered
 96-97  first attempt: HTTP 429 / 10011 with rate-limit headers, nothing recorded; later: delivered
 98     first attempt: recorded and accepted (webhooks flow, delivered) but the connection is dropped
-       without any HTTP response; later attempts are new sends
+       without any HTTP response; a later attempt with the same Idempotency-Key and body gets the
+       first answer replayed, any other later attempt is a new send
 99     accepted, ``message.sent``, never a final report
 ====== =====================================================================================
 """
