@@ -4,21 +4,30 @@ import json
 
 import functions_framework
 
+import infra.web  # noqa: F401 - Flask's own errors (404, crashes) answer in the JSON envelope
 from infra import log
 from infra.runtime import runtime
+from shared.dispatching import Answer
 from shared.dispatching import dispatch as dispatch_leg
+from shared.ports import Contended
 
 
 @functions_framework.http
 def dispatch(request):
     try:
         message_id = json.loads(request.get_data())["message_id"]
-    except (ValueError, KeyError, TypeError):
+        if not isinstance(message_id, str) or not message_id.startswith("msg_") or "/" in message_id:
+            raise ValueError(message_id)
+    except (ValueError, KeyError, TypeError, RecursionError):
         # A malformed task will never parse: acknowledge it so the queue drops it.
         log.error("malformed dispatch task", task=request.headers.get("X-CloudTasks-TaskName"))
         return _json(200, {"outcome": "malformed task dropped"})
-    retry_count = int(request.headers.get("X-CloudTasks-TaskRetryCount", "0") or 0)
-    answer = dispatch_leg(runtime(), message_id, retry_count)
+    retry_count = request.headers.get("X-CloudTasks-TaskRetryCount", "")
+    try:
+        answer = dispatch_leg(runtime(), message_id)
+    except Contended:
+        # Our storage is overloaded: the one case where slowing the whole queue down is right.
+        answer = Answer(503, "storage contended", 5)
     log.info("dispatch", message_id=message_id, retry_count=retry_count, status=answer.status,
              outcome=answer.outcome)
     headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after and answer.status >= 300 else {}

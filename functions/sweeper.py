@@ -4,6 +4,7 @@ import json
 
 import functions_framework
 
+import infra.web  # noqa: F401 - Flask's own errors (404, crashes) answer in the JSON envelope
 from infra import log
 from infra.runtime import runtime
 from shared.sweeping import sweep

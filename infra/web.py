@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from infra import log
 from shared.errors import ApiError, ErrorCode
 from shared.ids import new_request_id
+from shared.records import Tenant
 
 MAX_BODY_BYTES = 64 * 1024
 # Our request bodies nest four levels at most; json.loads and pydantic recurse, so a body nested a few
@@ -27,18 +28,19 @@ class Reply:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] | None = None
+    kept: bool = False  # already stored under the request's Idempotency-Key (by the accept's own commit)
 
 
 @dataclass
 class Context:
     request: Any  # the flask.Request functions-framework hands us
     request_id: str
-    tenant: dict | None = None
+    tenant: Tenant | None = None
 
     @property
     def tenant_id(self) -> str:
         assert self.tenant is not None
-        return self.tenant["id"]
+        return self.tenant.id
 
 
 def now() -> dt.datetime:
@@ -83,7 +85,7 @@ def serve(request, service: Callable[[Context], Reply], *, methods: tuple[str, .
             reply = Reply(500, error_body(ApiError(ErrorCode.INTERNAL, "Internal error"), rid))
         headers = {"Content-Type": "application/json", "X-Request-Id": rid, **(reply.headers or {})}
         log.info("request", method=request.method, path=request.path, status=reply.status,
-                 tenant=ctx.tenant["id"] if ctx.tenant else None)
+                 tenant=ctx.tenant.id if ctx.tenant else None)
         return json.dumps(reply.body), reply.status, headers
     finally:
         log.request_id.reset(token)
@@ -95,12 +97,12 @@ def request_id_of(request) -> str:
     return supplied if _REQUEST_ID.fullmatch(supplied) else new_request_id()
 
 
-def _authenticate(request) -> dict:
-    from infra.runtime import store
+def _authenticate(request) -> Tenant:
+    from infra.runtime import runtime
 
     api_key = request.headers.get("X-API-Key", "")
-    tenant = store().tenant_for_api_key(api_key) if 0 < len(api_key) <= 200 else None
-    if tenant is None or tenant.get("disabled"):
+    tenant = runtime().accounts.tenant_for_api_key(api_key) if 0 < len(api_key) <= 200 else None
+    if tenant is None or tenant.disabled:
         raise ApiError(ErrorCode.UNAUTHORIZED, "Missing, unknown or revoked API key")
     return tenant
 
@@ -185,10 +187,12 @@ IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 IDEMPOTENCY_LEASE_SECONDS = 60
 
 
-def idempotent(ctx: Context, raw: bytes, produce: Callable[[], Reply], *, route: str) -> Reply:
+def idempotent(ctx: Context, raw: bytes, produce: Callable[[str | None], Reply], *, route: str) -> Reply:
     """Stripe-style ``Idempotency-Key``: the first answer is kept for 24 h and replayed for the same key
     and body; another body is 422; a concurrent duplicate is 409. Rate limits (429) and our own
-    failures (5xx) are not kept, so the caller's retry runs for real.
+    failures (5xx) are not kept, so the caller's retry runs for real. ``produce`` gets the record id: an
+    accept keeps its answer there in the same commit that accepts (``Reply.kept``), so an accepted request
+    is never released, whatever fails after its commit.
 
     A key is scoped to the tenant and ``route`` (the operation's canonical path, e.g.
     ``/api/v1/messages/sms``), never to the path as spelled: ``/sms`` and ``/sms/`` are one operation,
@@ -199,32 +203,33 @@ def idempotent(ctx: Context, raw: bytes, produce: Callable[[], Reply], *, route:
 
     key = ctx.request.headers.get("Idempotency-Key")
     if key is None:
-        return _reply_of(produce, ctx.request_id)
+        return _reply_of(lambda: produce(None), ctx.request_id)
     if not 1 <= len(key) <= 255:
         raise ApiError(ErrorCode.IDEMPOTENCY_KEY_INVALID, "Idempotency-Key must be 1-255 characters")
     record_id = hashlib.sha256(f"{ctx.tenant_id}\n{route}\n{key}".encode()).hexdigest()
     payload_hash = hashlib.sha256(json.dumps(json.loads(raw), sort_keys=True).encode()).hexdigest()
-    store = runtime().store
-    state, record = store.idempotency_begin(record_id, payload_hash, now(), IDEMPOTENCY_LEASE_SECONDS,
-                                            IDEMPOTENCY_TTL_SECONDS)
+    store = runtime().idempotency
+    state, record = store.begin(record_id, payload_hash, now(), IDEMPOTENCY_LEASE_SECONDS, IDEMPOTENCY_TTL_SECONDS)
     if state == "mismatch":
         raise ApiError(ErrorCode.IDEMPOTENCY_KEY_REUSED,
                        "This Idempotency-Key was used with a different request body")
     if state == "in_progress":
         raise ApiError(ErrorCode.IDEMPOTENCY_KEY_IN_USE,
                        "A request with this Idempotency-Key is still in progress", headers={"Retry-After": "1"})
-    if state == "completed":
-        headers = {**(record.get("response_headers") or {}), "Idempotent-Replayed": "true"}
-        return Reply(record["response_status"], record["response_body"], headers)
+    if state == "completed" and record is not None and record.response_status is not None:
+        headers = {**record.response_headers, "Idempotent-Replayed": "true"}
+        return Reply(record.response_status, record.response_body or {}, headers)
     try:
-        reply = _reply_of(produce, ctx.request_id)
+        reply = _reply_of(lambda: produce(record_id), ctx.request_id)
     except BaseException:
-        store.idempotency_release(record_id)
+        store.release(record_id)
         raise
+    if reply.kept:
+        return reply
     if reply.status == 429 or reply.status >= 500:
-        store.idempotency_release(record_id)
+        store.release(record_id)
     else:
-        store.idempotency_complete(record_id, reply.status, reply.body, reply.headers or {})
+        store.complete(record_id, reply.status, reply.body, reply.headers or {})
     return reply
 
 
@@ -235,3 +240,76 @@ def _reply_of(produce: Callable[[], Reply], request_id: str) -> Reply:
         if exc.status >= 500:
             log.error("request failed", code=exc.code.value)
         return Reply(exc.status, error_body(exc, request_id), exc.headers)
+
+
+# -- answers the Flask app gives before (or around) our handler -------------------------------------
+# functions-framework serves each function as a Flask app: werkzeug answers a path its router cannot
+# match (one whose decoded form holds a newline, say, or /robots.txt) and a crash outside ``serve`` itself,
+# in HTML. These handlers make those answers the envelope too.
+_HTTP_ERROR_CODES: dict[int, ErrorCode] = {
+    400: ErrorCode.BAD_REQUEST,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    414: ErrorCode.URI_TOO_LONG,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    431: ErrorCode.HEADERS_TOO_LARGE,
+}
+_CRASH_HEADERS = {"X-Google-Status": "crash"}  # what functions-framework's own 500 handler sets
+
+
+def _flask_reply(error: ApiError, status: int, headers: dict[str, str]):
+    import flask
+
+    rid = request_id_of(flask.request)
+    all_headers = {"Content-Type": "application/json", "X-Request-Id": rid, **headers}
+    return json.dumps(error_body(error, rid)), status, all_headers
+
+
+def _http_exception(exc):
+    """A werkzeug HTTPException (404 from routing, 405, 413...) in the envelope, with its own status."""
+    status = exc.code or 500
+    code = _HTTP_ERROR_CODES.get(status, ErrorCode.INTERNAL if status >= 500 else ErrorCode.BAD_REQUEST)
+    headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else {}
+    return _flask_reply(ApiError(code, f"{status} {exc.name}", status=status), status, headers)
+
+
+def _crash(exc):
+    """An exception no handler caught: the envelope, never the traceback text."""
+    import flask
+
+    log.error("unhandled error", exc_info=True, path=flask.request.path)
+    return _flask_reply(ApiError(ErrorCode.INTERNAL, "Internal error"), 500, _CRASH_HEADERS)
+
+
+def _install_json_errors(app) -> None:
+    from werkzeug.exceptions import HTTPException
+
+    if getattr(app, "_mmsgate_json_errors", False):
+        return
+    app.register_error_handler(HTTPException, _http_exception)
+    app.register_error_handler(500, _crash)  # replaces functions-framework's text/plain crash handler
+    app._mmsgate_json_errors = True
+
+
+def _on_app_context(app, **_extra) -> None:
+    # A Flask app takes setup only before its first request; the first context pushed on it is the one
+    # functions-framework pushes while building it.
+    if not getattr(app, "_mmsgate_json_errors", False) and not getattr(app, "_got_first_request", True):
+        _install_json_errors(app)
+
+
+def json_errors() -> None:
+    """Every answer of the Flask app serving this process's function is the envelope.
+
+    functions-framework imports the function's module inside the app context of the app it is building,
+    so that app is ``current_app`` now. Later apps in the same process (tests build one per function, and
+    a module is imported only once) get the handlers when their first context is pushed."""
+    import flask
+
+    flask.appcontext_pushed.connect(_on_app_context, weak=False)
+    if flask.has_app_context():
+        _install_json_errors(flask.current_app._get_current_object())
+
+
+json_errors()  # every public function imports this module; the private ones import it for this alone

@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 MAX_RECIPIENTS = 20
 MAX_MEDIA = 10
@@ -25,7 +35,30 @@ MAX_URL = 2000
 MAX_CONTENT_TYPE = 127
 MAX_FILENAME = 255
 
-Url = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL)]
+# Firestore reserves field names matching __.*__ (metadata keys become field names of the stored map).
+_RESERVED_KEY = re.compile(r"__.*__", re.DOTALL)
+_UNPAIRED_SURROGATE = "contains an unpaired surrogate (not valid Unicode)"
+
+
+def _unicode(value: str) -> str:
+    """JSON can carry a lone surrogate ("\\ud800"); Firestore cannot store it, so the request is refused."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(_UNPAIRED_SURROGATE) from None
+    return value
+
+
+# Every string a request carries is stored (on the leg, the idempotency record or an event), so each is
+# checked for valid Unicode after its length rules.
+Url = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL), AfterValidator(_unicode)]
+Phone = Annotated[str, StringConstraints(min_length=1, max_length=32), AfterValidator(_unicode)]
+Body = Annotated[str, StringConstraints(min_length=1, max_length=MAX_BODY), AfterValidator(_unicode)]
+Subject = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SUBJECT), AfterValidator(_unicode)]
+ContentType = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONTENT_TYPE), AfterValidator(_unicode)]
+Blob = Annotated[str, StringConstraints(min_length=1), AfterValidator(_unicode)]
+Filename = Annotated[str, StringConstraints(min_length=1, max_length=MAX_FILENAME, pattern=r'^[^\x00-\x1f\x7f"\\/]+$'),
+                     AfterValidator(_unicode)]
 
 
 class MediaBlob(BaseModel):
@@ -34,10 +67,9 @@ class MediaBlob(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    content_type: str = Field(min_length=1, max_length=MAX_CONTENT_TYPE)
-    blob: str = Field(min_length=1)
-    filename: str | None = Field(default=None, min_length=1, max_length=MAX_FILENAME,
-                                 pattern=r'^[^\x00-\x1f\x7f"\\/]+$')
+    content_type: ContentType
+    blob: Blob
+    filename: Filename | None = None
 
     @field_validator("blob")
     @classmethod
@@ -56,9 +88,9 @@ class MediaBlob(BaseModel):
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=False)
 
-    from_: str | None = Field(default=None, alias="from", min_length=1, max_length=32)
-    body: str | None = Field(default=None, min_length=1, max_length=MAX_BODY)
-    subject: str | None = Field(default=None, min_length=1, max_length=MAX_SUBJECT)
+    from_: Phone | None = Field(default=None, alias="from")
+    body: Body | None = None
+    subject: Subject | None = None
     media_url: Url | None = None
     media_urls: list[Url] | None = Field(default=None, max_length=MAX_MEDIA)
     media: list[MediaBlob] | None = Field(default=None, max_length=MAX_MEDIA)
@@ -98,8 +130,12 @@ class _Message(BaseModel):
         for key, item in value.items():
             if not key or len(key) > MAX_METADATA_KEY:
                 raise ValueError(f"keys must be 1-{MAX_METADATA_KEY} characters")
+            if _RESERVED_KEY.fullmatch(key):
+                raise ValueError("keys of the form __name__ are reserved")
             if len(item) > MAX_METADATA_VALUE:
                 raise ValueError(f"values must be at most {MAX_METADATA_VALUE} characters")
+            for text in (key, item):
+                _unicode(text)
         return value
 
     @model_validator(mode="after")
@@ -121,12 +157,12 @@ class _Message(BaseModel):
 class SendRequest(_Message):
     """POST /api/v1/messages/sms: one recipient; media upgrades it to MMS."""
 
-    to: str = Field(min_length=1, max_length=32)
+    to: Phone
 
 
 class GroupRequest(_Message):
     """POST /api/v1/messages/group: one payload, 1-20 recipients."""
 
-    to: list[Annotated[str, StringConstraints(min_length=1, max_length=32)]] = Field(
+    to: list[Phone] = Field(
         min_length=1, max_length=MAX_RECIPIENTS
     )

@@ -5,6 +5,15 @@ path and query string, every header except the hop-by-hop ones, and the body byt
 gets the upstream's status, headers and body unchanged. ``X-Forwarded-For`` (and ``-Proto``/``-Host``) are
 added. The private functions (dispatch, notifier, sweeper) are not routed.
 
+Paths match as API Gateway matches them (https://cloud.google.com/api-gateway/docs/path-templating): a
+path without parameters only in its exact spelling, a path with a ``{parameter}`` segment also with one
+trailing slash. So ``POST /api/v1/messages/sms/`` is a 404 here, as there, and never reaches ``send``.
+
+Whatever the gateway answers itself (no route, wrong method, a request line, header or body it refuses)
+is the JSON error envelope, never the standard library's HTML page. It refuses what the functions'
+server (gunicorn) would refuse with a page of its own: header lines over 8190 bytes, more than 100 header
+fields, header names that are not tokens, control characters in values.
+
 Run on its own: ``python -m tools.gateway --port 8080 send=http://127.0.0.1:8701 ...``; the local stack
 (``tools/stack.py``) runs it in a thread of its own process.
 """
@@ -12,6 +21,7 @@ Run on its own: ``python -m tools.gateway --port 8080 send=http://127.0.0.1:8701
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import logging
@@ -24,14 +34,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TextIO
 from urllib.parse import urlsplit
 
-# (method, path) -> function. A path ending in "/" matches everything below it (not itself); others match
-# exactly. The private functions (dispatch, notifier, sweeper) are deliberately absent.
-# (method, path pattern) -> function: the paths of docs/openapi.yaml, as API Gateway maps them.
+# (method, path pattern) -> function: the paths of docs/openapi.yaml, matched against the raw path (an
+# encoded %2F is not a separator) as API Gateway matches them: parameterless paths exactly, a {parameter}
+# segment with an optional trailing slash. The private functions are deliberately absent.
 ROUTES: dict[tuple[str, str], str] = {
     ("POST", r"/api/v1/messages/sms"): "send",
     ("POST", r"/api/v1/messages/group"): "group",
-    ("GET", r"/api/v1/messages/group/[^/]+"): "reads",
-    ("GET", r"/api/v1/messages/(?!sms$|group$)[^/]+"): "reads",
+    ("GET", r"/api/v1/messages/group/[^/]+/?"): "reads",
+    ("GET", r"/api/v1/messages/(?!(?:sms|group)/?$)[^/]+/?"): "reads",
     ("GET", r"/api/v1/pricing/messaging"): "reads",
     ("POST", r"/webhooks/telnyx"): "webhook",
 }
@@ -43,11 +53,24 @@ HOP_BY_HOP = {
 
 _REPLACED = {"host", "content-length", "expect"}  # set by the gateway itself (Expect: handled here)
 UPSTREAM_TIMEOUT = 120.0
+# gunicorn's defaults (limit_request_field_size, limit_request_fields): beyond them the function's server
+# answers an HTML 400 of its own, so the gateway refuses first, in the envelope.
+MAX_HEADER_LINE = 8190
+MAX_HEADER_FIELDS = 100
+# Nothing public takes more than 64 KB (the functions answer 413 themselves); this only bounds what the
+# gateway buffers.
+MAX_BODY = 1024 * 1024
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_BAD_TARGET = re.compile(r"[^\x21-\x7e]")  # a request target is printable ASCII (RFC 9112 3.2)
+# The standard library's own refusals (request line, header parsing) -> our code; any other (505 for an
+# unknown HTTP version, say) is a 400 BAD_REQUEST.
+_STDLIB_CODES = {400: "BAD_REQUEST", 414: "URI_TOO_LONG", 431: "HEADERS_TOO_LARGE"}
 log = logging.getLogger("gateway")
 
 
 def _matches(pattern: str, path: str) -> bool:
-    return re.fullmatch(pattern, path.rstrip("/") or "/") is not None
+    return re.fullmatch(pattern, path) is not None
 
 
 def route(method: str, path: str) -> str | None:
@@ -76,11 +99,27 @@ class _Handler(BaseHTTPRequestHandler):
     server: GatewayServer
 
     def _handle(self) -> None:
-        split = urlsplit(self.path)
-        function = route(self.command, split.path)
+        try:
+            self._route()
+        except Exception as exc:  # noqa: BLE001 - an envelope, never a dropped connection
+            log.exception("gateway error")
+            self.close_connection = True
+            with contextlib.suppress(OSError):  # the client may be gone already
+                self._reply(500, _envelope("INTERNAL", f"gateway error: {type(exc).__name__}"))
+
+    def _route(self) -> None:
+        if self.headers.defects or self.headers.get_payload():
+            # A line that is not a header ends the stdlib's header parsing; the rest would be lost.
+            self._refuse_body(400, "BAD_REQUEST", "malformed header line")
+            return
         body = self._read_body()
         if body is None:
             return
+        if _BAD_TARGET.search(self.path):
+            self._reply(400, _envelope("BAD_REQUEST", "the request target must be printable ASCII"))
+            return
+        split = urlsplit(self.path)
+        function = route(self.command, split.path)
         if function is None and (allowed := allowed_methods(split.path)):
             self._reply(405, _envelope("METHOD_NOT_ALLOWED", f"{self.command} is not allowed here"),
                         {"Allow": ", ".join(allowed)})
@@ -95,30 +134,62 @@ class _Handler(BaseHTTPRequestHandler):
         self._forward(function, upstream, body)
 
     def __getattr__(self, name: str):
-        # Every method, TRACE and made-up ones included, goes to the routed function (which answers 405
-        # in our JSON envelope) rather than to the stdlib's HTML 501 page.
+        # Every method, TRACE and made-up ones included, is routed like GET and POST (an unknown method is
+        # a 405 or 404 in our JSON envelope) rather than answered by the stdlib's HTML 501 page.
         if name.startswith("do_"):
             return self._handle
         raise AttributeError(name)
 
     def _read_body(self) -> bytes | None:
+        """The request body, or None once an error has been answered (the connection then closes: what is
+        left of the body cannot be skipped reliably)."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self.close_connection = True
-            self._reply(400, _envelope("BAD_REQUEST", "invalid Content-Length"))
-            return None
+            return self._read_chunked()
+        declared = self.headers.get("Content-Length") or "0"
+        if not declared.isascii() or not declared.isdigit():
+            return self._refuse_body(400, "BAD_REQUEST", "invalid Content-Length")
+        length = int(declared) if len(declared) <= 12 else MAX_BODY + 1
+        if length > MAX_BODY:
+            return self._refuse_body(413, "PAYLOAD_TOO_LARGE", f"request body over {MAX_BODY} bytes")
         return self.rfile.read(length) if length > 0 else b""
+
+    def _read_chunked(self) -> bytes | None:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024).split(b";")[0].strip() or b"0"
+            try:
+                size = int(line, 16)
+            except ValueError:
+                return self._refuse_body(400, "BAD_REQUEST", "invalid chunk size")
+            if size < 0 or total + size > MAX_BODY:
+                return self._refuse_body(413, "PAYLOAD_TOO_LARGE", f"request body over {MAX_BODY} bytes")
+            if size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+            chunks.append(self.rfile.read(size))
+            total += size
+            self.rfile.readline(1024)
+
+    def _refuse_body(self, status: int, code: str, message: str) -> None:
+        self.close_connection = True
+        self._reply(status, _envelope(code, message))
+        return None
+
+    @staticmethod
+    def _refuse_headers(headers: list[tuple[str, str]]) -> tuple[int, bytes] | None:
+        """Headers gunicorn would refuse with a page of its own (checked as they would be forwarded)."""
+        if len(headers) > MAX_HEADER_FIELDS:
+            return 431, _envelope("HEADERS_TOO_LARGE", f"more than {MAX_HEADER_FIELDS} header fields")
+        for name, value in headers:
+            if not _TOKEN.fullmatch(name):
+                return 400, _envelope("BAD_REQUEST", "a header name is not a token")
+            if _BAD_VALUE.search(value):
+                return 400, _envelope("BAD_REQUEST", "a header value holds a control character")
+            if len(name) + 2 + len(value) > MAX_HEADER_LINE:
+                return 431, _envelope("HEADERS_TOO_LARGE", f"a header line is longer than {MAX_HEADER_LINE} bytes")
+        return None
 
     def _forward(self, function: str, upstream: str, body: bytes) -> None:
         target = urlsplit(upstream)
@@ -140,6 +211,9 @@ class _Handler(BaseHTTPRequestHandler):
             headers.append(("X-Forwarded-Host", self.headers["Host"]))
         if body or self.command in ("POST", "PUT", "PATCH"):
             headers.append(("Content-Length", str(len(body))))
+        if (refusal := self._refuse_headers([("Host", target.netloc), *headers])) is not None:
+            self._reply(*refusal)
+            return
 
         conn = http.client.HTTPConnection(target.hostname, target.port, timeout=UPSTREAM_TIMEOUT)
         try:
@@ -172,6 +246,15 @@ class _Handler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(payload)
         self.log_request(status)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # The standard library refusing a request line or headers: the envelope, not its HTML page.
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # unparsed request line: answer with a status line anyway
+            self.request_version = "HTTP/1.0"
+        status = code if code in _STDLIB_CODES else 400
+        self._reply(status, _envelope(_STDLIB_CODES.get(code, "BAD_REQUEST"),
+                                      message or self.responses.get(code, ("error",))[0]))
 
     def _reply(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
