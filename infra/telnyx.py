@@ -81,8 +81,9 @@ class TelnyxProvider:
             records, complete = self._search(message, since, deadline)
         except _Unknown as exc:
             return Lookup(LookupState.UNKNOWN, detail=f"detail record search: {exc}")
-        ids = list(dict.fromkeys(_record_id(r) for r in records if _same_route(r, message)))
-        if None in ids:
+        found = [_record_id(r) for r in records if _same_route(r, message)]
+        ids = list(dict.fromkeys(i for i in found if i is not None))
+        if len(ids) < len(set(found)):
             return Lookup(LookupState.UNKNOWN, detail="a detail record without a message id")
         if len(ids) > MAX_CANDIDATES:
             return Lookup(LookupState.UNKNOWN, detail=f"{len(ids)} candidate messages, more than {MAX_CANDIDATES}")
@@ -122,7 +123,8 @@ class TelnyxProvider:
         records = payload.get("data")
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise _Unknown("answer without a data list")
-        meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
+        raw_meta = payload.get("meta")
+        meta: dict = raw_meta if isinstance(raw_meta, dict) else {}
         total_pages, total_results = meta.get("total_pages"), meta.get("total_results")
         if isinstance(total_pages, int):
             complete = total_pages <= 1

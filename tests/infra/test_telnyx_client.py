@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import socket
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -56,8 +57,8 @@ def provider(sim, http):
 
 def leg(message_id: str, to: str = "+12125550100", text: str | None = "hello", **extra) -> OutboundMessage:
     # The webhook host does not exist: the simulator's reports fail, its timeline carries on.
-    values = dict(message_id=message_id, to=to, from_=FROM, text=text, subject=None, media_urls=(),
-                  webhook_url=f"http://127.0.0.1:9/webhooks/telnyx?leg={message_id}")
+    values: dict[str, Any] = dict(message_id=message_id, to=to, from_=FROM, text=text, subject=None, media_urls=(),
+                                  webhook_url=f"http://127.0.0.1:9/webhooks/telnyx?leg={message_id}")
     values.update(extra)
     return OutboundMessage(**values)
 

@@ -3,6 +3,8 @@ No emulator, no network."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from shared.provider import (
@@ -64,8 +66,9 @@ def test_the_simulator_answers_the_code_the_classifier_knows():
 
 
 def message(**overrides) -> OutboundMessage:
-    values = dict(message_id="msg_abc234", to="+12125550100", from_="+15005550006", text="hi", subject=None,
-                  media_urls=(), webhook_url="https://gw.example/webhooks/telnyx?leg=msg_abc234")
+    values: dict[str, Any] = dict(message_id="msg_abc234", to="+12125550100", from_="+15005550006", text="hi",
+                                  subject=None, media_urls=(),
+                                  webhook_url="https://gw.example/webhooks/telnyx?leg=msg_abc234")
     values.update(overrides)
     return OutboundMessage(**values)
 

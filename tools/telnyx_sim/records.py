@@ -142,7 +142,8 @@ def _int_param(query: dict[str, list[str]], name: str, default: int, low: int, h
 
 def search(messages: list[Message], query: dict[str, list[str]], now: datetime) -> dict:
     """Answer a detail record search, or raise ``ApiError`` for a bad query."""
-    record_type = (query.get("filter[record_type]") or [None])[-1]
+    types = query.get("filter[record_type]")
+    record_type = types[-1] if types else None
     if not record_type:
         item = error("10004", "Missing required parameter", "The 'filter[record_type]' parameter is required.")
         item["source"] = {"parameter": "filter[record_type]"}
