@@ -86,6 +86,7 @@ resource "google_cloudfunctions2_function" "public" {
     google_project_iam_member.build_log_writer,
     google_artifact_registry_repository_iam_member.build_writer,
     google_storage_bucket_iam_member.build_source_reader,
+    google_project_iam_member.build_staged_source_reader,
     google_secret_manager_secret_iam_member.accessor,
   ]
 }
@@ -142,6 +143,7 @@ resource "google_cloudfunctions2_function" "private" {
     google_project_iam_member.build_log_writer,
     google_artifact_registry_repository_iam_member.build_writer,
     google_storage_bucket_iam_member.build_source_reader,
+    google_project_iam_member.build_staged_source_reader,
     google_secret_manager_secret_iam_member.accessor,
   ]
 }

@@ -119,7 +119,7 @@ resource "google_service_account_iam_member" "self_token_creator" {
   member             = "serviceAccount:${google_service_account.function[each.key].email}"
 }
 
-# Build account: write build logs, push images to the functions' repository, read the source archive.
+# Build account: write build logs, push images to the functions' repository, read the source.
 resource "google_project_iam_member" "build_log_writer" {
   project = var.project_id
   role    = "roles/logging.logWriter"
@@ -138,4 +138,27 @@ resource "google_storage_bucket_iam_member" "build_source_reader" {
   bucket = google_storage_bucket.source.name
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_service_account.build.email}"
+}
+
+# A gen2 build does not read our archive where we put it: Cloud Functions first copies it into its own
+# bucket gcf-v2-sources-<project number>-<region> (created by Cloud Functions at the first deploy, so it
+# cannot be granted on before it exists), and the build fetches it from there as the build account
+# ("Access to bucket gcf-v2-sources-... denied. You must grant Storage Object Viewer permission to ...",
+# hashicorp/terraform-provider-google#20571). Object Viewer on the project, conditioned on that one
+# bucket, is exactly that read and nothing else.
+resource "google_project_iam_member" "build_staged_source_reader" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = "serviceAccount:${google_service_account.build.email}"
+
+  condition {
+    title       = "${var.name_prefix}-gcf-v2-sources-only"
+    description = "Only the Cloud Functions staging bucket of this region."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${local.gcf_sources_bucket}\")"
+  }
+}
+
+locals {
+  # Cloud Functions (2nd gen) staging bucket for sources, one per project and region.
+  gcf_sources_bucket = "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
 }

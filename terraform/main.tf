@@ -82,10 +82,11 @@ locals {
     name => "https://${var.name_prefix}-${name}-${data.google_project.this.number}.${var.region}.run.app"
   }
 
-  # Queue ids are the code's defaults for DISPATCH_QUEUE and NOTIFY_QUEUE.
+  # Queue ids carry the deployment's prefix, so two deployments in one project and region do not collide;
+  # the functions learn them from DISPATCH_QUEUE and NOTIFY_QUEUE.
   queue_ids = {
-    dispatch = "mms-dispatch"
-    notify   = "mms-notify"
+    dispatch = "${var.name_prefix}-dispatch"
+    notify   = "${var.name_prefix}-notify"
   }
 
   # infra.settings.SECRET_ENV: secret environment variable -> functions that receive it.
@@ -121,7 +122,8 @@ locals {
     var.extra_allowed_hosts,
   )
 
-  public_base_url    = var.public_base_url != "" ? var.public_base_url : "https://${google_api_gateway_gateway.this.default_hostname}"
+  # The gateway's own https://<hostname> is the one public origin (no custom domain is deployed).
+  public_base_url    = "https://${google_api_gateway_gateway.this.default_hostname}"
   telnyx_webhook_url = "${local.public_base_url}/webhooks/telnyx"
 
   # Plain configuration, the same for every function: infra.settings.ENV minus the secrets (those come
@@ -166,7 +168,7 @@ locals {
 # changes exactly when the code or the dependency list changes.
 data "archive_file" "source" {
   type        = "zip"
-  output_path = "${path.module}/.terraform/mmsgate-source.zip"
+  output_path = "${path.root}/.terraform/${var.name_prefix}-source.zip"
 
   dynamic "source" {
     for_each = local.source_files

@@ -64,3 +64,13 @@ output "source_object" {
   description = "Source archive every function was built from (named by its SHA-256)."
   value       = "gs://${google_storage_bucket_object.source.bucket}/${google_storage_bucket_object.source.name}"
 }
+
+output "log_metrics" {
+  description = "Log-based metric type of each business event the functions log (infra/log.py metric())."
+  value       = local.log_metric_types
+}
+
+output "dashboard_id" {
+  description = "Id of the Cloud Monitoring dashboard (open it under Monitoring > Dashboards)."
+  value       = google_monitoring_dashboard.overview.id
+}

@@ -151,7 +151,7 @@ variable "log_level" {
   }
 }
 
-# --- Telnyx and public URL ------------------------------------------------------------------------------
+# --- Telnyx and media -----------------------------------------------------------------------------------
 
 variable "telnyx_base_url" {
   type        = string
@@ -161,17 +161,6 @@ variable "telnyx_base_url" {
   validation {
     condition     = can(regex("^https://[^/]+$", var.telnyx_base_url))
     error_message = "telnyx_base_url must be an https origin without a path or trailing slash."
-  }
-}
-
-variable "public_base_url" {
-  type        = string
-  description = "Public origin (https://..., no trailing slash) of a custom domain or load balancer you put in front of the API Gateway. Empty uses the gateway's own https://<hostname>. TELNYX_WEBHOOK_URL = this origin + /webhooks/telnyx."
-  default     = ""
-
-  validation {
-    condition     = var.public_base_url == "" || can(regex("^https://[^/]+$", var.public_base_url))
-    error_message = "public_base_url must be empty or an https origin without a path or trailing slash."
   }
 }
 
@@ -355,5 +344,62 @@ variable "access_log_retention_days" {
   validation {
     condition     = var.access_log_retention_days >= 1
     error_message = "access_log_retention_days must be at least 1."
+  }
+}
+
+# --- Monitoring -----------------------------------------------------------------------------------------
+
+variable "notification_channels" {
+  type        = list(string)
+  description = "Cloud Monitoring notification channels every alert policy notifies, as ids projects/<project>/notificationChannels/<id> (create one with `gcloud beta monitoring channels create`). Empty: alerts still open incidents in the console, but notify no one."
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[0-9]+$", c))])
+    error_message = "notification_channels must be ids of the form projects/<project>/notificationChannels/<number>."
+  }
+}
+
+variable "alert_function_error_ratio" {
+  type        = number
+  description = "Alert when a function answers 5xx to more than this share of its requests over 5 minutes."
+  default     = 0.05
+
+  validation {
+    condition     = var.alert_function_error_ratio > 0 && var.alert_function_error_ratio < 1
+    error_message = "alert_function_error_ratio must be between 0 and 1 (exclusive)."
+  }
+}
+
+variable "alert_dispatch_delay_seconds" {
+  type        = number
+  description = "Alert when dispatch tasks are attempted this many seconds after their scheduled time (95th percentile over 5 minutes): the queue's age."
+  default     = 300
+
+  validation {
+    condition     = var.alert_dispatch_delay_seconds >= 10
+    error_message = "alert_dispatch_delay_seconds must be at least 10."
+  }
+}
+
+variable "alert_dispatch_depth" {
+  type        = number
+  description = "Alert when the dispatch queue holds more tasks than this for 10 minutes. Scheduled legs (up to 30 days ahead) count too, so set it above your usual scheduled volume."
+  default     = 20000
+
+  validation {
+    condition     = var.alert_dispatch_depth >= 1
+    error_message = "alert_dispatch_depth must be at least 1."
+  }
+}
+
+variable "alert_invalid_signatures" {
+  type        = number
+  description = "Alert when more than this many Telnyx webhook requests with an invalid signature arrive within 5 minutes."
+  default     = 20
+
+  validation {
+    condition     = var.alert_invalid_signatures >= 0 && floor(var.alert_invalid_signatures) == var.alert_invalid_signatures
+    error_message = "alert_invalid_signatures must be a whole number >= 0."
   }
 }

@@ -259,14 +259,18 @@ def ts_source(js: str) -> str:
     return json.loads(base64.b64decode(m.group(1)))["sourcesContent"][0]
 
 
-def types_used(tf_dir: Path = TF_DIR) -> dict[str, set[str]]:
-    """{"resource": {...}, "data": {...}}: every type declared in terraform/ (examples included)."""
+def types_used(tf_dir: Path = TF_DIR, provider: str | None = None) -> dict[str, set[str]]:
+    """{"resource": {...}, "data": {...}}: every type declared in terraform/ (examples included); with
+    provider, only the blocks that name it (`provider = google-beta`)."""
     used: dict[str, set[str]] = {"resource": set(), "data": set()}
     for path in tf_dir.rglob("*.tf"):
         if ".terraform" in path.parts:
             continue
-        for kind, rtype in re.findall(r'^\s*(resource|data)\s+"(\w+)"', path.read_text(), re.M):
-            used[kind].add(rtype)
+        text = path.read_text()
+        # A block ends at the first "}" indented as its header is.
+        for m in re.finditer(r'^([ \t]*)(resource|data)\s+"(\w+)"[^\n]*\{\n(.*?)^\1\}', text, re.M | re.S):
+            if provider is None or re.search(rf"^\s*provider\s*=\s*{re.escape(provider)}\b", m.group(4), re.M):
+                used[m.group(2)].add(m.group(3))
     return used
 
 
@@ -330,7 +334,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if a schema file is out of date")
     parser.add_argument("--tarballs", type=Path, help="a folder already holding the npm pack tarballs")
     args = parser.parse_args(argv)
-    used = types_used()
     stale = []
     with tempfile.TemporaryDirectory() as tmp:
         for local_name, (package, version) in PACKAGES.items():
@@ -339,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                 name = package.lstrip("@").replace("/", "-") + f"-{version}.tgz"
                 tarball = args.tarballs / name if (args.tarballs / name).exists() else None
             tarball = tarball or npm_pack(package, version, Path(tmp))
+            # google-beta serves only the blocks that ask for it; the others serve every type they have.
+            used = types_used(provider=local_name if local_name == "google-beta" else None)
             text = render(extract(local_name, tarball, used))
             path = OUT_DIR / f"{local_name}.json"
             if path.exists() and path.read_text() == text:
