@@ -1,4 +1,5 @@
-"""Small process helpers for the local stack: start a server in its own process group, stop the group.
+"""Small process helpers for the local stack: start a server in its own process group, stop the group
+(or SIGKILL it at once, as a crash, for fault tests).
 
 Every child runs in a new session (``start_new_session``), so one ``killpg`` reaches the whole tree
 (``java``, gunicorn's master and worker, ...), and a Ctrl-C in the terminal reaches only the runner, which
@@ -132,6 +133,23 @@ class Proc:
             os.killpg(self.popen.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+    def kill(self, timeout: float = 10.0) -> bool:
+        """SIGKILL the whole process group (no grace: a crash) and wait until no member is alive and the
+        leader is reaped. True when it is gone (or was never started)."""
+        if self.popen is None:
+            return True
+        self.signal(signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        try:
+            self.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def tail(self, lines: int = 30) -> str:
         try:

@@ -21,6 +21,20 @@ What runs (every server bound to 127.0.0.1, each in its own process group, log i
 
 ``urls`` holds ``http://127.0.0.1:PORT`` for every HTTP server and ``127.0.0.1:PORT`` for ``tasks`` (gRPC).
 Children get ``PR_SET_PDEATHSIG`` (via ``setpriv``) so they die with this process even if it is SIGKILLed.
+
+Faults (for tests): ``kill(name)`` SIGKILLs a component's process group and waits until it is gone;
+``start_component(name)`` starts it again with the same command, environment and port (callers keep their
+URLs) and waits until it answers, as ``start`` does; ``restart(name)`` is both. Every component can be
+killed except ``firestore`` (its data lives only in the emulator's memory). What a restart loses:
+
+- tasks: every task it held (in memory, as in an outage of the emulator; the sweeper re-enqueues legs);
+  the ``-d`` queues exist again at once, queues a client created do not. Throttles it logged before stay
+  in its log (``throttles()`` reads them).
+- storage: every object (``--in-memory``); the media bucket is created again.
+- simulator: all its state (messages, scheduled reports, idempotency replays); it does not persist
+  anything. A test that needs the simulator's records across faults should not restart it.
+- a function: nothing (they keep no state); requests in flight when it is killed get no answer.
+- gateway (a thread here): its listening socket is closed and opened again; requests in progress finish.
 """
 
 from __future__ import annotations
@@ -33,6 +47,7 @@ import http.client
 import importlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -97,6 +112,11 @@ class StackConfig:
     tasks_min_backoff: float = 0.1  # seconds before a failed task's first retry, doubling ...
     tasks_max_backoff: float = 2.0  # ... up to this
     tasks_timeout: float = 30.0  # seconds per Cloud Tasks HTTP delivery
+    # Deliveries in flight per queue (real queues: terraform's *_max_concurrent, 50 and 100; locally each
+    # function serves 4 requests per core at once, so more would only queue up in gunicorn).
+    tasks_max_concurrent: int = 10
+    tasks_throttle_min: float = 1.0  # seconds a queue is held after a 429/503, doubling ...
+    tasks_throttle_max: float = 60.0  # ... up to this (which also caps an honoured Retry-After)
     functions_source: Path = ROOT / "main.py"  # functions-framework --source (cwd = its directory)
     entry_points: list[str] | None = None  # None: the keys of main.ENTRY_POINTS
     simulator_cmd: list[str] | None = None  # None: .venv/bin/python -m tools.telnyx_sim (host/port appended)
@@ -116,6 +136,8 @@ class StackConfig:
             "sim_webhook_delay_ms": 50,
             "tasks_min_backoff": 0.05,
             "tasks_max_backoff": 0.5,
+            "tasks_throttle_min": 0.2,
+            "tasks_throttle_max": 1.0,
         }
         values.update(overrides)
         return cls(**values)
@@ -242,6 +264,7 @@ class Stack:
         self._sweeper: threading.Thread | None = None
         self._tasks_client = None
         self._runtime_dir: str | None = None
+        self._commands_used: dict[str, tuple[list[str], dict[str, str], Path]] = {}
 
     # ------------------------------------------------------------------ configuration
 
@@ -311,7 +334,8 @@ class Stack:
             _venv_bin(EMU_VENV, "python"), str(ROOT / "tools" / "tasks_emulator.py"),
             "--port", str(port["tasks"]), "--max-attempts", str(c.dispatch_max_attempts),
             "--min-backoff", str(c.tasks_min_backoff), "--max-backoff", str(c.tasks_max_backoff),
-            "--timeout", str(c.tasks_timeout),
+            "--timeout", str(c.tasks_timeout), "--max-concurrent", str(c.tasks_max_concurrent),
+            "--throttle-min", str(c.tasks_throttle_min), "--throttle-max", str(c.tasks_throttle_max),
             *[arg for q in self.queue_paths.values() for arg in ("-d", q)],
         ], self._child_env({}), ROOT)
         commands["storage"] = ([
@@ -367,9 +391,10 @@ class Stack:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self._runtime_dir = tempfile.mkdtemp(prefix="mmsgate-run-")  # short: unix socket paths max 107 bytes
         t0 = time.monotonic()
-        for name, (cmd, env, cwd) in self._commands().items():
+        self._commands_used = self._commands()  # start_component() starts exactly these again
+        for name, (cmd, env, cwd) in self._commands_used.items():
             log_path = self.logs_dir / f"{name}.log"
-            log_path.write_bytes(b"")  # fresh log per run
+            log_path.write_bytes(b"")  # fresh log per run (a restart appends)
             self.procs[name] = Proc(name, cmd, log_path, env=env, cwd=cwd).start()
         upstreams = {name: f"http://{HOST}:{self.ports[name]}" for name in self.functions}
         self._gateway_log = open(self.logs_dir / "gateway.log", "w")
@@ -397,13 +422,14 @@ class Stack:
                 return False
         return port_open(port)  # tasks (gRPC) and functions (functions-framework answers any path)
 
-    def _wait_ready(self, t0: float) -> None:
-        pending = dict(self.procs)
+    def _wait_ready(self, t0: float, procs: dict[str, Proc] | None = None) -> None:
+        pending = dict(self.procs if procs is None else procs)
+        checked = dict(pending)
         deadline = t0 + self.config.startup_timeout
         while pending:
             for name, proc in list(pending.items()):
                 if self._probe(name):
-                    self.timings[name] = round(time.monotonic() - t0, 3)
+                    self.timings[name if procs is None else f"restart:{name}"] = round(time.monotonic() - t0, 3)
                     del pending[name]
                 elif not proc.running():
                     raise StackError(f"{name} exited with code {proc.popen.returncode} before it was ready "
@@ -414,7 +440,7 @@ class Stack:
                                  f"(log: {proc.log_path}); last lines:\n{proc.tail()}")
             if pending:
                 time.sleep(0.05)
-        for name, proc in self.procs.items():  # a server that answered and then died (e.g. a port clash)
+        for name, proc in checked.items():  # a server that answered and then died (e.g. a port clash)
             if not proc.running():
                 raise StackError(f"{name} exited with code {proc.popen.returncode} right after it answered "
                                  f"(log: {proc.log_path}); last lines:\n{proc.tail()}")
@@ -451,6 +477,7 @@ class Stack:
         ours = [*self.procs, *(["gateway"] if self.gateway is not None else [])]
         if self.gateway is not None:
             self.gateway.close()
+        if self._gateway_log is not None:
             self._gateway_log.close()
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
@@ -483,6 +510,86 @@ class Stack:
     def dead(self) -> dict[str, int | None]:
         """Components whose process has exited: name -> exit code."""
         return {name: p.popen.returncode for name, p in self.procs.items() if not p.running()}
+
+    # ------------------------------------------------------------------ faults
+
+    def components(self) -> list[str]:
+        """What ``kill``, ``start_component`` and ``restart`` accept."""
+        return [name for name in (*self.procs, "gateway") if name != "firestore"]
+
+    def _component(self, name: str) -> None:
+        if name == "firestore":
+            raise StackError("firestore cannot be restarted: its data lives only in the emulator's memory")
+        if name not in self.components():
+            raise StackError(f"no component {name!r}; one of {', '.join(self.components())}")
+        if self._state != "running":
+            raise StackError(f"the stack is not running (state: {self._state})")
+
+    def kill(self, name: str, timeout: float = 10.0) -> None:
+        """SIGKILL component ``name`` (its whole process group) and wait until it is gone and its port free.
+
+        It stays down until ``start_component(name)``. Killing a component that is already down is a no-op.
+        """
+        with self._lock:
+            self._component(name)
+            if name == "gateway":
+                if self.gateway is not None:
+                    self.gateway.close()
+                    self.gateway = None
+            else:
+                proc = self.procs[name]
+                if not proc.kill(timeout):
+                    raise StackError(f"{name} (process group {proc.pid}) still alive {timeout:.0f} s after SIGKILL")
+                if name == "tasks" and self._tasks_client is not None:
+                    # a fresh channel for reset(): the old one may sit in gRPC's reconnect backoff
+                    with contextlib.suppress(Exception):
+                        self._tasks_client.transport.close()
+                    self._tasks_client = None
+            deadline = time.monotonic() + timeout
+            while port_open(self.ports[name], timeout=0.1):
+                if time.monotonic() > deadline:
+                    raise StackError(f"port {self.ports[name]} of {name} still accepts connections after the kill")
+                time.sleep(0.05)
+
+    def start_component(self, name: str) -> None:
+        """Start component ``name`` again (after ``kill``) on its port, and wait until it answers."""
+        with self._lock:
+            self._component(name)
+            t0 = time.monotonic()
+            if name == "gateway":
+                if self.gateway is not None:
+                    raise StackError("gateway is running: kill it first (or call restart)")
+                upstreams = {fn: f"http://{HOST}:{self.ports[fn]}" for fn in self.functions}
+                self.gateway = gateway_mod.serve(HOST, self.ports["gateway"], upstreams, self._gateway_log)
+                self.timings["restart:gateway"] = round(time.monotonic() - t0, 3)
+                return
+            old = self.procs[name]
+            if old.alive():
+                raise StackError(f"{name} is running: kill it first (or call restart)")
+            if port_open(self.ports[name]):
+                raise StackError(f"port {self.ports[name]} of {name} is taken by another process")
+            cmd, env, cwd = self._commands_used[name]
+            self.procs[name] = proc = Proc(name, cmd, old.log_path, env=env, cwd=cwd).start()
+            self._wait_ready(t0, {name: proc})
+
+    def restart(self, name: str) -> None:
+        """``kill(name)`` then ``start_component(name)``: a crash and a fresh instance on the same port."""
+        with self._lock:
+            self.kill(name)
+            self.start_component(name)
+
+    def throttles(self) -> list[dict[str, Any]]:
+        """Queue throttles the tasks emulator logged since the stack started (restarts included), oldest
+        first: ``{"queue", "seconds", "status", "task", "retry_after"}`` (see tools/tasks_emulator.py)."""
+        pattern = re.compile(r"\[THROTTLE\] queue (\S+) held ([\d.]+)s after HTTP (\d+) from task (\S+) "
+                             r"\(queue backoff [\d.]+s, Retry-After (.*)\)$")
+        found = []
+        for line in (self.logs_dir / "tasks.log").read_text(errors="replace").splitlines():
+            if match := pattern.search(line):
+                queue, seconds, status, task, retry_after = match.groups()
+                found.append({"queue": queue, "seconds": float(seconds), "status": int(status), "task": task,
+                              "retry_after": None if retry_after == "-" else retry_after})
+        return found
 
     # ------------------------------------------------------------------ data
 

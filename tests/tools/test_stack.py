@@ -34,10 +34,12 @@ def _echo(name, request):
     entry = {"function": name, "method": request.method, "path": request.path,
              "query": request.query_string.decode(), "headers": dict(request.headers),
              "body_b64": base64.b64encode(request.get_data()).decode(), "t": time.time(),
-             "env": {k: os.environ.get(k) for k in ENV_KEYS}}
+             "env": {k: os.environ.get(k) for k in ENV_KEYS}, "pid": os.getpid(), "pgid": os.getpgid(0)}
     with open(os.environ["STANDIN_RECORD"], "a") as f:
         f.write(json.dumps(entry) + "\\n")
     time.sleep(float(request.headers.get("X-Standin-Sleep", "0")))
+    if request.headers.get("X-Cloudtasks-Taskretrycount") == "0":
+        time.sleep(float(request.headers.get("X-Standin-Sleep-First", "0")))
     status = int(request.headers.get("X-Standin-Status", "200"))
     return json.dumps(entry), status, {"Content-Type": "application/json", "X-Standin": name}
 
@@ -107,7 +109,7 @@ def test_failed_start_fails_fast_with_log_tail_and_cleans_up(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def standin(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stack")
     hook_calls = []
 
@@ -127,26 +129,26 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture
-def emulator_env(stack, monkeypatch):
-    for key, value in stack.function_env().items():
+def emulator_env(standin, monkeypatch):
+    for key, value in standin.function_env().items():
         monkeypatch.setenv(key, value)
 
 
-def test_started_hook_and_state_file(stack):
-    print(f"stack start: {stack.test_start_seconds:.2f}s timings={stack.timings}")
-    assert stack.test_hook_calls == [stack]
-    state = json.loads(stack.state_file.read_text())
+def test_started_hook_and_state_file(standin):
+    print(f"stack start: {standin.test_start_seconds:.2f}s timings={standin.timings}")
+    assert standin.test_hook_calls == [standin]
+    state = json.loads(standin.state_file.read_text())
     keys = ("gateway", "simulator", "firestore", "tasks", "storage", "sample_media_url", "api_key",
             "functions")
     for key in keys:
         assert key in state, key
     assert state["api_key"] == "mk_test_key" and state["seeded"] is True
-    assert state["functions"] == {name: stack.urls[f"function:{name}"] for name in NAMES}
-    assert state["gateway"] == stack.urls["gateway"]
-    assert set(stack.urls) == {"gateway", "simulator", "firestore", "tasks", "storage",
+    assert state["functions"] == {name: standin.urls[f"function:{name}"] for name in NAMES}
+    assert state["gateway"] == standin.urls["gateway"]
+    assert set(standin.urls) == {"gateway", "simulator", "firestore", "tasks", "storage",
                                *(f"function:{n}" for n in NAMES)}
     for name in ("firestore", "tasks", "storage", "simulator", *NAMES):
-        assert (stack.logs_dir / f"{name}.log").exists()
+        assert (standin.logs_dir / f"{name}.log").exists()
 
 
 def _listening(port: int) -> list[str]:
@@ -161,65 +163,65 @@ def _listening(port: int) -> list[str]:
     return found
 
 
-def test_every_server_listens_on_loopback_only(stack):
-    for name, port in stack.ports.items():
+def test_every_server_listens_on_loopback_only(standin):
+    for name, port in standin.ports.items():
         addresses = _listening(port)
         assert addresses, f"{name} is not listening on {port}"
         # 127.0.0.1, or ::ffff:127.0.0.1 (Java's dual-stack socket bound to the IPv4 loopback)
         assert set(addresses) <= {"0100007F", "0000000000000000FFFF00000100007F"}, f"{name}: {addresses}"
 
 
-def test_functions_get_the_stack_environment(stack):
-    status, body = _http("POST", stack.urls["function:dispatch"] + "/", b"{}")
+def test_functions_get_the_stack_environment(standin):
+    status, body = _http("POST", standin.urls["function:dispatch"] + "/", b"{}")
     assert status == 200
     env = json.loads(body)["env"]
-    expected = stack.function_env()
+    expected = standin.function_env()
     for key in ("GOOGLE_CLOUD_PROJECT", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST",
                 "CLOUD_TASKS_EMULATOR_HOST", "DISPATCH_URL", "TELNYX_BASE_URL", "TELNYX_WEBHOOK_URL"):
         assert env[key] == expected[key], key
     assert env["DISPATCH_MAX_ATTEMPTS"] == "3"
-    assert env["DISPATCH_URL"] == f"http://127.0.0.1:{stack.ports['dispatch']}/"
-    assert env["TELNYX_WEBHOOK_URL"] == f"{stack.urls['gateway']}/webhooks/telnyx"
+    assert env["DISPATCH_URL"] == f"http://127.0.0.1:{standin.ports['dispatch']}/"
+    assert env["TELNYX_WEBHOOK_URL"] == f"{standin.urls['gateway']}/webhooks/telnyx"
     assert env["HOST"] is None and env["PORT"] is None
     assert expected["TELNYX_PUBLIC_KEY"] and len(base64.b64decode(expected["TELNYX_PUBLIC_KEY"])) == 32
     assert len(expected["WEBHOOK_SIGNING_KEY"]) == 64
 
 
-def test_firestore_write_and_read(stack, emulator_env):
+def test_firestore_write_and_read(standin, emulator_env):
     from google.cloud import firestore
 
-    client = firestore.Client(project=stack.config.project)
+    client = firestore.Client(project=standin.config.project)
     client.collection("stack_test").document("a").set({"n": 1, "s": "x"})
     assert client.collection("stack_test").document("a").get().to_dict() == {"n": 1, "s": "x"}
 
 
-def test_storage_upload_and_download(stack, emulator_env):
+def test_storage_upload_and_download(standin, emulator_env):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    client = storage.Client(project=stack.config.project, credentials=AnonymousCredentials())
-    bucket = client.bucket(stack.config.media_bucket)
+    client = storage.Client(project=standin.config.project, credentials=AnonymousCredentials())
+    bucket = client.bucket(standin.config.media_bucket)
     data = os.urandom(5000)
     bucket.blob("t/photo.jpg").upload_from_string(data, content_type="image/jpeg")
     assert bucket.blob("t/photo.jpg").download_as_bytes() == data
-    status, body = _http("GET", f"{stack.urls['storage']}/{stack.config.media_bucket}/t/photo.jpg")
+    status, body = _http("GET", f"{standin.urls['storage']}/{standin.config.media_bucket}/t/photo.jpg")
     assert status == 200 and body == data
 
 
-def _tasks_client(stack):
+def _tasks_client(standin):
     import grpc
     from google.cloud import tasks_v2
     from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
     return tasks_v2, tasks_v2.CloudTasksClient(
-        transport=CloudTasksGrpcTransport(channel=grpc.insecure_channel(stack.urls["tasks"])))
+        transport=CloudTasksGrpcTransport(channel=grpc.insecure_channel(standin.urls["tasks"])))
 
 
-def _task(tasks_v2, url: str, marker: str, status: int, body: bytes, sleep: float = 0):
+def _task(tasks_v2, url: str, marker: str, status: int, body: bytes, sleep: float = 0, sleep_first: float = 0):
     return tasks_v2.Task(http_request=tasks_v2.HttpRequest(
         http_method=tasks_v2.HttpMethod.POST, url=url, body=body,
         headers={"Content-Type": "application/json", "X-Marker": marker, "X-Standin-Status": str(status),
-                 "X-Standin-Sleep": str(sleep)}))
+                 "X-Standin-Sleep": str(sleep), "X-Standin-Sleep-First": str(sleep_first)}))
 
 
 def _gaps(rows: list[dict]) -> list[float]:
@@ -227,10 +229,10 @@ def _gaps(rows: list[dict]) -> list[float]:
     return [b - a for a, b in zip(times, times[1:], strict=False)]
 
 
-def test_tasks_deliver_with_headers_and_retry_with_backoff(stack):
-    tasks_v2, client = _tasks_client(stack)
-    record, url = stack.test_record, stack.urls["function:dispatch"] + "/"
-    dispatch_queue = stack.queue_paths["dispatch"]
+def test_tasks_deliver_with_headers_and_retry_with_backoff(standin):
+    tasks_v2, client = _tasks_client(standin)
+    record, url = standin.test_record, standin.urls["function:dispatch"] + "/"
+    dispatch_queue = standin.queue_paths["dispatch"]
     # A queue created by a client with its own retry_config.max_attempts wins over --max-attempts.
     parent = dispatch_queue.rsplit("/queues/", 1)[0]
     own_queue = client.create_queue(parent=parent, queue=tasks_v2.Queue(
@@ -239,9 +241,9 @@ def test_tasks_deliver_with_headers_and_retry_with_backoff(stack):
     body = b'{"leg": "l1", "n": 1}'
     client.create_task(parent=dispatch_queue, task=_task(tasks_v2, url, "ok", 200, body))
     client.create_task(parent=dispatch_queue, task=_task(tasks_v2, url, "fail3", 500, body))
-    client.create_task(parent=own_queue, task=_task(tasks_v2, url, "fail5", 503, body))
-    client.create_task(parent=stack.queue_paths["notify"],
-                       task=_task(tasks_v2, stack.urls["function:notifier"] + "/", "notify", 200, body))
+    client.create_task(parent=own_queue, task=_task(tasks_v2, url, "fail5", 500, body))
+    client.create_task(parent=standin.queue_paths["notify"],
+                       task=_task(tasks_v2, standin.urls["function:notifier"] + "/", "notify", 200, body))
 
     ok = _wait_for(lambda: _records(record, **{"X-Marker": "ok"}))
     assert len(ok) == 1
@@ -273,31 +275,47 @@ def test_tasks_deliver_with_headers_and_retry_with_backoff(stack):
     client.delete_queue(name=own_queue)
 
 
-def test_tasks_hanging_target_times_out_and_does_not_block_the_queue(stack):
-    tasks_v2, client = _tasks_client(stack)
-    record, url = stack.test_record, stack.urls["function:dispatch"] + "/"
-    parent = stack.queue_paths["dispatch"].rsplit("/queues/", 1)[0]
+def test_tasks_503_throttles_its_queue_and_the_stack_reports_it(standin):
+    tasks_v2, client = _tasks_client(standin)
+    record, url = standin.test_record, standin.urls["function:dispatch"] + "/"
+    parent = standin.queue_paths["dispatch"].rsplit("/queues/", 1)[0]
     queue = client.create_queue(parent=parent, queue=tasks_v2.Queue(
-        name=f"{parent}/queues/stack-timeout", retry_config=tasks_v2.RetryConfig(max_attempts=1))).name
+        name=f"{parent}/queues/stack-throttle", retry_config=tasks_v2.RetryConfig(max_attempts=1))).name
+    assert not [t for t in standin.throttles() if t["queue"] == queue]
+    task = client.create_task(parent=queue, task=_task(tasks_v2, url, "thr", 503, b"{}"))
+    assert _wait_for(lambda: _records(record, **{"X-Marker": "thr"}))
+    throttles = _wait_for(lambda: [t for t in standin.throttles() if t["queue"] == queue])
+    assert throttles == [{"queue": queue, "seconds": 0.2, "status": 503, "task": task.name, "retry_after": None}]
+    client.delete_queue(name=queue)
+
+
+def test_tasks_hanging_target_times_out_and_does_not_block_the_queue(standin):
+    tasks_v2, client = _tasks_client(standin)
+    record, url = standin.test_record, standin.urls["function:dispatch"] + "/"
+    parent = standin.queue_paths["dispatch"].rsplit("/queues/", 1)[0]
+    # One delivery at a time: the second task can only go once the first has timed out.
+    queue = client.create_queue(parent=parent, queue=tasks_v2.Queue(
+        name=f"{parent}/queues/stack-timeout", retry_config=tasks_v2.RetryConfig(max_attempts=1),
+        rate_limits=tasks_v2.RateLimits(max_concurrent_dispatches=1))).name
     t0 = time.time()
-    client.create_task(parent=queue, task=_task(tasks_v2, url, "hang", 200, b"{}", sleep=3))
+    client.create_task(parent=queue, task=_task(tasks_v2, url, "hang", 200, b"{}", sleep=10))
     client.create_task(parent=queue, task=_task(tasks_v2, url, "after-hang", 200, b"{}"))
-    after = _wait_for(lambda: _records(record, **{"X-Marker": "after-hang"}), timeout=10)
+    after = _wait_for(lambda: _records(record, **{"X-Marker": "after-hang"}), timeout=15)
     assert after, "the task behind a hanging one was never delivered"
-    # tasks_timeout=1.0: delivered about 1 s after the hanging one started, not 3 s
-    assert after[0]["t"] - t0 < 2.5
+    # tasks_timeout=1.0 is enforced: the hanging delivery is abandoned long before its 10 s are up
+    assert after[0]["t"] - t0 < 8
     assert len(_records(record, **{"X-Marker": "hang"})) == 1  # max_attempts=1: not retried
     client.delete_queue(name=queue)
 
 
-def _gateway(stack, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-    status, payload = _http(method, stack.urls["gateway"] + path, body, headers=headers or {})
+def _gateway(standin, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    status, payload = _http(method, standin.urls["gateway"] + path, body, headers=headers or {})
     return status, payload
 
 
-def test_gateway_routes_public_paths(stack):
+def test_gateway_routes_public_paths(standin):
     body = b'{"to": "+14155550101",\n "body": "h\xc3\xa9llo"}  '
-    status, payload = _gateway(stack, "POST", "/api/v1/messages/sms?x=1&y=%20z", body,
+    status, payload = _gateway(standin, "POST", "/api/v1/messages/sms?x=1&y=%20z", body,
                                {"X-API-Key": "k1", "Content-Type": "application/json",
                                 "X-Standin-Status": "202", "Connection": "keep-alive"})
     assert status == 202
@@ -316,16 +334,16 @@ def test_gateway_routes_public_paths(stack):
         ("GET", "/api/v1/pricing/messaging?country=US", "reads"),
         ("POST", "/webhooks/telnyx", "webhook"),
     ]:
-        status, payload = _gateway(stack, method, path, b"{}" if method == "POST" else None)
+        status, payload = _gateway(standin, method, path, b"{}" if method == "POST" else None)
         assert status == 200, (method, path)
         assert json.loads(payload)["function"] == function, (method, path)
 
 
-def test_gateway_passes_upstream_response_unchanged(stack):
-    status, _ = _gateway(stack, "GET", "/api/v1/pricing/messaging", headers={"X-Standin-Status": "418"})
+def test_gateway_passes_upstream_response_unchanged(standin):
+    status, _ = _gateway(standin, "GET", "/api/v1/pricing/messaging", headers={"X-Standin-Status": "418"})
     assert status == 418
     import http.client
-    conn = http.client.HTTPConnection("127.0.0.1", stack.ports["gateway"], timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", standin.ports["gateway"], timeout=10)
     conn.request("GET", "/api/v1/messages/abc")
     response = conn.getresponse()
     assert response.getheader("X-Standin") == "reads"
@@ -343,9 +361,9 @@ def test_gateway_passes_upstream_response_unchanged(stack):
     ("POST", "/api/v1/messages/sweep", "GET"), ("GET", "/api/v1/messages/sms", "POST"),
     ("TRACE", "/api/v1/messages/group", "POST"),
 ])
-def test_gateway_405s_a_known_path_with_another_method(stack, method, path, allow):
+def test_gateway_405s_a_known_path_with_another_method(standin, method, path, allow):
     import http.client
-    conn = http.client.HTTPConnection("127.0.0.1", stack.ports["gateway"], timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", standin.ports["gateway"], timeout=10)
     conn.request(method, path)
     response = conn.getresponse()
     payload = json.loads(response.read())
@@ -359,62 +377,168 @@ def test_gateway_405s_a_known_path_with_another_method(stack, method, path, allo
     ("GET", "/"), ("POST", "/dispatch"), ("GET", "/api/v1/messages"),
     ("GET", "/api/v1/messages/"), ("POST", "/api/v1/messages/sms/extra"), ("GET", "/api/v1/pricing/mms"),
 ])
-def test_gateway_404s_everything_else(stack, method, path):
-    status, payload = _gateway(stack, method, path)
+def test_gateway_404s_everything_else(standin, method, path):
+    status, payload = _gateway(standin, method, path)
     assert status == 404
     doc = json.loads(payload)
     assert doc["error"]["code"] == "NOT_FOUND" and doc["error"]["message"]
     assert doc["meta"]["request_id"] and doc["meta"]["timestamp"].endswith("Z")
 
 
-def test_gateway_502_when_upstream_is_down(stack):
-    original = stack.gateway.upstreams["send"]
+def test_gateway_502_when_upstream_is_down(standin):
+    original = standin.gateway.upstreams["send"]
     from tools.procs import free_ports
-    stack.gateway.upstreams["send"] = f"http://127.0.0.1:{free_ports(1)[0]}"
+    standin.gateway.upstreams["send"] = f"http://127.0.0.1:{free_ports(1)[0]}"
     try:
-        status, payload = _gateway(stack, "POST", "/api/v1/messages/sms", b"{}")
+        status, payload = _gateway(standin, "POST", "/api/v1/messages/sms", b"{}")
     finally:
-        stack.gateway.upstreams["send"] = original
+        standin.gateway.upstreams["send"] = original
     assert status == 502
     doc = json.loads(payload)
     assert doc["error"]["code"] == "UPSTREAM_UNAVAILABLE" and doc["meta"]["request_id"]
 
 
-def test_sweep_calls_the_sweeper(stack):
-    status, body = stack.sweep()
+def test_sweep_calls_the_sweeper(standin):
+    status, body = standin.sweep()
     assert status == 200
     echo = json.loads(body)
     assert echo["function"] == "sweeper" and base64.b64decode(echo["body_b64"]) == b"{}"
 
 
-def test_reset_empties_firestore_storage_and_queues(stack, emulator_env):
+def test_reset_empties_firestore_storage_and_queues(standin, emulator_env):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import firestore, storage
 
-    db = firestore.Client(project=stack.config.project)
+    db = firestore.Client(project=standin.config.project)
     db.collection("stack_test").document("r").set({"x": 1})
     db.collection("tenants").document("t").collection("opt_outs").document("o").set({"x": 1})
-    bucket = storage.Client(project=stack.config.project, credentials=AnonymousCredentials()).bucket(
-        stack.config.media_bucket)
+    bucket = storage.Client(project=standin.config.project, credentials=AnonymousCredentials()).bucket(
+        standin.config.media_bucket)
     bucket.blob("r/x.bin").upload_from_string(b"abc")
-    tasks_v2, client = _tasks_client(stack)
+    tasks_v2, client = _tasks_client(standin)
     future = tasks_v2.Task(
-        http_request=tasks_v2.HttpRequest(url=stack.urls["function:dispatch"] + "/", body=b"{}"),
+        http_request=tasks_v2.HttpRequest(url=standin.urls["function:dispatch"] + "/", body=b"{}"),
         schedule_time={"seconds": int(time.time()) + 3600})
-    client.create_task(parent=stack.queue_paths["dispatch"], task=future)
+    client.create_task(parent=standin.queue_paths["dispatch"], task=future)
 
     t0 = time.monotonic()
-    stack.reset()
+    standin.reset()
     print(f"reset: {time.monotonic() - t0:.3f}s")
     assert list(db.collection("stack_test").stream()) == []
     assert list(db.collection("tenants").document("t").collection("opt_outs").stream()) == []
-    assert list(bucket.client.list_blobs(stack.config.media_bucket)) == []
+    assert list(bucket.client.list_blobs(standin.config.media_bucket)) == []
     assert bucket.exists()
-    assert list(client.list_tasks(parent=stack.queue_paths["dispatch"])) == []
+    assert list(client.list_tasks(parent=standin.queue_paths["dispatch"])) == []
 
 
-def test_stop_leaves_nothing_running(stack):
-    pids = {name: proc.pid for name, proc in stack.procs.items()}
+# -- faults: kill, start_component, restart ---------------------------------------------------------------
+def _group_pids(pgid: int) -> list[int]:
+    from tools.procs import group_members
+
+    return group_members(pgid)
+
+
+def test_kill_and_start_the_webhook_on_the_same_port(standin):
+    port, old = standin.ports["webhook"], standin.procs["webhook"]
+    members = _group_pids(old.pid)
+    assert len(members) >= 2  # gunicorn's master and its worker
+    standin.kill("webhook")
+    assert not any(pid_alive(pid) for pid in members)
+    assert not port_open(port)
+    status, payload = _gateway(standin, "POST", "/webhooks/telnyx", b"{}")
+    assert status == 502 and json.loads(payload)["error"]["code"] == "UPSTREAM_UNAVAILABLE"
+    standin.kill("webhook")  # already down: nothing to do
+    assert standin.dead()["webhook"] == -9
+
+    standin.start_component("webhook")
+    assert standin.ports["webhook"] == port and standin.procs["webhook"].pid != old.pid
+    status, payload = _gateway(standin, "POST", "/webhooks/telnyx", b"{}")
+    assert status == 200 and json.loads(payload)["function"] == "webhook"
+    assert json.loads(payload)["pgid"] == standin.procs["webhook"].pid
+    assert "webhook" not in standin.dead()
+    with pytest.raises(StackError, match="is running"):
+        standin.start_component("webhook")
+    assert (standin.logs_dir / "webhook.log").read_text().count(" start: ") == 2  # the log is appended
+
+
+def test_firestore_and_unknown_components_cannot_be_killed(standin):
+    with pytest.raises(StackError, match="memory"):
+        standin.restart("firestore")
+    with pytest.raises(StackError, match="no component"):
+        standin.kill("nope")
+    assert standin.procs["firestore"].running()
+    assert set(standin.components()) == {"tasks", "storage", "simulator", "gateway", *NAMES}
+
+
+def test_a_task_in_flight_when_its_function_dies_is_retried_by_the_new_process(standin):
+    tasks_v2, client = _tasks_client(standin)
+    record, url = standin.test_record, standin.urls["function:dispatch"] + "/"
+    parent = standin.queue_paths["dispatch"].rsplit("/queues/", 1)[0]
+    # Enough attempts, spaced enough, to outlast the function being down.
+    queue = client.create_queue(parent=parent, queue=tasks_v2.Queue(
+        name=f"{parent}/queues/stack-crash", retry_config=tasks_v2.RetryConfig(
+            max_attempts=30, min_backoff={"seconds": 0, "nanos": 200_000_000}, max_backoff={"seconds": 1}))).name
+    old_pgid = standin.procs["dispatch"].pid
+    client.create_task(parent=queue, task=_task(tasks_v2, url, "crash", 200, b"{}", sleep_first=0.9))
+    first = _wait_for(lambda: _records(record, **{"X-Marker": "crash"}))
+    assert first and first[0]["pgid"] == old_pgid
+    standin.kill("dispatch")  # while the first attempt sleeps: it never answers
+    time.sleep(1.0)  # down for a while: attempts in this window find nobody listening
+    standin.start_component("dispatch")
+    new_pgid = standin.procs["dispatch"].pid
+    again = _wait_for(lambda: [r for r in _records(record, **{"X-Marker": "crash"}) if r["pgid"] == new_pgid],
+                      timeout=30)
+    assert again, "the task was not delivered to the restarted function"
+    assert int(again[0]["headers"]["X-Cloudtasks-Taskretrycount"]) >= 1
+    _wait_for(lambda: not list(client.list_tasks(parent=queue)))
+    assert list(client.list_tasks(parent=queue)) == []  # the new process's 200 ended the task
+    client.delete_queue(name=queue)
+
+
+def test_restarted_tasks_emulator_has_its_queues_and_delivers_new_tasks(standin):
+    tasks_v2, client = _tasks_client(standin)
+    record = standin.test_record
+    dispatch, notify = standin.queue_paths["dispatch"], standin.queue_paths["notify"]
+    later = tasks_v2.Task(http_request=tasks_v2.HttpRequest(url=standin.urls["function:dispatch"] + "/", body=b"{}"),
+                          schedule_time={"seconds": int(time.time()) + 3600})
+    client.create_task(parent=dispatch, task=later)
+    old_pid = standin.procs["tasks"].pid
+
+    standin.restart("tasks")
+    assert standin.procs["tasks"].pid != old_pid
+    assert standin.urls["tasks"] == f"127.0.0.1:{standin.ports['tasks']}"
+    tasks_v2, client = _tasks_client(standin)
+    assert {client.get_queue(name=q).name for q in (dispatch, notify)} == {dispatch, notify}
+    assert list(client.list_tasks(parent=dispatch)) == []  # held in memory: lost with the process
+    client.create_task(parent=dispatch, task=_task(tasks_v2, standin.urls["function:dispatch"] + "/",
+                                                   "after-tasks-restart", 200, b"{}"))
+    client.create_task(parent=notify, task=_task(tasks_v2, standin.urls["function:notifier"] + "/",
+                                                 "notify-after-tasks-restart", 200, b"{}"))
+    assert _wait_for(lambda: _records(record, **{"X-Marker": "after-tasks-restart"}))
+    assert _wait_for(lambda: _records(record, **{"X-Marker": "notify-after-tasks-restart"}))
+    standin.reset()  # the stack's own client reaches the new process too
+
+
+@pytest.mark.parametrize("name", ["storage", "simulator", "gateway"])
+def test_restart_serves_again_on_the_same_port(standin, name):
+    port = standin.ports[name]
+    old_pid = standin.procs[name].pid if name in standin.procs else None
+    standin.restart(name)
+    assert standin.ports[name] == port
+    if old_pid is not None:
+        assert standin.procs[name].pid != old_pid and not pid_alive(old_pid)
+    if name == "storage":  # in memory: objects are gone, the media bucket is there again
+        status, _ = _http("GET", f"{standin.urls['storage']}/storage/v1/b/{standin.config.media_bucket}")
+    elif name == "simulator":
+        status, _ = _http("GET", f"{standin.urls['simulator']}/_sim/health")
+    else:
+        status, payload = _gateway(standin, "GET", "/api/v1/messages/abc")
+        assert json.loads(payload)["function"] == "reads"
+    assert status == 200
+
+
+def test_stop_leaves_nothing_running(standin):
+    pids = {name: proc.pid for name, proc in standin.procs.items()}
     children = {}
     for name, pid in pids.items():  # e.g. gunicorn's worker
         for entry in os.listdir("/proc"):
@@ -427,15 +551,30 @@ def test_stop_leaves_nothing_running(stack):
                     children.setdefault(name, []).append(int(entry))
     assert children.get("send"), "expected gunicorn's worker in the function's process group"
     t0 = time.monotonic()
-    stack.stop()
+    standin.stop()
     elapsed = time.monotonic() - t0
     print(f"stack stop: {elapsed:.2f}s")
     for name, pid in pids.items():
         assert not pid_alive(pid), name
     for name, group in children.items():
         assert not any(pid_alive(pid) for pid in group), name
-    for name, port in stack.ports.items():
+    for name, port in standin.ports.items():
         assert not port_open(port), f"{name} still listening on {port}"
-    assert not stack.state_file.exists()
-    stack.stop()  # idempotent
+    assert not standin.state_file.exists()
+    standin.stop()  # idempotent
     assert elapsed < 10
+
+
+# -- the real stack (tests/conftest.py): a restarted function serves the real flow ---------------------------
+def test_a_send_reaches_delivered_after_dispatch_restarts(env):
+    from tests.conftest import fictional
+
+    old_pid = env.stack.procs["dispatch"].pid
+    env.stack.restart("dispatch")
+    assert env.stack.procs["dispatch"].pid != old_pid
+    to = fictional(0)
+    response = env.api.post("/api/v1/messages/sms", json={"to": to, "body": "after a restart",
+                                                           "media_urls": [env.sample_media_url]})
+    assert response.status_code == 200, response.text
+    env.wait_status(response.json()["data"]["id"], "delivered", timeout=30)
+    assert len(env.sim_messages(to)) == 1
