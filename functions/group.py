@@ -3,9 +3,9 @@
 import functions_framework
 
 from infra.runtime import runtime
-from infra.web import Reply, idempotent, meta, parse, serve
+from infra.web import Reply, idempotent, parse, serve
 from shared.models import GroupRequest
-from shared.sending import group_response, send_group
+from shared.sending import send_group
 
 
 @functions_framework.http
@@ -16,8 +16,8 @@ def group(request):
 def _group(ctx) -> Reply:
     req, raw = parse(ctx.request, GroupRequest)
 
-    def produce() -> Reply:
-        status, body = group_response(send_group(runtime(), ctx.tenant, req, ctx.request_id))
-        return Reply(status, {**body, "meta": meta(ctx.request_id)})
+    def produce(idempotency_record: str | None) -> Reply:
+        answer = send_group(runtime(), ctx.tenant, req, ctx.request_id, idempotency_record)
+        return Reply(answer.status, answer.body, kept=answer.kept)
 
     return idempotent(ctx, raw, produce, route="/api/v1/messages/group")

@@ -3,9 +3,9 @@
 import functions_framework
 
 from infra.runtime import runtime
-from infra.web import Reply, idempotent, meta, parse, serve
+from infra.web import Reply, idempotent, parse, serve
 from shared.models import SendRequest
-from shared.sending import send_single, single_response
+from shared.sending import send_single
 
 
 @functions_framework.http
@@ -16,8 +16,8 @@ def send(request):
 def _send(ctx) -> Reply:
     req, raw = parse(ctx.request, SendRequest)
 
-    def produce() -> Reply:
-        status, data = single_response(send_single(runtime(), ctx.tenant, req, ctx.request_id))
-        return Reply(status, {"data": data, "meta": meta(ctx.request_id)})
+    def produce(idempotency_record: str | None) -> Reply:
+        answer = send_single(runtime(), ctx.tenant, req, ctx.request_id, idempotency_record)
+        return Reply(answer.status, answer.body, kept=answer.kept)
 
     return idempotent(ctx, raw, produce, route="/api/v1/messages/sms")

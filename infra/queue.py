@@ -4,73 +4,76 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
 from google.protobuf import timestamp_pb2
 
 from infra.clients import tasks
-from infra.settings import settings
+from infra.settings import Settings
+from shared.ports import DispatchTask
 
 # Cloud Tasks accepts a schedule_time at most 30 days ahead; later legs are re-enqueued on arrival.
 MAX_SCHEDULE_AHEAD = dt.timedelta(days=29)
 _pool = ThreadPoolExecutor(max_workers=20, thread_name_prefix="enqueue")
 
 
-def _queue_path(queue_id: str) -> str:
-    s = settings()
-    return tasks().queue_path(s.project, s.tasks_location, queue_id)
+class CloudTasksQueue:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
+    def _queue_path(self, queue_id: str) -> str:
+        s = self.settings
+        return str(tasks().queue_path(s.project, s.tasks_location, queue_id))
 
-def _task(queue_id: str, url: str, name: str, payload: dict, at: dt.datetime | None) -> tasks_v2.Task:
-    request = tasks_v2.HttpRequest(
-        http_method=tasks_v2.HttpMethod.POST,
-        url=url,
-        headers={"Content-Type": "application/json"},
-        body=json.dumps(payload).encode(),
-    )
-    invoker = settings().tasks_invoker_sa
-    if invoker:
-        request.oidc_token = tasks_v2.OidcToken(service_account_email=invoker, audience=url.rstrip("/"))
-    task = tasks_v2.Task(name=f"{_queue_path(queue_id)}/tasks/{name}", http_request=request)
-    if at is not None:
-        stamp = timestamp_pb2.Timestamp()
-        stamp.FromDatetime(min(at, dt.datetime.now(dt.UTC) + MAX_SCHEDULE_AHEAD))
-        task.schedule_time = stamp
-    return task
+    def _task(self, queue_id: str, url: str, name: str, payload: dict[str, Any], at: dt.datetime | None
+              ) -> tasks_v2.Task:
+        request = tasks_v2.HttpRequest(
+            http_method=tasks_v2.HttpMethod.POST,
+            url=url,
+            headers={"Content-Type": "application/json"},
+            body=json.dumps(payload).encode(),
+        )
+        invoker = self.settings.tasks_invoker_sa
+        if invoker:
+            request.oidc_token = tasks_v2.OidcToken(service_account_email=invoker, audience=url.rstrip("/"))
+        task = tasks_v2.Task(name=f"{self._queue_path(queue_id)}/tasks/{name}", http_request=request)
+        if at is not None:
+            stamp = timestamp_pb2.Timestamp()
+            stamp.FromDatetime(min(at, dt.datetime.now(dt.UTC) + MAX_SCHEDULE_AHEAD))
+            task.schedule_time = stamp
+        return task
 
-
-def _create(queue_id: str, task: tasks_v2.Task) -> None:
-    """Create a task; a name Cloud Tasks already knows means it was created before: that is success."""
-    try:
-        tasks().create_task(parent=_queue_path(queue_id), task=task)
-    except gexc.AlreadyExists:
-        pass
-
-
-def enqueue_dispatch(message_id: str, name: str, at: dt.datetime | None = None) -> None:
-    s = settings()
-    _create(s.dispatch_queue, _task(s.dispatch_queue, s.dispatch_url, name, {"message_id": message_id}, at))
-
-
-def enqueue_dispatch_many(legs: list[tuple[str, str, dt.datetime | None]]) -> dict[str, Exception | None]:
-    """Create many dispatch tasks concurrently; returns each message id's error (None when created)."""
-
-    def one(item):
-        message_id, name, at = item
+    def _create(self, queue_id: str, task: tasks_v2.Task) -> None:
+        """Create a task; a name Cloud Tasks already knows means it was created before: that is success."""
         try:
-            enqueue_dispatch(message_id, name, at)
-            return message_id, None
-        except Exception as exc:  # noqa: BLE001 - reported per leg; the sweeper re-enqueues it
-            return message_id, exc
+            tasks().create_task(parent=self._queue_path(queue_id), task=task)
+        except gexc.AlreadyExists:
+            pass
 
-    if len(legs) == 1:
-        return dict([one(legs[0])])
-    return dict(_pool.map(one, legs))
+    def enqueue_dispatch(self, task: DispatchTask) -> None:
+        s = self.settings
+        self._create(s.dispatch_queue,
+                     self._task(s.dispatch_queue, s.dispatch_url, task.name, {"message_id": task.message_id}, task.at))
 
+    def enqueue_dispatch_many(self, tasks_: Sequence[DispatchTask]) -> dict[str, Exception | None]:
+        """Create many dispatch tasks concurrently; returns each message id's error (None when created)."""
 
-def enqueue_notify(event_id: str, message_id: str) -> None:
-    s = settings()
-    payload = {"event_id": event_id, "message_id": message_id}
-    _create(s.notify_queue, _task(s.notify_queue, s.notifier_url, event_id, payload, None))
+        def one(task: DispatchTask) -> tuple[str, Exception | None]:
+            try:
+                self.enqueue_dispatch(task)
+                return task.message_id, None
+            except Exception as exc:  # noqa: BLE001 - reported per leg; the sweeper re-enqueues it
+                return task.message_id, exc
+
+        if len(tasks_) == 1:
+            return dict([one(tasks_[0])])
+        return dict(_pool.map(one, tasks_))
+
+    def enqueue_notify(self, event_id: str, message_id: str) -> None:
+        s = self.settings
+        payload = {"event_id": event_id, "message_id": message_id}
+        self._create(s.notify_queue, self._task(s.notify_queue, s.notifier_url, event_id, payload, None))

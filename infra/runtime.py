@@ -1,53 +1,81 @@
 """What a service function needs from the outside world, built lazily once per instance.
 
-Handlers pass ``runtime()`` to the services in ``shared``; each adapter is imported on first use, so
-a function only loads the client libraries its own path touches.
+Handlers pass ``runtime()`` to the services in ``shared``; each adapter is imported on first use, so a
+function only loads the client libraries its own path touches. Every attribute is typed as the port
+``shared.ports`` declares, so a call the port does not offer fails type checking.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from infra.settings import Settings, settings
+from shared.ports import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from infra.store import Store
+    from shared.ports import AccountStore, IdempotencyStore, LegStore, LimitStore, MediaStore, Provider, TaskQueue
+    from shared.ssrf import VettedUrl
 
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="request")
+R = TypeVar("R")
 
 
 class Runtime:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
+
     @functools.cached_property
     def settings(self) -> Settings:
         return settings()
 
     @functools.cached_property
-    def store(self):
+    def store(self) -> Store:
         from infra.clients import firestore
         from infra.store import Store
 
         return Store(firestore())
 
+    @property
+    def legs(self) -> LegStore:
+        return self.store.legs
+
+    @property
+    def accounts(self) -> AccountStore:
+        return self.store.accounts
+
+    @property
+    def limits(self) -> LimitStore:
+        return self.store.limits
+
+    @property
+    def idempotency(self) -> IdempotencyStore:
+        return self.store.idempotency
+
     @functools.cached_property
-    def queue(self) -> ModuleType:
-        from infra import queue
+    def queue(self) -> TaskQueue:
+        from infra.queue import CloudTasksQueue
 
-        return queue
-
-    @functools.cached_property
-    def provider(self) -> ModuleType:
-        from infra import telnyx
-
-        return telnyx
+        return CloudTasksQueue(self.settings)
 
     @functools.cached_property
-    def media(self):
+    def provider(self) -> Provider:
+        from infra.telnyx import TelnyxProvider
+
+        return TelnyxProvider.from_settings()
+
+    @functools.cached_property
+    def media(self) -> MediaStore:
         from infra.media import Media
 
         return Media(self.settings, self.resolver)
 
     @staticmethod
-    def post_vetted(vetted, *, content: bytes, headers: dict[str, str], timeout: float) -> int:
+    def post_vetted(vetted: VettedUrl, *, content: bytes, headers: dict[str, str], timeout: float) -> int:
         """POST to a URL that passed the SSRF check, connecting only to its vetted addresses."""
         from infra.pinned import post
 
@@ -60,14 +88,13 @@ class Runtime:
         return system_resolver(host, port)
 
     @staticmethod
-    def concurrently(*calls):
+    def concurrently(*calls: Callable[[], Any]) -> list[Any]:
         """Run independent blocking calls at once; their results, in order (the first error raises)."""
         futures = [_pool.submit(call) for call in calls]
         return [future.result() for future in futures]
 
-    @staticmethod
-    def now() -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
+    def now(self) -> dt.datetime:
+        return self.clock.now()
 
 
 @functools.cache
@@ -75,5 +102,5 @@ def runtime() -> Runtime:
     return Runtime()
 
 
-def store():
+def store() -> Store:
     return runtime().store

@@ -1,172 +1,259 @@
-"""Sending one leg through the provider, exactly once, whatever Cloud Tasks redelivers.
+"""Sending one leg through the provider, exactly once, whatever Cloud Tasks redelivers or kills.
 
-A leg is claimed in a transaction before the provider is called. While a claim is live, another
-delivery of the same task backs off; once the provider has the message, every later delivery is a
-no-op. An attempt with no answer (the request may have reached the provider) is *ambiguous*: we wait,
-within a bounded window, for the delivery report that names the leg, and send again only if none came.
+A leg is claimed (``SendState.IN_FLIGHT``, with a lease) in one atomic write before the provider is
+called; while the claim is live another delivery of the task changes nothing. Every call for one leg
+carries the same provider ``Idempotency-Key`` and a byte-identical body (media URLs are signed at the
+leg's first claim time), so the provider itself can refuse to send twice.
+
+An attempt with no answer is *ambiguous*: the provider may have the message. It is never sent again
+blindly: dispatch first asks the provider (``Provider.find``). Found: recorded as sent. Absent: sent
+again under the same key. The provider cannot tell: asked again later, and past ``RECONCILE_DEADLINE``
+the leg ends ``failed`` / ``PROVIDER_OUTCOME_UNKNOWN`` rather than risk a second message (at most once;
+docs/decisions.md).
+
+Routine waits (a live claim, a reconcile, a retry after a provider hiccup) answer Cloud Tasks 2xx and
+create a named follow-up task: a 429/503 would make real Cloud Tasks throttle the whole queue. Only real
+overload answers 429 (the provider's own rate limit) or 503 (our storage contended).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from shared import ids
+from shared import ids, observe
 from shared.errors import ErrorCode, message_for
-from shared.legs import Change, new_events, transition
-from shared.provider import Kind, OutboundMessage, Outcome
-from shared.status import Status
+from shared.leg_changes import change
+from shared.legs import transition, with_send_state
+from shared.ports import Decision, DispatchTask, media_docs
+from shared.provider import Kind, Lookup, LookupState, OutboundMessage, Outcome, idempotency_key_for
+from shared.records import Leg
+from shared.status import SendState, Status
 
 if TYPE_CHECKING:
     from infra.runtime import Runtime
 
 # A claim outlives the provider call's own timeouts (connect 3 s + read 10 s) with room to spare.
 CLAIM_LEASE = dt.timedelta(seconds=30)
-# How long an ambiguous attempt waits for the provider's report before we conclude it was lost.
-RECONCILE_WINDOW = dt.timedelta(seconds=60)
+# After an ambiguous attempt, give the provider's report a moment to arrive before asking the provider.
+RECONCILE_DELAY = dt.timedelta(seconds=3)
+# How long a provider that cannot say whether it has the message is asked again before we give up.
+RECONCILE_DEADLINE = dt.timedelta(minutes=30)
+# Lookups look back this far before the first attempt (clock skew between us and the provider).
+LOOKUP_SKEW = dt.timedelta(seconds=5)
+MAX_RETRY_DELAY = 300.0
 
 
-@dataclass
+class Action(StrEnum):
+    SEND = "send"  # we hold the claim: call the provider
+    RECONCILE = "reconcile"  # we hold the claim of an ambiguous leg: ask the provider first
+    FOLLOW_UP = "follow_up"  # not now: a named task comes back at ``at``
+    RESCHEDULE = "reschedule"  # a scheduled leg arrived early (Cloud Tasks' 30-day cap): go round again
+    DONE = "done"  # nothing to do
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one decision asks of dispatch next, and what it answers Cloud Tasks if it stops here."""
+
+    action: Action
+    outcome: str
+    status: int = 200
+    at: dt.datetime | None = None
+    reason: str = ""
+    retry_after: int | None = None
+
+
+@dataclass(frozen=True)
 class Answer:
-    """What dispatch answers Cloud Tasks: 2xx ends the task, anything else asks for a retry."""
+    """What dispatch answers Cloud Tasks: 2xx ends the task, anything else asks for a retry (and throttles
+    the queue in real Cloud Tasks, so only for real overload)."""
 
     status: int
     outcome: str
     retry_after: int | None = None
-    updates: dict | None = field(default=None, repr=False)  # what the leg got: its new customer events
 
 
 def leg_webhook_url(base: str, message_id: str) -> str:
-    """The provider reports to a URL that names the leg, so a report can be matched even when the
-    send's answer was lost (it comes back inside the signed body, as ``payload.webhook_url``)."""
+    """The provider reports to a URL that names the leg, so a report (and a lookup) can be matched even
+    when the send's answer was lost (it comes back inside the signed body, as ``payload.webhook_url``)."""
     return f"{base}?{urllib.parse.urlencode({'leg': message_id})}"
 
 
-def dispatch(rt: Runtime, message_id: str, retry_count: int) -> Answer:
+def dispatch(rt: Runtime, message_id: str) -> Answer:
     now = rt.now()
-    last_attempt = retry_count + 1 >= rt.settings.dispatch_max_attempts
-    claim = rt.store.mutate_leg(message_id, lambda leg: _claim(leg, now))
-    if claim.action != "send":
-        if claim.action == "reschedule":
-            rt.queue.enqueue_dispatch(message_id, ids.task_name(claim.leg["leg_key"], claim.generation),
-                                      claim.leg["scheduled_at"])
-        return claim.answer
+    claim = change(rt, message_id, lambda leg: claim_step(leg, now))
+    step, leg = claim.result, claim.current
+    assert step is not None
+    if step.action in (Action.SEND, Action.RECONCILE):
+        assert leg is not None
+        claimed_at = leg.claimed_at
+        message = _outbound(rt, leg)
+        if isinstance(message, Outcome):
+            outcome: Outcome | Lookup = message  # media URLs could not be signed: nothing was sent
+        elif step.action is Action.RECONCILE:
+            lookup = rt.provider.find(message, (leg.ambiguous_since or now) - LOOKUP_SKEW)
+            observe.metric("dispatch.reconciled", lookup=lookup.state.value)
+            outcome = rt.provider.send(message) if lookup.state is LookupState.ABSENT else lookup
+        else:
+            outcome = rt.provider.send(message)
+        recorded = change(rt, message_id,
+                          lambda current: record_step(current, outcome, claimed_at, rt.now(),
+                                                      rt.settings.dispatch_max_attempts))
+        step, leg = recorded.result, recorded.current
+        assert step is not None
+    return _finish(rt, step, leg)
 
-    leg = claim.leg
+
+def _outbound(rt: Runtime, leg: Leg) -> OutboundMessage | Outcome:
     try:
-        # Our stored copies, signed now (legs accepted before media was stored carry only media_urls).
-        media_urls = rt.media.signed_urls(leg["media"]) if leg.get("media") else leg.get("media_urls") or []
+        # Our stored copies, signed as of the first claim: every attempt's body is byte-identical.
+        media_urls = (rt.media.signed_urls(media_docs(leg.media), leg.first_claimed_at) if leg.media
+                      else list(leg.media_urls))
     except Exception as exc:  # noqa: BLE001 - signing is local or one IAM call: a retry can fix it
-        outcome = Outcome(Kind.TRANSIENT, detail=f"media URLs not signed: {type(exc).__name__}")
-    else:
-        outcome = rt.provider.send(OutboundMessage(
-            message_id=message_id, to=leg["to"], from_=leg["from"], text=leg.get("body"),
-            subject=leg.get("subject"), media_urls=tuple(media_urls),
-            webhook_url=leg_webhook_url(rt.settings.telnyx_webhook_url, message_id),
-        ))
-    before: dict = {}
-
-    def record(current: dict | None) -> Change:
-        before.update(current or {})
-        return _record(current, outcome, now, last_attempt)
-
-    answer: Answer = rt.store.mutate_leg(message_id, record)
-    for event_id in new_events(before, answer.updates):
-        rt.queue.enqueue_notify(event_id, message_id)
-    return answer
+        return Outcome(Kind.TRANSIENT, detail=f"media URLs not signed: {type(exc).__name__}")
+    return OutboundMessage(
+        message_id=leg.id, to=leg.to, from_=leg.from_, text=leg.body, subject=leg.subject,
+        media_urls=tuple(media_urls), webhook_url=leg_webhook_url(rt.settings.telnyx_webhook_url, leg.id),
+        idempotency_key=idempotency_key_for(leg.id),
+    )
 
 
-@dataclass
-class Claim:
-    action: str  # send | reschedule | done
-    answer: Answer
-    leg: dict | None = None
-    generation: int = 0
+def _finish(rt: Runtime, step: Step, leg: Leg | None) -> Answer:
+    if leg is not None and step.action in (Action.FOLLOW_UP, Action.RESCHEDULE):
+        at = step.at if step.action is Action.FOLLOW_UP else leg.scheduled_at
+        name = ids.task_name(leg.leg_key, leg.dispatch_generation)
+        if step.action is Action.FOLLOW_UP:
+            name += f"-{step.reason}{leg.attempts}-{int((at or rt.now()).timestamp())}"
+        try:
+            rt.queue.enqueue_dispatch(DispatchTask(leg.id, name, at))
+        except Exception as exc:  # noqa: BLE001 - then this task is the leg's only carrier: keep it
+            observe.log_error("follow-up task not created; Cloud Tasks retries this one", message_id=leg.id,
+                              error=type(exc).__name__)
+            return Answer(503, f"{step.outcome}; follow-up not created", 5)
+    return Answer(step.status, step.outcome, step.retry_after)
 
 
-def _claim(leg: dict | None, now: dt.datetime) -> Change:
+def claim_step(leg: Leg | None, now: dt.datetime) -> Decision[Step]:
+    """Decide what one delivery of a leg's dispatch task does (pure)."""
     if leg is None:
-        return Change(result=Claim("done", Answer(200, "unknown message")))
-    status, state = leg["status"], leg.get("send_state")
-    take = {"send_state": "in_flight", "claimed_at": now, "attempts": leg.get("attempts", 0) + 1,
-            "updated_at": now}
-
-    if status in (Status.QUEUED.value, Status.SCHEDULED.value):
-        scheduled_at = leg.get("scheduled_at")
-        if scheduled_at and scheduled_at > now + dt.timedelta(seconds=1):
-            # Cloud Tasks schedules at most 30 days ahead: a longer wait arrives early and goes round again.
-            generation = leg.get("dispatch_generation", 0) + 1
-            return Change(updates={"dispatch_generation": generation, "updated_at": now},
-                          result=Claim("reschedule", Answer(200, "rescheduled"), leg, generation))
-        updates = transition(leg, Status.SENDING, cause="dispatch claimed", now=now, fields=take)
-        return Change(updates=updates, result=Claim("send", Answer(200, "sent"), {**leg, **updates}))
-
-    if status == Status.PENDING.value:
-        return Change(result=Claim("done", Answer(503, "not accepted yet", 1)))
-    if status != Status.SENDING.value:
-        return Change(result=Claim("done", Answer(200, f"already {status}")))
-
-    # status == sending
-    if leg.get("provider_id"):
-        return Change(result=Claim("done", Answer(200, "provider has it")))
-    if state == "retryable":
-        return Change(updates=take, result=Claim("send", Answer(200, "sent"), {**leg, **take}))
-    if state == "in_flight" and leg["claimed_at"] + CLAIM_LEASE > now:
-        return Change(result=Claim("done", Answer(503, "another delivery holds the claim", 5)))
-    # ambiguous, or a claim whose holder died mid-call: wait for the report, then resend.
-    since = leg.get("ambiguous_since") or leg["claimed_at"]
-    if since + RECONCILE_WINDOW > now:
-        updates = None if state == "ambiguous" else {"send_state": "ambiguous", "ambiguous_since": since}
-        return Change(updates=updates, result=Claim("done", Answer(503, "awaiting provider report", 2)))
-    return Change(updates={**take, "ambiguous_since": None},
-                  result=Claim("send", Answer(200, "sent"), {**leg, **take}))
+        return Decision(result=Step(Action.DONE, "unknown message"))
+    if leg.status in (Status.QUEUED, Status.SCHEDULED):
+        if leg.scheduled_at and leg.scheduled_at > now + dt.timedelta(seconds=1):
+            moved = leg.with_(dispatch_generation=leg.dispatch_generation + 1, updated_at=now)
+            return Decision(after=moved, result=Step(Action.RESCHEDULE, "rescheduled"))
+        claimed = transition(leg, Status.SENDING, cause="dispatch claimed", now=now)
+        assert claimed is not None  # queued and scheduled may always enter sending
+        return Decision(after=_take(claimed, now), result=Step(Action.SEND, "sent"))
+    if leg.status is Status.PENDING:
+        # Its accept has not committed; the accept creates the leg's task once it has.
+        return Decision(result=Step(Action.DONE, "not accepted yet"))
+    if leg.status is not Status.SENDING:
+        return Decision(result=Step(Action.DONE, f"already {leg.status.value}"))
+    if leg.provider_id or leg.send_state in (SendState.ACCEPTED, SendState.FAILED):
+        return Decision(result=Step(Action.DONE, "provider has it"))
+    if leg.send_state is SendState.RETRYABLE:
+        return Decision(after=_take(leg, now), result=Step(Action.SEND, "sent"))
+    assert leg.claimed_at is not None
+    if leg.send_state is SendState.IN_FLIGHT and leg.claimed_at + CLAIM_LEASE > now:
+        return Decision(result=Step(Action.FOLLOW_UP, "another delivery holds the claim",
+                                    at=leg.claimed_at + CLAIM_LEASE, reason="c"))
+    # Ambiguous, or a claim whose holder died mid-call: the provider may have it. Ask before sending.
+    since = leg.ambiguous_since or leg.claimed_at
+    reconciling = with_send_state(leg, SendState.AMBIGUOUS, now=now, ambiguous_since=since)
+    reconciling = with_send_state(reconciling, SendState.IN_FLIGHT, now=now, claimed_at=now,
+                                  attempts=leg.attempts + 1)
+    return Decision(after=reconciling, result=Step(Action.RECONCILE, "reconciled"))
 
 
-def _failed(leg: dict, code: ErrorCode, cause: str, now: dt.datetime, outcome: Outcome) -> dict | None:
-    return transition(leg, Status.FAILED, cause=cause, now=now, fields={
-        "error_code": code.value,
-        "error_message": outcome.detail or message_for(code),
-        "provider_error_code": outcome.code,
-        "send_state": "failed",
-    })
+def _take(leg: Leg, now: dt.datetime) -> Leg:
+    return with_send_state(leg, SendState.IN_FLIGHT, now=now, claimed_at=now, attempts=leg.attempts + 1,
+                           first_claimed_at=leg.first_claimed_at or now)
 
 
-def _record(leg: dict | None, outcome: Outcome, now: dt.datetime, last_attempt: bool) -> Change:
+def _failed(leg: Leg, code: ErrorCode, cause: str, now: dt.datetime, detail: str, provider_code: str | None
+            ) -> Leg | None:
+    failed = transition(leg, Status.FAILED, cause=cause, now=now, error_code=code.value,
+                        error_message=detail or message_for(code), provider_error_code=provider_code)
+    return with_send_state(failed, SendState.FAILED, now=now) if failed else None
+
+
+def _ended(leg: Leg, failed: Leg | None, outcome: str, opt_out: str | None = None) -> Decision[Step]:
+    refund = leg.price_micros if failed else 0
+    return Decision(after=failed, refund_micros=refund, opt_out=opt_out if failed else None,
+                    result=Step(Action.DONE, outcome))
+
+
+def record_step(leg: Leg | None, outcome: Outcome | Lookup, claimed_at: dt.datetime | None, now: dt.datetime,
+                max_attempts: int) -> Decision[Step]:
+    """Record what the provider said (or what the lookup found) on the leg we claimed (pure)."""
     if leg is None:
-        return Change(result=Answer(200, "unknown message"))
-    refund = leg.get("price_micros", 0)
-    if outcome.kind is Kind.ACCEPTED:
-        fields = {"provider_id": outcome.provider_id, "send_state": "accepted", "sent_at": now}
+        return Decision(result=Step(Action.DONE, "unknown message"))
+    provider_id = outcome.provider_id if (
+        isinstance(outcome, Lookup) and outcome.state is LookupState.FOUND
+        or isinstance(outcome, Outcome) and outcome.kind is Kind.ACCEPTED) else None
+    if provider_id:
+        if leg.provider_id:
+            return Decision(result=Step(Action.DONE, "provider has it"))
+        sent = transition(leg, Status.SENT, cause="provider accepted", now=now, sent_at=now,
+                          provider_id=provider_id)
         # A delivery report may already have moved the leg past sent; then only the id is recorded.
-        updates = transition(leg, Status.SENT, cause="provider accepted", now=now, fields=fields)
-        updates = updates or ({"provider_id": outcome.provider_id} if not leg.get("provider_id") else None)
-        return Change(updates=updates, result=_with(Answer(200, "sent"), updates))
+        after = sent or leg.with_(provider_id=provider_id, updated_at=now)
+        if after.send_state is not SendState.ACCEPTED:
+            after = with_send_state(after, SendState.ACCEPTED, now=now)
+        return Decision(after=after, result=Step(Action.DONE, "sent"))
+    if leg.status is not Status.SENDING or leg.send_state is not SendState.IN_FLIGHT or leg.claimed_at != claimed_at:
+        # Someone else holds the leg now (our claim ran out, or a report settled it): theirs to record.
+        return Decision(result=Step(Action.DONE, "claim lost; not recorded"))
+
+    if isinstance(outcome, Lookup):  # the provider could not say whether it has the message
+        since = leg.ambiguous_since or claimed_at or now
+        if now - since > RECONCILE_DEADLINE:
+            failed = _failed(leg, ErrorCode.PROVIDER_OUTCOME_UNKNOWN, "provider could not confirm; not resent",
+                             now, message_for(ErrorCode.PROVIDER_OUTCOME_UNKNOWN), None)
+            return _ended(leg, failed, "outcome unknown; gave up (at most once)")
+        waiting = with_send_state(leg, SendState.AMBIGUOUS, now=now, ambiguous_since=since,
+                                  last_error=outcome.detail)
+        return Decision(after=waiting, result=Step(Action.FOLLOW_UP, "provider lookup failed; asking again",
+                                                   at=now + _backoff(leg.attempts, None, floor=10), reason="r"))
+
     if outcome.kind is Kind.OPT_OUT:
-        updates = _failed(leg, ErrorCode.RECIPIENT_OPTED_OUT, f"provider {outcome.code}", now, outcome)
-        return Change(updates=updates, refund_micros=refund if updates else 0, opt_out=leg["to"],
-                      result=_with(Answer(200, "recipient opted out"), updates))
+        failed = _failed(leg, ErrorCode.RECIPIENT_OPTED_OUT, f"provider {outcome.code}", now, outcome.detail,
+                         outcome.code)
+        return _ended(leg, failed, "recipient opted out", opt_out=leg.to)
     if outcome.kind is Kind.PERMANENT:
-        updates = _failed(leg, ErrorCode.PROVIDER_REJECTED, f"provider {outcome.http_status} {outcome.code}",
-                          now, outcome)
-        return Change(updates=updates, refund_micros=refund if updates else 0,
-                      result=_with(Answer(200, "provider rejected"), updates))
+        failed = _failed(leg, ErrorCode.PROVIDER_REJECTED, f"provider {outcome.http_status} {outcome.code}", now,
+                         outcome.detail, outcome.code)
+        return _ended(leg, failed, "provider rejected")
     if outcome.kind is Kind.TRANSIENT:
-        if last_attempt:
-            updates = _failed(leg, ErrorCode.PROVIDER_UNAVAILABLE, "retries exhausted", now, outcome)
-            return Change(updates=updates, refund_micros=refund if updates else 0,
-                          result=_with(Answer(200, "gave up"), updates))
-        retry_after = int(outcome.retry_after) if outcome.retry_after else None
-        status = 429 if outcome.http_status == 429 else 503
-        return Change(updates={"send_state": "retryable", "last_error": outcome.detail, "updated_at": now},
-                      result=Answer(status, "provider unavailable, retrying", retry_after or 1))
-    # Ambiguous: the provider may have it. Never resend before the reconcile window has passed.
-    return Change(updates={"send_state": "ambiguous", "ambiguous_since": now, "last_error": outcome.detail,
-                           "updated_at": now},
-                  result=Answer(503, "no answer from provider; reconciling", 2))
+        if leg.attempts >= max_attempts:
+            failed = _failed(leg, ErrorCode.PROVIDER_UNAVAILABLE, "retries exhausted", now, outcome.detail,
+                             outcome.code)
+            return _ended(leg, failed, "gave up")
+        retryable = with_send_state(leg, SendState.RETRYABLE, now=now, last_error=outcome.detail)
+        if outcome.http_status == 429:
+            # The provider's own rate limit is real overload: let Cloud Tasks slow the whole queue.
+            wait = int(outcome.retry_after or 1) or 1
+            return Decision(after=retryable, result=Step(Action.DONE, "provider rate limited", status=429,
+                                                         retry_after=wait))
+        return Decision(after=retryable, result=Step(
+            Action.FOLLOW_UP, "provider unavailable, retrying", at=now + _backoff(leg.attempts, outcome.retry_after),
+            reason="t"))
+    # Ambiguous: the provider may have it. Never resend before asking it.
+    observe.metric("dispatch.ambiguous", message_id=leg.id)
+    if leg.attempts >= max_attempts:
+        failed = _failed(leg, ErrorCode.PROVIDER_OUTCOME_UNKNOWN, "no answer on the last attempt; not resent", now,
+                         message_for(ErrorCode.PROVIDER_OUTCOME_UNKNOWN), None)
+        return _ended(leg, failed, "outcome unknown; gave up (at most once)")
+    waiting = with_send_state(leg, SendState.AMBIGUOUS, now=now, ambiguous_since=leg.ambiguous_since or claimed_at,
+                              last_error=outcome.detail)
+    return Decision(after=waiting, result=Step(Action.FOLLOW_UP, "no answer from provider; reconciling",
+                                               at=now + RECONCILE_DELAY, reason="r"))
 
 
-def _with(answer: Answer, updates: dict | None) -> Answer:
-    answer.updates = updates
-    return answer
+def _backoff(attempts: int, retry_after: float | None, floor: float = 1.0) -> dt.timedelta:
+    seconds = retry_after if retry_after else min(MAX_RETRY_DELAY, max(floor, 2.0 ** max(0, attempts - 1)))
+    return dt.timedelta(seconds=min(MAX_RETRY_DELAY, seconds))

@@ -1,146 +1,114 @@
-"""One recipient leg: its stored document, its guarded status changes, and its public view.
+"""One recipient leg: building it, its guarded status changes, its outbox, and its public view.
 
-A leg is the unit that reaches exactly one terminal status. ``transition`` is the only way a status
-changes: it checks the status machine, appends the history entry and, when the customer must hear
-about it, adds the event to the leg's outbox in the same write.
+``transition`` is the only way a status changes: it checks the status machine, appends the history entry
+and, when the customer must hear about it, adds the event to the leg's outbox in the same write.
+``with_send_state`` does the same for dispatch's own bookkeeping (``SendState``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
 from shared.ids import notify_event_id
-from shared.status import CUSTOMER_EVENTS, Status, can_enter, is_final
-
-Doc = dict[str, Any]
-
-
-@dataclass
-class Change:
-    """What a decision about one leg asks the store to write, in one transaction."""
-
-    updates: Doc | None = None  # fields of the leg
-    result: Any = None  # handed back to the caller
-    refund_micros: int = 0  # credited back to the leg's tenant
-    opt_out: str | None = None  # number to add to the leg's tenant's opt-out list
+from shared.records import EventState, HistoryEntry, Leg, OutboxEntry
+from shared.status import CUSTOMER_EVENTS, SendState, Status, can_enter, can_send_enter
 
 
 def new_leg(*, message_id: str, leg_key: str, tenant_id: str, group_id: str | None, to: str, from_: str,
             body: str | None, subject: str | None, media_urls: list[str], channel: str, encoding: str,
             segments: int, scheduled_at: dt.datetime | None, webhook_url: str | None,
-            metadata: dict[str, str], request_id: str, now: dt.datetime) -> Doc:
-    return {
-        "id": message_id,
-        "leg_key": leg_key,
-        "tenant_id": tenant_id,
-        "group_id": group_id,
-        "to": to,
-        "from": from_,
-        "body": body,
-        "subject": subject,
-        "media_urls": media_urls,
-        "channel": channel,
-        "encoding": encoding,
-        "segments": segments,
-        "scheduled_at": scheduled_at,
-        "webhook_url": webhook_url,
-        "metadata": metadata,
-        "request_id": request_id,
-        "status": Status.PENDING.value,
-        "status_since": now,
-        "created_at": now,
-        "updated_at": now,
-        "final": False,
-        "error_code": None,
-        "error_message": None,
-        "provider_id": None,
-        "provider_error_code": None,
-        "price_micros": 0,
-        "attempts": 0,
-        "send_state": None,
-        "dispatch_generation": 0,
-        "history": [{"at": now, "from": None, "to": Status.PENDING.value, "cause": "request received"}],
-        "notifications": {},
-        "notify_due": None,  # set while an event in the outbox is undelivered: the sweeper's cue
-    }
+            metadata: dict[str, str], request_id: str, now: dt.datetime) -> Leg:
+    return Leg(
+        id=message_id, leg_key=leg_key, tenant_id=tenant_id, group_id=group_id, to=to, from_=from_, body=body,
+        subject=subject, media_urls=tuple(media_urls), channel=channel, encoding=encoding, segments=segments,
+        scheduled_at=scheduled_at, webhook_url=webhook_url, metadata=dict(metadata), request_id=request_id,
+        status=Status.PENDING, status_since=now, created_at=now, updated_at=now,
+        history=(HistoryEntry(at=now, from_=None, to=Status.PENDING.value, cause="request received"),),
+    )
 
 
-def transition(leg: Doc, new: Status, *, cause: str, now: dt.datetime, event_id: str | None = None,
-               fields: Doc | None = None) -> Doc | None:
-    """The updates that move ``leg`` to ``new``, or None when the machine refuses the move."""
-    current = leg["status"]
-    if current == new.value or not can_enter(current, new):
+def transition(leg: Leg, new: Status, *, cause: str, now: dt.datetime, event_id: str | None = None,
+               **fields: Any) -> Leg | None:
+    """``leg`` moved to ``new`` (with ``fields`` set), or None when the status machine refuses the move."""
+    if leg.status is new or not can_enter(leg.status, new):
         return None
-    entry = {"at": now, "from": current, "to": new.value, "cause": cause}
-    if event_id:
-        entry["event_id"] = event_id
-    updates = {
-        "status": new.value,
-        "status_since": now,
-        "updated_at": now,
-        "history": [*leg["history"], entry],
-        **(fields or {}),
-    }
+    entry = HistoryEntry(at=now, from_=leg.status.value, to=new.value, cause=cause, event_id=event_id)
+    moved = leg.with_(status=new, status_since=now, updated_at=now, history=(*leg.history, entry), **fields)
     if new in CUSTOMER_EVENTS:
-        updates.update(outbox_fields(with_event(leg, new.value, CUSTOMER_EVENTS[new], now), now))
-    return updates
+        moved = with_event(moved, new.value, CUSTOMER_EVENTS[new], now)
+    return moved
 
 
-def with_event(leg: Doc, key: str, event_type: str, now: dt.datetime) -> Doc:
-    """The leg's outbox with one more customer event (none when nobody listens)."""
-    outbox = dict(leg.get("notifications") or {})
-    if leg.get("webhook_url"):
-        event_id = notify_event_id(leg["id"], key)
-        outbox.setdefault(event_id, {"type": event_type, "status": key, "created_at": now, "state": "pending",
-                                     "attempts": 0})
-    return outbox
+def note(leg: Leg, *, cause: str, now: dt.datetime, event_id: str | None = None, **fields: Any) -> Leg:
+    """A history entry with no status change (a leg closed as final, a late report)."""
+    entry = HistoryEntry(at=now, from_=leg.status.value, to=leg.status.value, cause=cause, event_id=event_id)
+    return leg.with_(updated_at=now, history=(*leg.history, entry), **fields)
 
 
-UNDELIVERED = ("pending", "retrying")
+def with_send_state(leg: Leg, new: SendState, *, now: dt.datetime, **fields: Any) -> Leg:
+    """Dispatch's bookkeeping moved to ``new``; a move the send-state table refuses is a bug, not a race
+    (every caller decided on the version it read), so it raises."""
+    if leg.send_state is not new and not can_send_enter(leg.send_state, new):
+        raise ValueError(f"send state {leg.send_state} cannot become {new}")
+    return leg.with_(send_state=new, updated_at=now, **fields)
 
 
-def outbox_fields(outbox: Doc, now: dt.datetime, due: dt.datetime | None = None) -> Doc:
+def with_event(leg: Leg, key: str, event_type: str, now: dt.datetime) -> Leg:
+    """The leg with one more customer event in its outbox (none when nobody listens)."""
+    if not leg.webhook_url:
+        return leg
+    event_id = notify_event_id(leg.id, key)
+    if event_id in leg.notifications:
+        return leg
+    outbox = {**leg.notifications, event_id: OutboxEntry(type=event_type, status=key, created_at=now)}
+    return with_outbox(leg, outbox, now)
+
+
+def with_outbox(leg: Leg, outbox: dict[str, OutboxEntry], now: dt.datetime, due: dt.datetime | None = None) -> Leg:
     """The outbox and its due marker: set while any event still waits for a 2xx, cleared after."""
-    waiting = any(entry["state"] in UNDELIVERED for entry in outbox.values())
-    return {"notifications": outbox, "notify_due": (due or now) if waiting else None}
+    waiting = any(entry.state.undelivered for entry in outbox.values())
+    return leg.with_(notifications=outbox, notify_due=(due or now) if waiting else None)
 
 
-def new_events(before: Doc, updates: Doc | None) -> list[str]:
-    """Event ids an update added to the outbox: the caller enqueues them once the write commits."""
-    if not updates or "notifications" not in updates:
-        return []
-    return [eid for eid in updates["notifications"] if eid not in (before.get("notifications") or {})]
+def mark_event(leg: Leg, event_id: str, now: dt.datetime, *, state: EventState, error: str | None) -> Leg | None:
+    """The outbox after one delivery attempt of ``event_id`` (None: no such event, or already settled)."""
+    entry = leg.notifications.get(event_id)
+    if entry is None or not entry.state.undelivered:
+        return None
+    done = OutboxEntry(type=entry.type, status=entry.status, created_at=entry.created_at, state=state,
+                       attempts=entry.attempts + 1, last_attempt_at=now, last_error=error)
+    return with_outbox(leg, {**leg.notifications, event_id: done}, now, due=leg.notify_due)
 
 
-def _iso(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return value
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def view(leg: Doc) -> Doc:
+def view(leg: Leg) -> dict[str, Any]:
     """The public representation of a leg (GET /api/v1/messages/{id}, customer webhooks)."""
     return {
-        "id": leg["id"],
-        "group_id": leg.get("group_id"),
-        "to": leg["to"],
-        "from": leg["from"],
-        "channel": leg["channel"],
-        "status": leg["status"],
-        "final": is_final(leg["status"], leg["final"]),
-        "segments": leg["segments"],
-        "body": leg.get("body"),
-        "subject": leg.get("subject"),
-        "media_urls": leg.get("media_urls") or [],
-        "error_code": leg.get("error_code"),
-        "error_message": leg.get("error_message"),
-        "provider_id": leg.get("provider_id"),
-        "scheduled_at": _iso(leg.get("scheduled_at")),
-        "metadata": leg.get("metadata") or {},
-        "price": {"amount": f"{leg.get('price_micros', 0) / 1_000_000:.4f}", "currency": "USD"},
-        "created_at": _iso(leg["created_at"]),
-        "updated_at": _iso(leg["updated_at"]),
-        "history": [{k: _iso(v) for k, v in entry.items()} for entry in leg.get("history", [])],
+        "id": leg.id,
+        "group_id": leg.group_id,
+        "to": leg.to,
+        "from": leg.from_,
+        "channel": leg.channel,
+        "status": leg.status.value,
+        "final": leg.is_final,
+        "segments": leg.segments,
+        "body": leg.body,
+        "subject": leg.subject,
+        "media_urls": list(leg.media_urls),
+        "error_code": leg.error_code,
+        "error_message": leg.error_message,
+        "provider_id": leg.provider_id,
+        "scheduled_at": _iso(leg.scheduled_at),
+        "metadata": dict(leg.metadata),
+        "price": {"amount": f"{leg.price_micros / 1_000_000:.4f}", "currency": "USD"},
+        "created_at": _iso(leg.created_at),
+        "updated_at": _iso(leg.updated_at),
+        "history": [{"at": _iso(h.at), "from": h.from_, "to": h.to, "cause": h.cause,
+                     **({"event_id": h.event_id} if h.event_id else {})} for h in leg.history],
     }

@@ -11,7 +11,11 @@ import datetime as dt
 import json
 from typing import TYPE_CHECKING
 
-from shared.legs import Change, outbox_fields, view
+from shared import observe
+from shared.leg_changes import change
+from shared.legs import mark_event, view
+from shared.ports import Decision
+from shared.records import EventState, Leg, OutboxEntry
 from shared.signatures import sign_customer_event, tenant_secret
 from shared.ssrf import UrlRejected, check_url, webhook_url_policy
 
@@ -22,34 +26,35 @@ GIVE_UP_AFTER = dt.timedelta(hours=24)
 TIMEOUT_SECONDS = 10.0
 
 
-def event_body(leg: dict, event_id: str, entry: dict) -> bytes:
-    created = entry["created_at"].astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    data = {**view(leg), "status": entry["status"].split(":")[0]}
-    return json.dumps({"id": event_id, "type": entry["type"], "created_at": created, "data": data},
+def event_body(leg: Leg, event_id: str, entry: OutboxEntry) -> bytes:
+    created = entry.created_at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    data = {**view(leg), "status": entry.status.split(":")[0]}
+    return json.dumps({"id": event_id, "type": entry.type, "created_at": created, "data": data},
                       separators=(",", ":")).encode()
 
 
 def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
-    """Returns (HTTP status for Cloud Tasks, outcome). 2xx ends the task; 503 asks for a retry."""
+    """Returns (HTTP status for Cloud Tasks, outcome). 2xx ends the task; 503 asks for a retry (a failing
+    customer endpoint is the one case where Cloud Tasks' own backoff is what we want)."""
     now = rt.now()
-    leg = rt.store.get_leg(message_id)
-    entry = (leg or {}).get("notifications", {}).get(event_id)
+    leg = rt.legs.get(message_id)
+    entry = leg.notifications.get(event_id) if leg else None
     if leg is None or entry is None:
         return 200, "unknown event"
-    if entry["state"] in ("delivered", "gave_up"):
-        return 200, f"already {entry['state']}"
-    if now - entry["created_at"] > GIVE_UP_AFTER:
-        _mark(rt, message_id, event_id, now, state="gave_up", error="no 2xx within 24 hours")
+    if not entry.state.undelivered:
+        return 200, f"already {entry.state.value}"
+    if now - entry.created_at > GIVE_UP_AFTER:
+        give_up(rt, message_id, event_id, now)
         return 200, "gave up"
-    url = leg.get("webhook_url")
     try:
-        vetted = check_url(url, webhook_url_policy(rt.settings.media_trusted_origins), rt.resolver)
+        vetted = check_url(leg.webhook_url or "", webhook_url_policy(rt.settings.media_trusted_origins), rt.resolver)
     except UrlRejected as exc:
-        _mark(rt, message_id, event_id, now, state="gave_up", error=f"webhook URL rejected: {exc.reason}")
+        _mark(rt, message_id, event_id, now, EventState.GAVE_UP, f"webhook URL rejected: {exc.reason}")
+        observe.metric("webhook.gave_up", reason="url rejected")
         return 200, "url rejected"
 
     body = event_body(leg, event_id, entry)
-    secret = tenant_secret(rt.settings.webhook_signing_key, leg["tenant_id"])
+    secret = tenant_secret(rt.settings.webhook_signing_key, leg.tenant_id)
     headers = {"Content-Type": "application/json", "User-Agent": "mmsgate-webhooks/1",
                "X-Mmsgate-Event-Id": event_id,
                "X-Mmsgate-Signature": sign_customer_event(secret, body, int(now.timestamp()))}
@@ -59,23 +64,18 @@ def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
         ok, error = 200 <= status < 300, f"HTTP {status}"
     except Exception as exc:  # noqa: BLE001 - any transport failure is a failed attempt
         ok, error = False, type(exc).__name__
-    _mark(rt, message_id, event_id, now, state="delivered" if ok else "retrying", error=None if ok else error)
+    _mark(rt, message_id, event_id, now, EventState.DELIVERED if ok else EventState.RETRYING, None if ok else error)
     return (200, "delivered") if ok else (503, f"attempt failed: {error}")
 
 
 def give_up(rt: Runtime, message_id: str, event_id: str, now: dt.datetime) -> None:
-    _mark(rt, message_id, event_id, now, state="gave_up", error="no 2xx within 24 hours")
+    _mark(rt, message_id, event_id, now, EventState.GAVE_UP, "no 2xx within 24 hours")
+    observe.metric("webhook.gave_up", reason="24 hours")
 
 
-def _mark(rt: Runtime, message_id: str, event_id: str, now: dt.datetime, *, state: str, error: str | None) -> None:
-    def decide(leg: dict | None) -> Change:
-        if leg is None or event_id not in leg.get("notifications", {}):
-            return Change()
-        outbox = dict(leg["notifications"])
-        entry = dict(outbox[event_id])
-        entry.update({"state": state, "attempts": entry.get("attempts", 0) + 1, "last_attempt_at": now,
-                      "last_error": error})
-        outbox[event_id] = entry
-        return Change(updates=outbox_fields(outbox, now, due=leg.get("notify_due")))
+def _mark(rt: Runtime, message_id: str, event_id: str, now: dt.datetime, state: EventState,
+          error: str | None) -> None:
+    def decide(leg: Leg | None) -> Decision[None]:
+        return Decision(after=mark_event(leg, event_id, now, state=state, error=error) if leg else None)
 
-    rt.store.mutate_leg(message_id, decide)
+    change(rt, message_id, decide)

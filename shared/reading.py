@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import ApiError, ErrorCode
 from shared.legs import view
-from shared.status import Status, is_final
+from shared.status import Status
 
 if TYPE_CHECKING:
     from infra.runtime import Runtime
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
+_FAILED = frozenset({Status.FAILED, Status.UNDELIVERED, Status.EXPIRED, Status.CANCELED})
 
 
 def _not_found(what: str) -> ApiError:
@@ -20,46 +21,45 @@ def _not_found(what: str) -> ApiError:
     return ApiError(ErrorCode.NOT_FOUND, f"No {what} with that id")
 
 
-def message(rt: Runtime, tenant_id: str, message_id: str) -> dict:
-    leg = rt.store.get_leg(message_id) if message_id.startswith("msg_") else None
-    if leg is None or leg["tenant_id"] != tenant_id:
+def message(rt: Runtime, tenant_id: str, message_id: str) -> dict[str, Any]:
+    leg = rt.legs.get(message_id) if message_id.startswith("msg_") else None
+    if leg is None or leg.tenant_id != tenant_id:
         raise _not_found("message")
     return view(leg)
 
 
-def group(rt: Runtime, tenant_id: str, group_id: str) -> dict:
-    record = rt.store.get_group(group_id) if group_id.startswith("grp_") else None
-    if record is None or record["tenant_id"] != tenant_id:
+def group(rt: Runtime, tenant_id: str, group_id: str) -> dict[str, Any]:
+    record = rt.legs.get_group(group_id) if group_id.startswith("grp_") else None
+    if record is None or record.tenant_id != tenant_id:
         raise _not_found("group")
-    legs = sorted(rt.store.legs_of_group(group_id), key=lambda leg: record["message_ids"].index(leg["id"]))
+    order = {message_id: i for i, message_id in enumerate(record.message_ids)}
+    legs = sorted(rt.legs.of_group(group_id), key=lambda leg: order.get(leg.id, len(order)))
     counts = {"total": len(legs), "succeeded": 0, "failed": 0, "scheduled": 0, "pending": 0, "final": 0}
     by_status: dict[str, int] = {}
     for leg in legs:
-        by_status[leg["status"]] = by_status.get(leg["status"], 0) + 1
-        if leg["status"] in (Status.FAILED.value, Status.UNDELIVERED.value, Status.EXPIRED.value,
-                             Status.CANCELED.value):
+        by_status[leg.status.value] = by_status.get(leg.status.value, 0) + 1
+        if leg.status in _FAILED:
             counts["failed"] += 1
-        elif leg["status"] == Status.SCHEDULED.value:
+        elif leg.status is Status.SCHEDULED:
             counts["scheduled"] += 1
-        elif leg["status"] == Status.PENDING.value:
+        elif leg.status is Status.PENDING:
             counts["pending"] += 1
         else:
             counts["succeeded"] += 1
-        counts["final"] += is_final(leg["status"], leg.get("final", False))
+        counts["final"] += leg.is_final
     return {"group_id": group_id, "messages": [view(leg) for leg in legs],
             "summary": {**counts, "by_status": by_status}}
 
 
-def pricing(rt: Runtime, country: str | None) -> dict:
+def pricing(rt: Runtime, country: str | None) -> dict[str, Any]:
     if not country or not _COUNTRY.match(country):
         raise ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid",
                        details=[{"field": "country", "issue": "an ISO 3166-1 alpha-2 code is required"}])
-    rates = rt.store.get_pricing(country)
+    rates = rt.accounts.get_rates(country)
     if rates is None:
         raise ApiError(ErrorCode.NOT_FOUND, f"No messaging prices for {country.upper()}")
     channels = [
-        {"channel": channel, "price": f"{rates[f'{channel}_micros'] / 1_000_000:.4f}",
-         "unit": "segment" if channel == "sms" else "message"}
-        for channel in ("sms", "mms") if f"{channel}_micros" in rates
+        {"channel": channel, "price": f"{micros / 1_000_000:.4f}", "unit": "segment" if channel == "sms" else "message"}
+        for channel, micros in (("sms", rates.sms_micros), ("mms", rates.mms_micros)) if micros is not None
     ]
-    return {"country": country.upper(), "currency": rates.get("currency", "USD"), "channels": channels}
+    return {"country": country.upper(), "currency": rates.currency, "channels": channels}

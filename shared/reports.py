@@ -1,8 +1,13 @@
 """Provider delivery reports (and inbound STOP/START) applied to legs.
 
 Reports arrive duplicated, late and out of order. Each is verified, recorded once by its event id in
-the same transaction that applies it, and applied only where the status machine allows, so a replay
-changes nothing and a late ``message.sent`` never undoes a ``message.finalized``.
+the same commit that applies it, and applied only where the status machine allows, so a replay changes
+nothing and a late ``message.sent`` never undoes a ``message.finalized``.
+
+``final: true`` on a ``sent`` leg means mmsgate expects no further report (``delivery_unconfirmed``, or
+the sweeper closed it). If the carrier's report still comes later, it is applied and announced like any
+other: a Twilio user expects the latest truth about a message (``sent`` -> ``delivered``), and the status
+machine still never moves backwards. Terminal statuses never change.
 """
 
 from __future__ import annotations
@@ -10,10 +15,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from shared import observe
 from shared.errors import ApiError, ErrorCode
-from shared.legs import Change, new_events, transition
+from shared.leg_changes import change
+from shared.legs import note, transition, with_send_state
+from shared.ports import Decision
+from shared.records import Leg, ProviderEventRecord
 from shared.signatures import BadSignature, verify_telnyx
-from shared.status import Status, from_provider
+from shared.status import SendState, Status, from_provider
 from shared.telnyx_events import Report, parse_report
 
 if TYPE_CHECKING:
@@ -27,6 +36,7 @@ def ingest(rt: Runtime, raw: bytes, timestamp: str | None, signature: str | None
     try:
         verify_telnyx(raw, timestamp, signature, rt.settings.telnyx_public_key, now=rt.now().timestamp())
     except BadSignature as exc:
+        observe.metric("signature.invalid", reason=str(exc))
         raise ApiError(ErrorCode.INVALID_SIGNATURE, f"Webhook signature rejected: {exc}") from None
     report = parse_report(raw)
     if report.event_type == "message.received":
@@ -35,66 +45,82 @@ def ingest(rt: Runtime, raw: bytes, timestamp: str | None, signature: str | None
     # Our dispatch names the leg in the webhook URL (inside the signed body): go straight to it. The
     # provider-id query is only for reports that carry no leg (apply_report still refuses a leg whose
     # provider id differs from the report's).
-    leg_id = report.leg_from_url or \
-        (rt.store.leg_id_by_provider_id(report.provider_id) if report.provider_id else None)
-    summary = {"event_id": report.event_id, "event_type": report.event_type, "provider_id": report.provider_id}
+    leg_id = report.leg_from_url or (rt.legs.id_by_provider_id(report.provider_id) if report.provider_id else None)
+    record = ProviderEventRecord(event_id=report.event_id, event_type=report.event_type,
+                                 provider_id=report.provider_id)
     if not leg_id:
-        rt.store.record_event_only(report.event_id, {**summary, "outcome": "unknown message"})
+        rt.legs.record_event(ProviderEventRecord(event_id=report.event_id, event_type=report.event_type,
+                                                 provider_id=report.provider_id, outcome="unknown message"))
         return {"outcome": "unknown message"}
 
-    before: dict = {}
-
-    def decide(leg: dict | None) -> Change:
-        before.update(leg or {})
-        return apply_report(leg, report, rt.now())
-
-    result = rt.store.mutate_leg(leg_id, decide, event_id=report.event_id, event={**summary})
-    if result is rt.store.DUPLICATE:
+    now = rt.now()
+    mutation = change(rt, leg_id, lambda leg: apply_report(leg, report, now), event=record)
+    if mutation.duplicate:
         return {"outcome": "duplicate"}
-    outcome, updates = result
-    for event_id in new_events(before, updates):
-        rt.queue.enqueue_notify(event_id, leg_id)
-    return {"outcome": outcome}
+    if mutation.changed and report.occurred_at and mutation.after and mutation.after.sent_at:
+        latency = (report.occurred_at - mutation.after.sent_at).total_seconds() * 1000
+        observe.metric("report.latency", latency_ms=round(max(0.0, latency), 1), event_type=report.event_type)
+    return {"outcome": mutation.result or "applied"}
 
 
-def apply_report(leg: dict | None, report: Report, now: dt.datetime) -> Change:
-    if leg is None or (leg.get("provider_id") and report.provider_id and leg["provider_id"] != report.provider_id):
-        return Change(result=("unknown message", None))
-    learned = {"provider_id": report.provider_id} if report.provider_id and not leg.get("provider_id") else {}
+def apply_report(leg: Leg | None, report: Report, now: dt.datetime) -> Decision[str]:
+    """The leg after one provider report (pure)."""
+    if leg is None or (leg.provider_id and report.provider_id and leg.provider_id != report.provider_id):
+        return Decision(result="unknown message")
+    learned: dict[str, Any] = {"provider_id": report.provider_id} if report.provider_id and not leg.provider_id \
+        else {}
     mapped = from_provider(report.event_type, report.recipient_status)
     if mapped is None:
-        return Change(updates=learned or None, result=("no status change", learned or None))
+        return Decision(after=leg.with_(**learned) if learned else None, result="no status change")
     new, final = mapped
     cause = f"provider {report.event_type} {report.recipient_status}".strip()
-    fields: dict[str, Any] = {**learned, "send_state": "accepted", "last_report_at": report.occurred_at}
+    fields: dict[str, Any] = {**learned, "last_report_at": report.occurred_at}
     if final:
         fields["final"] = True
     if new in (Status.UNDELIVERED, Status.FAILED):
-        error = (report.payload.get("errors") or [{}])[0]
+        error = _first_error(report)
         fields.update({"error_code": ErrorCode.DELIVERY_FAILED.value,
                        "error_message": error.get("title") or error.get("detail") or "Delivery failed",
-                       "provider_error_code": str(error.get("code")) if error.get("code") else None})
-    updates = transition(leg, new, cause=cause, now=now, event_id=report.event_id, fields=fields)
-    if updates is None and final and leg["status"] == Status.SENT.value and not leg.get("final"):
-        # delivery_unconfirmed on a leg already sent: no new status, but it is now final.
-        entry = {"at": now, "from": leg["status"], "to": leg["status"], "cause": cause, "event_id": report.event_id}
-        updates = {**learned, "final": True, "updated_at": now, "history": [*leg["history"], entry]}
-    if updates is None:
-        return Change(updates=learned or None, result=("stale or duplicate status ignored", None))
-    return Change(updates=updates, result=("applied", updates))
+                       "provider_error_code": str(error["code"]) if error.get("code") else None})
+    moved = transition(leg, new, cause=cause, now=now, event_id=report.event_id, **fields)
+    if moved is None and final and leg.status is Status.SENT and not leg.final:
+        # delivery_unconfirmed on a leg already sent: no new status, but no further report is expected.
+        moved = note(leg, cause=cause, now=now, event_id=report.event_id, final=True, **learned)
+    if moved is None:
+        return Decision(after=leg.with_(**learned) if learned else None, result="stale or duplicate status ignored")
+    if moved.send_state not in (SendState.ACCEPTED, SendState.FAILED):
+        # A report proves the provider has the message, even if dispatch never heard its answer.
+        moved = with_send_state(moved, SendState.ACCEPTED, now=now)
+    return Decision(after=moved, result="applied")
 
 
 def _inbound(rt: Runtime, report: Report) -> dict[str, str]:
-    word = (report.payload.get("text") or "").strip().upper()
-    sender = (report.payload.get("from") or {}).get("phone_number")
-    to = ((report.payload.get("to") or [{}])[0] or {}).get("phone_number")
+    text = report.payload.get("text")
+    word = text.strip().upper() if isinstance(text, str) else ""
+    sender, to = _number(report.payload.get("from")), _number(_first(report.payload.get("to")))
     if word not in STOP_WORDS | START_WORDS or not sender or not to:
         return {"outcome": "inbound message ignored"}
-    if not rt.store.record_event_only(report.event_id, {"event_type": report.event_type, "word": word}):
+    if not rt.legs.record_event(ProviderEventRecord(event_id=report.event_id, event_type=report.event_type,
+                                                    extra={"word": word})):
         return {"outcome": "duplicate"}
-    for tenant_id in rt.store.tenants_owning(to):
+    for tenant_id in rt.accounts.tenants_owning(to):
         if word in STOP_WORDS:
-            rt.store.add_opt_out(tenant_id, sender, source=f"inbound {word}")
+            rt.accounts.add_opt_out(tenant_id, sender, source=f"inbound {word}")
         else:
-            rt.store.remove_opt_out(tenant_id, sender)
+            rt.accounts.remove_opt_out(tenant_id, sender)
     return {"outcome": "opted out" if word in STOP_WORDS else "opted in"}
+
+
+def _first_error(report: Report) -> dict[str, Any]:
+    errors = report.payload.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors else None
+    return first if isinstance(first, dict) else {}
+
+
+def _number(party: object) -> str | None:
+    number = party.get("phone_number") if isinstance(party, dict) else None
+    return number if isinstance(number, str) and 0 < len(number) <= 32 else None
+
+
+def _first(value: object) -> object:
+    return value[0] if isinstance(value, list) and value else None

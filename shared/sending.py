@@ -1,32 +1,39 @@
-"""Accepting a send: the single message and the group fan-out share one path.
+"""Accepting a send: the single message and the group fan-out share one path, in named steps.
 
-The order is the contract's: request-level checks (nothing written) -> every recipient pre-inserted
-as ``pending`` in one batch -> one transaction applies the per-recipient gates, debits the balance
-and moves each leg to ``queued``/``scheduled`` or ``failed`` -> one Cloud Task per accepted leg, created
-concurrently. A leg whose task could not be created stays ``queued`` and the sweeper re-enqueues it.
+The order is the contract's: request-level checks (nothing written) -> per-recipient number gates ->
+the rate limit, opt-outs and prices (one round of reads) -> the balance pre-flight -> media (fetched once)
+-> every recipient pre-inserted as ``pending`` -> one atomic commit applies the remaining gates, debits
+the balance, moves each leg to ``queued``/``scheduled`` or ``failed`` and keeps the answer under the
+request's Idempotency-Key -> one Cloud Task per accepted leg.
+
+Once that commit has happened the request is accepted, whatever happens next: a task or a customer event
+that cannot be created is left to the sweeper, never answered as an error, so a client that retries
+with its Idempotency-Key gets the same answer and never a second send or charge.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared import ids
+from shared import ids, observe
+from shared.answers import error_body, meta
 from shared.errors import ApiError, ErrorCode, message_for
-from shared.legs import new_events, new_leg, transition
+from shared.leg_changes import announce
+from shared.legs import new_leg, transition
 from shared.media import MediaError, Upload
 from shared.models import GroupRequest, SendRequest
 from shared.phone import InvalidNumber, is_nanp, parse_e164, region_of
+from shared.ports import AcceptDecision, Contended, DispatchTask, IdempotentAnswer, PreInsertFailed
+from shared.records import Group, Leg, Rates, StoredMedia, Tenant
 from shared.segments import MMS_SEGMENTS, count_segments
 from shared.ssrf import UrlPolicy, UrlRejected, check_url, media_url_policy, webhook_url_policy
 from shared.status import Status
 
 if TYPE_CHECKING:
     from infra.runtime import Runtime
-
-_log = logging.getLogger("mmsgate")
 
 GROUP_REQUESTS_PER_MINUTE = 30
 MAX_SCHEDULE_AHEAD = dt.timedelta(days=180)
@@ -36,18 +43,12 @@ DEFAULT_RPS = 10
 @dataclass
 class Recipient:
     raw: str
+    message_id: str
+    leg_key: str
     e164: str | None = None
-    message_id: str = ""
-    leg_key: str = ""
     price_micros: int = 0
     error: ErrorCode | None = None
     error_message: str | None = None  # when the gate has more to say than its code (media)
-
-
-@dataclass
-class Acceptance:
-    group_id: str | None
-    legs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -57,15 +58,29 @@ class RateLimit:
     window_seconds: int
 
 
-def send_single(rt: Runtime, tenant: dict, req: SendRequest, request_id: str) -> Acceptance:
+@dataclass(frozen=True)
+class Answer:
+    """The HTTP answer of an accept. ``kept``: it is already stored under the request's Idempotency-Key."""
+
+    status: int
+    body: dict[str, Any]
+    kept: bool = False
+
+
+Render = Callable[[str | None, list[Leg], str, dt.datetime], tuple[int, dict[str, Any]]]
+
+
+def send_single(rt: Runtime, tenant: Tenant, req: SendRequest, request_id: str,
+                idempotency_record: str | None = None) -> Answer:
     message_id = ids.new_message_id()
     recipient = Recipient(raw=req.to, message_id=message_id, leg_key=f"single:{message_id}")
-    limit = RateLimit(f"{tenant['id']}:rps", int(tenant.get("rps") or DEFAULT_RPS), 1)
+    limit = RateLimit(f"{tenant.id}:rps", tenant.rps or DEFAULT_RPS, 1)
     return _accept(rt, tenant, req, [recipient], group_id=None, channel="mms" if req.is_mms else "sms",
-                   request_id=request_id, limit=limit)
+                   request_id=request_id, limit=limit, render=single_answer, idempotency_record=idempotency_record)
 
 
-def send_group(rt: Runtime, tenant: dict, req: GroupRequest, request_id: str) -> Acceptance:
+def send_group(rt: Runtime, tenant: Tenant, req: GroupRequest, request_id: str,
+               idempotency_record: str | None = None) -> Answer:
     duplicates = sorted({n for n in req.to if req.to.count(n) > 1})
     if duplicates:
         raise ApiError(ErrorCode.DUPLICATE_RECIPIENTS, "Each recipient may appear only once",
@@ -76,9 +91,9 @@ def send_group(rt: Runtime, tenant: dict, req: GroupRequest, request_id: str) ->
         key = ids.leg_key(group_id, raw)
         recipients.append(Recipient(raw=raw, message_id=ids.leg_message_id(key), leg_key=key))
     # The group endpoint is the group MMS product: every leg is an MMS, media or not.
-    limit = RateLimit(f"{tenant['id']}:group", GROUP_REQUESTS_PER_MINUTE, 60)
+    limit = RateLimit(f"{tenant.id}:group", GROUP_REQUESTS_PER_MINUTE, 60)
     return _accept(rt, tenant, req, recipients, group_id=group_id, channel="mms", request_id=request_id,
-                   limit=limit)
+                   limit=limit, render=group_answer, idempotency_record=idempotency_record)
 
 
 def media_policy(rt: Runtime) -> UrlPolicy:
@@ -86,28 +101,54 @@ def media_policy(rt: Runtime) -> UrlPolicy:
     return media_url_policy(s.media_bucket, s.media_allowed_hosts, s.media_trusted_origins)
 
 
-def _request_checks(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest,
-                    channel: str) -> tuple[str, ErrorCode | None]:
+def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipients: list[Recipient], *,
+            group_id: str | None, channel: str, request_id: str, limit: RateLimit, render: Render,
+            idempotency_record: str | None) -> Answer:
+    now = rt.now()
+    sender, request_error = _request_checks(rt, tenant, req, channel, now)
+    encoding, segments = count_segments(req.body or "")
+    if channel == "mms":
+        segments = MMS_SEGMENTS
+    _number_gates(recipients, request_error, channel)
+    _limit_and_list_gates(rt, tenant, recipients, limit, channel, segments, now)
+    _balance_preflight(tenant, recipients)
+    media = _prepare_media(rt, tenant, req, recipients)
+    legs = _build_legs(tenant, req, recipients, group_id=group_id, sender=sender, channel=channel,
+                       encoding=encoding, segments=segments, media=media, request_id=request_id, now=now)
+    group = Group(id=group_id, tenant_id=tenant.id, total=len(legs), created_at=now, request_id=request_id,
+                  message_ids=tuple(leg.id for leg in legs)) if group_id else None
+
+    def answer(accepted: list[Leg]) -> IdempotentAnswer | None:
+        if idempotency_record is None:
+            return None
+        status, body = render(group_id, accepted, request_id, now)
+        return IdempotentAnswer(idempotency_record, status, body)
+
+    accepted = _commit(rt, group, legs, recipients, target=Status.SCHEDULED if req.scheduled_at else Status.QUEUED,
+                       now=now, answer=answer)
+    _after_accept(rt, legs, accepted)
+    status, body = render(group_id, accepted, request_id, now)
+    return Answer(status, body, kept=idempotency_record is not None)
+
+
+def _request_checks(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, channel: str,
+                    now: dt.datetime) -> tuple[str, ErrorCode | None]:
     """Checks that concern the whole request. Shape errors raise (nothing is written); gate failures
     are returned, to fail every recipient's row."""
-    now = rt.now()
     if req.scheduled_at is not None:
         if req.scheduled_at <= now:
-            raise ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid",
-                           details=[{"field": "scheduled_at", "issue": "must be in the future"}])
+            raise _invalid("scheduled_at", "must be in the future")
         if req.scheduled_at > now + MAX_SCHEDULE_AHEAD:
-            raise ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid",
-                           details=[{"field": "scheduled_at", "issue": "must be at most 180 days ahead"}])
+            raise _invalid("scheduled_at", "must be at most 180 days ahead")
     if req.webhook_url:
         try:
             check_url(req.webhook_url, webhook_url_policy(rt.settings.media_trusted_origins), rt.resolver)
         except UrlRejected as exc:
-            raise ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid",
-                           details=[{"field": "webhook_url", "issue": exc.reason}]) from None
+            raise _invalid("webhook_url", exc.reason) from None
 
-    sender = req.from_ or tenant.get("default_from") or ""
-    capabilities = (tenant.get("senders") or {}).get(sender)
-    if not capabilities or not capabilities.get(channel, False):
+    sender = req.from_ or tenant.default_from or ""
+    capabilities = tenant.senders.get(sender)
+    if capabilities is None or not capabilities.allows(channel):
         return sender, ErrorCode.SENDER_NOT_ALLOWED
     policy = media_policy(rt)
     for url in req.all_media_urls:
@@ -118,21 +159,11 @@ def _request_checks(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest,
     return sender, None
 
 
-def _price(rates: dict | None, channel: str, segments: int) -> int | None:
-    if not rates or f"{channel}_micros" not in rates:
-        return None
-    return int(rates[f"{channel}_micros"]) * (segments if channel == "sms" else 1)
+def _invalid(field: str, issue: str) -> ApiError:
+    return ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid", details=[{"field": field, "issue": issue}])
 
 
-def _accept(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest, recipients: list[Recipient], *,
-            group_id: str | None, channel: str, request_id: str, limit: RateLimit) -> Acceptance:
-    now = rt.now()
-    sender, request_error = _request_checks(rt, tenant, req, channel)
-    encoding, segments = count_segments(req.body or "")
-    if channel == "mms":
-        segments = MMS_SEGMENTS
-
-    # Per-recipient gates that need no transaction.
+def _number_gates(recipients: list[Recipient], request_error: ErrorCode | None, channel: str) -> None:
     for r in recipients:
         try:
             r.e164 = parse_e164(r.raw)
@@ -143,148 +174,160 @@ def _accept(rt: Runtime, tenant: dict, req: SendRequest | GroupRequest, recipien
             r.error = request_error
         elif channel == "mms" and not is_nanp(r.e164):
             r.error = ErrorCode.MMS_NANP_ONLY
-    # The rate limit, the opt-out list and the prices are independent reads: one round trip of waiting.
+
+
+def _limit_and_list_gates(rt: Runtime, tenant: Tenant, recipients: list[Recipient], limit: RateLimit,
+                          channel: str, segments: int, now: dt.datetime) -> None:
+    """The rate limit, the opt-out list and the prices are independent reads: one round trip of waiting."""
     eligible = [r.e164 for r in recipients if r.e164 and not r.error]
-    (allowed, retry_after), (opted_out, prices) = rt.concurrently(
-        lambda: rt.store.hit_window(limit.key, limit.limit, limit.window_seconds, now),
-        lambda: rt.store.gate_reads(tenant["id"], eligible, {region_of(n) or "ZZ" for n in eligible}),
+    countries = {region_of(n) or "ZZ" for n in eligible}
+    hit, reads = rt.concurrently(
+        lambda: rt.limits.hit_window(limit.key, limit.limit, limit.window_seconds, now),
+        lambda: rt.accounts.gate_reads(tenant.id, eligible, countries),
     )
+    allowed, retry_after = hit
+    opted_out, prices = reads
     if not allowed:
-        raise ApiError(ErrorCode.RATE_LIMITED,
-                       f"Rate limit of {limit.limit} requests per {limit.window_seconds} s exceeded",
-                       headers={"Retry-After": str(retry_after)})
+        raise ApiError(ErrorCode.RATE_LIMITED, f"Rate limit of {limit.limit} requests per {limit.window_seconds} s "
+                       "exceeded", headers={"Retry-After": str(retry_after)})
     for r in recipients:
-        if r.error:
+        if r.error or r.e164 is None:
             continue
         if r.e164 in opted_out:
             r.error = ErrorCode.RECIPIENT_OPTED_OUT
             continue
-        price = _price(prices.get(region_of(r.e164) or "ZZ"), channel, segments)
+        rates: Rates | None = prices.get(region_of(r.e164) or "ZZ")
+        price = rates.price(channel, segments) if rates else None
         if price is None:
             r.error = ErrorCode.PRICE_UNAVAILABLE
         else:
             r.price_micros = price
 
-    # Pre-flight: a request the balance cannot cover writes nothing.
+
+def _balance_preflight(tenant: Tenant, recipients: list[Recipient]) -> None:
+    """A request the balance cannot cover writes nothing."""
     cost = sum(r.price_micros for r in recipients if not r.error)
-    if cost > int(tenant.get("balance_micros", 0)):
-        raise ApiError(ErrorCode.INSUFFICIENT_BALANCE,
-                       f"The balance cannot cover this request ({cost / 1e6:.4f} USD needed)")
+    if cost > tenant.balance_micros:
+        raise ApiError(ErrorCode.INSUFFICIENT_BALANCE, f"The balance cannot cover this request ({cost / 1e6:.4f} USD "
+                       "needed)")
 
-    # Media, once per request whatever the number of recipients (docs/media.md). It comes after every
-    # cheaper check, so a request answered 402, or one no recipient can receive, fetches nothing; and
-    # before anything is written, so an instance that dies mid-fetch leaves no pending row. A media
-    # failure is a request-level gate: every recipient's row ends failed with the media error.
-    media: list[dict] = []
-    if (req.all_media_urls or req.media) and any(r.error is None for r in recipients):
-        uploads = [Upload(m.content_type, m.data, m.filename) for m in req.media or []]
-        try:
-            media = rt.media.prepare(tenant["id"], req.all_media_urls, uploads, media_policy(rt))
-        except MediaError as exc:
-            for r in recipients:
-                if r.error is not ErrorCode.INVALID_PHONE_NUMBER:
-                    r.error, r.error_message = exc.code, exc.message
 
-    legs = [
-        new_leg(message_id=r.message_id, leg_key=r.leg_key, tenant_id=tenant["id"], group_id=group_id,
-                to=r.e164 or r.raw, from_=sender, body=req.body, subject=req.subject,
-                media_urls=req.all_media_urls, channel=channel, encoding=encoding, segments=segments,
-                scheduled_at=req.scheduled_at, webhook_url=req.webhook_url or tenant.get("webhook_url"),
-                metadata=req.metadata or {}, request_id=request_id, now=now)
+def _prepare_media(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest,
+                   recipients: list[Recipient]) -> tuple[StoredMedia, ...]:
+    """Media, once per request whatever the number of recipients (docs/media.md). It comes after every
+    cheaper check, so a request answered 402, or one no recipient can receive, fetches nothing; and before
+    anything is written, so an instance that dies mid-fetch leaves no pending row. A media failure is a
+    request-level gate: every recipient's row ends failed with the media error."""
+    if not (req.all_media_urls or req.media) or all(r.error is not None for r in recipients):
+        return ()
+    uploads = [Upload(m.content_type, m.data, m.filename) for m in req.media or []]
+    try:
+        refs = rt.media.prepare(tenant.id, req.all_media_urls, uploads, media_policy(rt))
+    except MediaError as exc:
+        for r in recipients:
+            if r.error is not ErrorCode.INVALID_PHONE_NUMBER:
+                r.error, r.error_message = exc.code, exc.message
+        return ()
+    return tuple(StoredMedia.from_doc(ref) for ref in refs)
+
+
+def _build_legs(tenant: Tenant, req: SendRequest | GroupRequest, recipients: list[Recipient], *,
+                group_id: str | None, sender: str, channel: str, encoding: str, segments: int,
+                media: tuple[StoredMedia, ...], request_id: str, now: dt.datetime) -> list[Leg]:
+    return [
+        new_leg(message_id=r.message_id, leg_key=r.leg_key, tenant_id=tenant.id, group_id=group_id,
+                to=r.e164 or r.raw, from_=sender, body=req.body, subject=req.subject, media_urls=req.all_media_urls,
+                channel=channel, encoding=encoding, segments=segments, scheduled_at=req.scheduled_at,
+                webhook_url=req.webhook_url or tenant.webhook_url, metadata=req.metadata or {},
+                request_id=request_id, now=now).with_(media=media)  # our stored copies; dispatch signs them
         for r in recipients
     ]
+
+
+def gate(legs: list[Leg], recipients: dict[str, Recipient], account: Tenant, target: Status,
+         now: dt.datetime) -> AcceptDecision:
+    """The accept's decision (pure): quota and balance per leg, in order; each leg queued or failed."""
+    day = now.strftime("%Y-%m-%d")
+    balance, used = account.balance_micros, account.used_on(day)
+    decided = []
     for leg in legs:
-        leg["media"] = media  # our stored copies; dispatch signs URLs of these (media_urls stay as asked)
-    group = None
-    if group_id:
-        group = {"id": group_id, "tenant_id": tenant["id"], "total": len(legs), "created_at": now,
-                 "request_id": request_id, "message_ids": [leg["id"] for leg in legs]}
+        r = recipients[leg.id]
+        error = r.error
+        if error is None and account.daily_quota is not None and used + 1 > account.daily_quota:
+            error = ErrorCode.QUOTA_EXCEEDED
+        if error is None and r.price_micros > balance:
+            error = ErrorCode.INSUFFICIENT_BALANCE
+        if error is None:
+            balance -= r.price_micros
+            used += 1
+            moved = transition(leg, target, cause="accepted", now=now, price_micros=r.price_micros)
+        else:
+            moved = transition(leg, Status.FAILED, cause=f"gate {error.value}", now=now, error_code=error.value,
+                               error_message=r.error_message or message_for(error))
+        decided.append(moved or leg)
+    return AcceptDecision(legs=decided, balance_micros=balance, usage_day=day, usage_count=used)
+
+
+def _commit(rt: Runtime, group: Group | None, legs: list[Leg], recipients: list[Recipient], *, target: Status,
+            now: dt.datetime, answer: Callable[[list[Leg]], IdempotentAnswer | None]) -> list[Leg]:
     by_id = {r.message_id: r for r in recipients}
-    target = Status.SCHEDULED if req.scheduled_at else Status.QUEUED
-
-    def decide(account: dict, stored: list[dict | None]):
-        quota = account.get("daily_quota")
-        balance = int(account.get("balance_micros", 0))
-        day = now.strftime("%Y-%m-%d")
-        used = int(account.get("usage_count", 0)) if account.get("usage_day") == day else 0
-        updates: dict[str, dict] = {}
-        outcome: list[dict] = []
-        for leg in stored:
-            r = by_id[leg["id"]]
-            error = r.error
-            if error is None and quota is not None and used + 1 > int(quota):
-                error = ErrorCode.QUOTA_EXCEEDED
-            if error is None and r.price_micros > balance:
-                error = ErrorCode.INSUFFICIENT_BALANCE
-            if error is None:
-                balance -= r.price_micros
-                used += 1
-                change = transition(leg, target, cause="accepted", now=now,
-                                    fields={"price_micros": r.price_micros})
-            else:
-                change = transition(leg, Status.FAILED, cause=f"gate {error.value}", now=now,
-                                    fields={"error_code": error.value,
-                                            "error_message": r.error_message or message_for(error)})
-            updates[leg["id"]] = change
-            outcome.append({**leg, **change})
-        spent = int(account.get("balance_micros", 0)) - balance
-        account_updates = {"usage_day": day, "usage_count": used}
-        if spent:
-            account_updates["balance_micros"] = balance
-        return account_updates, updates, outcome
-
     try:
-        accepted = rt.store.record_and_accept(group, legs, decide)
-    except rt.store.PreInsertFailed as exc:
+        accepted = rt.legs.accept(group, legs, lambda account, stored: gate(stored, by_id, account, target, now),
+                                  answer)
+    except PreInsertFailed as exc:
         raise ApiError(ErrorCode.INTERNAL, "Could not record the recipients; nothing was sent") from exc
-    except rt.store.Contended:
+    except Contended:
         # The rows exist as pending and nothing was charged; the sweeper never sends a pending leg.
         raise ApiError(ErrorCode.RATE_LIMITED, "Too many concurrent requests for this account; retry shortly",
                        headers={"Retry-After": "1"}) from None
-    _after_accept(rt, legs, accepted)
-    return Acceptance(group_id=group_id, legs=accepted)
+    observe.metric("leg.accepted", tenant_id=group.tenant_id if group else legs[0].tenant_id,
+                   count=sum(leg.status in (Status.QUEUED, Status.SCHEDULED) for leg in accepted))
+    return accepted
 
 
-def _after_accept(rt: Runtime, before: list[dict], after: list[dict]) -> None:
-    """Create the dispatch tasks of accepted legs and the customer events of failed ones."""
-    to_dispatch = [
-        (leg["id"], ids.task_name(leg["leg_key"]), leg.get("scheduled_at"))
-        for leg in after
-        if leg["status"] in (Status.QUEUED.value, Status.SCHEDULED.value)
-    ]
-    if to_dispatch:
-        for message_id, error in rt.queue.enqueue_dispatch_many(to_dispatch).items():
+def _after_accept(rt: Runtime, before: list[Leg], after: list[Leg]) -> None:
+    """Create the dispatch tasks of accepted legs and the customer events of failed ones. Never raises: the
+    request is accepted already, and the sweeper re-enqueues a queued leg whose task is missing."""
+    tasks = [DispatchTask(leg.id, ids.task_name(leg.leg_key), leg.scheduled_at)
+             for leg in after if leg.status in (Status.QUEUED, Status.SCHEDULED)]
+    if tasks:
+        try:
+            errors = rt.queue.enqueue_dispatch_many(tasks)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            errors = {task.message_id: exc for task in tasks}
+        for message_id, error in errors.items():
             if error is not None:
-                _log.error("dispatch task not created; the sweeper will re-enqueue",
-                           extra={"fields": {"message_id": message_id, "error": repr(error)}})
+                observe.log_error("dispatch task not created; the sweeper will re-enqueue", message_id=message_id,
+                                  error=type(error).__name__)
     for leg_before, leg_after in zip(before, after, strict=True):
-        for event_id in new_events(leg_before, leg_after):
-            rt.queue.enqueue_notify(event_id, leg_after["id"])
+        announce(rt, leg_before, leg_after)
 
 
-def single_response(acceptance: Acceptance) -> tuple[int, dict]:
-    """The single send answers like the message it created; a failed gate answers as an error."""
-    leg = acceptance.legs[0]
-    if leg["status"] == Status.FAILED.value:
-        code = ErrorCode(leg["error_code"])
-        raise ApiError(code, leg["error_message"], details=[{"field": "message_id", "issue": leg["id"]}])
-    return 200, {"id": leg["id"], "status": leg["status"], "channel": leg["channel"],
-                  "segments": leg["segments"]}
+def single_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt.datetime) -> tuple[int, dict]:
+    """The single send answers like the message it created; a failed gate answers as an error that names
+    the field at fault and the stored message's id."""
+    leg = legs[0]
+    if leg.status is Status.FAILED:
+        code = ErrorCode(leg.error_code or ErrorCode.INTERNAL.value)
+        error = ApiError(code, leg.error_message, details=[{"field": "message_id", "issue": leg.id}])
+        return error.status, error_body(error, request_id, now)
+    data = {"id": leg.id, "status": leg.status.value, "channel": leg.channel, "segments": leg.segments}
+    return 200, {"data": data, "meta": meta(request_id, now)}
 
 
-def group_response(acceptance: Acceptance) -> tuple[int, dict]:
+def group_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt.datetime) -> tuple[int, dict]:
     messages = []
-    summary = {"total": len(acceptance.legs), "succeeded": 0, "failed": 0, "scheduled": 0}
-    for leg in acceptance.legs:
-        item = {"message_id": leg["id"], "to": leg["to"], "status": leg["status"]}
-        if leg["status"] == Status.FAILED.value:
-            item["error_code"] = leg["error_code"]
-            item["error_message"] = leg["error_message"]
+    summary = {"total": len(legs), "succeeded": 0, "failed": 0, "scheduled": 0}
+    for leg in legs:
+        item: dict[str, Any] = {"message_id": leg.id, "to": leg.to, "status": leg.status.value}
+        if leg.status is Status.FAILED:
+            item["error_code"] = leg.error_code
+            item["error_message"] = leg.error_message
             summary["failed"] += 1
-        elif leg["status"] == Status.SCHEDULED.value:
+        elif leg.status is Status.SCHEDULED:
             summary["scheduled"] += 1
         else:
             summary["succeeded"] += 1
         messages.append(item)
     status = 207 if summary["failed"] else 200
-    return status, {"group_id": acceptance.group_id, "messages": messages, "summary": summary}
+    return status, {"group_id": group_id, "messages": messages, "summary": summary, "meta": meta(request_id, now)}

@@ -77,6 +77,35 @@ def from_provider(event_type: str, provider_status: str) -> tuple[Status, bool] 
     return PROVIDER_STATUS.get(provider_status)
 
 
+class SendState(StrEnum):
+    """Where one leg's conversation with the provider stands (dispatch's own bookkeeping, beside the status)."""
+
+    NONE = "none"  # never claimed
+    IN_FLIGHT = "in_flight"  # a dispatch holds the claim and is calling the provider
+    RETRYABLE = "retryable"  # the provider did not take it (connect failure, 5xx): sending again is safe
+    AMBIGUOUS = "ambiguous"  # the request may have reached the provider: find out before sending again
+    ACCEPTED = "accepted"  # the provider has it (its id is recorded)
+    FAILED = "failed"  # the provider refused it for good, or we gave up
+
+
+SS = SendState
+
+# For each send state, the states it may be entered from (a claim may be retaken by a later delivery of the
+# same task once its holder is known dead: in_flight -> ambiguous -> in_flight).
+SEND_ALLOWED_FROM: dict[SendState, frozenset[SendState]] = {
+    SS.NONE: frozenset(),
+    SS.IN_FLIGHT: frozenset({SS.NONE, SS.RETRYABLE, SS.AMBIGUOUS}),
+    SS.RETRYABLE: frozenset({SS.IN_FLIGHT}),
+    SS.AMBIGUOUS: frozenset({SS.IN_FLIGHT, SS.AMBIGUOUS}),
+    SS.ACCEPTED: frozenset({SS.NONE, SS.IN_FLIGHT, SS.RETRYABLE, SS.AMBIGUOUS}),
+    SS.FAILED: frozenset({SS.NONE, SS.IN_FLIGHT, SS.RETRYABLE, SS.AMBIGUOUS}),
+}
+
+
+def can_send_enter(current: SendState | str, new: SendState | str) -> bool:
+    return SendState(current) in SEND_ALLOWED_FROM[SendState(new)]
+
+
 # Customer webhook event for a status a leg has just entered.
 CUSTOMER_EVENTS: dict[Status, str] = {
     S.SENT: "message.sent",

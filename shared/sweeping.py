@@ -1,51 +1,61 @@
-"""The sweeper: nothing stays stuck. Legs queued too long get a fresh task, claims whose holder died
-are handed back to dispatch to reconcile, and legs the provider never finalised are closed as sent."""
+"""The sweeper: nothing stays stuck. Abandoned pending rows fail (nothing was charged), legs whose task was
+lost get a fresh one, claims whose holder died are handed back to dispatch to reconcile, legs the provider
+never finalised are closed as final, and customer events whose task was lost are sent again.
+
+Each rule is a pure decision over one leg (``abandon``, ``bump``, ``close_silent``, ``push_due``) that
+the store commits conditioned on the version it read, so two sweeper runs never both act on one leg.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared import ids
-from shared.dispatching import CLAIM_LEASE, RECONCILE_WINDOW
+from shared.dispatching import CLAIM_LEASE, RECONCILE_DELAY
 from shared.errors import ErrorCode
-from shared.legs import UNDELIVERED, Change, new_events, outbox_fields, transition, with_event
+from shared.leg_changes import change
+from shared.legs import note, transition, with_event
 from shared.notifying import GIVE_UP_AFTER, give_up
+from shared.ports import Decision, DispatchTask
+from shared.records import Leg
 from shared.status import Status
 
 if TYPE_CHECKING:
     from infra.runtime import Runtime
 
 
+@dataclass(frozen=True)
+class SweepPolicy:
+    queued_after: dt.timedelta  # a queued leg older than this lost its task
+    final_after: dt.timedelta  # a sent leg with no final report by then is closed
+
+    @property
+    def dead_claim_after(self) -> dt.timedelta:
+        # A claim's lease plus a reconcile's follow-up, with margin: dispatch's own follow-up tasks come first.
+        return CLAIM_LEASE + RECONCILE_DELAY + self.queued_after
+
+
 def sweep(rt: Runtime) -> dict[str, int]:
     now = rt.now()
-    s = rt.settings
+    policy = SweepPolicy(queued_after=dt.timedelta(seconds=rt.settings.sweep_queued_after_seconds),
+                         final_after=dt.timedelta(seconds=rt.settings.sweep_final_after_seconds))
     counts = {"requeued": 0, "reconciling": 0, "closed": 0, "abandoned": 0}
-    # A pending row whose request never finished accepting it (the instance died, or gave up under
-    # contention and answered 429): nothing was charged or sent, so it ends failed rather than waiting.
-    for leg in rt.store.legs_in_status(Status.PENDING.value, now - dt.timedelta(seconds=s.sweep_queued_after_seconds)):
-        counts["abandoned"] += bool(rt.store.mutate_leg(leg["id"], functools.partial(_abandon, now=now)))
-    for status, age, key in (
-        (Status.QUEUED, dt.timedelta(seconds=s.sweep_queued_after_seconds), "requeued"),
-        (Status.SENDING, CLAIM_LEASE + RECONCILE_WINDOW, "reconciling"),
-    ):
-        for leg in rt.store.legs_in_status(status.value, now - age):
-            counts[key] += _requeue(rt, leg, status, now)
-    # A scheduled leg still waiting well after its time lost its task (or never got one).
-    grace = dt.timedelta(seconds=s.sweep_queued_after_seconds)
-    for leg in rt.store.due_scheduled_legs(now - grace):
-        if leg["status_since"] < now - grace:  # not re-enqueued within the last grace period
-            counts["requeued"] += _requeue(rt, leg, Status.SCHEDULED, now)
-
-    for leg in rt.store.legs_in_status(Status.SENT.value, now - dt.timedelta(seconds=s.sweep_final_after_seconds)):
-        before: dict = {}
-        updates = rt.store.mutate_leg(leg["id"], functools.partial(_close_silent, before=before, now=now))
-        if updates:
-            counts["closed"] += 1
-            for event_id in new_events(before, updates):
-                rt.queue.enqueue_notify(event_id, leg["id"])
-    counts["notified"] = _resend_events(rt, now, grace)
+    for leg in rt.legs.in_status(Status.PENDING.value, now - policy.queued_after):
+        counts["abandoned"] += bool(change(rt, leg.id, functools.partial(abandon, now=now)).result)
+    for leg in rt.legs.in_status(Status.QUEUED.value, now - policy.queued_after):
+        counts["requeued"] += _requeue(rt, leg.id, Status.QUEUED, now)
+    for leg in rt.legs.in_status(Status.SENDING.value, now - policy.dead_claim_after):
+        counts["reconciling"] += _requeue(rt, leg.id, Status.SENDING, now)
+    for leg in rt.legs.due_scheduled(now - policy.queued_after):
+        if leg.status_since and leg.status_since < now - policy.queued_after:  # not re-enqueued recently
+            counts["requeued"] += _requeue(rt, leg.id, Status.SCHEDULED, now)
+    for leg in rt.legs.in_status(Status.SENT.value, now - policy.final_after):
+        counts["closed"] += change(rt, leg.id, functools.partial(close_silent, now=now)).changed
+    counts["notified"] = _resend_events(rt, now, policy.queued_after)
     return counts
 
 
@@ -54,58 +64,66 @@ def _resend_events(rt: Runtime, now: dt.datetime, grace: dt.timedelta) -> int:
     created (the status change committed, the enqueue failed). Creating it again is harmless, the task
     is named after the event; past 24 hours the event is given up."""
     resent = 0
-    for leg in rt.store.legs_with_events_due(now - grace):
-        for event_id, entry in (leg.get("notifications") or {}).items():
-            if entry["state"] not in UNDELIVERED:
+    for leg in rt.legs.with_events_due(now - grace):
+        for event_id, entry in leg.notifications.items():
+            if not entry.state.undelivered:
                 continue
-            if now - entry["created_at"] > GIVE_UP_AFTER:
-                give_up(rt, leg["id"], event_id, now)
+            if now - entry.created_at > GIVE_UP_AFTER:
+                give_up(rt, leg.id, event_id, now)
             else:
-                rt.queue.enqueue_notify(event_id, leg["id"])
-                resent += 1
-        rt.store.mutate_leg(leg["id"], functools.partial(_push_due, now=now))
+                try:
+                    rt.queue.enqueue_notify(event_id, leg.id)
+                    resent += 1
+                except Exception:  # noqa: BLE001, S112 - the next sweep tries again (notify_due stays set)
+                    continue
+        change(rt, leg.id, functools.partial(push_due, now=now))
     return resent
 
 
-def _push_due(leg: dict | None, *, now: dt.datetime) -> Change:
+def push_due(leg: Leg | None, *, now: dt.datetime) -> Decision[None]:
     """Look at this leg's outbox again only after another grace period."""
-    if leg is None or leg.get("notify_due") is None:
-        return Change()
-    return Change(updates={"notify_due": now})
+    if leg is None or leg.notify_due is None:
+        return Decision()
+    return Decision(after=leg.with_(notify_due=now))
 
 
-def _close_silent(current: dict | None, *, before: dict, now: dt.datetime) -> Change:
+def close_silent(leg: Leg | None, *, now: dt.datetime) -> Decision[None]:
     """A ``sent`` leg the provider never finalised becomes final, and the customer hears of it."""
-    before.update(current or {})
-    if current is None or current["status"] != Status.SENT.value or current.get("final"):
-        return Change()
-    entry = {"at": now, "from": "sent", "to": "sent", "cause": "no final report within the window"}
-    updates = {"final": True, "updated_at": now, "history": [*current["history"], entry],
-               **outbox_fields(with_event(current, "sent:final", "message.sent", now), now)}
-    return Change(updates=updates, result=updates)
+    if leg is None or leg.status is not Status.SENT or leg.final:
+        return Decision()
+    closed = note(leg, cause="no final report within the window", now=now, final=True)
+    return Decision(after=with_event(closed, "sent:final", "message.sent", now))
 
 
-def _abandon(leg: dict | None, *, now: dt.datetime) -> Change:
-    if leg is None or leg["status"] != Status.PENDING.value:
-        return Change(result=False)
-    updates = transition(leg, Status.FAILED, cause="the request that created it did not complete", now=now,
-                         fields={"error_code": ErrorCode.INTERNAL.value,
-                                 "error_message": "The request did not complete; nothing was sent or charged"})
-    return Change(updates=updates, result=True)
+def abandon(leg: Leg | None, *, now: dt.datetime) -> Decision[bool]:
+    """A pending row whose request never finished accepting it (the instance died, or gave up under
+    contention and answered 429): nothing was charged or sent, so it ends failed rather than waiting."""
+    if leg is None or leg.status is not Status.PENDING:
+        return Decision(result=False)
+    failed = transition(leg, Status.FAILED, cause="the request that created it did not complete", now=now,
+                        error_code=ErrorCode.INTERNAL.value,
+                        error_message="The request did not complete; nothing was sent or charged")
+    return Decision(after=failed, result=failed is not None)
 
 
-def _requeue(rt: Runtime, leg: dict, status: Status, now: dt.datetime) -> int:
-    generation = rt.store.mutate_leg(leg["id"], functools.partial(_bump, status=status, now=now))
-    if not generation:
-        return 0
-    rt.queue.enqueue_dispatch(leg["id"], ids.task_name(leg["leg_key"], generation), leg.get("scheduled_at"))
-    return 1
-
-
-def _bump(leg: dict | None, *, status: Status, now: dt.datetime) -> Change:
+def bump(leg: Leg | None, *, status: Status, now: dt.datetime) -> Decision[int]:
     """Claim the right to re-enqueue: only one sweeper run does, and only if the leg did not move."""
-    if leg is None or leg["status"] != status.value:
-        return Change(result=0)
-    generation = leg.get("dispatch_generation", 0) + 1
-    return Change(updates={"dispatch_generation": generation, "status_since": now, "updated_at": now},
-                  result=generation)
+    if leg is None or leg.status is not status:
+        return Decision(result=0)
+    generation = leg.dispatch_generation + 1
+    return Decision(after=leg.with_(dispatch_generation=generation, status_since=now, updated_at=now),
+                    result=generation)
+
+
+def _requeue(rt: Runtime, message_id: str, status: Status, now: dt.datetime) -> int:
+    decide: Callable[[Leg | None], Decision[int]] = functools.partial(bump, status=status, now=now)
+    mutation = change(rt, message_id, decide)
+    leg = mutation.after
+    if not mutation.result or leg is None:
+        return 0
+    try:
+        rt.queue.enqueue_dispatch(DispatchTask(leg.id, ids.task_name(leg.leg_key, leg.dispatch_generation),
+                                               leg.scheduled_at))
+    except Exception:  # noqa: BLE001 - the next sweep finds it again
+        return 0
+    return 1

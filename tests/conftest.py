@@ -170,6 +170,18 @@ class Env:
 
         return store()
 
+    def balance(self, tenant_id: str | None = None) -> int:
+        tenant = self.store.accounts.get_tenant(tenant_id or self.tenant_id)
+        assert tenant is not None
+        return tenant.balance_micros
+
+    def leg_doc(self, message_id: str) -> dict | None:
+        """The leg's stored document as Firestore holds it."""
+        from infra import collections as C
+
+        snap = self.store.db.collection(C.MESSAGES).document(message_id).get()
+        return snap.to_dict() if snap.exists else None
+
     def sim_messages(self, to: str | None = None) -> list[dict]:
         return self.sim.get("/_sim/messages", params={"to": to} if to else None).json()["data"]
 

@@ -30,7 +30,7 @@ DEFAULT_PRICING = {
 def _store():
     from infra.runtime import store
 
-    return store()
+    return store().accounts
 
 
 def create_tenant(store, *, name: str, default_from: str, senders: dict[str, dict] | None = None,

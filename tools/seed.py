@@ -33,6 +33,8 @@ def apply_env(env: dict[str, str]) -> None:
 
 
 def seed(store, *, api_key: str = DEV_API_KEY, balance_micros: int = 100_000_000, **tenant) -> tuple[str, str]:
+    """``store`` is an ``infra.store.Store`` (or its ``accounts``)."""
+    store = getattr(store, "accounts", store)
     seed_pricing(store)
     tenant_id = create_tenant(store, tenant_id=tenant.pop("tenant_id", DEV_TENANT_ID), name=tenant.pop("name", "dev"),
                               default_from=tenant.pop("default_from", DEV_SENDER), balance_micros=balance_micros,

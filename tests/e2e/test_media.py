@@ -53,7 +53,7 @@ def stored(env, tenant_id: str) -> dict[str, bytes]:
 
 
 def leg(env, message_id: str) -> dict:
-    return env.store.get_leg(message_id)
+    return env.leg_doc(message_id)
 
 
 def assert_signed_copy(url: str, env, ref: dict) -> None:
@@ -148,7 +148,7 @@ def test_a_media_failure_fails_every_leg_of_a_group(env, host):
     codes = [m.get("error_code") for m in load_json(response)["messages"]]
     assert codes == ["MEDIA_TYPE_UNSUPPORTED"] * 3 + ["INVALID_PHONE_NUMBER"]
     assert "declares image/png but its content is image/jpeg" in load_json(response)["messages"][0]["error_message"]
-    assert env.store.get_tenant(env.tenant_id)["balance_micros"] == 100_000_000  # nothing debited
+    assert env.balance() == 100_000_000  # nothing debited
     time.sleep(0.3)
     assert env.sim_messages() == []
 

@@ -52,11 +52,11 @@ def test_stop_rejection_adds_the_number_to_the_opt_out_list(env):
 
 
 def test_a_failed_provider_rejection_refunds_the_leg(env):
-    before = env.store.get_tenant(env.tenant_id)["balance_micros"]
+    before = env.balance()
     message_id = env.api.post("/api/v1/messages/sms", json={"to": fictional(90), "body": "x",
                                                             "media_urls": [env.sample_media_url]}).json()["data"]["id"]
     env.wait_status(message_id, "failed")
-    assert env.store.get_tenant(env.tenant_id)["balance_micros"] == before
+    assert env.balance() == before
 
 
 def test_sweeper_closes_a_leg_with_no_final_report(env):

@@ -79,7 +79,7 @@ def test_soak_every_leg_terminal_one_send_each_no_regressions(env):
     for m in env.sim_messages():
         sent_by_provider[m["to"] if isinstance(m["to"], str) else m["to"][0]] += 1
     for message_id in legs:
-        leg = env.store.get_leg(message_id)
+        leg = env.leg_doc(message_id)
         assert is_final(leg["status"], leg["final"]), (leg["to"], leg["status"])
         xx = int(leg["to"][-2:])
         assert sent_by_provider.get(leg["to"], 0) == (0 if xx in REJECTED else 1), leg["to"]

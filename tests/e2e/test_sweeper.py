@@ -55,7 +55,7 @@ def test_customer_events_whose_tasks_were_lost_are_sent_again(env):
     tasks().purge_queue(name=env.stack.queue_paths["notify"])  # every pending attempt is lost
     time.sleep(0.5)
     env.receiver.reset()  # the endpoint is back
-    leg = env.store.get_leg(message_id)
+    leg = env.leg_doc(message_id)
     assert leg["notify_due"] is not None
     assert {e["state"] for e in leg["notifications"].values()} <= {"pending", "retrying"}
     env.store.db.collection(C.MESSAGES).document(message_id).update(
@@ -68,7 +68,7 @@ def test_customer_events_whose_tasks_were_lost_are_sent_again(env):
     while len({r["headers"]["X-Mmsgate-Event-Id"] for r in env.receiver.received if not r["failed"]}) < 2:
         assert time.monotonic() < deadline, env.receiver.received
         time.sleep(0.05)
-    leg = env.store.get_leg(message_id)
+    leg = env.leg_doc(message_id)
     assert {e["state"] for e in leg["notifications"].values()} == {"delivered"}
     assert leg["notify_due"] is None
 
@@ -81,7 +81,7 @@ def test_a_pending_row_whose_request_never_finished_ends_failed(env):
                   to=fictional(43), from_="+18005551234", body="x", subject=None, media_urls=[], channel="sms",
                   encoding="GSM-7", segments=1, scheduled_at=None, webhook_url=None, metadata={},
                   request_id="req_x", now=long_ago)
-    env.store.db.collection(C.MESSAGES).document(leg["id"]).create(leg)
+    env.store.db.collection(C.MESSAGES).document(leg.id).create(leg.to_doc())
 
     assert env.stack.sweep()[0] == 200
 

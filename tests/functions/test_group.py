@@ -26,7 +26,7 @@ def test_duplicate_recipients_are_rejected_naming_them(env):
 
 
 def test_each_gate_fails_only_its_recipient(env):
-    env.store.add_opt_out(env.tenant_id, fictional(3), source="test")
+    env.store.accounts.add_opt_out(env.tenant_id, fictional(3), source="test")
     response = _group(env, to=[fictional(1), "+1415", "+442071838750", fictional(3)])
 
     assert response.status_code == 207
@@ -48,7 +48,7 @@ def test_request_level_gate_fails_every_recipient(env):
 def test_per_leg_key_and_id(env):
     response = _group(env, to=[fictional(1)])
     group_id = response.json()["group_id"]
-    leg = env.store.get_leg(response.json()["messages"][0]["message_id"])
+    leg = env.leg_doc(response.json()["messages"][0]["message_id"])
     assert leg["leg_key"] == f"group-mms:{group_id}:{fictional(1)}"
     from shared.ids import leg_message_id
 
@@ -79,7 +79,7 @@ def test_group_read_summarises_from_the_legs(env):
 
 
 def test_insufficient_balance_is_402_and_writes_nothing(env):
-    env.store.put_tenant(env.tenant_id, {"balance_micros": 30_000})  # one MMS costs 20_000
+    env.store.accounts.put_tenant(env.tenant_id, {"balance_micros": 30_000})  # one MMS costs 20_000
     response = _group(env, to=[fictional(1), fictional(2)], media_urls=[env.sample_media_url])
 
     assert response.status_code == 402
@@ -87,17 +87,17 @@ def test_insufficient_balance_is_402_and_writes_nothing(env):
     from infra import collections as C
 
     assert list(env.store.db.collection(C.MESSAGES).limit(1).stream()) == []
-    assert env.store.get_tenant(env.tenant_id)["balance_micros"] == 30_000
+    assert env.balance() == 30_000
 
 
 def test_cost_is_debited_when_accepted(env):
-    before = env.store.get_tenant(env.tenant_id)["balance_micros"]
+    before = env.balance()
     _group(env, to=[fictional(1), fictional(2), "+442071838750"], media_urls=[env.sample_media_url])
-    assert env.store.get_tenant(env.tenant_id)["balance_micros"] == before - 2 * 20_000
+    assert env.balance() == before - 2 * 20_000
 
 
 def test_daily_quota(env):
-    env.store.put_tenant(env.tenant_id, {"daily_quota": 2})
+    env.store.accounts.put_tenant(env.tenant_id, {"daily_quota": 2})
     response = _group(env, to=[fictional(1), fictional(2), fictional(3)])
     assert [m.get("error_code") for m in response.json()["messages"]] == [None, None, "QUOTA_EXCEEDED"]
     single = env.api.post("/api/v1/messages/sms", json={"to": fictional(4), "body": "x"})

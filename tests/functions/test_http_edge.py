@@ -78,7 +78,7 @@ def test_missing_or_unknown_key_is_401(env, key):
 def test_revoked_key_is_401(env):
     from shared.ids import api_key_hash
 
-    env.store.revoke_api_key(api_key_hash(env.api_key))
+    env.store.accounts.revoke_api_key(api_key_hash(env.api_key))
     _envelope(_post(env, body={"to": fictional(1), "body": "x"}), 401, "UNAUTHORIZED")
 
 

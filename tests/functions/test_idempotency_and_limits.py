@@ -90,7 +90,7 @@ def test_forty_concurrent_group_requests_in_a_minute_accept_exactly_thirty(env):
 
 
 def test_a_balance_for_ten_messages_accepts_exactly_ten_recipients_across_concurrent_requests(env):
-    env.store.put_tenant(env.tenant_id, {"balance_micros": 10 * 20_000})
+    env.store.accounts.put_tenant(env.tenant_id, {"balance_micros": 10 * 20_000})
 
     # Groups of two: sequentially, five are accepted whole and the rest are 402, so "exactly ten"
     # holds whatever the interleaving (with odd sizes a lone unit could be left unspent by a 402).
@@ -105,5 +105,5 @@ def test_a_balance_for_ten_messages_accepts_exactly_ten_recipients_across_concur
     accepted = sum(1 for r in responses if r.status_code in (200, 207)
                    for m in r.json()["messages"] if m["status"] == "queued")
     assert accepted == 10, [r.status_code for r in responses]
-    assert env.store.get_tenant(env.tenant_id)["balance_micros"] == 0
+    assert env.balance() == 0
     assert {r.status_code for r in responses} <= {200, 207, 402}

@@ -47,7 +47,7 @@ def test_sender_not_owned_is_rejected(env):
 
 
 def test_sender_without_mms_capability_cannot_send_mms(env):
-    env.store.put_tenant(env.tenant_id, {"senders": {"+18005551234": {"sms": True, "mms": True},
+    env.store.accounts.put_tenant(env.tenant_id, {"senders": {"+18005551234": {"sms": True, "mms": True},
                                                      "+18005550000": {"sms": True, "mms": False}},
                                          "sender_numbers": ["+18005550000", "+18005551234"]})
     sms = _send(env, to=fictional(2), body="x", **{"from": "+18005550000"})
@@ -124,7 +124,7 @@ def test_metadata_and_webhook_url_are_stored_and_returned(env):
 
 
 def test_opted_out_recipient_is_rejected(env):
-    env.store.add_opt_out(env.tenant_id, fictional(11), source="test")
+    env.store.accounts.add_opt_out(env.tenant_id, fictional(11), source="test")
     _error(_send(env, to=fictional(11), body="x"), 403, "RECIPIENT_OPTED_OUT")
 
 

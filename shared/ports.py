@@ -1,0 +1,178 @@
+"""The interfaces the domain talks to. ``infra`` implements them (Firestore, Cloud Tasks, Cloud Storage,
+Telnyx); tests and the bench may implement them too. Nothing here imports a cloud SDK.
+
+Every read-decide-write of a leg goes through ``LegStore.mutate``: the store reads the leg, asks a pure
+``decide`` function for a :class:`Decision`, and commits it atomically (conditioned on the version it
+read), answering with a :class:`Mutation` that says what committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from shared.provider import Provider as Provider  # noqa: PLC0414 - re-exported: one place lists the ports
+from shared.records import Group, IdempotencyRecord, Leg, ProviderEventRecord, Rates, StoredMedia, Tenant
+
+T = TypeVar("T")
+
+
+class Contended(Exception):
+    """Optimistic retries ran out: too many concurrent writers to the same records. Retry shortly."""
+
+
+class PreInsertFailed(Exception):
+    """The recipients could not be recorded: nothing was written, nothing will be sent."""
+
+
+@dataclass(frozen=True)
+class Decision(Generic[T]):
+    """What a pure ``decide`` function asks the store to write for one leg, in one commit."""
+
+    after: Leg | None = None  # the leg's new state; None writes nothing to the leg
+    result: T | None = None  # handed back to the caller in Mutation.result
+    refund_micros: int = 0  # credited back to the leg's tenant
+    opt_out: str | None = None  # number added to the leg's tenant's opt-out list
+
+
+@dataclass(frozen=True)
+class Mutation(Generic[T]):
+    """What committed: the leg before and after, and the decision's result."""
+
+    before: Leg | None
+    after: Leg | None
+    result: T | None
+    duplicate: bool = False  # the provider event was applied before: nothing was decided or written
+
+    @property
+    def changed(self) -> bool:
+        return self.after is not None and self.after != self.before
+
+    @property
+    def current(self) -> Leg | None:
+        return self.after if self.after is not None else self.before
+
+
+@dataclass(frozen=True)
+class AcceptDecision:
+    """The accept's one atomic write: each leg's gated state, and the tenant's new balance and usage."""
+
+    legs: list[Leg]
+    balance_micros: int
+    usage_day: str
+    usage_count: int
+
+
+@dataclass(frozen=True)
+class IdempotentAnswer:
+    """An answer kept under an Idempotency-Key in the same commit as the accept that produced it."""
+
+    record_id: str
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class LegStore(Protocol):
+    def get(self, message_id: str) -> Leg | None: ...
+
+    def get_group(self, group_id: str) -> Group | None: ...
+
+    def of_group(self, group_id: str) -> list[Leg]: ...
+
+    def id_by_provider_id(self, provider_id: str) -> str | None: ...
+
+    def in_status(self, status: str, since_before: dt.datetime, limit: int = 200) -> list[Leg]: ...
+
+    def due_scheduled(self, due_before: dt.datetime, limit: int = 200) -> list[Leg]: ...
+
+    def with_events_due(self, due_before: dt.datetime, limit: int = 200) -> list[Leg]: ...
+
+    def mutate(self, message_id: str, decide: Callable[[Leg | None], Decision[T]], *,
+               event: ProviderEventRecord | None = None) -> Mutation[T]: ...
+
+    def record_event(self, event: ProviderEventRecord) -> bool: ...
+
+    def accept(self, group: Group | None, legs: list[Leg],
+               decide: Callable[[Tenant, list[Leg]], AcceptDecision],
+               answer: Callable[[list[Leg]], IdempotentAnswer | None]) -> list[Leg]: ...
+
+
+class AccountStore(Protocol):
+    def tenant_for_api_key(self, api_key: str) -> Tenant | None: ...
+
+    def get_tenant(self, tenant_id: str) -> Tenant | None: ...
+
+    def gate_reads(self, tenant_id: str, numbers: Iterable[str], countries: Iterable[str]
+                   ) -> tuple[set[str], dict[str, Rates | None]]: ...
+
+    def get_rates(self, country: str) -> Rates | None: ...
+
+    def add_opt_out(self, tenant_id: str, number: str, source: str) -> None: ...
+
+    def remove_opt_out(self, tenant_id: str, number: str) -> None: ...
+
+    def tenants_owning(self, number: str) -> list[str]: ...
+
+
+class LimitStore(Protocol):
+    def hit_window(self, key: str, limit: int, window_seconds: int, now: dt.datetime) -> tuple[bool, int]: ...
+
+
+class IdempotencyStore(Protocol):
+    def begin(self, record_id: str, payload_hash: str, now: dt.datetime, lease_seconds: int,
+              ttl_seconds: int) -> tuple[str, IdempotencyRecord | None]: ...
+
+    def complete(self, record_id: str, status: int, body: dict[str, Any], headers: dict[str, str]) -> None: ...
+
+    def release(self, record_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class DispatchTask:
+    message_id: str
+    name: str  # Cloud Tasks deduplicates by name: the same name twice creates one task
+    at: dt.datetime | None = None
+
+
+class TaskQueue(Protocol):
+    def enqueue_dispatch(self, task: DispatchTask) -> None: ...
+
+    def enqueue_dispatch_many(self, tasks: Sequence[DispatchTask]) -> dict[str, Exception | None]: ...
+
+    def enqueue_notify(self, event_id: str, message_id: str) -> None: ...
+
+
+class MediaStore(Protocol):
+    def prepare(self, tenant_id: str, urls: Sequence[str], uploads: Sequence[Any], policy: Any) -> list[dict]: ...
+
+    def signed_urls(self, media: Sequence[dict], signed_at: dt.datetime | None = None) -> list[str]: ...
+
+
+def media_docs(media: Sequence[StoredMedia]) -> list[dict]:
+    return [m.to_doc() for m in media]
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime: ...
+
+
+class SystemClock:
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class FixedClock:
+    """A clock tests set and move by hand."""
+
+    at: dt.datetime
+
+    def now(self) -> dt.datetime:
+        return self.at
+
+    def advance(self, **delta: float) -> dt.datetime:
+        self.at += dt.timedelta(**delta)
+        return self.at

@@ -1,0 +1,318 @@
+"""Typed records: what mmsgate persists, as plain dataclasses, and the one place each is mapped to and from
+its stored document (``to_doc`` / ``from_doc``). Services pass these records, never raw documents.
+
+Documents are plain dicts of JSON-like values and timezone-aware datetimes, so the mapping needs no cloud
+SDK; ``infra`` hands the dicts to Firestore as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from shared.status import SendState, Status
+
+Doc = dict[str, Any]
+
+
+class EventState(StrEnum):
+    """Delivery state of one customer event in a leg's outbox."""
+
+    PENDING = "pending"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    GAVE_UP = "gave_up"
+
+    @property
+    def undelivered(self) -> bool:
+        return self in (EventState.PENDING, EventState.RETRYING)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: dt.datetime
+    from_: str | None
+    to: str
+    cause: str
+    event_id: str | None = None
+
+    def to_doc(self) -> Doc:
+        doc: Doc = {"at": self.at, "from": self.from_, "to": self.to, "cause": self.cause}
+        if self.event_id:
+            doc["event_id"] = self.event_id
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> HistoryEntry:
+        return cls(at=doc["at"], from_=doc.get("from"), to=doc["to"], cause=doc.get("cause", ""),
+                   event_id=doc.get("event_id"))
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One customer event: fixed id (the outbox key), type, the status it announces, delivery state."""
+
+    type: str
+    status: str  # the status announced; "sent:final" for the sweeper's closing event
+    created_at: dt.datetime
+    state: EventState = EventState.PENDING
+    attempts: int = 0
+    last_attempt_at: dt.datetime | None = None
+    last_error: str | None = None
+
+    def to_doc(self) -> Doc:
+        return {"type": self.type, "status": self.status, "created_at": self.created_at, "state": self.state.value,
+                "attempts": self.attempts, "last_attempt_at": self.last_attempt_at, "last_error": self.last_error}
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> OutboxEntry:
+        return cls(type=doc["type"], status=doc["status"], created_at=doc["created_at"],
+                   state=EventState(doc.get("state", "pending")), attempts=int(doc.get("attempts", 0)),
+                   last_attempt_at=doc.get("last_attempt_at"), last_error=doc.get("last_error"))
+
+
+@dataclass(frozen=True)
+class StoredMedia:
+    """Our copy of one attachment in Cloud Storage (docs/media.md)."""
+
+    object: str
+    content_type: str
+    size: int = 0
+    extra: Doc = field(default_factory=dict)
+
+    def to_doc(self) -> Doc:
+        return {**self.extra, "object": self.object, "content_type": self.content_type, "size": self.size}
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> StoredMedia:
+        extra = {k: v for k, v in doc.items() if k not in ("object", "content_type", "size")}
+        return cls(object=doc["object"], content_type=doc["content_type"], size=int(doc.get("size") or 0),
+                   extra=extra)
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One recipient of one request: the unit that reaches exactly one terminal status."""
+
+    id: str
+    leg_key: str
+    tenant_id: str
+    to: str
+    from_: str
+    channel: str
+    encoding: str
+    segments: int
+    request_id: str
+    created_at: dt.datetime
+    status: Status = Status.PENDING
+    status_since: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    group_id: str | None = None
+    body: str | None = None
+    subject: str | None = None
+    media_urls: tuple[str, ...] = ()
+    media: tuple[StoredMedia, ...] = ()
+    scheduled_at: dt.datetime | None = None
+    webhook_url: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    final: bool = False
+    error_code: str | None = None
+    error_message: str | None = None
+    provider_id: str | None = None
+    provider_error_code: str | None = None
+    price_micros: int = 0
+    # dispatch bookkeeping (see shared.status.SendState)
+    attempts: int = 0
+    send_state: SendState = SendState.NONE
+    dispatch_generation: int = 0
+    claimed_at: dt.datetime | None = None
+    first_claimed_at: dt.datetime | None = None  # fixes the signed media URLs: every attempt's body is equal
+    ambiguous_since: dt.datetime | None = None
+    last_error: str | None = None
+    sent_at: dt.datetime | None = None
+    last_report_at: dt.datetime | None = None
+    history: tuple[HistoryEntry, ...] = ()
+    notifications: dict[str, OutboxEntry] = field(default_factory=dict)
+    notify_due: dt.datetime | None = None  # set while an outbox event waits for a 2xx: the sweeper's cue
+
+    def with_(self, **changes: Any) -> Leg:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def is_final(self) -> bool:
+        from shared.status import is_final
+
+        return is_final(self.status, self.final)
+
+    def to_doc(self) -> Doc:
+        return {
+            "id": self.id, "leg_key": self.leg_key, "tenant_id": self.tenant_id, "group_id": self.group_id,
+            "to": self.to, "from": self.from_, "body": self.body, "subject": self.subject,
+            "media_urls": list(self.media_urls), "media": [m.to_doc() for m in self.media],
+            "channel": self.channel, "encoding": self.encoding, "segments": self.segments,
+            "scheduled_at": self.scheduled_at, "webhook_url": self.webhook_url, "metadata": dict(self.metadata),
+            "request_id": self.request_id, "status": self.status.value, "status_since": self.status_since,
+            "created_at": self.created_at, "updated_at": self.updated_at, "final": self.final,
+            "error_code": self.error_code, "error_message": self.error_message, "provider_id": self.provider_id,
+            "provider_error_code": self.provider_error_code, "price_micros": self.price_micros,
+            "attempts": self.attempts, "send_state": self.send_state.value,
+            "dispatch_generation": self.dispatch_generation, "claimed_at": self.claimed_at,
+            "first_claimed_at": self.first_claimed_at, "ambiguous_since": self.ambiguous_since,
+            "last_error": self.last_error, "sent_at": self.sent_at, "last_report_at": self.last_report_at,
+            "history": [h.to_doc() for h in self.history],
+            "notifications": {k: v.to_doc() for k, v in self.notifications.items()},
+            "notify_due": self.notify_due,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> Leg:
+        return cls(
+            id=doc["id"], leg_key=doc["leg_key"], tenant_id=doc["tenant_id"], group_id=doc.get("group_id"),
+            to=doc["to"], from_=doc.get("from") or "", body=doc.get("body"), subject=doc.get("subject"),
+            media_urls=tuple(doc.get("media_urls") or ()),
+            media=tuple(StoredMedia.from_doc(m) for m in doc.get("media") or ()),
+            channel=doc["channel"], encoding=doc.get("encoding") or "GSM-7", segments=int(doc.get("segments") or 1),
+            scheduled_at=doc.get("scheduled_at"), webhook_url=doc.get("webhook_url"),
+            metadata=dict(doc.get("metadata") or {}), request_id=doc.get("request_id") or "",
+            status=Status(doc["status"]), status_since=doc.get("status_since"), created_at=doc["created_at"],
+            updated_at=doc.get("updated_at"), final=bool(doc.get("final")), error_code=doc.get("error_code"),
+            error_message=doc.get("error_message"), provider_id=doc.get("provider_id"),
+            provider_error_code=doc.get("provider_error_code"), price_micros=int(doc.get("price_micros") or 0),
+            attempts=int(doc.get("attempts") or 0), send_state=SendState(doc.get("send_state") or "none"),
+            dispatch_generation=int(doc.get("dispatch_generation") or 0), claimed_at=doc.get("claimed_at"),
+            first_claimed_at=doc.get("first_claimed_at"), ambiguous_since=doc.get("ambiguous_since"),
+            last_error=doc.get("last_error"), sent_at=doc.get("sent_at"), last_report_at=doc.get("last_report_at"),
+            history=tuple(HistoryEntry.from_doc(h) for h in doc.get("history") or ()),
+            notifications={k: OutboxEntry.from_doc(v) for k, v in (doc.get("notifications") or {}).items()},
+            notify_due=doc.get("notify_due"),
+        )
+
+
+@dataclass(frozen=True)
+class Group:
+    id: str
+    tenant_id: str
+    total: int
+    created_at: dt.datetime
+    request_id: str
+    message_ids: tuple[str, ...]
+
+    def to_doc(self) -> Doc:
+        return {"id": self.id, "tenant_id": self.tenant_id, "total": self.total, "created_at": self.created_at,
+                "request_id": self.request_id, "message_ids": list(self.message_ids)}
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> Group:
+        return cls(id=doc["id"], tenant_id=doc["tenant_id"], total=int(doc["total"]), created_at=doc["created_at"],
+                   request_id=doc.get("request_id") or "", message_ids=tuple(doc.get("message_ids") or ()))
+
+
+@dataclass(frozen=True)
+class SenderCapabilities:
+    sms: bool = False
+    mms: bool = False
+
+    def allows(self, channel: str) -> bool:
+        return self.mms if channel == "mms" else self.sms
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    balance_micros: int = 0
+    daily_quota: int | None = None
+    usage_day: str | None = None
+    usage_count: int = 0
+    rps: int | None = None
+    default_from: str | None = None
+    senders: dict[str, SenderCapabilities] = field(default_factory=dict)
+    webhook_url: str | None = None
+    disabled: bool = False
+    name: str | None = None
+
+    def used_on(self, day: str) -> int:
+        return self.usage_count if self.usage_day == day else 0
+
+    @classmethod
+    def from_doc(cls, tenant_id: str, doc: Doc) -> Tenant:
+        senders = {number: SenderCapabilities(sms=bool(c.get("sms")), mms=bool(c.get("mms")))
+                   for number, c in (doc.get("senders") or {}).items()}
+        quota = doc.get("daily_quota")
+        return cls(id=tenant_id, balance_micros=int(doc.get("balance_micros") or 0),
+                   daily_quota=int(quota) if quota is not None else None, usage_day=doc.get("usage_day"),
+                   usage_count=int(doc.get("usage_count") or 0), rps=int(doc["rps"]) if doc.get("rps") else None,
+                   default_from=doc.get("default_from"), senders=senders, webhook_url=doc.get("webhook_url"),
+                   disabled=bool(doc.get("disabled")), name=doc.get("name"))
+
+
+@dataclass(frozen=True)
+class Rates:
+    """One country's prices (micro-USD); a channel missing here is not offered."""
+
+    sms_micros: int | None = None
+    mms_micros: int | None = None
+    currency: str = "USD"
+
+    def price(self, channel: str, segments: int) -> int | None:
+        if channel == "sms":
+            return None if self.sms_micros is None else self.sms_micros * segments
+        return self.mms_micros
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> Rates:
+        def micros(key: str) -> int | None:
+            return int(doc[key]) if doc.get(key) is not None else None
+
+        return cls(sms_micros=micros("sms_micros"), mms_micros=micros("mms_micros"),
+                   currency=doc.get("currency") or "USD")
+
+
+class IdempotencyState(StrEnum):
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """A Stripe-style Idempotency-Key: the payload hash, a lease while the first request runs, its answer."""
+
+    state: IdempotencyState
+    payload_hash: str
+    created_at: dt.datetime
+    lease_until: dt.datetime
+    expires_at: dt.datetime
+    response_status: int | None = None
+    response_body: Doc | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    def to_doc(self) -> Doc:
+        return {"state": self.state.value, "payload_hash": self.payload_hash, "created_at": self.created_at,
+                "lease_until": self.lease_until, "expires_at": self.expires_at,
+                "response_status": self.response_status, "response_body": self.response_body,
+                "response_headers": dict(self.response_headers)}
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> IdempotencyRecord:
+        return cls(state=IdempotencyState(doc["state"]), payload_hash=doc["payload_hash"],
+                   created_at=doc["created_at"], lease_until=doc["lease_until"], expires_at=doc["expires_at"],
+                   response_status=doc.get("response_status"), response_body=doc.get("response_body"),
+                   response_headers=dict(doc.get("response_headers") or {}))
+
+
+@dataclass(frozen=True)
+class ProviderEventRecord:
+    """A provider webhook event, recorded once by its id in the same commit that applies it."""
+
+    event_id: str
+    event_type: str
+    provider_id: str | None = None
+    outcome: str | None = None
+    extra: Doc = field(default_factory=dict)
+
+    def to_doc(self, message_id: str | None, now: dt.datetime, ttl: dt.timedelta) -> Doc:
+        return {**self.extra, "event_id": self.event_id, "event_type": self.event_type,
+                "provider_id": self.provider_id, "outcome": self.outcome, "message_id": message_id,
+                "recorded_at": now, "expires_at": now + ttl}
