@@ -10,7 +10,7 @@ resource "google_api_gateway_api" "this" {
 
   project      = var.project_id
   api_id       = "${var.name_prefix}-api"
-  display_name = "mmsgate"
+  display_name = var.name_prefix
   labels       = local.labels
 
   depends_on = [google_project_service.this]
@@ -34,7 +34,7 @@ resource "google_api_gateway_api_config" "this" {
   project              = var.project_id
   api                  = google_api_gateway_api.this.api_id
   api_config_id_prefix = "${var.name_prefix}-"
-  display_name         = "mmsgate ${substr(sha256(local.openapi_spec), 0, 12)}"
+  display_name         = "${var.name_prefix} ${substr(sha256(local.openapi_spec), 0, 12)}"
   labels               = local.labels
 
   openapi_documents {
@@ -61,7 +61,7 @@ resource "google_api_gateway_gateway" "this" {
   project      = var.project_id
   region       = local.gateway_region
   gateway_id   = "${var.name_prefix}-gw"
-  display_name = "mmsgate"
+  display_name = var.name_prefix
   api_config   = google_api_gateway_api_config.this.id
   labels       = local.labels
 }

@@ -16,7 +16,7 @@ resource "google_service_account" "function" {
 
   project      = var.project_id
   account_id   = "${var.name_prefix}-fn-${each.key}"
-  display_name = "mmsgate ${each.key} function"
+  display_name = "${var.name_prefix} ${each.key} function"
   description  = each.value.description
 
   depends_on = [google_project_service.this]
@@ -26,7 +26,7 @@ resource "google_service_account" "function" {
 resource "google_service_account" "tasks_invoker" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-tasks-invoker"
-  display_name = "mmsgate Cloud Tasks invoker"
+  display_name = "${var.name_prefix} Cloud Tasks invoker"
   description  = "Identity in the OIDC token of Cloud Tasks HTTP tasks; may invoke dispatch and notifier only."
 
   depends_on = [google_project_service.this]
@@ -36,7 +36,7 @@ resource "google_service_account" "tasks_invoker" {
 resource "google_service_account" "scheduler" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-scheduler"
-  display_name = "mmsgate Cloud Scheduler invoker"
+  display_name = "${var.name_prefix} Cloud Scheduler invoker"
   description  = "Identity of the sweep job's OIDC token; may invoke the sweeper only."
 
   depends_on = [google_project_service.this]
@@ -46,7 +46,7 @@ resource "google_service_account" "scheduler" {
 resource "google_service_account" "gateway" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-gateway"
-  display_name = "mmsgate API Gateway backend identity"
+  display_name = "${var.name_prefix} API Gateway backend identity"
   description  = "Identity API Gateway uses to call send, group, reads and webhook."
 
   depends_on = [google_project_service.this]
@@ -56,7 +56,7 @@ resource "google_service_account" "gateway" {
 resource "google_service_account" "build" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-build"
-  display_name = "mmsgate function builds"
+  display_name = "${var.name_prefix} function builds"
   description  = "Builds the functions' images from the source archive."
 
   depends_on = [google_project_service.this]
