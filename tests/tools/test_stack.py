@@ -578,3 +578,14 @@ def test_a_send_reaches_delivered_after_dispatch_restarts(env):
     assert response.status_code == 200, response.text
     env.wait_status(response.json()["data"]["id"], "delivered", timeout=30)
     assert len(env.sim_messages(to)) == 1
+
+
+def test_a_send_reaches_delivered_after_the_tasks_emulator_restarts(env):
+    from tests.conftest import fictional
+
+    env.stack.restart("tasks")
+    to = fictional(1)
+    response = env.api.post("/api/v1/messages/sms", json={"to": to, "body": "after a tasks restart"})
+    assert response.status_code == 200, response.text
+    env.wait_status(response.json()["data"]["id"], "delivered", timeout=30)
+    assert len(env.sim_messages(to)) == 1

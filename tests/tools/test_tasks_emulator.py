@@ -1,12 +1,14 @@
 """The patched Cloud Tasks emulator (tools/tasks_emulator.py), run standalone against a target in this process.
 
 What is checked: queue-wide throttling after 429/503 (and not after other failures), concurrent delivery
-bounded by the queue's max_concurrent_dispatches, purge during delivery, task names. Assertions are on
-order and counts; the only time bounds are lower bounds that a throttle must enforce, with a margin.
+bounded by the queue's max_concurrent_dispatches, purge during delivery, task names and tombstones, RunTask.
+Assertions are on order and counts; the only time bounds are lower bounds that a throttle must enforce, with a
+margin.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import re
@@ -137,26 +139,32 @@ def target():
     t.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
+@contextlib.contextmanager
+def _running_emulator(log_dir: Path, *args: str):
     import grpc
     from google.cloud import tasks_v2
     from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
     port = free_ports(1)[0]
-    log_path = Path(tmp_path_factory.mktemp("tasks")) / "tasks.log"
     proc = Proc("tasks", [str(EMU_VENV / "bin" / "python"), str(ROOT / "tools" / "tasks_emulator.py"),
-                          "--port", str(port), "--max-attempts", "2", "--min-backoff", "0.05",
-                          "--max-backoff", "0.2", "--max-concurrent", "4", "--timeout", "15",
-                          "--throttle-min", str(THROTTLE_MIN), "--throttle-max", "10"], log_path).start()
+                          "--port", str(port), *args], log_dir / "tasks.log").start()
     try:
         _wait(lambda: port_open(port) or not proc.running(), 30, "the emulator to listen")
         assert proc.running(), proc.tail()
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         client = tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
         yield Emulator(proc, port, client, tasks_v2)
+        channel.close()
     finally:
         stop_all([proc])
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    with _running_emulator(tmp_path_factory.mktemp("tasks"), "--max-attempts", "2", "--min-backoff", "0.05",
+                           "--max-backoff", "0.2", "--max-concurrent", "4", "--timeout", "15",
+                           "--throttle-min", str(THROTTLE_MIN), "--throttle-max", "10") as emu:
+        yield emu
 
 
 # -- system throttling ------------------------------------------------------------------------------
@@ -261,3 +269,27 @@ def test_a_name_the_queue_holds_is_refused(emulator, target):
     emulator.client.delete_task(name=f"{queue}/tasks/once")
     emulator.client.create_task(parent=queue, task=later)  # tombstones are off by default
     assert [t.name for t in emulator.client.list_tasks(parent=queue)] == [f"{queue}/tasks/once"]
+
+
+def test_run_task_delivers_a_scheduled_task_now(emulator, target):
+    queue = emulator.queue("run")
+    task = emulator.tasks_v2.Task(
+        name=f"{queue}/tasks/run-now", schedule_time=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+        http_request=emulator.tasks_v2.HttpRequest(url=target.url, headers={"X-Marker": "run-now"}))
+    emulator.client.create_task(parent=queue, task=task)
+    emulator.client.run_task(name=task.name)
+    assert len(target.of("run-now")) == 1
+    assert list(emulator.client.list_tasks(parent=queue)) == []  # a 2xx ends it
+
+
+def test_tombstones_keep_a_finished_name_taken(tmp_path, target):
+    from google.api_core.exceptions import AlreadyExists
+
+    with _running_emulator(tmp_path, "--tombstone-seconds", "3600") as emu:
+        queue = emu.queue("tomb")
+        emu.task(queue, target.url, "tomb", name="t1")
+        _wait(lambda: target.of("tomb") and not list(emu.client.list_tasks(parent=queue)), what="t1 done")
+        with pytest.raises(AlreadyExists):
+            emu.task(queue, target.url, "tomb", name="t1")
+        emu.task(queue, target.url, "tomb", name="t2")  # another name is fine
+        _wait(lambda: len(target.of("tomb")) == 2, what="t2")
