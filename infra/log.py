@@ -32,6 +32,7 @@ METRIC_EVENTS: dict[str, int] = {
     "leg.accepted": logging.INFO,            # tenant_id, count: legs accepted by one request
     "provider.rejected": logging.WARNING,    # code: Telnyx error code of a synchronous refusal
     "dispatch.ambiguous": logging.WARNING,   # a send whose outcome at Telnyx is unknown
+    "dispatch.reconciled": logging.INFO,     # lookup: what asking Telnyx about an ambiguous send found
     "report.latency": logging.INFO,          # latency_ms: provider send -> final delivery report
     "webhook.gave_up": logging.WARNING,      # a customer webhook event abandoned after 24 h
     "signature.invalid": logging.WARNING,    # a Telnyx webhook with a bad or stale signature

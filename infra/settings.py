@@ -37,6 +37,8 @@ ENV: dict[str, tuple[str | None, str]] = {
                           "storage emulator. In production URLs are signed through IAM signBlob."),
     "SWEEP_QUEUED_AFTER_SECONDS": ("300", "A leg queued longer than this is re-enqueued by the sweeper."),
     "SWEEP_FINAL_AFTER_SECONDS": ("259200", "A sent leg with no final report after this is closed as sent."),
+    "DISPATCH_CLAIM_LEASE_SECONDS": ("30", "How long a dispatch holds a leg's claim; must outlive the provider "
+                                     "call's timeouts (connect 3 s + read 10 s)."),
     "LOG_LEVEL": ("INFO", "Minimum log level."),
 }
 
@@ -93,6 +95,7 @@ class Settings:
     media_signing_key: str
     sweep_queued_after_seconds: int
     sweep_final_after_seconds: int
+    dispatch_claim_lease_seconds: int
     # Emulator endpoints: set only in the local stack and tests.
     firestore_emulator_host: str
     storage_emulator_host: str
@@ -128,6 +131,7 @@ def settings() -> Settings:
         media_signing_key=env("MEDIA_SIGNING_KEY"),
         sweep_queued_after_seconds=int(env("SWEEP_QUEUED_AFTER_SECONDS")),
         sweep_final_after_seconds=int(env("SWEEP_FINAL_AFTER_SECONDS")),
+        dispatch_claim_lease_seconds=int(env("DISPATCH_CLAIM_LEASE_SECONDS")),
         firestore_emulator_host=os.environ.get("FIRESTORE_EMULATOR_HOST", ""),
         storage_emulator_host=os.environ.get("STORAGE_EMULATOR_HOST", ""),
         tasks_emulator_host=os.environ.get("CLOUD_TASKS_EMULATOR_HOST", ""),

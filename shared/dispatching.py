@@ -36,7 +36,8 @@ from shared.status import SendState, Status
 if TYPE_CHECKING:
     from infra.runtime import Runtime
 
-# A claim outlives the provider call's own timeouts (connect 3 s + read 10 s) with room to spare.
+# A claim outlives the provider call's own timeouts (connect 3 s + read 10 s) with room to spare
+# (DISPATCH_CLAIM_LEASE_SECONDS; this is its default).
 CLAIM_LEASE = dt.timedelta(seconds=30)
 # After an ambiguous attempt, give the provider's report a moment to arrive before asking the provider.
 RECONCILE_DELAY = dt.timedelta(seconds=3)
@@ -85,7 +86,8 @@ def leg_webhook_url(base: str, message_id: str) -> str:
 
 def dispatch(rt: Runtime, message_id: str) -> Answer:
     now = rt.now()
-    claim = change(rt, message_id, lambda leg: claim_step(leg, now))
+    lease = dt.timedelta(seconds=rt.settings.dispatch_claim_lease_seconds)
+    claim = change(rt, message_id, lambda leg: claim_step(leg, now, lease))
     step, leg = claim.result, claim.current
     assert step is not None
     if step.action in (Action.SEND, Action.RECONCILE):
@@ -137,7 +139,7 @@ def _finish(rt: Runtime, step: Step, leg: Leg | None) -> Answer:
     return Answer(step.status, step.outcome, step.retry_after)
 
 
-def claim_step(leg: Leg | None, now: dt.datetime) -> Decision[Step]:
+def claim_step(leg: Leg | None, now: dt.datetime, lease: dt.timedelta = CLAIM_LEASE) -> Decision[Step]:
     """Decide what one delivery of a leg's dispatch task does (pure)."""
     if leg is None:
         return Decision(result=Step(Action.DONE, "unknown message"))
@@ -158,9 +160,9 @@ def claim_step(leg: Leg | None, now: dt.datetime) -> Decision[Step]:
     if leg.send_state is SendState.RETRYABLE:
         return Decision(after=_take(leg, now), result=Step(Action.SEND, "sent"))
     assert leg.claimed_at is not None
-    if leg.send_state is SendState.IN_FLIGHT and leg.claimed_at + CLAIM_LEASE > now:
+    if leg.send_state is SendState.IN_FLIGHT and leg.claimed_at + lease > now:
         return Decision(result=Step(Action.FOLLOW_UP, "another delivery holds the claim",
-                                    at=leg.claimed_at + CLAIM_LEASE, reason="c"))
+                                    at=leg.claimed_at + lease, reason="c"))
     # Ambiguous, or a claim whose holder died mid-call: the provider may have it. Ask before sending.
     since = leg.ambiguous_since or leg.claimed_at
     reconciling = with_send_state(leg, SendState.AMBIGUOUS, now=now, ambiguous_since=since)

@@ -32,17 +32,19 @@ if TYPE_CHECKING:
 class SweepPolicy:
     queued_after: dt.timedelta  # a queued leg older than this lost its task
     final_after: dt.timedelta  # a sent leg with no final report by then is closed
+    claim_lease: dt.timedelta = CLAIM_LEASE
 
     @property
     def dead_claim_after(self) -> dt.timedelta:
         # A claim's lease plus a reconcile's follow-up, with margin: dispatch's own follow-up tasks come first.
-        return CLAIM_LEASE + RECONCILE_DELAY + self.queued_after
+        return self.claim_lease + RECONCILE_DELAY + self.queued_after
 
 
 def sweep(rt: Runtime) -> dict[str, int]:
     now = rt.now()
     policy = SweepPolicy(queued_after=dt.timedelta(seconds=rt.settings.sweep_queued_after_seconds),
-                         final_after=dt.timedelta(seconds=rt.settings.sweep_final_after_seconds))
+                         final_after=dt.timedelta(seconds=rt.settings.sweep_final_after_seconds),
+                         claim_lease=dt.timedelta(seconds=rt.settings.dispatch_claim_lease_seconds))
     counts = {"requeued": 0, "reconciling": 0, "closed": 0, "abandoned": 0}
     for leg in rt.legs.in_status(Status.PENDING.value, now - policy.queued_after):
         counts["abandoned"] += bool(change(rt, leg.id, functools.partial(abandon, now=now)).result)

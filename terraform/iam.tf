@@ -6,10 +6,10 @@
 #  send      yes        dispatch, notify  yes                  objectAdmin   yes         -
 #  group     yes        dispatch, notify  yes                  objectAdmin   yes         -
 #  reads     yes        -                 -                    -             -           -
-#  webhook   yes        dispatch, notify  yes                  -             -           TELNYX_PUBLIC_KEY
+#  webhook   yes        notify            yes                  -             -           TELNYX_PUBLIC_KEY
 #  sweeper   yes        dispatch, notify  yes                  -             -           -
-#  dispatch  yes        notify            yes                  objectAdmin   yes         TELNYX_API_KEY
-#  notifier  yes        -                 -                    -             -           WEBHOOK_SIGNING_KEY
+#  dispatch  yes        dispatch, notify  yes                  objectAdmin   yes         TELNYX_API_KEY
+#  notifier  yes        notify            yes                  -             -           WEBHOOK_SIGNING_KEY
 
 resource "google_service_account" "function" {
   for_each = local.functions

@@ -21,6 +21,11 @@ locals {
       description = "Dispatch attempts whose outcome at Telnyx is unknown (connection lost after sending); the next attempt reconciles them."
       labels      = {}
     }
+    dispatch_reconciled = {
+      event       = "dispatch.reconciled"
+      description = "Ambiguous sends looked up at Telnyx before any resend, by what the lookup found."
+      labels      = { lookup = "lookup" }
+    }
     webhook_gave_up = {
       event       = "webhook.gave_up"
       description = "Customer webhook events abandoned after 24 hours of failed deliveries."

@@ -243,6 +243,17 @@ variable "dispatch_max_attempts" {
   }
 }
 
+variable "dispatch_claim_lease_seconds" {
+  type        = number
+  description = "DISPATCH_CLAIM_LEASE_SECONDS: how long a dispatch attempt holds a leg's claim before another attempt may take it over. It must outlive the Telnyx call's timeouts (connect 3 s + read 10 s)."
+  default     = 30
+
+  validation {
+    condition     = var.dispatch_claim_lease_seconds >= 15 && var.dispatch_claim_lease_seconds <= 600 && floor(var.dispatch_claim_lease_seconds) == var.dispatch_claim_lease_seconds
+    error_message = "dispatch_claim_lease_seconds must be a whole number from 15 to 600 (longer than the Telnyx call's 13 s of timeouts)."
+  }
+}
+
 variable "notify_rate_per_second" {
   type        = number
   description = "Customer-webhook queue max_dispatches_per_second."

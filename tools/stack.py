@@ -108,6 +108,7 @@ class StackConfig:
     media_bucket: str = "mmsgate-media-local"
     sweep_queued_after_seconds: int = int(ENV["SWEEP_QUEUED_AFTER_SECONDS"][0])
     sweep_final_after_seconds: int = int(ENV["SWEEP_FINAL_AFTER_SECONDS"][0])
+    claim_lease_seconds: int = int(ENV["DISPATCH_CLAIM_LEASE_SECONDS"][0])
     log_level: str = "INFO"
     tasks_min_backoff: float = 0.1  # seconds before a failed task's first retry, doubling ...
     tasks_max_backoff: float = 2.0  # ... up to this
@@ -133,6 +134,7 @@ class StackConfig:
             "sweep_interval": 0.0,
             "sweep_queued_after_seconds": 3,
             "sweep_final_after_seconds": 6,
+            "claim_lease_seconds": 15,  # the simulator answers at once; still above the client's 13 s timeouts
             "sim_webhook_delay_ms": 50,
             "tasks_min_backoff": 0.05,
             "tasks_max_backoff": 0.5,
@@ -310,6 +312,7 @@ class Stack:
             "DISPATCH_MAX_ATTEMPTS": str(c.dispatch_max_attempts),
             "SWEEP_QUEUED_AFTER_SECONDS": str(c.sweep_queued_after_seconds),
             "SWEEP_FINAL_AFTER_SECONDS": str(c.sweep_final_after_seconds),
+            "DISPATCH_CLAIM_LEASE_SECONDS": str(c.claim_lease_seconds),
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": c.log_level,
         }

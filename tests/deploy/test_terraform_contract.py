@@ -1,7 +1,7 @@
 """Contract between the code and terraform/: what the code needs is what Terraform deploys.
 
-The Terraform google provider cannot be downloaded on our machines, so `terraform validate` runs only in
-Cloud Build. This test parses the HCL with python-hcl2 (8.x) and checks it against the code itself:
+Terraform itself validates and plans the module offline (test_terraform_plan.py); this test parses the
+HCL with python-hcl2 (8.x) and checks it against the code itself:
 main.ENTRY_POINTS, infra.settings.ENV / SECRET_ENV, infra.collections, the Firestore queries in the code
 and the queues each function's code enqueues on. It fails when an entry point is renamed or added, an
 environment variable is added to ENV without Terraform, a secret is set as plain configuration, a query
@@ -401,8 +401,9 @@ def test_env_values_come_from_the_resources_they_name():
     assert '"${google_storage_bucket.media.name}.storage.googleapis.com"' in hosts, hosts
     assert env["TELNYX_WEBHOOK_URL"] == Expr("local.telnyx_webhook_url")
     assert cfg().locals["telnyx_webhook_url"] == "${local.public_base_url}/webhooks/telnyx"
-    base = cfg().locals["public_base_url"]
-    assert "var.public_base_url" in base and "google_api_gateway_gateway.this.default_hostname" in base, base
+    # No custom domain is deployed, so none is claimed: the gateway's own origin is the public one.
+    assert cfg().locals["public_base_url"] == "https://${google_api_gateway_gateway.this.default_hostname}"
+    assert "public_base_url" not in cfg().variables
 
 
 def test_env_defaults_in_terraform_equal_the_codes():
@@ -461,14 +462,14 @@ def _seconds(duration: str) -> float:
     return float(m.group(1))
 
 
-def test_queue_names_match_the_code():
+def test_queue_names_carry_the_prefix_and_reach_the_code():
+    # Queue ids are unique per project and region, so each deployment's carry its prefix; the functions
+    # get them from DISPATCH_QUEUE / NOTIFY_QUEUE, whose code defaults serve the local stack only.
     c = cfg()
-    assert c.locals["queue_ids"] == {
-        "dispatch": settings.ENV["DISPATCH_QUEUE"][0],
-        "notify": settings.ENV["NOTIFY_QUEUE"][0],
-    }
+    assert c.locals["queue_ids"] == {"dispatch": "${var.name_prefix}-dispatch", "notify": "${var.name_prefix}-notify"}
     assert c.resource("google_cloud_tasks_queue", "dispatch")["name"] == Expr("local.queue_ids.dispatch")
     assert c.resource("google_cloud_tasks_queue", "notify")["name"] == Expr("local.queue_ids.notify")
+    assert {"DISPATCH_QUEUE", "NOTIFY_QUEUE"} <= set(settings.ENV)
 
 
 def test_dispatch_queue_paces_at_telnyx_rate_and_shares_max_attempts():
@@ -695,15 +696,33 @@ def test_media_access_is_limited_to_the_functions_that_store_or_sign_media():
     assert signer["member"] == "serviceAccount:${google_service_account.function[each.key].email}"
 
 
-def test_no_project_wide_grant_beyond_firestore_and_logging():
+def test_no_project_wide_grant_beyond_firestore_logging_and_the_build_staging_bucket():
     allowed = {"roles/datastore.user", "roles/logging.logWriter"}
     for name, grant in cfg().resources.get("google_project_iam_member", {}).items():
+        if name == "build_staged_source_reader":
+            continue
         assert grant["role"] in allowed, f"project-level {grant['role']} in {name}"
+        assert "condition" not in grant, name
     firestore = cfg().resource("google_project_iam_member", "firestore_user")
     assert firestore["for_each"] == "local.functions"
     assert firestore["member"] == "serviceAccount:${google_service_account.function[each.key].email}"
     for rtype in ("google_project_iam_binding", "google_project_iam_policy"):
         assert rtype not in cfg().resources
+
+
+def test_build_account_reads_the_gen2_staging_bucket_and_nothing_else():
+    # Gen2 builds fetch the source from Cloud Functions' own gcf-v2-sources-<number>-<region> bucket,
+    # which exists only after the first deploy: a project grant conditioned on that bucket alone.
+    c = cfg()
+    grant = c.resource("google_project_iam_member", "build_staged_source_reader")
+    assert grant["role"] == "roles/storage.objectViewer"
+    assert grant["member"] == "serviceAccount:${google_service_account.build.email}"
+    expression = block(grant, "condition")["expression"]
+    assert expression == 'resource.name.startsWith("projects/_/buckets/${local.gcf_sources_bucket}")', expression
+    assert c.locals["gcf_sources_bucket"] == "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
+    for _name, (_rname, body) in function_resources().items():
+        assert "google_project_iam_member.build_staged_source_reader" in body["depends_on"]
+        assert block(body, "build_config")["service_account"] == Expr("google_service_account.build.id")
 
 
 # --- Invokers and ingress -------------------------------------------------------------------------------
@@ -846,13 +865,15 @@ def test_providers_are_pinned_and_apis_enabled():
     for tf in c.terraform:
         for rp in tf.get("required_providers", []):
             providers.update(rp)
+        assert "backend" not in tf, "the module has no backend: the root module (examples/) chooses it"
     for name in ("google", "google-beta"):
         assert providers[name]["source"] == f"hashicorp/{name}"
         assert re.match(r"~>\s*\d", providers[name]["version"]), providers[name]
     assert providers["google"]["version"] == providers["google-beta"]["version"]
+    assert not re.search(r'^provider\s+"', c.text(), re.M), "the module configures no provider"
     services = c.locals["services"]
     for api in ("cloudfunctions", "run", "cloudbuild", "cloudtasks", "cloudscheduler", "firestore",
-                "secretmanager", "apigateway", "iamcredentials", "artifactregistry"):
+                "secretmanager", "apigateway", "iamcredentials", "artifactregistry", "logging", "monitoring"):
         assert f"{api}.googleapis.com" in services, api
     assert c.resource("google_project_service", "this")["for_each"] == Expr("toset(local.services)")
 
@@ -868,23 +889,37 @@ def test_every_variable_is_typed_and_described_and_every_output_described():
         assert name in c.outputs, name
 
 
-def test_example_tfvars_sets_only_declared_variables():
-    c = cfg()
-    with (TF_DIR / "examples" / "basic.tfvars").open() as fh:
+EXAMPLES = sorted(p.parent for p in (TF_DIR / "examples").glob("*/main.tf"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_example_is_a_root_module_calling_the_module(example):
+    c, module = Config(example), cfg()
+    with (example / "terraform.tfvars.example").open() as fh:
         values = norm(hcl2.load(fh))
     assert set(values) <= set(c.variables), set(values) - set(c.variables)
     required = {n for n, v in c.variables.items() if "default" not in v}
     assert required <= set(values), required - set(values)
+    text = c.text()
+    assert re.search(r'^provider\s+"google"', text, re.M) and re.search(r'^provider\s+"google-beta"', text, re.M)
+    assert re.search(r'backend\s+"gcs"', text), "the example keeps state in GCS"
+    calls = [body for blk in (hcl2.loads(p.read_text()).get("module", []) for p in c.files) for b in blk
+             for body in norm(b).values()]
+    assert len(calls) == 1 and calls[0]["source"] == "../..", calls
+    args = set(calls[0]) - {"source", "providers", "depends_on"}
+    assert args <= set(module.variables), args - set(module.variables)
+    module_required = {n for n, v in module.variables.items() if "default" not in v}
+    assert module_required <= args, module_required - args
 
 
 def test_cloudbuild_tests_then_plans_and_applies_only_when_told():
     build = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
     steps = {s["id"]: s for s in build["steps"]}
     order = ["install", "lint", "test", "terraform-fmt", "terraform-init", "terraform-validate",
-             "terraform-plan", "terraform-apply"]
+             "terraform-plan", "secrets-check", "terraform-apply"]
     assert [s["id"] for s in build["steps"] if s["id"] in order] == order
     assert "make test" in steps["test"]["args"][-1]
-    assert steps["terraform-fmt"]["args"][:2] == ["fmt", "-check"]
+    assert steps["terraform-fmt"]["args"][:2] == ["fmt", "-check"] and steps["terraform-fmt"]["dir"] == "terraform"
     assert steps["terraform-validate"]["args"] == ["validate"]
     assert "-out=tfplan" in steps["terraform-plan"]["args"][-1]
     apply = steps["terraform-apply"]
@@ -893,6 +928,76 @@ def test_cloudbuild_tests_then_plans_and_applies_only_when_told():
     assert '"$$APPLY" = "true"' in script and '"$$BUILD_BRANCH" = "$$APPLY_BRANCH"' in script
     assert "apply -input=false" in script and "tfplan" in script
     assert build["substitutions"]["_APPLY"] == "false" and build["substitutions"]["_APPLY_BRANCH"] == "main"
+    # Plan and apply run in a root module (with providers and a backend), the repository's example by default.
+    tf_dir = build["substitutions"]["_TF_DIR"]
+    assert (ROOT / tf_dir / "main.tf").exists() and (ROOT / tf_dir) in EXAMPLES, tf_dir
     for step in build["steps"]:
-        if step["name"] == "${_TERRAFORM_IMAGE}" and step["id"] != "terraform-binary":
-            assert step.get("dir") == "terraform", step["id"]
+        if step["name"] == "${_TERRAFORM_IMAGE}" and step["id"] not in ("terraform-binary", "terraform-fmt"):
+            assert step.get("dir") == "${_TF_DIR}", step["id"]
+
+
+def test_cloudbuild_refuses_to_apply_before_every_secret_has_a_value():
+    build = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
+    steps = [s["id"] for s in build["steps"]]
+    check = build["steps"][steps.index("secrets-check")]
+    assert steps.index("secrets-check") < steps.index("terraform-apply")
+    assert build["steps"][steps.index("terraform-apply")]["waitFor"] == ["secrets-check"]
+    script = check["args"][-1]
+    m = re.search(r"for secret in ([\w\- ]+); do", script)
+    assert m, script
+    # The secret ids it checks are the ones secrets.tf creates: <prefix>-<SECRET_ENV name, lower, dashes>.
+    assert cfg().resource("google_secret_manager_secret", "this")["secret_id"] == \
+        '${var.name_prefix}-${lower(replace(each.key, "_", "-"))}'
+    assert set(m.group(1).split()) == {k.lower().replace("_", "-") for k in settings.SECRET_ENV}
+    assert '"$$NAME_PREFIX-$$secret"' in script and "state=ENABLED" in script and "exit 1" in script
+    assert "NAME_PREFIX=${_NAME_PREFIX}" in check["env"]
+    assert "TF_VAR_name_prefix=${_NAME_PREFIX}" in build["steps"][steps.index("terraform-plan")]["env"]
+
+
+# --- Monitoring -----------------------------------------------------------------------------------------
+
+
+def metric_calls() -> dict[str, list[str]]:
+    """event name -> where the deployed code calls log.metric(<event>, ...)."""
+    found: dict[str, list[str]] = {}
+    for path in [p for d in ("functions", "shared", "infra") for p in sorted((ROOT / d).rglob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "metric"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                found.setdefault(node.args[0].value, []).append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_every_business_event_has_a_log_based_metric():
+    from infra import log
+
+    c = cfg()
+    events = {}
+    for group in ("log_counters", "log_distributions"):
+        for name, spec in c.locals[group].items():
+            assert spec["event"] not in events.values(), spec["event"]
+            events[name] = spec["event"]
+    assert set(events.values()) == set(log.METRIC_EVENTS)
+    for name, spec in c.locals["log_distributions"].items():
+        assert spec["field"] in ("count", "latency_ms"), name
+    # The code emits no event that no metric counts.
+    unknown = {e: where for e, where in metric_calls().items() if e not in log.METRIC_EVENTS}
+    assert not unknown, unknown
+    counter = c.resource("google_logging_metric", "counter")
+    assert counter["filter"] == '${local.function_logs} AND jsonPayload.event=\"${each.value.event}\"'
+    assert "var.name_prefix" in c.locals["function_logs"]
+
+
+def test_alerts_cover_errors_queue_age_and_depth_give_ups_and_signatures():
+    c = cfg()
+    policies = c.resources["google_monitoring_alert_policy"]
+    assert set(policies) == {"function_errors", "dispatch_backlog", "webhook_gave_up", "invalid_signatures"}
+    filters = {name: " ".join(str(block(cond, "condition_threshold")["filter"]) for cond in p["conditions"])
+               for name, p in policies.items()}
+    assert "run.googleapis.com/request_count" in filters["function_errors"]
+    assert "queue/task_attempt_delays" in filters["dispatch_backlog"] and "queue/depth" in filters["dispatch_backlog"]
+    assert 'log_metric_types[\"webhook_gave_up\"]' in filters["webhook_gave_up"]
+    assert 'log_metric_types[\"signature_invalid\"]' in filters["invalid_signatures"]
+    for name, p in policies.items():
+        assert p["notification_channels"] == Expr("var.notification_channels"), name
+        assert "var.name_prefix" in p["display_name"], name

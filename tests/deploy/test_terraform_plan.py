@@ -257,7 +257,7 @@ def test_plan_shows_the_monitoring_resources(planned):
         by_type.setdefault(r["type"], []).append(r)
     metrics = {r["values"]["name"]: r["values"] for r in by_type["google_logging_metric"]}
     events = {re.search(r'jsonPayload\.event="([^"]+)"', m["filter"]).group(1) for m in metrics.values()}
-    assert events == {"leg.accepted", "provider.rejected", "dispatch.ambiguous", "report.latency",
+    assert events == {"leg.accepted", "provider.rejected", "dispatch.ambiguous", "dispatch.reconciled", "report.latency",
                       "webhook.gave_up", "signature.invalid", "inbound.unknown_number"}
     assert all(name.startswith("mmsgate/") for name in metrics)
     alerts = {r["values"]["display_name"] for r in by_type["google_monitoring_alert_policy"]}
