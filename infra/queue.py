@@ -73,7 +73,10 @@ class CloudTasksQueue:
             return dict([one(tasks_[0])])
         return dict(_pool.map(one, tasks_))
 
-    def enqueue_notify(self, event_id: str, message_id: str) -> None:
+    def enqueue_notify(self, event_id: str, message_id: str, *, name: str | None = None,
+                       at: dt.datetime | None = None) -> None:
+        """The first task of an event is named after it; a retry or a resend names itself (Cloud Tasks keeps
+        a finished task's name taken for about an hour, so reusing the event id would silently do nothing)."""
         s = self.settings
         payload = {"event_id": event_id, "message_id": message_id}
-        self._create(s.notify_queue, self._task(s.notify_queue, s.notifier_url, event_id, payload, None))
+        self._create(s.notify_queue, self._task(s.notify_queue, s.notifier_url, name or event_id, payload, at))

@@ -1,8 +1,12 @@
-"""Customer webhooks: one signed event per leg and status, retried by Cloud Tasks for up to 24 hours.
+"""Customer webhooks: one signed event per leg and status, retried for up to 24 hours.
 
 The event id is fixed when the event enters the leg's outbox, so every attempt carries the same id
 and receivers can deduplicate. The target URL is checked against SSRF on every attempt, since what a
 host resolves to can change between attempts.
+
+A customer endpoint that fails is retried by a named follow-up task with its own backoff, and the task
+that found it failing answers 2xx: a 503 would make real Cloud Tasks slow the notify queue down for
+every tenant because one tenant's endpoint is down.
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ if TYPE_CHECKING:
 
 GIVE_UP_AFTER = dt.timedelta(hours=24)
 TIMEOUT_SECONDS = 10.0
+MAX_RETRY_DELAY = dt.timedelta(hours=1)
+
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    """1 s, 2 s, 4 s ... capped at an hour: about 30 attempts in the 24 hours."""
+    return min(MAX_RETRY_DELAY, dt.timedelta(seconds=2 ** max(0, attempts - 1)))
 
 
 def event_body(leg: Leg, event_id: str, entry: OutboxEntry) -> bytes:
@@ -34,8 +44,8 @@ def event_body(leg: Leg, event_id: str, entry: OutboxEntry) -> bytes:
 
 
 def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
-    """Returns (HTTP status for Cloud Tasks, outcome). 2xx ends the task; 503 asks for a retry (a failing
-    customer endpoint is the one case where Cloud Tasks' own backoff is what we want)."""
+    """Returns (HTTP status for Cloud Tasks, outcome). 2xx ends the task; 503 only when the retry could not
+    be scheduled (then this task is the event's only carrier)."""
     now = rt.now()
     leg = rt.legs.get(message_id)
     entry = leg.notifications.get(event_id) if leg else None
@@ -64,8 +74,17 @@ def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
         ok, error = 200 <= status < 300, f"HTTP {status}"
     except Exception as exc:  # noqa: BLE001 - any transport failure is a failed attempt
         ok, error = False, type(exc).__name__
-    _mark(rt, message_id, event_id, now, EventState.DELIVERED if ok else EventState.RETRYING, None if ok else error)
-    return (200, "delivered") if ok else (503, f"attempt failed: {error}")
+    marked = _mark(rt, message_id, event_id, now, EventState.DELIVERED if ok else EventState.RETRYING,
+                   None if ok else error)
+    if ok:
+        return 200, "delivered"
+    attempts = marked.notifications[event_id].attempts if marked and event_id in marked.notifications else 1
+    at = now + retry_delay(attempts)
+    try:
+        rt.queue.enqueue_notify(event_id, message_id, name=f"{event_id}-a{attempts}", at=at)
+    except Exception:  # noqa: BLE001 - keep this task alive instead
+        return 503, f"attempt failed: {error}; retry not scheduled"
+    return 200, f"attempt failed: {error}; retrying"
 
 
 def give_up(rt: Runtime, message_id: str, event_id: str, now: dt.datetime) -> None:
@@ -74,8 +93,8 @@ def give_up(rt: Runtime, message_id: str, event_id: str, now: dt.datetime) -> No
 
 
 def _mark(rt: Runtime, message_id: str, event_id: str, now: dt.datetime, state: EventState,
-          error: str | None) -> None:
+          error: str | None) -> Leg | None:
     def decide(leg: Leg | None) -> Decision[None]:
         return Decision(after=mark_event(leg, event_id, now, state=state, error=error) if leg else None)
 
-    change(rt, message_id, decide)
+    return change(rt, message_id, decide).after

@@ -142,7 +142,8 @@ class TaskQueue(Protocol):
 
     def enqueue_dispatch_many(self, tasks: Sequence[DispatchTask]) -> dict[str, Exception | None]: ...
 
-    def enqueue_notify(self, event_id: str, message_id: str) -> None: ...
+    def enqueue_notify(self, event_id: str, message_id: str, *, name: str | None = None,
+                       at: dt.datetime | None = None) -> None: ...
 
 
 class MediaStore(Protocol):

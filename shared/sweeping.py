@@ -19,7 +19,7 @@ from shared.dispatching import CLAIM_LEASE, RECONCILE_DELAY
 from shared.errors import ErrorCode
 from shared.leg_changes import change
 from shared.legs import note, transition, with_event
-from shared.notifying import GIVE_UP_AFTER, give_up
+from shared.notifying import GIVE_UP_AFTER, give_up, retry_delay
 from shared.ports import Decision, DispatchTask
 from shared.records import Leg
 from shared.status import Status
@@ -63,8 +63,9 @@ def sweep(rt: Runtime) -> dict[str, int]:
 
 def _resend_events(rt: Runtime, now: dt.datetime, grace: dt.timedelta) -> int:
     """Customer events still undelivered a while after they were due: their task may never have been
-    created (the status change committed, the enqueue failed). Creating it again is harmless, the task
-    is named after the event; past 24 hours the event is given up."""
+    created (the status change committed, the enqueue failed), or its retry task was lost. A resend is a
+    task of its own name (the event id with the sweep's time); a duplicate delivery is harmless, the event
+    id stays the same and receivers deduplicate on it. Past 24 hours the event is given up."""
     resent = 0
     for leg in rt.legs.with_events_due(now - grace):
         for event_id, entry in leg.notifications.items():
@@ -72,9 +73,11 @@ def _resend_events(rt: Runtime, now: dt.datetime, grace: dt.timedelta) -> int:
                 continue
             if now - entry.created_at > GIVE_UP_AFTER:
                 give_up(rt, leg.id, event_id, now)
+            elif (entry.last_attempt_at or entry.created_at) + retry_delay(entry.attempts) + grace > now:
+                continue  # its own retry task is not late yet
             else:
                 try:
-                    rt.queue.enqueue_notify(event_id, leg.id)
+                    rt.queue.enqueue_notify(event_id, leg.id, name=f"{event_id}-s{int(now.timestamp())}")
                     resent += 1
                 except Exception:  # noqa: BLE001, S112 - the next sweep tries again (notify_due stays set)
                     continue
