@@ -127,11 +127,16 @@ class _Handler(BaseHTTPRequestHandler):
         if function is None:
             self._reply(404, _envelope("NOT_FOUND", f"no route for {self.command} {split.path}"))
             return
+        headers = self._forwarded_headers(body)
+        # The Host header (the upstream's netloc, ~25 bytes) is added last; it fits any limit checked here.
+        if (refusal := self._refuse_headers([("Host", "127.0.0.1:65535"), *headers])) is not None:
+            self._reply(*refusal)
+            return
         upstream = self.server.upstreams.get(function)
         if upstream is None:
             self._reply(502, _envelope("UPSTREAM_UNAVAILABLE", f"function {function} is not running"))
             return
-        self._forward(function, upstream, body)
+        self._forward(function, upstream, headers, body)
 
     def __getattr__(self, name: str):
         # Every method, TRACE and made-up ones included, is routed like GET and POST (an unknown method is
@@ -191,8 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return 431, _envelope("HEADERS_TOO_LARGE", f"a header line is longer than {MAX_HEADER_LINE} bytes")
         return None
 
-    def _forward(self, function: str, upstream: str, body: bytes) -> None:
-        target = urlsplit(upstream)
+    def _forwarded_headers(self, body: bytes) -> list[tuple[str, str]]:
+        """The request's headers as the function gets them (Host aside)."""
         connection_tokens = {t.strip().lower() for t in self.headers.get("Connection", "").split(",")}
         headers: list[tuple[str, str]] = []
         forwarded_for = None
@@ -211,10 +216,10 @@ class _Handler(BaseHTTPRequestHandler):
             headers.append(("X-Forwarded-Host", self.headers["Host"]))
         if body or self.command in ("POST", "PUT", "PATCH"):
             headers.append(("Content-Length", str(len(body))))
-        if (refusal := self._refuse_headers([("Host", target.netloc), *headers])) is not None:
-            self._reply(*refusal)
-            return
+        return headers
 
+    def _forward(self, function: str, upstream: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        target = urlsplit(upstream)
         conn = http.client.HTTPConnection(target.hostname, target.port, timeout=UPSTREAM_TIMEOUT)
         try:
             conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
