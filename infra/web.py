@@ -8,19 +8,22 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from infra import log
 from shared.errors import ApiError, ErrorCode
 from shared.ids import new_request_id
 from shared.records import Tenant
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
 MAX_BODY_BYTES = 64 * 1024
 # Our request bodies nest four levels at most; json.loads and pydantic recurse, so a body nested a few
 # thousand levels deep would end in RecursionError (a 500) rather than a 400.
 MAX_JSON_DEPTH = 32
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-M = TypeVar("M")  # a pydantic model (imported lazily: the reads function never parses a body)
+M = TypeVar("M", bound="BaseModel")  # imported lazily at run time: the reads function never parses a body
 
 
 @dataclass
@@ -309,7 +312,7 @@ def json_errors() -> None:
 
     flask.appcontext_pushed.connect(_on_app_context, weak=False)
     if flask.has_app_context():
-        _install_json_errors(flask.current_app._get_current_object())
+        _install_json_errors(flask.current_app._get_current_object())  # type: ignore[attr-defined]
 
 
 json_errors()  # every public function imports this module; the private ones import it for this alone

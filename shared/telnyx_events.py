@@ -47,8 +47,8 @@ class Report:
     def leg_from_url(self) -> str | None:
         """The leg our dispatch named in the webhook URL (inside the signed body), if it is one of our ids."""
         query = urllib.parse.urlsplit(self.payload.get("webhook_url") or "").query
-        leg = (urllib.parse.parse_qs(query).get("leg") or [None])[0]
-        return leg if leg is not None and LEG_ID.fullmatch(leg) else None
+        legs = urllib.parse.parse_qs(query).get("leg") or []
+        return legs[0] if legs and LEG_ID.fullmatch(legs[0]) else None
 
 
 def _invalid(field: str, issue: str) -> ApiError:

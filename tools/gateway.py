@@ -152,10 +152,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._read_chunked()
         declared = self.headers.get("Content-Length") or "0"
         if not declared.isascii() or not declared.isdigit():
-            return self._refuse_body(400, "BAD_REQUEST", "invalid Content-Length")
+            self._refuse_body(400, "BAD_REQUEST", "invalid Content-Length")
+            return None
         length = int(declared) if len(declared) <= 12 else MAX_BODY + 1
         if length > MAX_BODY:
-            return self._refuse_body(413, "PAYLOAD_TOO_LARGE", f"request body over {MAX_BODY} bytes")
+            self._refuse_body(413, "PAYLOAD_TOO_LARGE", f"request body over {MAX_BODY} bytes")
+            return None
         return self.rfile.read(length) if length > 0 else b""
 
     def _read_chunked(self) -> bytes | None:
@@ -166,9 +168,11 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 size = int(line, 16)
             except ValueError:
-                return self._refuse_body(400, "BAD_REQUEST", "invalid chunk size")
+                self._refuse_body(400, "BAD_REQUEST", "invalid chunk size")
+                return None
             if size < 0 or total + size > MAX_BODY:
-                return self._refuse_body(413, "PAYLOAD_TOO_LARGE", f"request body over {MAX_BODY} bytes")
+                self._refuse_body(413, "PAYLOAD_TOO_LARGE", f"request body over {MAX_BODY} bytes")
+                return None
             if size == 0:
                 while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
@@ -180,7 +184,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _refuse_body(self, status: int, code: str, message: str) -> None:
         self.close_connection = True
         self._reply(status, _envelope(code, message))
-        return None
 
     @staticmethod
     def _refuse_headers(headers: list[tuple[str, str]]) -> tuple[int, bytes] | None:
@@ -220,7 +223,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _forward(self, function: str, upstream: str, headers: list[tuple[str, str]], body: bytes) -> None:
         target = urlsplit(upstream)
-        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=UPSTREAM_TIMEOUT)
+        conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=UPSTREAM_TIMEOUT)
         try:
             conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             conn.putheader("Host", target.netloc)
@@ -293,7 +296,8 @@ class GatewayServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind would call socket.getfqdn(host): a reverse DNS lookup we do not need.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     @property
     def port(self) -> int:
