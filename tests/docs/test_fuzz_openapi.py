@@ -5,6 +5,7 @@ Schema-valid requests may still be refused for reasons no schema can state (a we
 not a real one, a sender the tenant does not own), so the check that every schema-valid request gets a
 2xx is left out; every answer must still be one the spec documents."""
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -14,6 +15,7 @@ from tests.conftest import ROOT
 schema = schemathesis.openapi.from_path(ROOT / "docs/openapi.yaml")
 
 
+@pytest.mark.stack
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
