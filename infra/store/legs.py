@@ -183,4 +183,6 @@ class FirestoreLegs:
             batch.commit()
             return decision.legs
 
-        return commit_if_unchanged(attempt)
+        # Every accept of a tenant writes its account document: a burst of one tenant's requests contends
+        # here, so it gets more tries than a leg (docs/decisions.md: the tenant document's write rate).
+        return commit_if_unchanged(attempt, tries=100)
