@@ -72,6 +72,22 @@ def trace_fields(header: str, project: str) -> dict:
     return out
 
 
+def propagation_headers() -> dict[str, str]:
+    """Headers that carry this request's id and trace to the next hop (a Cloud Tasks task this request
+    creates), so the function the task reaches logs under the same request id (infra.web reads
+    X-Request-Id) and the same trace: one request, followed across functions in Cloud Logging."""
+    headers = {}
+    rid = request_id.get()
+    if rid:
+        headers["X-Request-Id"] = rid
+    fields = trace_fields(_current_trace_header(), "-")
+    trace = fields.get("logging.googleapis.com/trace", "").rsplit("/", 1)[-1]
+    if trace:
+        flags = "01" if fields.get("logging.googleapis.com/trace_sampled") else "00"
+        headers["traceparent"] = f"00-{trace}-{os.urandom(8).hex()}-{flags}"
+    return headers
+
+
 def _current_trace_header() -> str:
     header = trace_header.get()
     if header:

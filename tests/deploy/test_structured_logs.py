@@ -97,3 +97,24 @@ def test_every_metric_event_has_a_severity_and_secrets_stay_out(capsys):
     log.metric("report.latency", latency_ms=1234.5, api_key="sk_live_x")
     (entry,) = lines(capsys)
     assert entry["latency_ms"] == 1234.5 and entry["api_key"] == "[redacted]"
+
+
+def test_propagation_headers_carry_request_id_and_trace_to_the_next_function(capsys):
+    rid = log.request_id.set("req_hop")
+    header = log.trace_header.set("105445aa7843bc8bf206b12000100000/10;o=1")
+    try:
+        headers = log.propagation_headers()
+    finally:
+        log.trace_header.reset(header)
+        log.request_id.reset(rid)
+    assert headers["X-Request-Id"] == "req_hop"
+    version, trace, span, flags = headers["traceparent"].split("-")
+    assert (version, trace, flags) == ("00", "105445aa7843bc8bf206b12000100000", "01")
+    assert len(span) == 16 and span != "0" * 16
+    # The next function, receiving that header, logs under the same trace.
+    app = flask.Flask("next")
+    with app.test_request_context("/", headers=headers):
+        log.info("dispatching")
+    (entry,) = lines(capsys)
+    assert entry["logging.googleapis.com/trace"] == f"projects/{PROJECT}/traces/105445aa7843bc8bf206b12000100000"
+    assert log.propagation_headers() == {}  # outside any request: nothing to carry
