@@ -1,0 +1,92 @@
+"""terraform/bootstrap.sh gives the Cloud Build deployer account a role for every kind of resource the
+module manages (and the deployer is not Owner)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.test_terraform_plan import declared_types
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "terraform" / "bootstrap.sh"
+
+# Which predefined role lets Terraform create (and read) each kind of resource or data source.
+ROLE_FOR = {
+    "google_project_service": "roles/serviceusage.serviceUsageAdmin",
+    "google_project_iam_member": "roles/resourcemanager.projectIamAdmin",
+    "google_project": "roles/resourcemanager.projectIamAdmin",  # resourcemanager.projects.get
+    "google_service_account": "roles/iam.serviceAccountAdmin",
+    "google_service_account_iam_member": "roles/iam.serviceAccountAdmin",
+    "google_cloudfunctions2_function": "roles/cloudfunctions.admin",
+    "google_cloud_run_service_iam_member": "roles/run.admin",
+    "google_cloud_run_v2_service": "roles/run.admin",
+    "google_storage_bucket": "roles/storage.admin",
+    "google_storage_bucket_object": "roles/storage.admin",
+    "google_storage_bucket_iam_member": "roles/storage.admin",
+    "google_artifact_registry_repository": "roles/artifactregistry.admin",
+    "google_artifact_registry_repository_iam_member": "roles/artifactregistry.admin",
+    "google_cloud_tasks_queue": "roles/cloudtasks.admin",
+    "google_cloud_tasks_queue_iam_member": "roles/cloudtasks.admin",
+    "google_cloud_scheduler_job": "roles/cloudscheduler.admin",
+    "google_firestore_database": "roles/datastore.owner",
+    "google_firestore_index": "roles/datastore.owner",
+    "google_firestore_field": "roles/datastore.owner",
+    "google_secret_manager_secret": "roles/secretmanager.admin",
+    "google_secret_manager_secret_iam_member": "roles/secretmanager.admin",
+    "google_api_gateway_api": "roles/apigateway.admin",
+    "google_api_gateway_api_config": "roles/apigateway.admin",
+    "google_api_gateway_gateway": "roles/apigateway.admin",
+    "google_logging_metric": "roles/logging.configWriter",
+    "google_monitoring_dashboard": "roles/monitoring.editor",
+    "google_monitoring_alert_policy": "roles/monitoring.editor",
+    "archive_file": None,  # local: no Google API
+}
+
+
+def deployer_roles() -> list[str]:
+    text = SCRIPT.read_text()
+    block = re.search(r"^DEPLOYER_ROLES=\((.*?)^\)", text, re.M | re.S)
+    assert block, "no DEPLOYER_ROLES=( ... ) in bootstrap.sh"
+    return re.findall(r'"(roles/[\w.]+)"', block.group(1))
+
+
+def test_bootstrap_is_valid_bash():
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash")
+    result = subprocess.run([bash, "-n", str(SCRIPT)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_deployer_holds_a_role_for_every_resource_the_module_manages():
+    roles = set(deployer_roles())
+    assert "roles/owner" not in roles and "roles/editor" not in roles
+    for _kind, rtype, _provider in declared_types():
+        assert rtype in ROLE_FOR, f"{rtype}: which role may create it? add it to ROLE_FOR and bootstrap.sh"
+        if ROLE_FOR[rtype]:
+            assert ROLE_FOR[rtype] in roles, f"{rtype} needs {ROLE_FOR[rtype]} in bootstrap.sh"
+    # Deploying resources that run as service accounts (functions, the scheduler job, the gateway).
+    assert "roles/iam.serviceAccountUser" in roles
+    # An API Gateway api is a managed service; Cloud Build writes its logs.
+    assert {"roles/servicemanagement.admin", "roles/logging.logWriter"} <= roles
+
+
+def test_docs_list_the_same_roles():
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    names = {
+        "roles/serviceusage.serviceUsageAdmin": "Service Usage Admin",
+        "roles/resourcemanager.projectIamAdmin": "Project IAM Admin",
+        "roles/iam.serviceAccountAdmin": "Service Account Admin",
+        "roles/iam.serviceAccountUser": "Service\nAccount User",
+        "roles/monitoring.editor": "Monitoring Editor",
+        "roles/logging.configWriter": "Logs Configuration Writer",
+    }
+    flat = " ".join(docs.split())
+    for role, name in names.items():
+        assert role in deployer_roles()
+        assert " ".join(name.split()) in flat, name
