@@ -52,8 +52,8 @@ bench-quick: $(VENV)/.stamp $(EMU_VENV)/.stamp
 	$(PY) -m bench.run --quick
 
 lint: $(VENV)/.stamp
-	$(VENV)/bin/pip install $(PIP_FLAGS) ruff 2>&1 | grep -v "is ignored" || true
 	$(VENV)/bin/ruff check main.py functions shared infra tools tests bench
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) $(EMU_VENV) $(CHECKOV_VENV) $(TFSTUB_VENV) .dev .pytest_cache

@@ -34,7 +34,7 @@ def tasks():
 
 @functools.cache
 def storage():
-    from google.cloud import storage as gcs
+    import google.cloud.storage as gcs
 
     if settings().storage_emulator_host:
         from google.auth.credentials import AnonymousCredentials

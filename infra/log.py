@@ -101,7 +101,7 @@ def _current_trace_header() -> str:
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "severity": record.levelname,
             "message": record.getMessage(),
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),

@@ -27,6 +27,7 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin
 
 import httpcore
@@ -188,7 +189,7 @@ class Media:
         self.settings, self.resolver = settings, resolver
         self._backend, self._ssl = network_backend, ssl_context
         self._lock = threading.Lock()
-        self._credentials = None
+        self._credentials: Any = None  # google.auth credentials, made on first signing
 
     @functools.cached_property
     def bucket(self):
@@ -210,17 +211,18 @@ class Media:
             items.append(rules.Item(content_type, upload.data, name, upload.filename))
         items = rules.fit(items, limit)
 
-        refs, distinct = [], {}
+        refs: list[dict[str, object]] = []
+        distinct: dict[str, rules.Item] = {}
         for item in items:
             digest = hashlib.sha256(item.data).hexdigest()
-            ref = {"object": object_name(tenant_id, digest), "content_type": item.content_type,
+            ref: dict[str, object] = {"object": object_name(tenant_id, digest), "content_type": item.content_type,
                    "size": len(item.data), "sha256": digest}
             if item.filename:
                 ref["filename"] = item.filename
             if item.original_size is not None:
                 ref["original_size"] = item.original_size
             refs.append(ref)
-            distinct.setdefault(ref["object"], item)
+            distinct.setdefault(object_name(tenant_id, digest), item)
         try:
             self._store_all(distinct)
         except Exception as exc:

@@ -326,7 +326,7 @@ def downscale(data: bytes, content_type: str, target: int, *, label: str = "an i
 
     fmt = RESIZABLE[content_type]
     try:
-        im = Image.open(io.BytesIO(data))
+        im: Image.Image = Image.open(io.BytesIO(data))
         if im.format != fmt:
             raise unsupported(f"{label} does not decode as {ALLOWED[content_type]}")
         width, height = im.size

@@ -66,7 +66,7 @@ def _parse(raw: object) -> phonenumbers.PhoneNumber:
         return number
     if phonenumbers.is_possible_number(number) and _is_fictional_nanp(number):
         return number
-    if not phonenumbers.region_codes_for_country_code(number.country_code):
+    if not number.country_code or not phonenumbers.region_codes_for_country_code(number.country_code):
         raise InvalidNumber("unknown country calling code")
     raise InvalidNumber("phone number is not valid")
 

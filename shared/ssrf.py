@@ -63,7 +63,7 @@ from urllib.parse import quote
 try:  # a dependency of httpx, which the project requires
     import idna as _idna
 except ImportError:  # pragma: no cover - without it, non-ASCII host names are simply rejected
-    _idna = None
+    _idna = None  # type: ignore[assignment]
 
 __all__ = [
     "DEFAULT_MEDIA_HOSTS",

@@ -38,16 +38,16 @@ class FirestoreAccounts:
         tenant = snaps.get(f"{C.TENANTS}/{tenant_id}")
         if tenant is None:
             return self.get_tenant(tenant_id)
-        return Tenant.from_doc(tenant.id, tenant.to_dict()) if tenant.exists else None
+        return Tenant.from_doc(tenant.id, tenant.to_dict() or {}) if tenant.exists else None
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
         snap = self.db.collection(C.TENANTS).document(tenant_id).get()
-        return Tenant.from_doc(snap.id, snap.to_dict()) if snap.exists else None
+        return Tenant.from_doc(snap.id, snap.to_dict() or {}) if snap.exists else None
 
     def tenant_doc(self, tenant_id: str) -> dict[str, Any] | None:
         """The stored document as it is (operator tools show it)."""
         snap = self.db.collection(C.TENANTS).document(tenant_id).get()
-        return {"id": snap.id, **snap.to_dict()} if snap.exists else None
+        return {"id": snap.id, **(snap.to_dict() or {})} if snap.exists else None
 
     def put_tenant(self, tenant_id: str, data: dict[str, Any]) -> None:
         self.db.collection(C.TENANTS).document(tenant_id).set({**data, "updated_at": utcnow()}, merge=True)
@@ -67,7 +67,7 @@ class FirestoreAccounts:
 
     def get_rates(self, country: str) -> Rates | None:
         snap = self.db.collection(C.PRICING).document(country.upper()).get()
-        return Rates.from_doc(snap.to_dict()) if snap.exists else None
+        return Rates.from_doc(snap.to_dict() or {}) if snap.exists else None
 
     # -- opt-outs --------------------------------------------------------------------------------
     def _opt_outs(self, tenant_id: str) -> Any:
@@ -84,7 +84,7 @@ class FirestoreAccounts:
         prices: dict[str, Rates | None] = {}
         for country in regions:
             snap = snaps[f"{C.PRICING}/{country}"]
-            prices[country] = Rates.from_doc(snap.to_dict()) if snap.exists else None
+            prices[country] = Rates.from_doc(snap.to_dict() or {}) if snap.exists else None
         return opted, prices
 
     def add_opt_out(self, tenant_id: str, number: str, source: str) -> None:

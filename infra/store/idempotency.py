@@ -35,7 +35,7 @@ class FirestoreIdempotency:
             snap = ref.get()
             if not snap.exists:
                 continue  # released between our create and our read
-            record = IdempotencyRecord.from_doc(snap.to_dict())
+            record = IdempotencyRecord.from_doc(snap.to_dict() or {})
             expired = record.expires_at <= now
             if not expired and record.payload_hash != payload_hash:
                 return "mismatch", record

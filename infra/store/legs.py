@@ -29,16 +29,16 @@ class FirestoreLegs:
         return self.db.collection(C.MESSAGES).document(message_id)
 
     def _legs(self, query: Any) -> list[Leg]:
-        return [Leg.from_doc(snap.to_dict()) for snap in query.stream()]
+        return [Leg.from_doc(snap.to_dict() or {}) for snap in query.stream()]
 
     # -- reads -----------------------------------------------------------------------------------
     def get(self, message_id: str) -> Leg | None:
         snap = self._ref(message_id).get()
-        return Leg.from_doc(snap.to_dict()) if snap.exists else None
+        return Leg.from_doc(snap.to_dict() or {}) if snap.exists else None
 
     def get_group(self, group_id: str) -> Group | None:
         snap = self.db.collection(C.GROUPS).document(group_id).get()
-        return Group.from_doc(snap.to_dict()) if snap.exists else None
+        return Group.from_doc(snap.to_dict() or {}) if snap.exists else None
 
     def of_group(self, group_id: str) -> list[Leg]:
         return self._legs(self.db.collection(C.MESSAGES).where(filter=FieldFilter("group_id", "==", group_id)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -15,6 +16,11 @@ def slot_id(window: str, slot: int) -> str:
     """One name per slot. ``slot`` is always an int: a float (``count()`` can answer ``0.0``) would start a
     second chain of names (``…:1.0`` beside ``…:1``) and admit the limit twice."""
     return f"{window}:{int(slot)}"
+
+
+def _count(query: Any) -> int:
+    """A count aggregation's value; the emulator answers ``0.0`` for none, an int otherwise."""
+    return int(query.count().get()[0][0].value)
 
 
 class FirestoreLimits:
@@ -36,8 +42,7 @@ class FirestoreLimits:
         hint = self._next_slot.get(window)
         for first in ([hint] if hint is not None and hint < limit else []) + [None]:
             # No usable hint, or it ran into the limit: count what is really taken.
-            slot = int(first if first is not None else
-                       slots.where(filter=FieldFilter("window", "==", window)).count().get()[0][0].value)
+            slot = int(first if first is not None else _count(slots.where(filter=FieldFilter("window", "==", window))))
             while slot < limit:
                 try:
                     slots.document(slot_id(window, slot)).create({"window": window, "expires_at": expires})

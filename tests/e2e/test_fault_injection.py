@@ -13,7 +13,6 @@ No assertion is about time; the waits are bounds that fail loudly."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter
