@@ -23,13 +23,14 @@ def dispatch(request):
         log.error("malformed dispatch task", task=request.headers.get("X-CloudTasks-TaskName"))
         return _json(200, {"outcome": "malformed task dropped"})
     retry_count = request.headers.get("X-CloudTasks-TaskRetryCount", "")
-    try:
-        answer = dispatch_leg(runtime(), message_id)
-    except Contended:
-        # Our storage is overloaded: the one case where slowing the whole queue down is right.
-        answer = Answer(503, "storage contended", 5)
-    log.info("dispatch", message_id=message_id, retry_count=retry_count, status=answer.status,
-             outcome=answer.outcome)
+    with log.task_context(request.headers):
+        try:
+            answer = dispatch_leg(runtime(), message_id)
+        except Contended:
+            # Our storage is overloaded: the one case where slowing the whole queue down is right.
+            answer = Answer(503, "storage contended", 5)
+        log.info("dispatch", message_id=message_id, retry_count=retry_count, status=answer.status,
+                 outcome=answer.outcome)
     headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after and answer.status >= 300 else {}
     return _json(answer.status, {"message_id": message_id, "outcome": answer.outcome}, headers)
 

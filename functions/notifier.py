@@ -18,6 +18,7 @@ def notifier(request):
     except (ValueError, KeyError, TypeError):
         log.error("malformed notify task", task=request.headers.get("X-CloudTasks-TaskName"))
         return json.dumps({"outcome": "malformed task dropped"}), 200, {"Content-Type": "application/json"}
-    status, outcome = deliver(runtime(), event_id, message_id)
-    log.info("customer webhook", event_id=event_id, message_id=message_id, status=status, outcome=outcome)
+    with log.task_context(request.headers):
+        status, outcome = deliver(runtime(), event_id, message_id)
+        log.info("customer webhook", event_id=event_id, message_id=message_id, status=status, outcome=outcome)
     return json.dumps({"event_id": event_id, "outcome": outcome}), status, {"Content-Type": "application/json"}

@@ -11,6 +11,7 @@ METRIC_EVENTS are a contract with Terraform (tests/deploy/test_terraform_contrac
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime as dt
 import json
@@ -18,6 +19,10 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Iterator
+from typing import Any
+
+from shared import observe as _observe
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 # The incoming request's trace header (X-Cloud-Trace-Context or traceparent), when the caller sets it;
@@ -164,3 +169,24 @@ def metric(event: str, **fields) -> None:
     record = _logger.makeRecord(_logger.name, level, "(metric)", 0, event, (), None,
                                 extra={"fields": {**fields, "event": event}})
     _logger.handle(record)
+
+
+_TASK_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@contextlib.contextmanager
+def task_context(headers: Any) -> Iterator[None]:
+    """While a Cloud Tasks request is served: log under the request id and trace of the request that
+    created the task (``propagation_headers``), so one request can be followed across functions."""
+    supplied = headers.get("X-Request-Id", "") or ""
+    rid = request_id.set(supplied if _TASK_REQUEST_ID.match(supplied) else "")
+    trace = trace_header.set(headers.get("traceparent", "") or headers.get("X-Cloud-Trace-Context", "") or "")
+    try:
+        yield
+    finally:
+        request_id.reset(rid)
+        trace_header.reset(trace)
+
+
+# The domain's metric lines (shared.observe) go through ``metric`` above, whatever LOG_LEVEL is.
+_observe.set_metric_sink(metric)

@@ -12,6 +12,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
 from google.protobuf import timestamp_pb2
 
+from infra import log
 from infra.clients import tasks
 from infra.settings import Settings
 from shared.ports import DispatchTask
@@ -34,7 +35,8 @@ class CloudTasksQueue:
         request = tasks_v2.HttpRequest(
             http_method=tasks_v2.HttpMethod.POST,
             url=url,
-            headers={"Content-Type": "application/json"},
+            # The request id and trace ride along, so the function the task reaches logs under them too.
+            headers={"Content-Type": "application/json", **log.propagation_headers()},
             body=json.dumps(payload).encode(),
         )
         invoker = self.settings.tasks_invoker_sa

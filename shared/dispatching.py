@@ -107,6 +107,8 @@ def dispatch(rt: Runtime, message_id: str) -> Answer:
                                                       rt.settings.dispatch_max_attempts))
         step, leg = recorded.result, recorded.current
         assert step is not None
+        if recorded.changed and leg is not None and leg.status is Status.FAILED and leg.provider_error_code:
+            observe.metric("provider.rejected", code=leg.provider_error_code)
     return _finish(rt, step, leg)
 
 

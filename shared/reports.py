@@ -103,7 +103,10 @@ def _inbound(rt: Runtime, report: Report) -> dict[str, str]:
     if not rt.legs.record_event(ProviderEventRecord(event_id=report.event_id, event_type=report.event_type,
                                                     extra={"word": word})):
         return {"outcome": "duplicate"}
-    for tenant_id in rt.accounts.tenants_owning(to):
+    owners = rt.accounts.tenants_owning(to)
+    if not owners:
+        observe.metric("inbound.unknown_number", word=word)
+    for tenant_id in owners:
         if word in STOP_WORDS:
             rt.accounts.add_opt_out(tenant_id, sender, source=f"inbound {word}")
         else:
