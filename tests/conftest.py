@@ -27,6 +27,19 @@ if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
 
+STACK_FIXTURES = frozenset({"stack", "env"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs the stack (directly or through another fixture) is marked ``stack``, so
+    ``pytest -m "not stack"`` is the fast tier; tests/unit must never need it."""
+    for item in items:
+        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            if "tests/unit/" in item.nodeid:
+                raise pytest.UsageError(f"{item.nodeid}: tests/unit must not start the stack")
+            item.add_marker(pytest.mark.stack)
+
+
 # -- a customer's webhook endpoint ---------------------------------------------------------------
 @dataclass
 class Receiver:
@@ -239,16 +252,25 @@ def env(stack, receiver) -> Env:
         _settle(store())
 
 
-def _settle(store, timeout: float = 8.0) -> None:
+def _settle(store, timeout: float = 15.0) -> None:
     """Let a test's in-flight legs finish before the next test resets: a dispatch still running
-    after a reset would otherwise reach the simulator and be counted by the next test."""
+    after a reset would otherwise reach the simulator and be counted by the next test. A leg still in
+    flight after ``timeout`` is a stuck leg, the very thing mmsgate promises never happens: it fails the
+    test that left it, by name, instead of leaking into the next one."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     from infra import collections as C
 
-    busy = store.db.collection(C.MESSAGES).where(filter=FieldFilter("status", "in", ["pending", "queued", "sending"]))
+    in_flight = ["pending", "queued", "sending"]
+    busy = store.db.collection(C.MESSAGES).where(filter=FieldFilter("status", "in", in_flight))
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and list(busy.limit(1).stream()):
+    while list(busy.limit(1).stream()):
+        if time.monotonic() > deadline:
+            stuck = [snap.to_dict() or {} for snap in busy.limit(20).stream()]
+            described = ", ".join(f"{leg.get('id')} to {leg.get('to')}: {leg.get('status')}"
+                                  f" (send_state {leg.get('send_state')}, since {leg.get('status_since')})"
+                                  for leg in stuck)
+            raise AssertionError(f"{len(stuck)} leg(s) still in flight {timeout}s after the test: {described}")
         time.sleep(0.1)
     time.sleep(0.2)  # the last provider report may still be on its way
 

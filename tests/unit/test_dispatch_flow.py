@@ -1,0 +1,121 @@
+"""``dispatch`` end to end over in-memory ports and a fixed clock: the provider is called only while the
+leg is claimed, an ambiguous leg is looked up before any resend, and routine waits answer 2xx with a
+follow-up task."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from shared.dispatching import dispatch
+from shared.ports import FixedClock
+from shared.provider import Kind, Lookup, LookupState, Outcome
+from shared.status import SendState, Status
+from tests.unit.fakes import FakeRuntime
+from tests.unit.legs import T0, leg
+
+S, SS = Status, SendState
+
+
+def _runtime(**leg_fields):
+    rt = FakeRuntime(FixedClock(T0))
+    queued = leg(S.QUEUED, **leg_fields)
+    rt.legs.legs[queued.id] = queued
+    return rt, queued.id
+
+
+def test_a_queued_leg_is_sent_once_and_recorded_sent():
+    rt, message_id = _runtime()
+    rt.provider.answers.append(Outcome(Kind.ACCEPTED, provider_id="tx-1", http_status=200))
+
+    answer = dispatch(rt, message_id)
+
+    assert answer.status == 200
+    assert len(rt.provider.sent) == 1
+    stored = rt.legs.get(message_id)
+    assert stored is not None and (stored.status, stored.provider_id) == (S.SENT, "tx-1")
+    assert rt.provider.sent[0].idempotency_key == f"mmsgate:{message_id}"
+    assert "leg=" + message_id in rt.provider.sent[0].webhook_url
+
+
+def test_no_answer_from_the_provider_answers_2xx_and_schedules_a_reconcile():
+    rt, message_id = _runtime()
+    rt.provider.answers.append(Outcome(Kind.AMBIGUOUS, detail="timeout"))
+    first = dispatch(rt, message_id)
+    assert first.status == 200
+    assert len(rt.provider.sent) == 1
+    assert len(rt.queue.dispatches) == 1
+    follow_up = rt.queue.dispatches[0]
+    assert follow_up.message_id == message_id and follow_up.at is not None and follow_up.at > T0
+
+
+def test_an_ambiguous_leg_the_provider_has_is_recorded_without_a_second_send():
+    rt, message_id = _runtime()
+    rt.provider.answers.append(Outcome(Kind.AMBIGUOUS, detail="dropped"))
+    dispatch(rt, message_id)
+    rt.clock.advance(seconds=5)
+    rt.provider.lookups.append(Lookup(LookupState.FOUND, provider_id="tx-9", status="queued"))
+
+    answer = dispatch(rt, message_id)
+
+    assert answer.status == 200
+    assert len(rt.provider.sent) == 1  # only the first attempt
+    assert len(rt.provider.asked) == 1
+    stored = rt.legs.get(message_id)
+    assert stored is not None and (stored.status, stored.provider_id, stored.send_state) == (
+        S.SENT, "tx-9", SS.ACCEPTED)
+
+
+def test_an_ambiguous_leg_the_provider_lacks_is_sent_again_with_the_same_key_and_body():
+    rt, message_id = _runtime(media=())
+    rt.provider.answers += [Outcome(Kind.AMBIGUOUS), Outcome(Kind.ACCEPTED, provider_id="tx-2")]
+    dispatch(rt, message_id)
+    rt.clock.advance(seconds=5)
+    rt.provider.lookups.append(Lookup(LookupState.ABSENT))
+
+    dispatch(rt, message_id)
+
+    assert len(rt.provider.sent) == 2
+    assert rt.provider.sent[0] == rt.provider.sent[1]  # same key, byte-identical body
+    stored = rt.legs.get(message_id)
+    assert stored is not None and stored.status is S.SENT
+
+
+def test_an_ambiguous_leg_is_not_sent_while_the_provider_cannot_tell():
+    rt, message_id = _runtime()
+    rt.provider.answers.append(Outcome(Kind.AMBIGUOUS))
+    dispatch(rt, message_id)
+    for _ in range(3):
+        rt.clock.advance(minutes=1)
+        rt.provider.lookups.append(Lookup(LookupState.UNKNOWN, detail="503"))
+        answer = dispatch(rt, message_id)
+        assert answer.status == 200
+    assert len(rt.provider.sent) == 1
+    stored = rt.legs.get(message_id)
+    assert stored is not None and (stored.status, stored.send_state) == (S.SENDING, SS.AMBIGUOUS)
+
+
+def test_a_live_claim_answers_2xx_and_names_a_follow_up_at_the_lease_end():
+    rt, message_id = _runtime()
+    live = leg(S.SENDING, send_state=SS.IN_FLIGHT, claimed_at=T0, first_claimed_at=T0, attempts=1)
+    rt.legs.legs[message_id] = live
+    rt.clock.advance(seconds=2)
+
+    answer = dispatch(rt, message_id)
+
+    assert answer.status == 200
+    assert rt.provider.sent == []
+    # The lease is the deployment's DISPATCH_CLAIM_LEASE_SECONDS (20 s in FakeRuntime), not the default.
+    assert [task.at for task in rt.queue.dispatches] == [T0 + dt.timedelta(seconds=20)]
+
+
+def test_signed_media_urls_do_not_change_between_attempts():
+    from shared.records import StoredMedia
+
+    rt, message_id = _runtime(media=(StoredMedia(object="t/a.png", content_type="image/png", size=10),))
+    rt.provider.answers += [Outcome(Kind.TRANSIENT, http_status=500), Outcome(Kind.ACCEPTED, provider_id="tx-3")]
+    dispatch(rt, message_id)
+    rt.clock.advance(seconds=40)
+    dispatch(rt, message_id)
+    assert len(rt.provider.sent) == 2
+    assert rt.provider.sent[0].media_urls == rt.provider.sent[1].media_urls
+    assert rt.provider.sent[0].media_urls[0].endswith(T0.isoformat())  # signed as of the first claim
