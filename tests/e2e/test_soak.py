@@ -1,6 +1,8 @@
 """Soak: 200 legs across every outcome row, with duplicate task deliveries and replayed provider reports
-injected. Every leg ends terminal, the provider sends exactly what it should, and no history regresses."""
+injected. Every leg ends terminal, the provider sends exactly what it should, and no history regresses.
+Nothing here asserts how long it took: speed is bench/'s business."""
 
+import datetime as dt
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +27,6 @@ def _rank(status: str) -> int:
 
 
 def test_soak_every_leg_terminal_one_send_each_no_regressions(env):
-    started = time.monotonic()
     numbers = [f"+1{npa}55501{xx:02d}" for npa in NPAS for xx in ENDINGS]
     legs: list[str] = []
     for npa in NPAS:
@@ -45,7 +46,8 @@ def test_soak_every_leg_terminal_one_send_each_no_regressions(env):
 
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(duplicate, legs))
-    assert all(a.status_code < 500 or a.status_code == 503 for a in answers)
+    # 2xx, including every routine wait; 429 is the provider's own rate limit (96-97); 503 storage contention.
+    assert {a.status_code for a in answers} <= {200, 429, 503}, {a.status_code for a in answers}
 
     def unsettled():
         snaps = env.store.db.collection(C.MESSAGES).stream()
@@ -53,9 +55,13 @@ def test_soak_every_leg_terminal_one_send_each_no_regressions(env):
 
     wait_for(lambda: not unsettled(), 60, "every leg past sending")
 
-    # Replayed provider reports: every recorded event posted again, signed, with its original id.
+    # Replayed provider reports: every recorded event posted again, signed, with its original id. Each
+    # accepted leg gets message.sent and message.finalized, but 99 never a final report; 90-92 get none.
+    per_group = sum(0 if xx in REJECTED else 1 if xx == 99 else 2 for xx in ENDINGS)
+    wait_for(lambda: len(list(env.store.db.collection(C.PROVIDER_EVENTS).stream())) >= len(NPAS) * per_group, 60,
+             "every provider report recorded")
     events = [snap.to_dict() | {"id": snap.id} for snap in env.store.db.collection(C.PROVIDER_EVENTS).stream()]
-    assert len(events) >= 200
+    assert len(events) == len(NPAS) * per_group
     url = env.stack.urls["gateway"] + "/webhooks/telnyx"
 
     def replay(event):
@@ -71,9 +77,17 @@ def test_soak_every_leg_terminal_one_send_each_no_regressions(env):
         replies = list(pool.map(replay, events))
     assert {r.json()["outcome"] for r in replies} <= {"duplicate", "unknown message"}
 
-    # Legs the provider never finalises (xx=99) are closed by the sweeper after its window.
-    time.sleep(env.stack.config.sweep_final_after_seconds + 0.5)
-    assert env.stack.sweep()[0] == 200
+    # Legs the provider never finalises (xx=99) are closed by the sweeper after its window (run here, on a
+    # clock past the window, rather than sleeping through it).
+    from infra.runtime import Runtime
+    from infra.settings import settings
+    from shared.ports import FixedClock
+    from shared.sweeping import sweep
+
+    rt = Runtime(clock=FixedClock(dt.datetime.now(dt.UTC)
+                                  + dt.timedelta(seconds=env.stack.config.sweep_final_after_seconds + 1)))
+    rt.settings = settings.__wrapped__()
+    assert sweep(rt)["closed"] == len(NPAS) * ENDINGS.count(99)
 
     sent_by_provider = {m["to"] if isinstance(m["to"], str) else m["to"][0]: 0 for m in env.sim_messages()}
     for m in env.sim_messages():
@@ -85,6 +99,6 @@ def test_soak_every_leg_terminal_one_send_each_no_regressions(env):
         assert sent_by_provider.get(leg["to"], 0) == (0 if xx in REJECTED else 1), leg["to"]
         ranks = [_rank(h["to"]) for h in leg["history"]]
         assert ranks == sorted(ranks), (leg["to"], [h["to"] for h in leg["history"]])
-        assert len([h for h in leg["history"] if h["to"] == leg["status"]]) >= 1
+        entered = [h for h in leg["history"] if h["to"] == leg["status"] and h["from"] != leg["status"]]
+        assert len(entered) == 1, (leg["to"], leg["history"])  # entered its status exactly once
     assert sum(sent_by_provider.values()) == 200 - len(NPAS) * sum(1 for xx in ENDINGS if xx in REJECTED)
-    assert time.monotonic() - started < 90

@@ -1,45 +1,67 @@
-"""The sweeper: a leg whose Cloud Task was lost still gets sent, exactly once."""
+"""The sweeper: a leg whose Cloud Task was lost still gets sent, exactly once.
+
+The sweeper runs in this process (``shared.sweeping.sweep``) on a ``Runtime`` whose clock is set past
+the sweeper's windows, instead of sleeping through them: the test process has the stack's environment,
+so it talks to the same emulators, and the tasks it creates reach the stack's functions."""
 
 import datetime as dt
-import time
 
 from infra import collections as C
 from infra.clients import tasks
-from tests.conftest import fictional
+from tests.conftest import fictional, wait_for
 
 
-def _purge_dispatch_queue(env) -> None:
-    tasks().purge_queue(name=env.stack.queue_paths["dispatch"])
+def _purge(env, queue: str) -> None:
+    tasks().purge_queue(name=env.stack.queue_paths[queue])
+
+
+def _sweep_at(env, when: dt.datetime) -> dict[str, int]:
+    """One sweeper run as of ``when``, with the stack's settings (not whatever an earlier test cached)."""
+    from infra.runtime import Runtime
+    from infra.settings import settings
+    from shared.ports import FixedClock
+    from shared.sweeping import sweep
+
+    rt = Runtime(clock=FixedClock(when))
+    rt.settings = settings.__wrapped__()
+    assert rt.settings.sweep_queued_after_seconds == env.stack.config.sweep_queued_after_seconds
+    return sweep(rt)
+
+
+def _past_queued_window(env, since: dt.datetime) -> dt.datetime:
+    return since + dt.timedelta(seconds=env.stack.config.sweep_queued_after_seconds + 1)
 
 
 def test_scheduled_leg_whose_task_was_lost_is_sent_after_its_time(env):
-    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
     message_id = env.api.post("/api/v1/messages/sms", json={"to": fictional(40), "body": "x",
                                                             "scheduled_at": at.isoformat()}).json()["data"]["id"]
-    _purge_dispatch_queue(env)  # the task is gone before it was due
-    time.sleep(1 + env.stack.config.sweep_queued_after_seconds + 0.5)
+    _purge(env, "dispatch")  # the task is gone before it was due
     assert env.message(message_id)["status"] == "scheduled"
 
-    status, body = env.stack.sweep()
+    counts = _sweep_at(env, _past_queued_window(env, at))
 
-    assert status == 200
-    env.wait_status(message_id, "delivered")
-    assert len(env.sim_messages(fictional(40))) == 1
+    assert counts["requeued"] == 1
+    env.wait_status(message_id, "delivered", timeout=20)
+    sent = env.sim_messages(fictional(40))
+    assert len(sent) == 1
+    # The new task waits for the leg's time like the lost one would have (dispatch sends up to 1 s early).
+    received = dt.datetime.fromisoformat(sent[0]["received_at"].replace("Z", "+00:00"))
+    assert received >= at - dt.timedelta(seconds=1)
 
 
 def test_queued_leg_whose_task_was_lost_is_requeued_once(env):
     far = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
     message_id = env.api.post("/api/v1/messages/sms", json={"to": fictional(41), "body": "x",
                                                             "scheduled_at": far}).json()["data"]["id"]
-    _purge_dispatch_queue(env)
-    # As if it had been accepted as queued long ago and its task never ran.
-    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
-    env.store.db.collection(C.MESSAGES).document(message_id).update(
-        {"status": "queued", "status_since": long_ago, "scheduled_at": None})
+    _purge(env, "dispatch")
+    # As if it had been accepted as queued and its task never ran.
+    env.store.db.collection(C.MESSAGES).document(message_id).update({"status": "queued", "scheduled_at": None})
+    later = _past_queued_window(env, dt.datetime.now(dt.UTC))
 
-    first, second = env.stack.sweep(), env.stack.sweep()
+    first, second = _sweep_at(env, later), _sweep_at(env, later)
 
-    assert first[0] == second[0] == 200
+    assert (first["requeued"], second["requeued"]) == (1, 0)
     env.wait_status(message_id, "delivered")
     assert len(env.sim_messages(fictional(41))) == 1
 
@@ -49,42 +71,39 @@ def test_customer_events_whose_tasks_were_lost_are_sent_again(env):
     message_id = env.api.post("/api/v1/messages/sms", json={"to": fictional(42), "body": "x",
                                                             "webhook_url": env.receiver.url}).json()["data"]["id"]
     env.wait_status(message_id, "delivered")
-    wait_for_attempts = time.monotonic() + 10
-    while not env.receiver.received and time.monotonic() < wait_for_attempts:
-        time.sleep(0.05)
-    tasks().purge_queue(name=env.stack.queue_paths["notify"])  # every pending attempt is lost
-    time.sleep(0.5)
-    env.receiver.reset()  # the endpoint is back
+    wait_for(lambda: env.receiver.received, 10, "the notifier never tried the endpoint")
+    _purge(env, "notify")  # every pending attempt is lost
     leg = env.leg_doc(message_id)
     assert leg["notify_due"] is not None
+    assert len(leg["notifications"]) == 2  # message.sent and message.delivered
     assert {e["state"] for e in leg["notifications"].values()} <= {"pending", "retrying"}
-    env.store.db.collection(C.MESSAGES).document(message_id).update(
-        {"notify_due": dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)})
+    env.receiver.reset()  # the endpoint is back
 
-    status, _ = env.stack.sweep()
+    counts = _sweep_at(env, _past_queued_window(env, dt.datetime.now(dt.UTC)))
 
-    assert status == 200
-    deadline = time.monotonic() + 15
-    while len({r["headers"]["X-Mmsgate-Event-Id"] for r in env.receiver.received if not r["failed"]}) < 2:
-        assert time.monotonic() < deadline, env.receiver.received
-        time.sleep(0.05)
-    leg = env.leg_doc(message_id)
+    assert counts["notified"] == 2
+    wait_for(lambda: len({r["headers"]["X-Mmsgate-Event-Id"] for r in env.receiver.received if not r["failed"]}) == 2,
+             15, f"both events delivered once the endpoint is back: {env.receiver.received}")
+    leg = wait_for(lambda: (d := env.leg_doc(message_id))["notify_due"] is None and d, 10,
+                   "the outbox was never settled")
     assert {e["state"] for e in leg["notifications"].values()} == {"delivered"}
-    assert leg["notify_due"] is None
 
 
 def test_a_pending_row_whose_request_never_finished_ends_failed(env):
     from shared.legs import new_leg
 
-    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+    now = dt.datetime.now(dt.UTC)
     leg = new_leg(message_id="msg_abandoned", leg_key="single:msg_abandoned", tenant_id=env.tenant_id, group_id=None,
                   to=fictional(43), from_="+18005551234", body="x", subject=None, media_urls=[], channel="sms",
                   encoding="GSM-7", segments=1, scheduled_at=None, webhook_url=None, metadata={},
-                  request_id="req_x", now=long_ago)
+                  request_id="req_x", now=now)
     env.store.db.collection(C.MESSAGES).document(leg.id).create(leg.to_doc())
+    before = env.balance()
 
-    assert env.stack.sweep()[0] == 200
+    assert _sweep_at(env, now)["abandoned"] == 0  # a request still running is left alone
+    assert _sweep_at(env, _past_queued_window(env, now))["abandoned"] == 1
 
     message = env.message("msg_abandoned")
     assert (message["status"], message["error_code"]) == ("failed", "INTERNAL")
     assert env.sim_messages(fictional(43)) == []
+    assert env.balance() == before  # nothing was charged, nothing is refunded
