@@ -55,8 +55,9 @@ def with_send_state(leg: Leg, new: SendState, *, now: dt.datetime, **fields: Any
 
 
 def with_event(leg: Leg, key: str, event_type: str, now: dt.datetime) -> Leg:
-    """The leg with one more customer event in its outbox (none when nobody listens)."""
-    if not leg.webhook_url:
+    """The leg with one more customer event in its outbox (none when nobody listens, or the send asked for
+    no delivery reports: ``request_dlr: false``)."""
+    if not leg.webhook_url or not leg.request_dlr:
         return leg
     event_id = notify_event_id(leg.id, key)
     if event_id in leg.notifications:
@@ -106,9 +107,22 @@ def view(leg: Leg) -> dict[str, Any]:
         "provider_id": leg.provider_id,
         "scheduled_at": _iso(leg.scheduled_at),
         "metadata": dict(leg.metadata),
+        "client_ref": leg.client_ref,
+        "conversation_id": leg.conversation_id,
+        "sms_failover": dict(leg.sms_failover) if leg.sms_failover else None,
+        "failover_of": leg.failover_of,
+        "failover_message_id": leg.failover_message_id,
+        "redacted_at": _iso(leg.redacted_at),
         "price": {"amount": f"{leg.price_micros / 1_000_000:.4f}", "currency": "USD"},
         "created_at": _iso(leg.created_at),
         "updated_at": _iso(leg.updated_at),
         "history": [{"at": _iso(h.at), "from": h.from_, "to": h.to, "cause": h.cause,
                      **({"event_id": h.event_id} if h.event_id else {})} for h in leg.history],
+        # The customer events and how their delivery went: a webhook URL that fails its check, or an
+        # endpoint that does not answer 2xx, shows here with the reason.
+        "notifications": [
+            {"event_id": event_id, "type": entry.type, "state": entry.state.value, "attempts": entry.attempts,
+             "last_attempt_at": _iso(entry.last_attempt_at), "last_error": entry.last_error}
+            for event_id, entry in sorted(leg.notifications.items(), key=lambda item: (item[1].created_at, item[0]))
+        ],
     }

@@ -19,8 +19,8 @@ from shared import observe
 from shared.leg_changes import change
 from shared.legs import mark_event, view
 from shared.ports import Decision
-from shared.records import EventState, Leg, OutboxEntry
-from shared.signatures import sign_customer_event, tenant_secret
+from shared.records import EventState, Leg, OutboxEntry, Tenant
+from shared.signatures import signing_secrets, webhook_headers
 from shared.ssrf import UrlRejected, check_url, webhook_url_policy
 
 if TYPE_CHECKING:
@@ -38,7 +38,8 @@ def retry_delay(attempts: int) -> dt.timedelta:
 
 def event_body(leg: Leg, event_id: str, entry: OutboxEntry) -> bytes:
     created = entry.created_at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    data = {**view(leg), "status": entry.status.split(":")[0]}
+    # The delivery bookkeeping is the read's, not the event's: it changes with every attempt.
+    data = {**{k: v for k, v in view(leg).items() if k != "notifications"}, "status": entry.status.split(":")[0]}
     return json.dumps({"id": event_id, "type": entry.type, "created_at": created, "data": data},
                       separators=(",", ":")).encode()
 
@@ -64,10 +65,11 @@ def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
         return 200, "url rejected"
 
     body = event_body(leg, event_id, entry)
-    secret = tenant_secret(rt.settings.webhook_signing_key, leg.tenant_id)
+    # Standard Webhooks headers; X-Mmsgate-Event-Id (= webhook-id) stays for one release (CHANGELOG.md).
+    tenant = rt.accounts.get_tenant(leg.tenant_id) or Tenant(id=leg.tenant_id)
+    secrets = signing_secrets(rt.settings.webhook_signing_key, tenant, now)
     headers = {"Content-Type": "application/json", "User-Agent": "mmsgate-webhooks/1",
-               "X-Mmsgate-Event-Id": event_id,
-               "X-Mmsgate-Signature": sign_customer_event(secret, body, int(now.timestamp()))}
+               "X-Mmsgate-Event-Id": event_id, **webhook_headers(secrets, event_id, int(now.timestamp()), body)}
     try:
         # To the addresses just vetted, never a fresh DNS answer; a redirect is not followed (not 2xx).
         status = rt.post_vetted(vetted, content=body, headers=headers, timeout=TIMEOUT_SECONDS)

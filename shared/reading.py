@@ -34,7 +34,11 @@ def group(rt: Runtime, tenant_id: str, group_id: str) -> dict[str, Any]:
         raise _not_found("group")
     order = {message_id: i for i, message_id in enumerate(record.message_ids)}
     legs = sorted(rt.legs.of_group(group_id), key=lambda leg: order.get(leg.id, len(order)))
-    counts = {"total": len(legs), "succeeded": 0, "failed": 0, "scheduled": 0, "pending": 0, "final": 0}
+    # The accept's summary (shared/sending.py group_answer), recomputed from the legs as they are now:
+    # ``accepted`` = on its way or arrived (neither failed, scheduled nor still pending); ``succeeded``
+    # repeats it (deprecated), ``delivered`` is the part the carrier confirmed.
+    counts = {"total": len(legs), "accepted": 0, "failed": 0, "scheduled": 0, "pending": 0, "delivered": 0,
+              "final": 0}
     by_status: dict[str, int] = {}
     for leg in legs:
         by_status[leg.status.value] = by_status.get(leg.status.value, 0) + 1
@@ -45,10 +49,11 @@ def group(rt: Runtime, tenant_id: str, group_id: str) -> dict[str, Any]:
         elif leg.status is Status.PENDING:
             counts["pending"] += 1
         else:
-            counts["succeeded"] += 1
+            counts["accepted"] += 1
+        counts["delivered"] += leg.status is Status.DELIVERED
         counts["final"] += leg.is_final
     return {"group_id": group_id, "messages": [view(leg) for leg in legs],
-            "summary": {**counts, "by_status": by_status}}
+            "summary": {**counts, "succeeded": counts["accepted"], "by_status": by_status}}
 
 
 def pricing(rt: Runtime, country: str | None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 from shared.status import SendState, Status
 
 Doc = dict[str, Any]
+DEFAULT_RETENTION_DAYS = 90
 
 
 class EventState(StrEnum):
@@ -137,6 +138,23 @@ class Leg:
     history: tuple[HistoryEntry, ...] = ()
     notifications: dict[str, OutboxEntry] = field(default_factory=dict)
     notify_due: dt.datetime | None = None  # set while an outbox event waits for a 2xx: the sweeper's cue
+    # webhook control (docs/decisions.md): where events go when the primary URL keeps refusing them, whether
+    # the customer wants events at all, and the customer's own reference, echoed in reads and every event
+    webhook_failover_url: str | None = None
+    request_dlr: bool = True
+    client_ref: str | None = None
+    # SMS failover (shared/failover.py): the SMS to send if this MMS fails for a carrier reason; the link to
+    # that SMS leg (written in the decision that fails this one) and, on the SMS leg, the link back;
+    # failover_due is set until the SMS leg exists (the sweeper's cue to finish creating it)
+    sms_failover: dict[str, str] | None = None
+    failover_message_id: str | None = None
+    failover_of: str | None = None
+    failover_due: dt.datetime | None = None
+    # group conversation (shared/conversation.py): the one group_mms this leg is a recipient of
+    conversation_id: str | None = None
+    # retention and redaction (shared/redaction.py): Firestore TTL deletes the leg at expires_at
+    expires_at: dt.datetime | None = None
+    redacted_at: dt.datetime | None = None
 
     def with_(self, **changes: Any) -> Leg:
         return dataclasses.replace(self, **changes)
@@ -165,6 +183,13 @@ class Leg:
             "history": [h.to_doc() for h in self.history],
             "notifications": {k: v.to_doc() for k, v in self.notifications.items()},
             "notify_due": self.notify_due,
+            "webhook_failover_url": self.webhook_failover_url, "request_dlr": self.request_dlr,
+            "client_ref": self.client_ref, "sms_failover": dict(self.sms_failover) if self.sms_failover else None,
+            "failover_message_id": self.failover_message_id, "failover_of": self.failover_of,
+            "failover_due": self.failover_due, "conversation_id": self.conversation_id,
+            "expires_at": self.expires_at, "redacted_at": self.redacted_at,
+            # derived, for one query: is a media object still used by another message (redaction)
+            "media_objects": sorted({m.object for m in self.media}),
         }
 
     @classmethod
@@ -188,6 +213,12 @@ class Leg:
             history=tuple(HistoryEntry.from_doc(h) for h in doc.get("history") or ()),
             notifications={k: OutboxEntry.from_doc(v) for k, v in (doc.get("notifications") or {}).items()},
             notify_due=doc.get("notify_due"),
+            webhook_failover_url=doc.get("webhook_failover_url"), request_dlr=doc.get("request_dlr") is not False,
+            client_ref=doc.get("client_ref"),
+            sms_failover=dict(doc["sms_failover"]) if doc.get("sms_failover") else None,
+            failover_message_id=doc.get("failover_message_id"), failover_of=doc.get("failover_of"),
+            failover_due=doc.get("failover_due"), conversation_id=doc.get("conversation_id"),
+            expires_at=doc.get("expires_at"), redacted_at=doc.get("redacted_at"),
         )
 
 
@@ -199,15 +230,19 @@ class Group:
     created_at: dt.datetime
     request_id: str
     message_ids: tuple[str, ...]
+    conversation_id: str | None = None  # a true group conversation: one group_mms for every recipient
+    expires_at: dt.datetime | None = None  # Firestore TTL (the tenant's retention)
 
     def to_doc(self) -> Doc:
         return {"id": self.id, "tenant_id": self.tenant_id, "total": self.total, "created_at": self.created_at,
-                "request_id": self.request_id, "message_ids": list(self.message_ids)}
+                "request_id": self.request_id, "message_ids": list(self.message_ids),
+                "conversation_id": self.conversation_id, "expires_at": self.expires_at}
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Group:
         return cls(id=doc["id"], tenant_id=doc["tenant_id"], total=int(doc["total"]), created_at=doc["created_at"],
-                   request_id=doc.get("request_id") or "", message_ids=tuple(doc.get("message_ids") or ()))
+                   request_id=doc.get("request_id") or "", message_ids=tuple(doc.get("message_ids") or ()),
+                   conversation_id=doc.get("conversation_id"), expires_at=doc.get("expires_at"))
 
 
 @dataclass(frozen=True)
@@ -232,6 +267,13 @@ class Tenant:
     webhook_url: str | None = None
     disabled: bool = False
     name: str | None = None
+    webhook_failover_url: str | None = None  # events the primary URL keeps refusing go here (notifying.py)
+    retention_days: int = DEFAULT_RETENTION_DAYS  # messages, groups and their events are deleted this long after creation
+    # Webhook secret rotation (shared/signatures.py): the version the secret is derived with, and the one
+    # before it with the time of the rotation, for the overlap during which both sign.
+    webhook_secret_version: int = 0
+    webhook_secret_previous_version: int | None = None
+    webhook_secret_rotated_at: dt.datetime | None = None
 
     def used_on(self, day: str) -> int:
         return self.usage_count if self.usage_day == day else 0
@@ -245,7 +287,12 @@ class Tenant:
                    daily_quota=int(quota) if quota is not None else None, usage_day=doc.get("usage_day"),
                    usage_count=int(doc.get("usage_count") or 0), rps=int(doc["rps"]) if doc.get("rps") else None,
                    default_from=doc.get("default_from"), senders=senders, webhook_url=doc.get("webhook_url"),
-                   disabled=bool(doc.get("disabled")), name=doc.get("name"))
+                   disabled=bool(doc.get("disabled")), name=doc.get("name"),
+                   webhook_failover_url=doc.get("webhook_failover_url"),
+                   retention_days=int(doc.get("retention_days") or DEFAULT_RETENTION_DAYS),
+                   webhook_secret_version=int(doc.get("webhook_secret_version") or 0),
+                   webhook_secret_previous_version=doc.get("webhook_secret_previous_version"),
+                   webhook_secret_rotated_at=doc.get("webhook_secret_rotated_at"))
 
 
 @dataclass(frozen=True)

@@ -303,23 +303,42 @@ def _after_accept(rt: Runtime, before: list[Leg], after: list[Leg]) -> None:
         announce(rt, leg_before, leg_after)
 
 
+# The request field a single send's gate failure is about (none for the account's own limits).
+_GATE_FIELDS = {
+    ErrorCode.INVALID_PHONE_NUMBER: "to", ErrorCode.MMS_NANP_ONLY: "to", ErrorCode.RECIPIENT_OPTED_OUT: "to",
+    ErrorCode.PRICE_UNAVAILABLE: "to", ErrorCode.SENDER_NOT_ALLOWED: "from",
+    ErrorCode.MEDIA_URL_REJECTED: "media_urls", ErrorCode.MEDIA_FETCH_FAILED: "media_urls",
+    ErrorCode.MEDIA_TYPE_UNSUPPORTED: "media_urls", ErrorCode.MEDIA_TOO_LARGE: "media_urls",
+}
+
+
 def single_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt.datetime) -> tuple[int, dict]:
     """The single send answers like the message it created; a failed gate answers as an error that names
-    the field at fault and the stored message's id."""
+    the field at fault in ``details`` and carries the stored message's id in ``error.message_id`` (the
+    failed message can be read like any other)."""
     leg = legs[0]
     if leg.status is Status.FAILED:
         code = ErrorCode(leg.error_code or ErrorCode.INTERNAL.value)
-        error = ApiError(code, leg.error_message, details=[{"field": "message_id", "issue": leg.id}])
-        return error.status, error_body(error, request_id, now)
+        field = _GATE_FIELDS.get(code)
+        if field == "media_urls" and not leg.media_urls:
+            field = "media"  # inline blobs only
+        details = [{"field": field, "issue": leg.error_message or message_for(code)}] if field else None
+        error = ApiError(code, leg.error_message, details=details)
+        body = error_body(error, request_id, now)
+        body["error"]["message_id"] = leg.id
+        return error.status, body
     data = {"id": leg.id, "status": leg.status.value, "channel": leg.channel, "segments": leg.segments}
     return 200, {"data": data, "meta": meta(request_id, now)}
 
 
 def group_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt.datetime) -> tuple[int, dict]:
+    """One item per recipient, keyed ``id`` as in every read (``message_id`` repeats it, deprecated). The
+    summary counts what this answer decided: ``accepted`` (queued for sending), ``scheduled``, ``failed``;
+    ``succeeded`` repeats ``accepted`` (deprecated: the contract's first draft named it so)."""
     messages = []
-    summary = {"total": len(legs), "succeeded": 0, "failed": 0, "scheduled": 0}
+    summary = {"total": len(legs), "accepted": 0, "failed": 0, "scheduled": 0}
     for leg in legs:
-        item: dict[str, Any] = {"message_id": leg.id, "to": leg.to, "status": leg.status.value}
+        item: dict[str, Any] = {"id": leg.id, "message_id": leg.id, "to": leg.to, "status": leg.status.value}
         if leg.status is Status.FAILED:
             item["error_code"] = leg.error_code
             item["error_message"] = leg.error_message
@@ -327,7 +346,8 @@ def group_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt
         elif leg.status is Status.SCHEDULED:
             summary["scheduled"] += 1
         else:
-            summary["succeeded"] += 1
+            summary["accepted"] += 1
         messages.append(item)
+    summary["succeeded"] = summary["accepted"]
     status = 207 if summary["failed"] else 200
     return status, {"group_id": group_id, "messages": messages, "summary": summary, "meta": meta(request_id, now)}

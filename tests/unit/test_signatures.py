@@ -1,10 +1,12 @@
 """Webhook signatures, with keys made here (not the simulator's signer, which could share a bug with the
 verifier). Telnyx: Ed25519 over ``"{timestamp}|{raw body}"``, base64 headers, 300 s two-sided tolerance
-(reference/telnyx.md §3). Ours: ``t=<unix>,v1=<hex HMAC-SHA256 of "{t}.{raw body}">`` (README)."""
+(reference/telnyx.md §3). Ours: Standard Webhooks, ``webhook-signature: v1,<base64 HMAC-SHA256 of
+"{id}.{timestamp}.{raw body}">`` with the key bytes of a ``whsec_<base64>`` secret (README)."""
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 
@@ -12,7 +14,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from shared.signatures import BadSignature, sign_customer_event, tenant_secret, verify_customer_event, verify_telnyx
+from shared.records import Tenant
+from shared.signatures import (
+    BadSignature,
+    signing_secrets,
+    tenant_secret,
+    verify_telnyx,
+    verify_webhook,
+    webhook_headers,
+)
 
 NOW = 1_800_000_000
 BODY = b'{"data":{"id":"0f1e2d3c","event_type":"message.finalized","payload":{"id":"tx-1"}}}'
@@ -111,48 +121,86 @@ def test_a_malformed_public_key_raises_bad_signature(key):
         verify_telnyx(BODY, ts, sig, key, now=NOW)
 
 
-# -- customer events ---------------------------------------------------------------------------------
-SECRET = "whsec_unit"
+# -- customer events (Standard Webhooks) ----------------------------------------------------------------
+SECRET = "whsec_" + base64.b64encode(b"unit-test-key-32-bytes-long!!!!!").decode()
+EVENT = "evt_0123456789abcdef"
 
 
-def reference_header(secret: str, body: bytes, t: int) -> str:
-    """The README's receiver, written out: HMAC-SHA256 over "{t}.{body}", hex."""
-    return f"t={t},v1=" + hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+def reference_signature(secret: str, event_id: str, t: int, body: bytes) -> str:
+    """The Standard Webhooks spec written out: the key is the base64 after ``whsec_``; HMAC-SHA256 over
+    "{id}.{timestamp}.{body}"; "v1," + base64 of the digest."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    return "v1," + base64.b64encode(hmac.new(key, f"{event_id}.{t}.".encode() + body, hashlib.sha256).digest()).decode()
 
 
-def test_our_header_is_what_the_readme_tells_receivers_to_check():
-    assert sign_customer_event(SECRET, BODY, NOW) == reference_header(SECRET, BODY, NOW)
+def headers(secret: str = SECRET, t: int = NOW, body: bytes = BODY) -> dict[str, str]:
+    return webhook_headers([secret], EVENT, t, body)
 
 
-def test_round_trip():
-    assert verify_customer_event(SECRET, BODY, sign_customer_event(SECRET, BODY, NOW), now=NOW + 10)
+def test_our_headers_are_the_specs():
+    assert headers() == {"webhook-id": EVENT, "webhook-timestamp": str(NOW),
+                         "webhook-signature": reference_signature(SECRET, EVENT, NOW, BODY)}
+
+
+def test_round_trip_and_header_names_are_case_insensitive():
+    verify_webhook(SECRET, BODY, headers(), now=NOW + 10)
+    verify_webhook(SECRET, BODY, {k.upper(): v for k, v in headers().items()}, now=NOW)
 
 
 @pytest.mark.parametrize("change", [
     lambda h, b: (h, b + b" "),  # body tampered
-    lambda h, b: (h.replace(f"t={NOW}", f"t={NOW + 1}"), b),  # timestamp swapped
-    lambda h, b: (h[:-1] + ("0" if h[-1] != "0" else "1"), b),  # signature tampered
-    lambda h, b: (h.split(",")[0], b),  # no v1
-    lambda h, b: (h.split(",")[1], b),  # no t
-    lambda h, b: ("", b),
+    lambda h, b: ({**h, "webhook-timestamp": str(NOW + 1)}, b),  # timestamp swapped
+    lambda h, b: ({**h, "webhook-id": "evt_other"}, b),  # id swapped
+    lambda h, b: ({**h, "webhook-signature": h["webhook-signature"].replace("v1,", "v2,")}, b),
+    lambda h, b: ({**h, "webhook-signature": h["webhook-signature"][:-4] + "AAA="}, b),
+    lambda h, b: ({k: v for k, v in h.items() if k != "webhook-signature"}, b),
+    lambda h, b: ({k: v for k, v in h.items() if k != "webhook-id"}, b),
+    lambda h, b: ({**h, "webhook-timestamp": "²"}, b),
+    lambda h, b: ({}, b),
 ])
 def test_tampering_is_refused(change):
-    header, body = change(sign_customer_event(SECRET, BODY, NOW), BODY)
-    assert verify_customer_event(SECRET, body, header, now=NOW) is False
+    tampered, body = change(headers(), BODY)
+    with pytest.raises(BadSignature):
+        verify_webhook(SECRET, body, tampered, now=NOW)
 
 
-def test_another_secret_is_refused():
-    assert verify_customer_event("whsec_other", BODY, sign_customer_event(SECRET, BODY, NOW), now=NOW) is False
+def test_another_secret_is_refused_and_any_matching_signature_of_several_is_enough():
+    other = tenant_secret("master", "tnt_other")
+    with pytest.raises(BadSignature):
+        verify_webhook(other, BODY, headers(), now=NOW)
+    both = webhook_headers([SECRET, other], EVENT, NOW, BODY)
+    assert len(both["webhook-signature"].split(" ")) == 2
+    verify_webhook(SECRET, BODY, both, now=NOW)
+    verify_webhook(other, BODY, both, now=NOW)
 
 
-def test_a_stale_event_is_refused():
-    header = sign_customer_event(SECRET, BODY, NOW)
-    assert verify_customer_event(SECRET, BODY, header, now=NOW + 301) is False
-    assert verify_customer_event(SECRET, BODY, header, now=NOW + 300) is True
+def test_a_stale_or_future_event_is_refused():
+    with pytest.raises(BadSignature):
+        verify_webhook(SECRET, BODY, headers(), now=NOW + 301)
+    with pytest.raises(BadSignature):
+        verify_webhook(SECRET, BODY, headers(), now=NOW - 301)
+    verify_webhook(SECRET, BODY, headers(), now=NOW + 300)
 
 
-def test_tenant_secrets_differ_per_tenant_and_master_key():
+def test_tenant_secrets_are_whsec_base64_of_32_bytes_and_differ_per_tenant_version_and_master_key():
     a, b = tenant_secret("master", "tnt_a"), tenant_secret("master", "tnt_b")
     assert a != b and a.startswith("whsec_") and b.startswith("whsec_")
+    assert len(base64.b64decode(a.removeprefix("whsec_"), validate=True)) == 32
     assert tenant_secret("master", "tnt_a") == a
     assert tenant_secret("other-master", "tnt_a") != a
+    assert tenant_secret("master", "tnt_a", 1) not in (a, tenant_secret("master", "tnt_a", 2))
+
+
+def test_no_secret_is_derived_from_an_empty_master_key():
+    with pytest.raises(ValueError):
+        tenant_secret("", "tnt_a")
+
+
+def test_a_rotation_signs_with_both_secrets_for_a_day_then_only_the_new_one():
+    rotated = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
+    tenant = Tenant(id="tnt_a", webhook_secret_version=3, webhook_secret_previous_version=2,
+                    webhook_secret_rotated_at=rotated)
+    old, new = tenant_secret("m", "tnt_a", 2), tenant_secret("m", "tnt_a", 3)
+    assert signing_secrets("m", tenant, rotated + dt.timedelta(hours=23)) == [new, old]
+    assert signing_secrets("m", tenant, rotated + dt.timedelta(hours=25)) == [new]
+    assert signing_secrets("m", Tenant(id="tnt_a"), rotated) == [tenant_secret("m", "tnt_a")]
