@@ -29,11 +29,24 @@ if TYPE_CHECKING:
 GIVE_UP_AFTER = dt.timedelta(hours=24)
 TIMEOUT_SECONDS = 10.0
 MAX_RETRY_DELAY = dt.timedelta(hours=1)
+# Telnyx tries a webhook up to 3 times per URL before its failover URL (telnyx.md §2.7): so do we.
+FAILOVER_AFTER_ATTEMPTS = 3
 
 
 def retry_delay(attempts: int) -> dt.timedelta:
     """1 s, 2 s, 4 s ... capped at an hour: about 30 attempts in the 24 hours."""
     return min(MAX_RETRY_DELAY, dt.timedelta(seconds=2 ** max(0, attempts - 1)))
+
+
+def target_urls(leg: Leg, entry: OutboxEntry) -> list[str]:
+    """Where the next attempt of an event goes, in order of preference (the first that passes the SSRF check
+    is used). Like Telnyx: the primary URL for the first ``FAILOVER_AFTER_ATTEMPTS`` attempts, then the
+    failover URL (the send's, else the tenant's) for the rest of the retry schedule; a primary URL that no
+    longer passes the check goes straight to the failover URL."""
+    primary, failover = leg.webhook_url or "", leg.webhook_failover_url
+    if failover and failover != primary:
+        return [failover] if entry.attempts >= FAILOVER_AFTER_ATTEMPTS else [primary, failover]
+    return [primary]
 
 
 def event_body(leg: Leg, event_id: str, entry: OutboxEntry) -> bytes:
@@ -57,10 +70,16 @@ def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
     if now - entry.created_at > GIVE_UP_AFTER:
         give_up(rt, message_id, event_id, now)
         return 200, "gave up"
-    try:
-        vetted = check_url(leg.webhook_url or "", webhook_url_policy(rt.settings.media_trusted_origins), rt.resolver)
-    except UrlRejected as exc:
-        _mark(rt, message_id, event_id, now, EventState.GAVE_UP, f"webhook URL rejected: {exc.reason}")
+    vetted, rejected, via = None, "", ""
+    for url in target_urls(leg, entry):
+        try:
+            vetted = check_url(url, webhook_url_policy(rt.settings.media_trusted_origins), rt.resolver)
+            via = " (failover URL)" if url != leg.webhook_url else ""
+            break
+        except UrlRejected as exc:
+            rejected = exc.reason
+    if vetted is None:
+        _mark(rt, message_id, event_id, now, EventState.GAVE_UP, f"webhook URL rejected: {rejected}")
         observe.metric("webhook.gave_up", reason="url rejected")
         return 200, "url rejected"
 
@@ -73,9 +92,9 @@ def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
     try:
         # To the addresses just vetted, never a fresh DNS answer; a redirect is not followed (not 2xx).
         status = rt.post_vetted(vetted, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
-        ok, error = 200 <= status < 300, f"HTTP {status}"
+        ok, error = 200 <= status < 300, f"HTTP {status}{via}"
     except Exception as exc:  # noqa: BLE001 - any transport failure is a failed attempt
-        ok, error = False, type(exc).__name__
+        ok, error = False, f"{type(exc).__name__}{via}"
     marked = _mark(rt, message_id, event_id, now, EventState.DELIVERED if ok else EventState.RETRYING,
                    None if ok else error)
     if ok:

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.status import SendState, Status
+from shared.windows import Window
 
 Doc = dict[str, Any]
 DEFAULT_RETENTION_DAYS = 90
@@ -117,6 +118,10 @@ class Leg:
     media_urls: tuple[str, ...] = ()
     media: tuple[StoredMedia, ...] = ()
     scheduled_at: dt.datetime | None = None
+    # validity (the API's expires_at; that name is the retention TTL's here): not handed to the provider by
+    # then, the leg ends expired (shared/validity.py)
+    valid_until: dt.datetime | None = None
+    delivery_window: Window | None = None  # sent only while open (shared/windows.py)
     webhook_url: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     final: bool = False
@@ -172,6 +177,8 @@ class Leg:
             "media_urls": list(self.media_urls), "media": [m.to_doc() for m in self.media],
             "channel": self.channel, "encoding": self.encoding, "segments": self.segments,
             "scheduled_at": self.scheduled_at, "webhook_url": self.webhook_url, "metadata": dict(self.metadata),
+            "valid_until": self.valid_until,
+            "delivery_window": self.delivery_window.to_doc() if self.delivery_window else None,
             "request_id": self.request_id, "status": self.status.value, "status_since": self.status_since,
             "created_at": self.created_at, "updated_at": self.updated_at, "final": self.final,
             "error_code": self.error_code, "error_message": self.error_message, "provider_id": self.provider_id,
@@ -201,6 +208,8 @@ class Leg:
             media=tuple(StoredMedia.from_doc(m) for m in doc.get("media") or ()),
             channel=doc["channel"], encoding=doc.get("encoding") or "GSM-7", segments=int(doc.get("segments") or 1),
             scheduled_at=doc.get("scheduled_at"), webhook_url=doc.get("webhook_url"),
+            valid_until=doc.get("valid_until"),
+            delivery_window=Window.from_doc(doc["delivery_window"]) if doc.get("delivery_window") else None,
             metadata=dict(doc.get("metadata") or {}), request_id=doc.get("request_id") or "",
             status=Status(doc["status"]), status_since=doc.get("status_since"), created_at=doc["created_at"],
             updated_at=doc.get("updated_at"), final=bool(doc.get("final")), error_code=doc.get("error_code"),
@@ -268,7 +277,7 @@ class Tenant:
     disabled: bool = False
     name: str | None = None
     webhook_failover_url: str | None = None  # events the primary URL keeps refusing go here (notifying.py)
-    retention_days: int = DEFAULT_RETENTION_DAYS  # messages, groups and their events are deleted this long after creation
+    retention_days: int = DEFAULT_RETENTION_DAYS  # days until messages, groups and their events are deleted
     # Webhook secret rotation (shared/signatures.py): the version the secret is derived with, and the one
     # before it with the time of the rotation, for the overlap during which both sign.
     webhook_secret_version: int = 0

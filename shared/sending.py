@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared import ids, observe
+from shared import ids, observe, retention
 from shared.answers import error_body, meta
 from shared.errors import ApiError, ErrorCode, message_for
 from shared.leg_changes import announce
 from shared.legs import new_leg, transition
 from shared.media import MediaError, Upload
-from shared.models import GroupRequest, SendRequest
+from shared.models import GroupRequest, SendRequest, SmsFailover
 from shared.phone import InvalidNumber, is_nanp, parse_e164, region_of
 from shared.ports import AcceptDecision, Contended, DispatchTask, IdempotentAnswer, PreInsertFailed
 from shared.records import Group, Leg, Rates, StoredMedia, Tenant
@@ -116,7 +116,8 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     legs = _build_legs(tenant, req, recipients, group_id=group_id, sender=sender, channel=channel,
                        encoding=encoding, segments=segments, media=media, request_id=request_id, now=now)
     group = Group(id=group_id, tenant_id=tenant.id, total=len(legs), created_at=now, request_id=request_id,
-                  message_ids=tuple(leg.id for leg in legs)) if group_id else None
+                  message_ids=tuple(leg.id for leg in legs), expires_at=retention.expires_at(tenant, now),
+                  ) if group_id else None
 
     def answer(accepted: list[Leg]) -> IdempotentAnswer | None:
         if idempotency_record is None:
@@ -140,13 +141,15 @@ def _request_checks(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest
             raise _invalid("scheduled_at", "must be in the future")
         if req.scheduled_at > now + MAX_SCHEDULE_AHEAD:
             raise _invalid("scheduled_at", "must be at most 180 days ahead")
-    if req.webhook_url:
-        try:
-            check_url(req.webhook_url, webhook_url_policy(rt.settings.media_trusted_origins), rt.resolver)
-        except UrlRejected as exc:
-            raise _invalid("webhook_url", exc.reason) from None
+    for name, url in (("webhook_url", req.webhook_url), ("webhook_failover_url", req.webhook_failover_url)):
+        if url:
+            try:
+                check_url(url, webhook_url_policy(rt.settings.media_trusted_origins), rt.resolver)
+            except UrlRejected as exc:
+                raise _invalid(name, exc.reason) from None
 
     sender = req.from_ or tenant.default_from or ""
+    failover_checks(tenant, req.sms_failover, sender, channel)
     capabilities = tenant.senders.get(sender)
     if capabilities is None or not capabilities.allows(channel):
         return sender, ErrorCode.SENDER_NOT_ALLOWED
@@ -157,6 +160,22 @@ def _request_checks(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest
         except UrlRejected:
             return sender, ErrorCode.MEDIA_URL_REJECTED
     return sender, None
+
+
+def failover_checks(tenant: Tenant, failover: SmsFailover | None, sender: str, channel: str) -> None:
+    """An SMS failover belongs to an MMS, and goes from one of the tenant's SMS-capable senders (the MMS's
+    own sender unless it names another). Refused before anything is written."""
+    if failover is None:
+        return
+    if channel != "mms":
+        raise _invalid("sms_failover", "applies only to an MMS (a message with media)")
+    failover_from = failover.from_ or sender
+    capabilities = tenant.senders.get(failover_from)
+    if capabilities is None or not capabilities.sms:
+        issue = ("not an SMS-capable sender of this account" if failover.from_
+                 else "the message's sender cannot send SMS: name an SMS-capable sender")
+        raise ApiError(ErrorCode.SENDER_NOT_ALLOWED, "The SMS failover sender is not one of this account's "
+                       "SMS-capable numbers", details=[{"field": "sms_failover.from", "issue": issue}])
 
 
 def _invalid(field: str, issue: str) -> ApiError:
@@ -239,9 +258,22 @@ def _build_legs(tenant: Tenant, req: SendRequest | GroupRequest, recipients: lis
                 to=r.e164 or r.raw, from_=sender, body=req.body, subject=req.subject, media_urls=req.all_media_urls,
                 channel=channel, encoding=encoding, segments=segments, scheduled_at=req.scheduled_at,
                 webhook_url=req.webhook_url or tenant.webhook_url, metadata=req.metadata or {},
-                request_id=request_id, now=now).with_(media=media)  # our stored copies; dispatch signs them
+                request_id=request_id, now=now).with_(media=media,  # our stored copies; dispatch signs them
+                                                      **controls(tenant, req, sender, now))
         for r in recipients
     ]
+
+
+def controls(tenant: Tenant, req: SendRequest | GroupRequest, sender: str, now: dt.datetime) -> dict[str, Any]:
+    """The leg fields of webhook control, SMS failover and retention a request sets (docs/decisions.md)."""
+    failover = req.sms_failover
+    return {
+        "webhook_failover_url": req.webhook_failover_url or tenant.webhook_failover_url,
+        "request_dlr": req.request_dlr,
+        "client_ref": req.client_ref,
+        "sms_failover": {"text": failover.text, "from": failover.from_ or sender} if failover else None,
+        "expires_at": retention.expires_at(tenant, now),
+    }
 
 
 def gate(legs: list[Leg], recipients: dict[str, Recipient], account: Tenant, target: Status,
