@@ -1,4 +1,5 @@
-"""GET /api/v1/messages/{id}, GET /api/v1/messages/group/{group_id}, GET /api/v1/pricing/messaging."""
+"""GET /api/v1/messages/{id}, GET /api/v1/messages/group/{group_id}, GET /api/v1/pricing/messaging; and the
+cancels, DELETE /api/v1/messages/{id} and DELETE /api/v1/messages/group/{group_id}."""
 
 import re
 
@@ -6,7 +7,7 @@ import functions_framework
 
 from infra.runtime import runtime
 from infra.web import Reply, meta, serve
-from shared import reading
+from shared import canceling, reading
 from shared.errors import ApiError, ErrorCode
 
 _GROUP = re.compile(r"^/api/v1/messages/group/([A-Za-z0-9_]{1,64})/?$")
@@ -16,7 +17,24 @@ _PRICING = re.compile(r"^/api/v1/pricing/messaging/?$")
 
 @functions_framework.http
 def reads(request):
-    return serve(request, _reads, methods=("GET",))
+    return serve(request, _route, methods=("GET", "DELETE"))
+
+
+def _route(ctx) -> Reply:
+    return _cancel(ctx) if ctx.request.method == "DELETE" else _reads(ctx)
+
+
+def _cancel(ctx) -> Reply:
+    path = ctx.request.path
+    if match := _GROUP.match(path):
+        body = canceling.cancel_group(runtime(), ctx.tenant_id, match[1])
+        return Reply(200, {**body, "meta": meta(ctx.request_id)})
+    if match := _MESSAGE.match(path):
+        data = canceling.cancel_message(runtime(), ctx.tenant_id, match[1])
+        return Reply(200, {"data": data, "meta": meta(ctx.request_id)})
+    if _PRICING.match(path):
+        raise ApiError(ErrorCode.METHOD_NOT_ALLOWED, "DELETE is not allowed here", headers={"Allow": "GET"})
+    raise ApiError(ErrorCode.NOT_FOUND, "No such resource")
 
 
 def _reads(ctx) -> Reply:

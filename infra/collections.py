@@ -12,11 +12,17 @@ PROVIDER_EVENTS = "provider_events"
 RATE_LIMITS = "rate_limits"
 PRICING = "pricing"
 OPT_OUTS = "opt_outs"  # subcollection: tenants/{tenant_id}/opt_outs/{e164}
+CONVERSATIONS = "conversations"  # one per group conversation (one Telnyx group_mms)
 
-ALL = (TENANTS, API_KEYS, MESSAGES, GROUPS, IDEMPOTENCY, PROVIDER_EVENTS, RATE_LIMITS, PRICING, OPT_OUTS)
+ALL = (TENANTS, API_KEYS, MESSAGES, GROUPS, IDEMPOTENCY, PROVIDER_EVENTS, RATE_LIMITS, PRICING, OPT_OUTS,
+       CONVERSATIONS)
 
 # collection -> field holding the expiry timestamp Firestore TTL deletes on
 TTL_FIELDS = {
+    # the tenant's retention (shared/retention.py)
+    MESSAGES: "delete_at",
+    GROUPS: "delete_at",
+    CONVERSATIONS: "delete_at",
     IDEMPOTENCY: "expires_at",
     RATE_LIMITS: "expires_at",
     PROVIDER_EVENTS: "expires_at",
@@ -28,4 +34,6 @@ COMPOSITE_INDEXES = (
     (MESSAGES, (("status", "ASCENDING"), ("final", "ASCENDING"), ("status_since", "ASCENDING"))),
     # the sweeper: scheduled legs whose time has come (their task may never have been created)
     (MESSAGES, (("status", "ASCENDING"), ("scheduled_at", "ASCENDING"))),
+    # the sweeper: queued or scheduled legs whose validity has ended
+    (MESSAGES, (("status", "ASCENDING"), ("valid_until", "ASCENDING"))),
 )

@@ -24,14 +24,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from shared import ids, observe
+from shared import ids, observe, validity
 from shared.errors import ErrorCode, message_for
 from shared.leg_changes import change
-from shared.legs import transition, with_send_state
+from shared.legs import note, transition, with_send_state
 from shared.ports import Decision, DispatchTask, media_docs
 from shared.provider import Kind, Lookup, LookupState, OutboundMessage, Outcome, idempotency_key_for
 from shared.records import Leg
 from shared.status import SendState, Status
+from shared.windows import next_opening
 
 if TYPE_CHECKING:
     from infra.runtime import Runtime
@@ -46,6 +47,8 @@ RECONCILE_DEADLINE = dt.timedelta(minutes=30)
 # Lookups look back this far before the first attempt (clock skew between us and the provider).
 LOOKUP_SKEW = dt.timedelta(seconds=5)
 MAX_RETRY_DELAY = 300.0
+# A task that arrives this much before its leg's time (clocks differ) sends rather than going round again.
+ON_TIME = dt.timedelta(seconds=1)
 
 
 class Action(StrEnum):
@@ -146,9 +149,18 @@ def claim_step(leg: Leg | None, now: dt.datetime, lease: dt.timedelta = CLAIM_LE
     if leg is None:
         return Decision(result=Step(Action.DONE, "unknown message"))
     if leg.status in (Status.QUEUED, Status.SCHEDULED):
-        if leg.scheduled_at and leg.scheduled_at > now + dt.timedelta(seconds=1):
+        if validity.past(leg, now):
+            return _expire(leg, now, "validity ended before it was sent")
+        if leg.scheduled_at and leg.scheduled_at > now + ON_TIME:
             moved = leg.with_(dispatch_generation=leg.dispatch_generation + 1, updated_at=now)
             return Decision(after=moved, result=Step(Action.RESCHEDULE, "rescheduled"))
+        if leg.delivery_window and (opening := next_opening(leg.delivery_window, now)) > now + ON_TIME:
+            if leg.valid_until and opening >= leg.valid_until:
+                return _expire(leg, now, "its delivery window does not open again before its validity ends")
+            # Waits for the opening (a queued leg stays queued: a status never goes back to scheduled).
+            waiting = note(leg, cause="outside its delivery window", now=now, scheduled_at=opening,
+                           dispatch_generation=leg.dispatch_generation + 1)
+            return Decision(after=waiting, result=Step(Action.RESCHEDULE, "outside its delivery window"))
         claimed = transition(leg, Status.SENDING, cause="dispatch claimed", now=now)
         assert claimed is not None  # queued and scheduled may always enter sending
         return Decision(after=_take(claimed, now), result=Step(Action.SEND, "sent"))
@@ -160,6 +172,8 @@ def claim_step(leg: Leg | None, now: dt.datetime, lease: dt.timedelta = CLAIM_LE
     if leg.provider_id or leg.send_state in (SendState.ACCEPTED, SendState.FAILED):
         return Decision(result=Step(Action.DONE, "provider has it"))
     if leg.send_state is SendState.RETRYABLE:
+        if validity.past(leg, now):  # the provider refused every attempt so far: it does not have it
+            return _expire(leg, now, "validity ended before the provider took it")
         return Decision(after=_take(leg, now), result=Step(Action.SEND, "sent"))
     assert leg.claimed_at is not None
     if leg.send_state is SendState.IN_FLIGHT and leg.claimed_at + lease > now:
@@ -171,6 +185,12 @@ def claim_step(leg: Leg | None, now: dt.datetime, lease: dt.timedelta = CLAIM_LE
     reconciling = with_send_state(reconciling, SendState.IN_FLIGHT, now=now, claimed_at=now,
                                   attempts=leg.attempts + 1)
     return Decision(after=reconciling, result=Step(Action.RECONCILE, "reconciled"))
+
+
+def _expire(leg: Leg, now: dt.datetime, cause: str) -> Decision[Step]:
+    moved = validity.expired(leg, now, cause)
+    assert moved is not None  # callers pass only legs the provider does not have
+    return Decision(after=moved, refund_micros=leg.price_micros, result=Step(Action.DONE, "expired"))
 
 
 def _take(leg: Leg, now: dt.datetime) -> Leg:

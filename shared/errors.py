@@ -41,6 +41,8 @@ class ErrorCode(StrEnum):
     PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
     PROVIDER_OUTCOME_UNKNOWN = "PROVIDER_OUTCOME_UNKNOWN"
     DELIVERY_FAILED = "DELIVERY_FAILED"
+    VALIDITY_EXPIRED = "VALIDITY_EXPIRED"
+    NOT_CANCELABLE = "NOT_CANCELABLE"
     # webhooks in
     INVALID_SIGNATURE = "INVALID_SIGNATURE"
     # ours
@@ -80,6 +82,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.PROVIDER_UNAVAILABLE: 503,
     ErrorCode.PROVIDER_OUTCOME_UNKNOWN: 502,
     ErrorCode.DELIVERY_FAILED: 502,
+    ErrorCode.VALIDITY_EXPIRED: 410,  # on the message only: its validity ended before it could be sent
+    ErrorCode.NOT_CANCELABLE: 409,
     ErrorCode.INVALID_SIGNATURE: 401,
     ErrorCode.INTERNAL: 500,
 }
@@ -102,6 +106,8 @@ DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.PROVIDER_OUTCOME_UNKNOWN: (
         "The provider may have taken the message but could not confirm it; it was not sent again"),
     ErrorCode.DELIVERY_FAILED: "The carrier could not deliver the message",
+    ErrorCode.VALIDITY_EXPIRED: "The message's validity ended before it could be sent; it was not sent or charged",
+    ErrorCode.NOT_CANCELABLE: "The message was already handed to the provider (or is still being accepted)",
 }
 
 

@@ -106,6 +106,8 @@ def view(leg: Leg) -> dict[str, Any]:
         "error_message": leg.error_message,
         "provider_id": leg.provider_id,
         "scheduled_at": _iso(leg.scheduled_at),
+        "expires_at": _iso(leg.valid_until),  # the validity (the stored field is valid_until)
+        "delivery_window": leg.delivery_window.to_doc() if leg.delivery_window else None,
         "metadata": dict(leg.metadata),
         "client_ref": leg.client_ref,
         "conversation_id": leg.conversation_id,

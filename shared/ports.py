@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from shared.provider import Provider as Provider  # noqa: PLC0414 - re-exported: one place lists the ports
-from shared.records import Group, IdempotencyRecord, Leg, ProviderEventRecord, Rates, StoredMedia, Tenant
+from shared.records import (
+    Conversation,
+    Group,
+    IdempotencyRecord,
+    Leg,
+    ProviderEventRecord,
+    Rates,
+    StoredMedia,
+    Tenant,
+)
 
 T = TypeVar("T")
 
@@ -75,6 +84,48 @@ class IdempotentAnswer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SpawnDecision:
+    """One leg giving rise to another (the SMS failover of an MMS), decided purely and committed at once: the
+    parent's new state, the child (created only if absent) and the tenant's new balance (None: unchanged)."""
+
+    parent: Leg | None = None
+    child: Leg | None = None
+    balance_micros: int | None = None
+    result: str = ""
+
+
+@dataclass(frozen=True)
+class Spawned:
+    before: Leg | None  # the parent as read
+    parent: Leg | None  # the parent as written (None: not written)
+    child: Leg | None  # the child as created (None: not created by this call)
+    result: str = ""
+
+
+@dataclass(frozen=True)
+class ConversationDecision(Generic[T]):
+    """A decision about a conversation and its member legs, committed together."""
+
+    conversation: Conversation | None = None  # its new state; None writes nothing
+    legs: tuple[Leg, ...] = ()  # members' new states (each conditioned on the version read)
+    refund_micros: int = 0  # credited back to the tenant
+    result: T | None = None
+
+
+@dataclass(frozen=True)
+class ConversationMutation(Generic[T]):
+    before: Conversation | None
+    after: Conversation | None
+    legs_before: dict[str, Leg]
+    legs_after: tuple[Leg, ...]
+    result: T | None
+
+    @property
+    def current(self) -> Conversation | None:
+        return self.after if self.after is not None else self.before
+
+
 class LegStore(Protocol):
     def get(self, message_id: str) -> Leg | None: ...
 
@@ -88,6 +139,8 @@ class LegStore(Protocol):
 
     def due_scheduled(self, due_before: dt.datetime, limit: int = 200) -> list[Leg]: ...
 
+    def past_validity(self, statuses: list[str], now: dt.datetime, limit: int = 200) -> list[Leg]: ...
+
     def with_events_due(self, due_before: dt.datetime, limit: int = 200) -> list[Leg]: ...
 
     def mutate(self, message_id: str, decide: Callable[[Leg | None], Decision[T]], *,
@@ -98,6 +151,22 @@ class LegStore(Protocol):
     def accept(self, group: Group | None, legs: list[Leg],
                decide: Callable[[Tenant, list[Leg]], AcceptDecision],
                answer: Callable[[list[Leg]], IdempotentAnswer | None]) -> list[Leg]: ...
+
+    # -- SMS failover, conversations, redaction (infra/store/linked.py) ---------------------------
+    def id_by_provider_and_recipient(self, provider_id: str, to: str | None) -> str | None: ...
+
+    def with_failover_due(self, due_before: dt.datetime, limit: int = 200) -> list[Leg]: ...
+
+    def spawn(self, parent_id: str, child_id: str, tenant_id: str,
+              decide: Callable[[Leg | None, bool, Tenant], SpawnDecision]) -> Spawned: ...
+
+    def get_conversation(self, conversation_id: str) -> Conversation | None: ...
+
+    def mutate_conversation(self, conversation_id: str, group_id: str,
+                            decide: Callable[[Conversation | None, list[Leg]], ConversationDecision[T]]
+                            ) -> ConversationMutation[T]: ...
+
+    def media_in_use(self, tenant_id: str, object_name: str, besides: str) -> bool: ...
 
 
 class AccountStore(Protocol):

@@ -157,8 +157,9 @@ class Leg:
     failover_due: dt.datetime | None = None
     # group conversation (shared/conversation.py): the one group_mms this leg is a recipient of
     conversation_id: str | None = None
-    # retention and redaction (shared/redaction.py): Firestore TTL deletes the leg at expires_at
-    expires_at: dt.datetime | None = None
+    # retention and redaction (shared/retention.py, shared/redaction.py): Firestore TTL deletes the leg at
+    # delete_at (not "expires_at": that names a send's validity in the public API)
+    delete_at: dt.datetime | None = None
     redacted_at: dt.datetime | None = None
 
     def with_(self, **changes: Any) -> Leg:
@@ -194,7 +195,7 @@ class Leg:
             "client_ref": self.client_ref, "sms_failover": dict(self.sms_failover) if self.sms_failover else None,
             "failover_message_id": self.failover_message_id, "failover_of": self.failover_of,
             "failover_due": self.failover_due, "conversation_id": self.conversation_id,
-            "expires_at": self.expires_at, "redacted_at": self.redacted_at,
+            "delete_at": self.delete_at, "redacted_at": self.redacted_at,
             # derived, for one query: is a media object still used by another message (redaction)
             "media_objects": sorted({m.object for m in self.media}),
         }
@@ -227,7 +228,7 @@ class Leg:
             sms_failover=dict(doc["sms_failover"]) if doc.get("sms_failover") else None,
             failover_message_id=doc.get("failover_message_id"), failover_of=doc.get("failover_of"),
             failover_due=doc.get("failover_due"), conversation_id=doc.get("conversation_id"),
-            expires_at=doc.get("expires_at"), redacted_at=doc.get("redacted_at"),
+            delete_at=doc.get("delete_at"), redacted_at=doc.get("redacted_at"),
         )
 
 
@@ -240,18 +241,49 @@ class Group:
     request_id: str
     message_ids: tuple[str, ...]
     conversation_id: str | None = None  # a true group conversation: one group_mms for every recipient
-    expires_at: dt.datetime | None = None  # Firestore TTL (the tenant's retention)
+    delete_at: dt.datetime | None = None  # Firestore TTL (the tenant's retention)
 
     def to_doc(self) -> Doc:
         return {"id": self.id, "tenant_id": self.tenant_id, "total": self.total, "created_at": self.created_at,
                 "request_id": self.request_id, "message_ids": list(self.message_ids),
-                "conversation_id": self.conversation_id, "expires_at": self.expires_at}
+                "conversation_id": self.conversation_id, "delete_at": self.delete_at}
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Group:
         return cls(id=doc["id"], tenant_id=doc["tenant_id"], total=int(doc["total"]), created_at=doc["created_at"],
                    request_id=doc.get("request_id") or "", message_ids=tuple(doc.get("message_ids") or ()),
-                   conversation_id=doc.get("conversation_id"), expires_at=doc.get("expires_at"))
+                   conversation_id=doc.get("conversation_id"), delete_at=doc.get("delete_at"))
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A true group conversation: one Telnyx group_mms for several recipient legs (shared/conversation.py).
+
+    ``dispatch`` is the group_mms's own send state, kept as a leg (id ``cnv_...``, never in the messages
+    collection) so the one claim/record machinery of shared/dispatching.py applies to it unchanged.
+    ``members`` (and their ``numbers``, in the order sent) are fixed by the first claim."""
+
+    id: str
+    tenant_id: str
+    group_id: str
+    members: tuple[str, ...]
+    numbers: tuple[str, ...]
+    dispatch: Leg
+    delete_at: dt.datetime | None = None
+
+    def with_(self, **changes: Any) -> Conversation:
+        return dataclasses.replace(self, **changes)
+
+    def to_doc(self) -> Doc:
+        return {"id": self.id, "tenant_id": self.tenant_id, "group_id": self.group_id,
+                "members": list(self.members), "numbers": list(self.numbers), "dispatch": self.dispatch.to_doc(),
+                "delete_at": self.delete_at}
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> Conversation:
+        return cls(id=doc["id"], tenant_id=doc["tenant_id"], group_id=doc["group_id"],
+                   members=tuple(doc.get("members") or ()), numbers=tuple(doc.get("numbers") or ()),
+                   dispatch=Leg.from_doc(doc["dispatch"]), delete_at=doc.get("delete_at"))
 
 
 @dataclass(frozen=True)

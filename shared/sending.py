@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared import ids, observe, retention
+from shared import ids, observe, retention, validity
 from shared.answers import error_body, meta
 from shared.errors import ApiError, ErrorCode, message_for
 from shared.leg_changes import announce
@@ -106,6 +106,7 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
             idempotency_record: str | None) -> Answer:
     now = rt.now()
     sender, request_error = _request_checks(rt, tenant, req, channel, now)
+    timing = _timing(req, now)
     encoding, segments = count_segments(req.body or "")
     if channel == "mms":
         segments = MMS_SEGMENTS
@@ -115,8 +116,11 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     media = _prepare_media(rt, tenant, req, recipients)
     legs = _build_legs(tenant, req, recipients, group_id=group_id, sender=sender, channel=channel,
                        encoding=encoding, segments=segments, media=media, request_id=request_id, now=now)
+    window = req.delivery_window.window() if req.delivery_window else None
+    legs = [leg.with_(scheduled_at=timing.scheduled_at, valid_until=timing.valid_until, delivery_window=window)
+            for leg in legs]
     group = Group(id=group_id, tenant_id=tenant.id, total=len(legs), created_at=now, request_id=request_id,
-                  message_ids=tuple(leg.id for leg in legs), expires_at=retention.expires_at(tenant, now),
+                  message_ids=tuple(leg.id for leg in legs), delete_at=retention.delete_at(tenant, now),
                   ) if group_id else None
 
     def answer(accepted: list[Leg]) -> IdempotentAnswer | None:
@@ -125,11 +129,22 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
         status, body = render(group_id, accepted, request_id, now)
         return IdempotentAnswer(idempotency_record, status, body)
 
-    accepted = _commit(rt, group, legs, recipients, target=Status.SCHEDULED if req.scheduled_at else Status.QUEUED,
+    accepted = _commit(rt, group, legs, recipients, target=Status.SCHEDULED if timing.scheduled_at else Status.QUEUED,
                        now=now, answer=answer)
     _after_accept(rt, legs, accepted)
     status, body = render(group_id, accepted, request_id, now)
     return Answer(status, body, kept=idempotency_record is not None)
+
+
+def _timing(req: SendRequest | GroupRequest, now: dt.datetime) -> validity.Timing:
+    """When the legs are due (a closed delivery window defers them to its next opening) and until when they
+    are valid; a timing the request makes impossible is a 400 naming the field."""
+    try:
+        return validity.plan(now, scheduled_at=req.scheduled_at, validity_period=req.validity_period,
+                             expires_at=req.expires_at,
+                             window=req.delivery_window.window() if req.delivery_window else None)
+    except validity.FieldError as exc:
+        raise _invalid(exc.field, exc.issue) from None
 
 
 def _request_checks(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, channel: str,
@@ -272,7 +287,7 @@ def controls(tenant: Tenant, req: SendRequest | GroupRequest, sender: str, now: 
         "request_dlr": req.request_dlr,
         "client_ref": req.client_ref,
         "sms_failover": {"text": failover.text, "from": failover.from_ or sender} if failover else None,
-        "expires_at": retention.expires_at(tenant, now),
+        "delete_at": retention.delete_at(tenant, now),
     }
 
 

@@ -112,4 +112,8 @@ CUSTOMER_EVENTS: dict[Status, str] = {
     S.DELIVERED: "message.delivered",
     S.UNDELIVERED: "message.failed",
     S.FAILED: "message.failed",
+    # Their own types, named after the status as Infobip's EXPIRED and Twilio's canceled are: a receiver
+    # that only knows message.failed must not read a send the customer called off as a carrier failure.
+    S.EXPIRED: "message.expired",
+    S.CANCELED: "message.canceled",
 }

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from shared import ids
+from shared import ids, validity
 from shared.dispatching import CLAIM_LEASE, RECONCILE_DELAY
 from shared.errors import ErrorCode
 from shared.leg_changes import change
@@ -45,11 +45,15 @@ def sweep(rt: Runtime) -> dict[str, int]:
     policy = SweepPolicy(queued_after=dt.timedelta(seconds=rt.settings.sweep_queued_after_seconds),
                          final_after=dt.timedelta(seconds=rt.settings.sweep_final_after_seconds),
                          claim_lease=dt.timedelta(seconds=rt.settings.dispatch_claim_lease_seconds))
-    counts = {"requeued": 0, "reconciling": 0, "closed": 0, "abandoned": 0}
+    counts = {"requeued": 0, "reconciling": 0, "closed": 0, "abandoned": 0, "expired": 0}
     for leg in rt.legs.in_status(Status.PENDING.value, now - policy.queued_after):
         counts["abandoned"] += bool(change(rt, leg.id, functools.partial(abandon, now=now)).result)
+    # Before the requeue: a leg past its validity gets no fresh task, it ends expired.
+    for leg in rt.legs.past_validity([s.value for s in validity.UNSENT], now):
+        counts["expired"] += bool(change(rt, leg.id, functools.partial(validity.expire, now=now)).result)
     for leg in rt.legs.in_status(Status.QUEUED.value, now - policy.queued_after):
-        counts["requeued"] += _requeue(rt, leg.id, Status.QUEUED, now)
+        if not waiting_for_window(leg, now - policy.queued_after):
+            counts["requeued"] += _requeue(rt, leg.id, Status.QUEUED, now)
     for leg in rt.legs.in_status(Status.SENDING.value, now - policy.dead_claim_after):
         counts["reconciling"] += _requeue(rt, leg.id, Status.SENDING, now)
     for leg in rt.legs.due_scheduled(now - policy.queued_after):
@@ -83,6 +87,12 @@ def _resend_events(rt: Runtime, now: dt.datetime, grace: dt.timedelta) -> int:
                     continue
         change(rt, leg.id, functools.partial(push_due, now=now))
     return resent
+
+
+def waiting_for_window(leg: Leg, due_before: dt.datetime) -> bool:
+    """A queued leg whose delivery window closed before dispatch took it waits, still queued, for the
+    window's next opening (its ``scheduled_at``): its task is not lost before that time has passed."""
+    return leg.scheduled_at is not None and leg.scheduled_at >= due_before
 
 
 def push_due(leg: Leg | None, *, now: dt.datetime) -> Decision[None]:

@@ -33,10 +33,10 @@ locals {
       media       = true
     }
     reads = {
-      description = "GET message, group and pricing reads."
+      description = "GET message, group and pricing reads; DELETE cancels a message or a group's messages."
       public      = true
       timeout     = 30
-      enqueues    = []
+      enqueues    = ["notify"]
       media       = false
     }
     webhook = {
@@ -114,6 +114,11 @@ locals {
     "messages-status-scheduled_at" = {
       collection = "messages"
       fields     = [["status", "ASCENDING"], ["scheduled_at", "ASCENDING"]]
+    }
+    # the sweeper: queued or scheduled legs whose validity has ended
+    "messages-status-valid_until" = {
+      collection = "messages"
+      fields     = [["status", "ASCENDING"], ["valid_until", "ASCENDING"]]
     }
   }
 

@@ -14,6 +14,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from infra import collections as C
 from infra.store.commit import changed_fields, commit_if_unchanged, io, utcnow
+from infra.store.linked import LinkedWrites
 from shared.ports import AcceptDecision, Decision, IdempotentAnswer, Mutation, PreInsertFailed
 from shared.records import Group, Leg, ProviderEventRecord, Tenant
 
@@ -21,7 +22,7 @@ T = TypeVar("T")
 EVENT_TTL = dt.timedelta(days=30)
 
 
-class FirestoreLegs:
+class FirestoreLegs(LinkedWrites):
     def __init__(self, db: firestore.Client) -> None:
         self.db = db
 
@@ -65,6 +66,16 @@ class FirestoreLegs:
             .where(filter=FieldFilter("status", "==", "scheduled"))
             .where(filter=FieldFilter("scheduled_at", "<", due_before))
             .order_by("scheduled_at")
+            .limit(limit)
+        )
+
+    def past_validity(self, statuses: list[str], now: dt.datetime, limit: int = 200) -> list[Leg]:
+        """Legs in one of ``statuses`` whose validity ended before ``now`` (see COMPOSITE_INDEXES)."""
+        return self._legs(
+            self.db.collection(C.MESSAGES)
+            .where(filter=FieldFilter("status", "in", statuses))
+            .where(filter=FieldFilter("valid_until", "<", now))
+            .order_by("valid_until")
             .limit(limit)
         )
 

@@ -46,6 +46,8 @@ GATEWAY_ROUTES = {
     ("/api/v1/messages/group", "post"): "group",
     ("/api/v1/messages/{id}", "get"): "reads",
     ("/api/v1/messages/group/{group_id}", "get"): "reads",
+    ("/api/v1/messages/{id}", "delete"): "reads",
+    ("/api/v1/messages/group/{group_id}", "delete"): "reads",
     ("/api/v1/pricing/messaging", "get"): "reads",
     ("/webhooks/telnyx", "post"): "webhook",
 }
