@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from shared import ids, observe, validity
+from shared import failover, ids, observe, validity
 from shared.errors import ErrorCode, message_for
 from shared.leg_changes import change
 from shared.legs import note, transition, with_send_state
@@ -112,6 +112,8 @@ def dispatch(rt: Runtime, message_id: str) -> Answer:
         assert step is not None
         if recorded.changed and leg is not None and leg.status is Status.FAILED and leg.provider_error_code:
             observe.metric("provider.rejected", code=leg.provider_error_code)
+        if recorded.changed:
+            failover.launch_if_due(rt, leg)
     return _finish(rt, step, leg)
 
 
@@ -169,7 +171,10 @@ def claim_step(leg: Leg | None, now: dt.datetime, lease: dt.timedelta = CLAIM_LE
         return Decision(result=Step(Action.DONE, "not accepted yet"))
     if leg.status is not Status.SENDING:
         return Decision(result=Step(Action.DONE, f"already {leg.status.value}"))
-    if leg.provider_id or leg.send_state in (SendState.ACCEPTED, SendState.FAILED):
+    if leg.provider_id:
+        # A report taught us the id while the send's own answer was lost: the provider has it.
+        return Decision(after=_provider_has_it(leg, leg.provider_id, now), result=Step(Action.DONE, "provider has it"))
+    if leg.send_state in (SendState.ACCEPTED, SendState.FAILED):
         return Decision(result=Step(Action.DONE, "provider has it"))
     if leg.send_state is SendState.RETRYABLE:
         if validity.past(leg, now):  # the provider refused every attempt so far: it does not have it
@@ -193,6 +198,16 @@ def _expire(leg: Leg, now: dt.datetime, cause: str) -> Decision[Step]:
     return Decision(after=moved, refund_micros=leg.price_micros, result=Step(Action.DONE, "expired"))
 
 
+def _provider_has_it(leg: Leg, provider_id: str, now: dt.datetime) -> Leg | None:
+    """The leg once we know the provider has it: ``sent`` (unless a report already moved it further),
+    with the provider's id and send state ``accepted``; None when there is nothing left to record."""
+    sent = transition(leg, Status.SENT, cause="provider accepted", now=now, sent_at=now, provider_id=provider_id)
+    after = sent or (leg.with_(provider_id=provider_id, updated_at=now) if not leg.provider_id else leg)
+    if after.send_state not in (SendState.ACCEPTED, SendState.FAILED):
+        after = with_send_state(after, SendState.ACCEPTED, now=now)
+    return after if after != leg else None
+
+
 def _take(leg: Leg, now: dt.datetime) -> Leg:
     return with_send_state(leg, SendState.IN_FLIGHT, now=now, claimed_at=now, attempts=leg.attempts + 1,
                            first_claimed_at=leg.first_claimed_at or now)
@@ -207,7 +222,8 @@ def _failed(leg: Leg, code: ErrorCode, cause: str, now: dt.datetime, detail: str
 
 def _ended(leg: Leg, failed: Leg | None, outcome: str, opt_out: str | None = None) -> Decision[Step]:
     refund = leg.price_micros if failed else 0
-    return Decision(after=failed, refund_micros=refund, opt_out=opt_out if failed else None,
+    # A carrier refusal of an MMS with an SMS failover links the failover in this same decision.
+    return Decision(after=failover.arm(failed), refund_micros=refund, opt_out=opt_out if failed else None,
                     result=Step(Action.DONE, outcome))
 
 
@@ -220,15 +236,8 @@ def record_step(leg: Leg | None, outcome: Outcome | Lookup, claimed_at: dt.datet
         isinstance(outcome, Lookup) and outcome.state is LookupState.FOUND
         or isinstance(outcome, Outcome) and outcome.kind is Kind.ACCEPTED) else None
     if provider_id:
-        if leg.provider_id:
-            return Decision(result=Step(Action.DONE, "provider has it"))
-        sent = transition(leg, Status.SENT, cause="provider accepted", now=now, sent_at=now,
-                          provider_id=provider_id)
-        # A delivery report may already have moved the leg past sent; then only the id is recorded.
-        after = sent or leg.with_(provider_id=provider_id, updated_at=now)
-        if after.send_state is not SendState.ACCEPTED:
-            after = with_send_state(after, SendState.ACCEPTED, now=now)
-        return Decision(after=after, result=Step(Action.DONE, "sent"))
+        settled = _provider_has_it(leg, leg.provider_id or provider_id, now)
+        return Decision(after=settled, result=Step(Action.DONE, "sent" if settled else "provider has it"))
     if leg.status is not Status.SENDING or leg.send_state is not SendState.IN_FLIGHT or leg.claimed_at != claimed_at:
         # Someone else holds the leg now (our claim ran out, or a report settled it): theirs to record.
         return Decision(result=Step(Action.DONE, "claim lost; not recorded"))

@@ -69,12 +69,12 @@ def from_provider(event_type: str, provider_status: str) -> tuple[Status, bool] 
     """Map one Telnyx delivery report to our status.
 
     ``message.sent`` reports often still carry ``to[].status == "queued"``: the event itself says the
-    carrier has it, so it means ``sent``.
+    carrier has it, so it means ``sent`` (whatever else its status says, e.g. ``delivery_unconfirmed``).
     """
-    if event_type == "message.sent":
-        mapped = PROVIDER_STATUS.get(provider_status)
-        return mapped if mapped and mapped[0] is not S.SENT else (S.SENT, False)
-    return PROVIDER_STATUS.get(provider_status)
+    mapped = PROVIDER_STATUS.get(provider_status)
+    if event_type == "message.sent" and mapped is None:
+        return (S.SENT, False)
+    return mapped
 
 
 class SendState(StrEnum):

@@ -77,12 +77,19 @@ def test_a_leg_past_sending_is_done(status):
 
 
 @pytest.mark.parametrize("fields", [
-    {"provider_id": "tx-1"},  # the answer was recorded
+    {"provider_id": "tx-1"},  # a report taught the id while the send's answer was lost
     {"send_state": SS.ACCEPTED, "provider_id": "tx-1"},
-    {"send_state": SS.FAILED},
 ])
-def test_a_sending_leg_the_provider_has_answered_is_done(fields):
+def test_a_sending_leg_whose_provider_id_is_known_is_sent_not_resent(fields):
     decision = claim_step(claimed(**fields), at(100))
+    assert decision.result is not None and decision.result.action is Action.DONE
+    assert decision.after is not None
+    assert (decision.after.status, decision.after.provider_id, decision.after.send_state) == (
+        S.SENT, "tx-1", SS.ACCEPTED)
+
+
+def test_a_sending_leg_the_provider_refused_is_done():
+    decision = claim_step(claimed(send_state=SS.FAILED), at(100))
     assert decision.result is not None and decision.result.action is Action.DONE
     assert decision.after is None
 

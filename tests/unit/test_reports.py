@@ -160,11 +160,6 @@ def test_a_report_proves_the_provider_has_it_even_after_an_ambiguous_attempt():
     assert after is not None and after.send_state is SS.ACCEPTED and after.status is S.SENT
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a report that only teaches the provider id (message.finalized "
-                   "with to[].status queued/sending) sets provider_id on a leg still in flight; dispatch's accepted "
-                   "answer then sees provider_id and records nothing (record_step: 'provider has it'), and "
-                   "claim_step answers DONE for any leg with a provider_id, so the leg stays sending/in_flight "
-                   "for ever if no later report comes (the sweeper's bump cannot move it)")
 def test_dispatchs_answer_is_recorded_after_a_report_taught_the_id():
     from shared.dispatching import record_step
     from shared.provider import Kind, Outcome

@@ -144,9 +144,6 @@ def test_from_provider_sent_event(provider_status, expected):
     assert from_provider("message.sent", provider_status) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: message.sent carrying to[].status delivery_unconfirmed maps to "
-                   "(sent, final=False): from_provider replaces every sent-mapping with (SENT, False) for "
-                   "message.sent, dropping the final flag README promises for delivery_unconfirmed")
 def test_from_provider_sent_event_delivery_unconfirmed_is_final():
     assert from_provider("message.sent", "delivery_unconfirmed") == (S.SENT, True)
 
