@@ -61,6 +61,8 @@ def seed_dev(stack) -> None:
     from infra.runtime import store
 
     api_key = os.environ.get("MMSGATE_DEV_API_KEY") or DEV_API_KEY
-    seed(store(), api_key=api_key)
+    # The dev tenant's default webhook is the stack's inbox, so the first send already shows signed events.
+    inbox = f"{stack.urls['dev']}/inbox/{DEV_TENANT_ID}" if "dev" in stack.urls else None
+    tenant_id, _ = seed(store(), api_key=api_key, webhook_url=inbox)
     url = upload_sample(env["MEDIA_BUCKET"], env["STORAGE_EMULATOR_HOST"])
-    stack.info.update({"api_key": api_key, "sample_media_url": url})
+    stack.info.update({"api_key": api_key, "sample_media_url": url, "tenant_id": tenant_id, "webhook_url": inbox})

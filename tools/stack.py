@@ -17,6 +17,8 @@ What runs (every server bound to 127.0.0.1, each in its own process group, log i
 - one per function: ``.venv/bin/functions-framework --target=NAME``; ready: port accepts (the app is
   imported before gunicorn binds)
 - gateway: ``tools.gateway`` in a thread of this process
+- dev: ``tools.dev_inbox`` in a thread of this process: the webhook inbox (``POST /inbox/{tenant}``,
+  ``GET /_dev/inbox``) and the live console (``/_dev/console``); local only, like everything here
 - sweeper timer: a thread of this process, ``POST {}`` to the sweeper every ``sweep_interval`` seconds
 
 ``urls`` holds ``http://127.0.0.1:PORT`` for every HTTP server and ``127.0.0.1:PORT`` for ``tasks`` (gRPC).
@@ -73,7 +75,7 @@ EMU_VENV = ROOT / ".venv-emulators"
 DEFAULT_PORTS: dict[str, int] = {
     "gateway": 8080, "firestore": 8681, "tasks": 9022, "storage": 9023, "simulator": 9090,
     "send": 8701, "group": 8702, "reads": 8703, "dispatch": 8704, "webhook": 8705, "notifier": 8706,
-    "sweeper": 8707,
+    "sweeper": 8707, "dev": 8088,
 }
 SERVICES = ("firestore", "tasks", "storage", "simulator")
 
@@ -199,6 +201,12 @@ def _http(method: str, url: str, body: bytes | None = None, timeout: float = 10.
         conn.close()
 
 
+def _dev_trusted_origins() -> list[str]:
+    """MMSGATE_DEV_TRUSTED_ORIGINS: exact origins (``http://127.0.0.1:PORT``) of the developer's own receivers,
+    which the local stack's functions may post webhooks to (and fetch media from)."""
+    return [o.strip().rstrip("/") for o in os.environ.get("MMSGATE_DEV_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+
+
 def _venv_bin(venv: Path, name: str) -> str:
     path = venv / "bin" / name
     if path.exists():
@@ -252,12 +260,14 @@ class Stack:
             "firestore": f"http://{HOST}:{port['firestore']}",
             "tasks": f"{HOST}:{port['tasks']}",
             "storage": f"http://{HOST}:{port['storage']}",
+            "dev": f"http://{HOST}:{port['dev']}",  # tools/dev_inbox.py: webhook inbox and console
             **{f"function:{name}": f"http://{HOST}:{port[name]}" for name in self.functions},
         }
         # Extra keys for stack.json; the on_ready hook adds sample_media_url and api_key.
         self.info: dict[str, Any] = {"sample_media_url": None, "api_key": None}
         self.procs: dict[str, Proc] = {}
         self.gateway: gateway_mod.GatewayServer | None = None
+        self.dev_server: Any = None  # tools.dev_inbox.DevServer
         self._gateway_log = None
         self.timings: dict[str, float] = {}
         self._state = "new"  # new -> starting -> running -> stopped
@@ -271,7 +281,7 @@ class Stack:
     # ------------------------------------------------------------------ configuration
 
     def _resolve_ports(self) -> dict[str, int]:
-        names = ("gateway", *SERVICES, *self.functions)
+        names = ("gateway", "dev", *SERVICES, *self.functions)
         ports = {name: int(self.config.ports.get(name, 0)) for name in names}
         fixed = [p for p in ports.values() if p]
         if len(set(fixed)) != len(fixed):
@@ -307,7 +317,10 @@ class Stack:
             "WEBHOOK_SIGNING_KEY": self.webhook_signing_key,
             "MEDIA_BUCKET": c.media_bucket,
             "MEDIA_ALLOWED_HOSTS": "storage.googleapis.com",
-            "MEDIA_TRUSTED_ORIGINS": f"http://{HOST}:{port['storage']}",
+            # Loopback origins the functions may fetch from and post to: the storage emulator, the dev inbox,
+            # and a receiver of the developer's own (MMSGATE_DEV_TRUSTED_ORIGINS). Never set in Terraform.
+            "MEDIA_TRUSTED_ORIGINS": ",".join([f"http://{HOST}:{port['storage']}", f"http://{HOST}:{port['dev']}",
+                                               *_dev_trusted_origins()]),
             "MEDIA_SIGNING_KEY": self.media_signing_key,
             "DISPATCH_MAX_ATTEMPTS": str(c.dispatch_max_attempts),
             "SWEEP_QUEUED_AFTER_SECONDS": str(c.sweep_queued_after_seconds),
@@ -402,6 +415,11 @@ class Stack:
         upstreams = {name: f"http://{HOST}:{self.ports[name]}" for name in self.functions}
         self._gateway_log = open(self.logs_dir / "gateway.log", "w")
         self.gateway = gateway_mod.serve(HOST, self.ports["gateway"], upstreams, self._gateway_log)
+        from tools import dev_inbox
+
+        self.dev_server = dev_inbox.serve(HOST, self.ports["dev"], project=self.config.project,
+                                          firestore_url=self.urls["firestore"], simulator_url=self.urls["simulator"],
+                                          signing_key=self.webhook_signing_key)
         self._wait_ready(t0)
 
         if self.on_ready is not None:
@@ -455,6 +473,8 @@ class Stack:
             "firestore": self.urls["firestore"],
             "tasks": self.urls["tasks"],
             "storage": self.urls["storage"],
+            "console": f"{self.urls['dev']}/_dev/console",
+            "inbox": f"{self.urls['dev']}/_dev/inbox",
             "functions": {name: self.urls[f"function:{name}"] for name in self.functions},
             **self.info,
             "project": self.config.project,
@@ -480,6 +500,8 @@ class Stack:
         ours = [*self.procs, *(["gateway"] if self.gateway is not None else [])]
         if self.gateway is not None:
             self.gateway.close()
+        if self.dev_server is not None:
+            self.dev_server.close()
         if self._gateway_log is not None:
             self._gateway_log.close()
         if self._sweeper is not None:
@@ -621,6 +643,8 @@ class Stack:
             status, body = _http(method, url, body=b"" if method == "POST" else None)
             if status != 200:
                 raise StackError(f"reset: {method} {url} -> {status} {body[:200]!r}")
+        if self.dev_server is not None:
+            self.dev_server.inbox.clear()
 
     def sweep(self, timeout: float = 30.0) -> tuple[int, bytes]:
         """Call the sweeper function once, as the scheduler would: ``POST {}``."""
@@ -665,9 +689,14 @@ def _summary(stack: Stack) -> str:
     detail = ", ".join(f"{label} {seconds:.1f} s" for label, seconds in parts if seconds)
     lines = ["", f"mmsgate local stack ready in {t.get('total', 0):.1f} s ({detail})", ""]
     lines += [f"  {name:<{width}}{url}" for name, url in u.items()]
+    tenant = info.get("tenant_id") or "<no tenant: tools/seed.py missing>"
     lines += [
         "",
+        f"  {'console':<{width}}{u['dev']}/_dev/console   (messages, webhook deliveries, inbox, simulator; live)",
+        f"  {'webhook inbox':<{width}}{u['dev']}/_dev/inbox     (the dev tenant's webhook: its signed events)",
+        f"  {'dev tenant':<{width}}{tenant}",
         f"  {'api key':<{width}}{key}",
+        f"  {'webhook secret':<{width}}.venv/bin/mmsgate-admin --local webhooks secret {tenant}",
         f"  {'sample media':<{width}}{media}",
         f"  {'state':<{width}}{stack.state_file}  (logs in {stack.logs_dir}/)",
         "",
