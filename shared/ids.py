@@ -46,6 +46,23 @@ def leg_message_id(key: str) -> str:
     return "msg_" + base64.b32encode(raw).decode().lower()
 
 
+def failover_key(message_id: str) -> str:
+    """The leg key of an MMS leg's SMS failover: one per MMS leg."""
+    return f"failover:{message_id}"
+
+
+def failover_message_id(message_id: str) -> str:
+    """The SMS failover's message id, derived from the MMS leg's: every path that creates it (the report,
+    dispatch, the sweeper, a replay) names the same row, and only one ``create()`` can succeed."""
+    return leg_message_id(failover_key(message_id))
+
+
+def conversation_id(group_id: str) -> str:
+    """The conversation (one group_mms) of a group send, derived from the group id."""
+    raw = hashlib.sha256(f"conversation:{group_id}".encode()).digest()[:15]
+    return "cnv_" + base64.b32encode(raw).decode().lower()
+
+
 def task_name(key: str, generation: int = 0) -> str:
     """Cloud Tasks names allow letters, digits, '-' and '_'; a hash also spreads them (no hot prefix).
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from shared import observe
+from shared import failover, observe
 from shared.errors import ApiError, ErrorCode
 from shared.leg_changes import change
 from shared.legs import note, transition, with_send_state
@@ -57,6 +57,8 @@ def ingest(rt: Runtime, raw: bytes, timestamp: str | None, signature: str | None
     mutation = change(rt, leg_id, lambda leg: apply_report(leg, report, now), event=record)
     if mutation.duplicate:
         return {"outcome": "duplicate"}
+    if mutation.changed:
+        failover.launch_if_due(rt, mutation.after)
     if mutation.changed and report.occurred_at and mutation.after and mutation.after.sent_at:
         latency = (report.occurred_at - mutation.after.sent_at).total_seconds() * 1000
         observe.metric("report.latency", latency_ms=round(max(0.0, latency), 1), event_type=report.event_type)
@@ -91,7 +93,7 @@ def apply_report(leg: Leg | None, report: Report, now: dt.datetime) -> Decision[
     if moved.send_state not in (SendState.ACCEPTED, SendState.FAILED):
         # A report proves the provider has the message, even if dispatch never heard its answer.
         moved = with_send_state(moved, SendState.ACCEPTED, now=now)
-    return Decision(after=moved, result="applied")
+    return Decision(after=failover.arm(moved), result="applied")
 
 
 def _inbound(rt: Runtime, report: Report) -> dict[str, str]:

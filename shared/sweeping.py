@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from shared import ids, validity
+from shared import failover, ids, validity
 from shared.dispatching import CLAIM_LEASE, RECONCILE_DELAY
 from shared.errors import ErrorCode
 from shared.leg_changes import change
@@ -62,6 +62,9 @@ def sweep(rt: Runtime) -> dict[str, int]:
     for leg in rt.legs.in_status(Status.SENT.value, now - policy.final_after):
         counts["closed"] += change(rt, leg.id, functools.partial(close_silent, now=now)).changed
     counts["notified"] = _resend_events(rt, now, policy.queued_after)
+    # SMS failovers decided but not created (the process died between the two steps: shared/failover.py)
+    counts["failovers"] = sum(failover.launch(rt, leg.id).startswith(("queued", "failed"))
+                              for leg in rt.legs.with_failover_due(now - policy.queued_after))
     return counts
 
 

@@ -40,10 +40,10 @@ locals {
       media       = false
     }
     webhook = {
-      description = "POST /webhooks/telnyx: verify and record Telnyx delivery reports."
+      description = "POST /webhooks/telnyx: verify and record Telnyx delivery reports; start SMS failovers."
       public      = true
       timeout     = 30
-      enqueues    = ["notify"]
+      enqueues    = ["dispatch", "notify"]
       media       = false
     }
     sweeper = {
@@ -98,6 +98,9 @@ locals {
 
   # infra.collections.TTL_FIELDS: collection -> timestamp field Firestore TTL deletes on.
   firestore_ttl_fields = {
+    messages        = "delete_at"
+    groups          = "delete_at"
+    conversations   = "delete_at"
     idempotency     = "expires_at"
     rate_limits     = "expires_at"
     provider_events = "expires_at"

@@ -5,6 +5,7 @@ what to write, and writes it."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -20,6 +21,15 @@ from shared.records import Group, Leg, ProviderEventRecord, Tenant
 
 T = TypeVar("T")
 EVENT_TTL = dt.timedelta(days=30)
+_locks_guard = threading.Lock()
+_tenant_locks: dict[str, threading.Lock] = {}
+
+
+def _tenant_lock(tenant_id: str) -> threading.Lock:
+    with _locks_guard:
+        if len(_tenant_locks) > 10_000:
+            _tenant_locks.clear()
+        return _tenant_locks.setdefault(tenant_id, threading.Lock())
 
 
 class FirestoreLegs(LinkedWrites):
@@ -122,7 +132,10 @@ class FirestoreLegs(LinkedWrites):
                 batch.set(self.db.collection(C.TENANTS).document(before.tenant_id).collection(C.OPT_OUTS)
                           .document(decision.opt_out), {"source": "provider 40300", "at": utcnow()})
             if event is not None and event_ref is not None:
-                batch.create(event_ref, event.to_doc(message_id, utcnow(), EVENT_TTL))
+                recorded_at = utcnow()
+                # An event about a leg is kept as long as the leg (the tenant's retention), no longer.
+                ttl = (before.delete_at - recorded_at) if before is not None and before.delete_at else EVENT_TTL
+                batch.create(event_ref, event.to_doc(message_id, recorded_at, max(ttl, dt.timedelta(0))))
             if len(batch):
                 batch.commit()
             return Mutation(before=before, after=after, result=decision.result)
@@ -195,5 +208,8 @@ class FirestoreLegs(LinkedWrites):
             return decision.legs
 
         # Every accept of a tenant writes its account document: a burst of one tenant's requests contends
-        # here, so it gets more tries than a leg (docs/decisions.md: the tenant document's write rate).
-        return commit_if_unchanged(attempt, tries=100)
+        # there. Within this instance they take turns (a conflict between two of our own threads is only
+        # wasted round trips); across instances the conditioned commit still decides, with more tries than a
+        # leg gets (docs/decisions.md: the tenant document's write rate).
+        with _tenant_lock(tenant_id):
+            return commit_if_unchanged(attempt, tries=100)

@@ -868,3 +868,25 @@ def test_detail_records_and_stats_auth(sim, headers):
     r = httpx.get(sim.url + "/v2/detail_records", params={"filter[record_type]": "messaging"}, headers=headers)
     assert r.status_code == 401 and first_error(r)["code"] == "10009"
     assert httpx.get(sim.url + "/_sim/stats").status_code == 200  # inspection routes stay open
+
+
+# ------------------------------------------------------------------ handsets that cannot take MMS
+
+
+@pytest.mark.parametrize("to", ["+14155550200", "+12125550209"])
+def test_a_handset_that_cannot_take_mms_fails_the_mms_and_gets_the_sms(api, receiver, to):
+    mms = send(api, to, receiver=receiver, type="MMS").json()["data"]
+    sms = send(api, to, receiver=receiver).json()["data"]
+    assert (mms["type"], sms["type"]) == ("MMS", "SMS")
+
+    for message_id, final in ((mms["id"], "delivery_failed"), (sms["id"], "delivered")):
+        events = wait_for(lambda m=message_id: len(receiver.events(m)) >= 2 and receiver.events(m))
+        assert event_types(events) == ["message.sent", "message.finalized"]
+        payload = events[1]["json"]["data"]["payload"]
+        assert payload["to"][0]["status"] == final
+        assert [e["code"] for e in payload["errors"]] == (["40008"] if final == "delivery_failed" else [])
+
+
+def test_the_no_mms_block_is_only_00_to_09():
+    assert outcome_code("+14155550210") == 0  # 5550210 is an ordinary number
+    assert outcome_code("+14155550205") not in range(100)  # outside the 55501XX table

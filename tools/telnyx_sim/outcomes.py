@@ -16,6 +16,15 @@ XX     behaviour
        first answer replayed, any other later attempt is a new send
 99     accepted, ``message.sent``, never a final report
 ====== =====================================================================================
+
+A second block, ``+1NPA55502XX``, models handsets:
+
+====== =====================================================================================
+XX     behaviour
+====== =====================================================================================
+00-09  the handset cannot take MMS: an MMS is accepted, ``message.sent``, then finalized
+       ``delivery_failed`` (error 40008); an SMS is delivered
+====== =====================================================================================
 """
 
 from __future__ import annotations
@@ -23,12 +32,17 @@ from __future__ import annotations
 import re
 
 _MAGIC = re.compile(r"^\+1\d{3}55501(\d{2})$")
+_NO_MMS = re.compile(r"^\+1\d{3}555020\d$")
+NO_MMS = 100  # the outcome code of the "handset cannot take MMS" block (outside 00-99 on purpose)
 
 
 def outcome_code(number: str) -> int:
-    """The outcome selector ``XX`` of a recipient number (0 for ordinary numbers)."""
+    """The outcome selector ``XX`` of a recipient number (0 for ordinary numbers, ``NO_MMS`` for a handset
+    that cannot take MMS)."""
     match = _MAGIC.match(number or "")
-    return int(match.group(1)) if match else 0
+    if match:
+        return int(match.group(1))
+    return NO_MMS if _NO_MMS.match(number or "") else 0
 
 
 def is_blocked(code: int) -> bool:
@@ -47,8 +61,10 @@ def is_drop_first(code: int) -> bool:
     return code == 98
 
 
-def final_status(code: int) -> str | None:
+def final_status(code: int, message_type: str = "MMS") -> str | None:
     """The status ``message.finalized`` reports, or None when no final report is ever sent."""
+    if code == NO_MMS:
+        return "delivery_failed" if message_type == "MMS" else "delivered"
     if code == 99:
         return None
     if 80 <= code <= 84:

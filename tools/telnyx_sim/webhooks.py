@@ -110,7 +110,7 @@ class WebhookDispatcher:
         def after():
             self.scheduler.call_later(self.config.webhook_delay_ms / 1000.0,
                                       lambda: self._final_step(message, index, generation))
-        if final_status(recipient.outcome) is None:
+        if final_status(recipient.outcome, message.request.type) is None:
             after = _nothing
         self._start_delivery(message, recipient.phone_number, "message.sent", payload, generation, after)
 
@@ -118,7 +118,7 @@ class WebhookDispatcher:
         if not self._alive(generation):
             return
         recipient = message.recipients[index]
-        final = final_status(recipient.outcome)
+        final = final_status(recipient.outcome, message.request.type)
         with message.lock:
             recipient.status = final
             recipient.completed_at = now_utc()
