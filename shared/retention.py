@@ -1,6 +1,7 @@
 """Retention: how long a tenant's messages, groups, conversations and their provider events are kept.
 
-Every such record carries ``expires_at`` (infra.collections.TTL_FIELDS), which Firestore TTL deletes on.
+Every such record carries ``delete_at`` (infra.collections.TTL_FIELDS; not ``expires_at``, which names a
+send's validity in the public API), which Firestore TTL deletes on.
 The tenant's ``retention_days`` is set by the operator (``python -m tools.admin set-retention``); a record
 keeps the expiry it was written with, so changing the setting applies to new messages.
 """
@@ -22,5 +23,5 @@ def clamp_days(days: int | None) -> int:
     return max(MIN_RETENTION_DAYS, min(MAX_RETENTION_DAYS, int(days)))
 
 
-def expires_at(tenant: Tenant, created_at: dt.datetime) -> dt.datetime:
+def delete_at(tenant: Tenant, created_at: dt.datetime) -> dt.datetime:
     return created_at + dt.timedelta(days=clamp_days(tenant.retention_days))
