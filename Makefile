@@ -7,7 +7,7 @@ TFSTUB_VENV := .venv-tfstub
 PY := $(VENV)/bin/python
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: dev test bench bench-quick install lint clean
+.PHONY: dev test bench bench-quick install browser lint clean
 
 # Stamp files make re-runs cheap: a venv is rebuilt only when what it installs changes.
 $(VENV)/.stamp: pyproject.toml
@@ -39,10 +39,23 @@ $(TFSTUB_VENV)/.stamp: tools/tfstub-requirements.txt
 
 install: $(VENV)/.stamp $(EMU_VENV)/.stamp $(CHECKOV_VENV)/.stamp $(TFSTUB_VENV)/.stamp
 
+# Debian's chromium and its driver, for the console test (tests/e2e/test_console.py), with apt-get where they
+# are missing. Where apt cannot install them, that one test is skipped, saying why; nothing else needs them.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "make browser: chromium/chromedriver missing and no root for apt-get: the console test will be skipped" >&2; \
+	exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+	echo "make browser: chromium/chromedriver missing and no apt-get: the console test will be skipped" >&2; exit 0; fi; \
+	echo "make browser: installing chromium and chromium-driver with apt-get"; \
+	($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver \
+	>/dev/null) || echo "make browser: apt-get could not install them: the console test will be skipped" >&2
+
 dev: $(VENV)/.stamp $(EMU_VENV)/.stamp
 	$(PY) -m tools.stack
 
-test: install
+test: install browser
 	$(PY) -m pytest
 
 bench: $(VENV)/.stamp $(EMU_VENV)/.stamp
