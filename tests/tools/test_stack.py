@@ -357,8 +357,8 @@ def test_gateway_passes_upstream_response_unchanged(standin):
 
 
 @pytest.mark.parametrize("method,path,allow", [
-    ("DELETE", "/api/v1/messages/m1", "GET"), ("GET", "/webhooks/telnyx", "POST"),
-    ("POST", "/api/v1/messages/sweep", "GET"), ("GET", "/api/v1/messages/sms", "POST"),
+    ("PUT", "/api/v1/messages/m1", "DELETE, GET"), ("GET", "/webhooks/telnyx", "POST"),
+    ("POST", "/api/v1/messages/sweep", "DELETE, GET"), ("GET", "/api/v1/messages/sms", "POST"),
     ("TRACE", "/api/v1/messages/group", "POST"),
 ])
 def test_gateway_405s_a_known_path_with_another_method(standin, method, path, allow):
