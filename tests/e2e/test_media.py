@@ -72,13 +72,13 @@ def test_a_group_of_20_with_3_urls_fetches_each_once_and_stores_3_objects(env, h
 
     assert response.status_code == 200, response.text
     body = load_json(response)
-    assert body["summary"]["succeeded"] == 20
+    assert body["summary"]["accepted"] == 20
     assert host.hits == dict.fromkeys(images, 1)  # once per URL, not once per recipient
     objects = stored(env, env.tenant_id)
     assert sorted(objects.values()) == sorted(images.values())
     assert set(objects) == {f"media/{env.tenant_id}/{sha(d)}" for d in images.values()}
 
-    ids = [m["message_id"] for m in body["messages"]]
+    ids = [m["id"] for m in body["messages"]]
     for message_id in ids:
         env.wait_status(message_id, "delivered", timeout=30)
     first = leg(env, ids[0])
@@ -131,8 +131,8 @@ def test_a_3mb_pdf_is_refused_as_too_large_and_the_message_is_stored_failed(env,
     error = load_json(response)["error"]
     assert error["code"] == "MEDIA_TOO_LARGE"
     assert "only images can be downscaled" in error["message"]
-    message_id = error["details"][0]["issue"]
-    message = env.message(message_id)
+    assert [d["field"] for d in error["details"]] == ["media_urls"]
+    message = env.message(error["message_id"])
     assert message["status"] == "failed" and message["error_code"] == "MEDIA_TOO_LARGE"
     assert stored(env, env.tenant_id) == {}
     assert env.sim_messages() == []

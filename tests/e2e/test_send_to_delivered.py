@@ -43,7 +43,7 @@ def test_group_with_a_non_nanp_recipient_is_207_and_the_rest_are_delivered(env):
 
     assert response.status_code == 207, response.text
     body = load_json(response)
-    assert body["summary"] == {"total": 3, "succeeded": 2, "failed": 1, "scheduled": 0}
+    assert body["summary"] == {"total": 3, "accepted": 2, "failed": 1, "scheduled": 0, "succeeded": 2}
     first, second, third = body["messages"]
     assert (first["to"], first["status"]) == ("+14155550101", "queued")
     assert (second["to"], second["status"]) == ("+14155550102", "queued")
@@ -52,9 +52,9 @@ def test_group_with_a_non_nanp_recipient_is_207_and_the_rest_are_delivered(env):
     assert third["error_message"]
 
     for leg in (first, second):
-        env.wait_status(leg["message_id"], "delivered", timeout=10)
+        env.wait_status(leg["id"], "delivered", timeout=10)
     # The rejected recipient has a readable, failed row and never reached the provider.
-    assert env.message(third["message_id"])["status"] == "failed"
+    assert env.message(third["id"])["status"] == "failed"
     assert env.sim_messages("+442071838750") == []
     assert len(env.sim_messages("+14155550101")) == 1
     assert len(env.sim_messages("+14155550102")) == 1
@@ -65,10 +65,18 @@ def test_group_where_everyone_succeeds_is_200(env):
     response = env.api.post("/api/v1/messages/group", json={"to": recipients, "body": "hi"})
 
     assert response.status_code == 200, response.text
-    assert response.json()["summary"] == {"total": 5, "succeeded": 5, "failed": 0, "scheduled": 0}
+    assert response.json()["summary"] == {"total": 5, "accepted": 5, "failed": 0, "scheduled": 0, "succeeded": 5}
     group_id = response.json()["group_id"]
     for item in response.json()["messages"]:
-        env.wait_status(item["message_id"], "delivered")
+        env.wait_status(item["id"], "delivered")
     group = env.api.get(f"/api/v1/messages/group/{group_id}").json()["data"]
     assert group["summary"]["by_status"] == {"delivered": 5}
     assert [m["to"] for m in group["messages"]] == recipients
+    # One shape per concept: an item's id is `id` in the group answer, the group read and the single read,
+    # and the summary's counts carry the same names in the answer and the read.
+    answered = [m["id"] for m in response.json()["messages"]]
+    assert [m["id"] for m in group["messages"]] == answered
+    assert [env.message(i)["id"] for i in answered] == answered
+    assert {k: group["summary"][k] for k in response.json()["summary"]} == {
+        "total": 5, "accepted": 5, "failed": 0, "scheduled": 0, "succeeded": 5}
+    assert group["summary"]["delivered"] == 5

@@ -14,7 +14,7 @@ def test_recipient_count_limits(env):
     assert _group(env, to=[fictional(i) for i in range(21)]).json()["error"]["code"] == "VALIDATION_ERROR"
     response = _group(env, to=[fictional(i) for i in range(20)])
     assert response.status_code == 200, response.text
-    assert response.json()["summary"]["succeeded"] == 20
+    assert response.json()["summary"]["accepted"] == 20
 
 
 def test_duplicate_recipients_are_rejected_naming_them(env):
@@ -32,9 +32,9 @@ def test_each_gate_fails_only_its_recipient(env):
     assert response.status_code == 207
     codes = [m.get("error_code") for m in response.json()["messages"]]
     assert codes == [None, "INVALID_PHONE_NUMBER", "MMS_NANP_ONLY", "RECIPIENT_OPTED_OUT"]
-    assert response.json()["summary"] == {"total": 4, "succeeded": 1, "failed": 3, "scheduled": 0}
+    assert response.json()["summary"] == {"total": 4, "accepted": 1, "failed": 3, "scheduled": 0, "succeeded": 1}
     for item in response.json()["messages"][1:]:
-        assert env.message(item["message_id"])["status"] == "failed"  # pre-inserted, then flipped
+        assert env.message(item["id"])["status"] == "failed"  # pre-inserted, then flipped
 
 
 def test_request_level_gate_fails_every_recipient(env):
@@ -48,7 +48,7 @@ def test_request_level_gate_fails_every_recipient(env):
 def test_per_leg_key_and_id(env):
     response = _group(env, to=[fictional(1)])
     group_id = response.json()["group_id"]
-    leg = env.leg_doc(response.json()["messages"][0]["message_id"])
+    leg = env.leg_doc(response.json()["messages"][0]["id"])
     assert leg["leg_key"] == f"group-mms:{group_id}:{fictional(1)}"
     from shared.ids import leg_message_id
 
@@ -60,17 +60,17 @@ def test_scheduled_group_counts_as_scheduled(env):
     response = _group(env, to=[fictional(1), fictional(2)], scheduled_at=at, metadata={"campaign": "c1"})
 
     assert response.status_code == 200
-    assert response.json()["summary"] == {"total": 2, "succeeded": 0, "failed": 0, "scheduled": 2}
+    assert response.json()["summary"] == {"total": 2, "accepted": 0, "failed": 0, "scheduled": 2, "succeeded": 0}
     for item in response.json()["messages"]:
-        message = env.message(item["message_id"])
+        message = env.message(item["id"])
         assert (message["status"], message["metadata"]) == ("scheduled", {"campaign": "c1"})
 
 
 def test_group_read_summarises_from_the_legs(env):
     response = _group(env, to=[fictional(1), fictional(81), "+442071838750"], media_urls=[env.sample_media_url])
     group_id = response.json()["group_id"]
-    env.wait_status(response.json()["messages"][0]["message_id"], "delivered")
-    env.wait_status(response.json()["messages"][1]["message_id"], "undelivered")
+    env.wait_status(response.json()["messages"][0]["id"], "delivered")
+    env.wait_status(response.json()["messages"][1]["id"], "undelivered")
 
     group = env.api.get(f"/api/v1/messages/group/{group_id}").json()["data"]
 

@@ -19,15 +19,23 @@ def _error(response, status, code):
     return payload["error"]
 
 
+def _gate(response, status, code, field):
+    """A single send's gate failure: the field at fault in details, the stored message's id in its own key."""
+    error = _error(response, status, code)
+    assert [d["field"] for d in error["details"]] == [field], error
+    assert error["message_id"].startswith("msg_"), error
+    return error
+
+
 def test_invalid_recipient_is_rejected_and_stored_as_failed(env):
-    error = _error(_send(env, to="+1415555", body="x"), 400, "INVALID_PHONE_NUMBER")
-    message_id = error["details"][0]["issue"]
-    assert env.message(message_id)["status"] == "failed"
+    error = _gate(_send(env, to="+1415555", body="x"), 400, "INVALID_PHONE_NUMBER", "to")
+    assert env.message(error["message_id"])["status"] == "failed"
 
 
 def test_mms_to_a_non_nanp_number_is_rejected(env):
-    error = _error(_send(env, to="+442071838750", body="x", media_url=env.sample_media_url), 400, "MMS_NANP_ONLY")
-    assert env.message(error["details"][0]["issue"])["error_code"] == "MMS_NANP_ONLY"
+    error = _gate(_send(env, to="+442071838750", body="x", media_url=env.sample_media_url), 400, "MMS_NANP_ONLY",
+                  "to")
+    assert env.message(error["message_id"])["error_code"] == "MMS_NANP_ONLY"
 
 
 def test_sms_may_go_to_any_valid_number(env):
@@ -42,7 +50,9 @@ def test_sender_defaults_to_the_tenants_number(env):
 
 
 def test_sender_not_owned_is_rejected(env):
-    _error(_send(env, to=fictional(1), body="x", **{"from": "+18005559999"}), 403, "SENDER_NOT_ALLOWED")
+    error = _gate(_send(env, to=fictional(1), body="x", **{"from": "+18005559999"}), 403, "SENDER_NOT_ALLOWED",
+                  "from")
+    assert env.message(error["message_id"])["status"] == "failed"
     assert env.sim_messages(fictional(1)) == []
 
 
@@ -95,7 +105,7 @@ def test_sms_segments(env, text, segments):
 @pytest.mark.parametrize("url", ["http://storage.googleapis.com/b/o.png", "https://example.com/o.png",
                                  "https://127.0.0.1/o.png", "https://storage.googleapis.com:8443/b/o.png"])
 def test_media_url_rejected(env, url):
-    _error(_send(env, to=fictional(6), body="x", media_urls=[url]), 400, "MEDIA_URL_REJECTED")
+    _gate(_send(env, to=fictional(6), body="x", media_urls=[url]), 400, "MEDIA_URL_REJECTED", "media_urls")
     assert env.sim_messages(fictional(6)) == []
 
 
@@ -130,5 +140,5 @@ def test_opted_out_recipient_is_rejected(env):
 
 def test_destination_without_a_price_fails_with_price_unavailable(env):
     single = _send(env, to="+33142685300", body="bonjour")
-    error = _error(single, 400, "PRICE_UNAVAILABLE")
-    assert env.message(error["details"][0]["issue"])["error_message"]
+    error = _gate(single, 400, "PRICE_UNAVAILABLE", "to")
+    assert env.message(error["message_id"])["error_message"]
