@@ -73,3 +73,27 @@ def test_error_answers_match_the_envelope(env, method, path, kwargs):
     response = getattr(env.api, method)(path, **kwargs)
     assert 400 <= response.status_code < 500
     assert_matches("ErrorEnvelope", response.json())
+
+
+def test_cancel_answers_and_timed_messages_match_the_spec(env):
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+    single = env.api.post("/api/v1/messages/sms", json={
+        "to": fictional(4), "body": "x", "scheduled_at": later, "validity_period": 3600,
+        "delivery_window": {"days": ["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"],
+                            "from": {"hour": 0, "minute": 0}, "to": {"hour": 23, "minute": 59},
+                            "timezone": "America/New_York"}})
+    assert single.status_code == 200, single.text
+    message = env.message(single.json()["data"]["id"])
+    assert message["expires_at"] and message["delivery_window"]
+    assert_matches("Message", message)
+    canceled = env.api.delete(f"/api/v1/messages/{message['id']}")
+    assert canceled.status_code == 200
+    assert_matches("Message", canceled.json()["data"])
+    refused = env.api.delete(f"/api/v1/messages/{message['id']}/")  # canceled again: the same answer
+    assert refused.status_code == 200
+    group = env.api.post("/api/v1/messages/group", json={"to": [fictional(5), "+442071838750"], "body": "x",
+                                                          "scheduled_at": later})
+    answer = env.api.delete(f"/api/v1/messages/group/{group.json()['group_id']}")
+    assert answer.status_code == 200
+    assert_matches("CancelGroupResponse", answer.json())
+    assert_matches("ErrorEnvelope", env.api.delete("/api/v1/messages/msg_missing").json())
