@@ -40,9 +40,19 @@ class FirestoreLimits:
         slots = self.db.collection(C.RATE_LIMITS)
         expires = dt.datetime.fromtimestamp(start + window_seconds, dt.UTC) + dt.timedelta(hours=1)
         hint = self._next_slot.get(window)
-        for first in ([hint] if hint is not None and hint < limit else []) + [None]:
-            # No usable hint, or it ran into the limit: count what is really taken.
-            slot = int(first if first is not None else _count(slots.where(filter=FieldFilter("window", "==", window))))
+        counted: int | None = None
+        for start_from in (["hint"] if hint is not None and hint < limit else []) + ["count", "rescan"]:
+            if start_from == "hint":
+                slot = int(hint or 0)
+            elif start_from == "count":  # no usable hint, or it ran into the limit: count what is taken
+                counted = _count(slots.where(filter=FieldFilter("window", "==", window)))
+                slot = counted
+            elif counted is not None and counted < limit:
+                # The count saw room the walks above did not find: slots below were deleted (TTL, or a
+                # reset of the local stack) and were skipped. Look from the first slot.
+                slot = 0
+            else:
+                break
             while slot < limit:
                 try:
                     slots.document(slot_id(window, slot)).create({"window": window, "expires_at": expires})

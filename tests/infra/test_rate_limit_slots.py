@@ -48,3 +48,21 @@ def test_two_instances_taking_turns_admit_exactly_the_limit(env):
                 for _ in range(20) for limits in (first, second)]
     assert admitted.count(True) == 10
     assert admitted[:10] == [True] * 10
+
+
+def test_slots_deleted_below_a_hint_are_found_again(env):
+    """Slot documents can disappear under a live hint (TTL; a reset of the local stack): the window
+    still admits exactly the limit, neither fewer (skipping the gap) nor more."""
+    from infra import collections as C
+
+    now = dt.datetime.fromtimestamp(1_800_000_330, dt.UTC)
+    limits = FirestoreLimits(env.store.db)
+    key = f"{env.tenant_id}:gaps"
+    assert all(limits.hit_window(key, 10, 60, now)[0] for _ in range(5))
+    window = f"{key}:{1_800_000_300}"
+    for slot in range(3):
+        env.store.db.collection(C.RATE_LIMITS).document(slot_id(window, slot)).delete()
+
+    admitted = [limits.hit_window(key, 10, 60, now)[0] for _ in range(12)]
+
+    assert admitted.count(True) == 8  # 10 slots, 2 still held from before
