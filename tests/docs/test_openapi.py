@@ -2,6 +2,7 @@
 
 import datetime as dt
 import functools
+import json
 
 import pytest
 import yaml
@@ -10,7 +11,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from shared.errors import HTTP_STATUS, ErrorCode
-from tests.conftest import ROOT, fictional
+from tests.conftest import ROOT, fictional, wait_for
 
 
 @functools.cache
@@ -97,3 +98,22 @@ def test_cancel_answers_and_timed_messages_match_the_spec(env):
     assert answer.status_code == 200
     assert_matches("CancelGroupResponse", answer.json())
     assert_matches("ErrorEnvelope", env.api.delete("/api/v1/messages/msg_missing").json())
+
+
+def test_customer_events_match_the_spec_and_carry_its_headers(env):
+    sent = env.api.post("/api/v1/messages/sms", json={"to": fictional(4), "body": "x", "webhook_url": env.receiver.url})
+    env.wait_status(sent.json()["data"]["id"], "delivered")
+    wait_for(lambda: len(env.receiver.received) >= 2, 20, "two events")
+    headers = [p["name"].lower() for p in spec()["webhooks"]["messageEvent"]["post"]["parameters"] if p["required"]]
+    for record in env.receiver.received:
+        assert_matches("CustomerEvent", json.loads(record["body"]))
+        assert set(headers) <= {k.lower() for k in record["headers"]}, record["headers"]
+
+
+def test_a_single_send_gate_failure_names_the_field_and_the_stored_message(env):
+    failed = env.api.post("/api/v1/messages/sms", json={"to": fictional(5), "body": "x", "from": "+18005559999"})
+    assert failed.status_code == 403
+    assert_matches("ErrorEnvelope", failed.json())
+    error = failed.json()["error"]
+    assert error["details"] == [{"field": "from", "issue": error["message"]}]
+    assert_matches("Message", env.message(error["message_id"]))
