@@ -1,5 +1,6 @@
 """GET /api/v1/messages/{id}, GET /api/v1/messages/group/{group_id}, GET /api/v1/pricing/messaging; and the
-cancels, DELETE /api/v1/messages/{id} and DELETE /api/v1/messages/group/{group_id}."""
+cancels, DELETE /api/v1/messages/{id} and DELETE /api/v1/messages/group/{group_id}; and the redaction of a final
+message, POST /api/v1/messages/{id}/redact."""
 
 import re
 
@@ -7,21 +8,34 @@ import functions_framework
 
 from infra.runtime import runtime
 from infra.web import Reply, meta, serve
-from shared import canceling, reading
+from shared import canceling, reading, redaction
 from shared.errors import ApiError, ErrorCode
 
 _GROUP = re.compile(r"^/api/v1/messages/group/([A-Za-z0-9_]{1,64})/?$")
 _MESSAGE = re.compile(r"^/api/v1/messages/([A-Za-z0-9_]{1,64})/?$")
 _PRICING = re.compile(r"^/api/v1/pricing/messaging/?$")
+_REDACT = re.compile(r"^/api/v1/messages/([A-Za-z0-9_]{1,64})/redact/?$")
 
 
 @functions_framework.http
 def reads(request):
-    return serve(request, _route, methods=("GET", "DELETE"))
+    return serve(request, _route, methods=("GET", "DELETE", "POST"))
 
 
 def _route(ctx) -> Reply:
+    if ctx.request.method == "POST":
+        return _redact(ctx)
     return _cancel(ctx) if ctx.request.method == "DELETE" else _reads(ctx)
+
+
+def _redact(ctx) -> Reply:
+    if match := _REDACT.match(ctx.request.path):
+        data = redaction.redact(runtime(), ctx.tenant_id, match[1])
+        return Reply(200, {"data": data, "meta": meta(ctx.request_id)})
+    if _GROUP.match(ctx.request.path) or _MESSAGE.match(ctx.request.path) or _PRICING.match(ctx.request.path):
+        raise ApiError(ErrorCode.METHOD_NOT_ALLOWED, "POST is not allowed here",
+                       headers={"Allow": "GET" if _PRICING.match(ctx.request.path) else "DELETE, GET"})
+    raise ApiError(ErrorCode.NOT_FOUND, "No such resource")
 
 
 def _cancel(ctx) -> Reply:

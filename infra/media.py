@@ -275,6 +275,26 @@ class Media:
         self.bucket.blob(name).upload_from_string(item.data, content_type=item.content_type)
         return True
 
+    # -- redaction -----------------------------------------------------------------------------------
+    def remove_unused(self, name: str, in_use: Callable[[], bool]) -> str:
+        """Delete stored object ``name`` unless ``in_use()`` says another message still refers to it:
+        ``deleted``, ``in use`` or ``absent``. The delete is conditioned on the generation read before the
+        check, so a send that stores the same bytes again meanwhile (a new generation) keeps its copy."""
+        from google.api_core import exceptions as gexc  # noqa: PLC0415
+
+        blob = self.bucket.get_blob(name)
+        if blob is None:
+            return "absent"
+        if in_use():
+            return "in use"
+        try:
+            blob.delete(if_generation_match=blob.generation)
+        except gexc.NotFound:
+            return "absent"
+        except gexc.PreconditionFailed:
+            return "in use"
+        return "deleted"
+
     # -- dispatch time -------------------------------------------------------------------------------
     def signed_urls(self, media: Sequence[dict], signed_at: dt.datetime | None = None) -> list[str]:
         """V4 signed GET URLs of the leg's stored copies, valid for MEDIA_URL_TTL_SECONDS from ``signed_at``.

@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     DELIVERY_FAILED = "DELIVERY_FAILED"
     VALIDITY_EXPIRED = "VALIDITY_EXPIRED"
     NOT_CANCELABLE = "NOT_CANCELABLE"
+    MESSAGE_NOT_FINAL = "MESSAGE_NOT_FINAL"
     # webhooks in
     INVALID_SIGNATURE = "INVALID_SIGNATURE"
     # ours
@@ -84,6 +85,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.DELIVERY_FAILED: 502,
     ErrorCode.VALIDITY_EXPIRED: 410,  # on the message only: its validity ended before it could be sent
     ErrorCode.NOT_CANCELABLE: 409,
+    ErrorCode.MESSAGE_NOT_FINAL: 409,
     ErrorCode.INVALID_SIGNATURE: 401,
     ErrorCode.INTERNAL: 500,
 }
@@ -108,6 +110,7 @@ DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.DELIVERY_FAILED: "The carrier could not deliver the message",
     ErrorCode.VALIDITY_EXPIRED: "The message's validity ended before it could be sent; it was not sent or charged",
     ErrorCode.NOT_CANCELABLE: "The message was already handed to the provider (or is still being accepted)",
+    ErrorCode.MESSAGE_NOT_FINAL: "Only a message in a final status can be redacted",
 }
 
 

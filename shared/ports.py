@@ -220,6 +220,8 @@ class MediaStore(Protocol):
 
     def signed_urls(self, media: Sequence[dict], signed_at: dt.datetime | None = None) -> list[str]: ...
 
+    def remove_unused(self, name: str, in_use: Callable[[], bool]) -> str: ...
+
 
 def media_docs(media: Sequence[StoredMedia]) -> list[dict]:
     return [m.to_doc() for m in media]

@@ -5,7 +5,7 @@
 #  function  Firestore  enqueue on        actAs tasks-invoker  media bucket  signs URLs  secret
 #  send      yes        dispatch, notify  yes                  objectAdmin   yes         -
 #  group     yes        dispatch, notify  yes                  objectAdmin   yes         -
-#  reads     yes        notify            yes                  -             -           -
+#  reads     yes        notify            yes                  objectAdmin   -           -
 #  webhook   yes        dispatch, notify  yes                  -             -           TELNYX_PUBLIC_KEY
 #  sweeper   yes        dispatch, notify  yes                  -             -           -
 #  dispatch  yes        dispatch, notify  yes                  objectAdmin   yes         TELNYX_API_KEY

@@ -33,11 +33,11 @@ locals {
       media       = true
     }
     reads = {
-      description = "GET message, group and pricing reads; DELETE cancels a message or a group's messages."
+      description = "GET message, group and pricing reads; DELETE cancels a message or a group's messages; POST redacts."
       public      = true
       timeout     = 30
       enqueues    = ["notify"]
-      media       = false
+      media       = true
     }
     webhook = {
       description = "POST /webhooks/telnyx: verify and record Telnyx delivery reports; start SMS failovers."

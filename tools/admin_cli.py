@@ -17,6 +17,7 @@ Every command prints JSON on stdout. Every mistake is one line on stderr and a n
   mmsgate-admin senders list TENANT | add TENANT +1... [--no-sms] [--no-mms] [--default] | remove TENANT +1...
   mmsgate-admin webhooks set TENANT [--url URL | --clear-url] [--failover-url URL | --clear-failover-url]
   mmsgate-admin webhooks secret TENANT | rotate TENANT
+  mmsgate-admin retention show TENANT | set TENANT DAYS
   mmsgate-admin pricing seed | show [COUNTRY]
   mmsgate-admin opt-outs list TENANT | add TENANT +1... | remove TENANT +1...
 """
@@ -297,8 +298,15 @@ def _tenant_view(tenant_id: str, doc: dict[str, Any]) -> dict[str, Any]:
         "usage": {"day": doc.get("usage_day"), "count": int(doc.get("usage_count") or 0)},
         "webhook_url": doc.get("webhook_url"), "webhook_failover_url": doc.get("webhook_failover_url"),
         "webhook_secret_version": int(doc.get("webhook_secret_version") or 0),
+        "retention_days": _retention_days(doc),
         "disabled": bool(doc.get("disabled")), "updated_at": doc.get("updated_at"),
     })
+
+
+def _retention_days(doc: dict[str, Any]) -> int:
+    from shared.retention import clamp_days
+
+    return clamp_days(doc.get("retention_days"))
 
 
 def tenants_list(ctx: Ctx, args: argparse.Namespace) -> Any:
@@ -452,6 +460,31 @@ def senders_remove(ctx: Ctx, args: argparse.Namespace) -> Any:
         return {"senders": senders, "sender_numbers": sorted(senders)}
 
     return _senders_view(_change_tenant(ctx, args.tenant, change))
+
+
+# ------------------------------------------------------------------------------------------ retention
+
+def retention_days_arg(value: str) -> int:
+    from shared.retention import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
+
+    try:
+        days = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of days") from None
+    if not MIN_RETENTION_DAYS <= days <= MAX_RETENTION_DAYS:
+        raise argparse.ArgumentTypeError(f"retention must be {MIN_RETENTION_DAYS}-{MAX_RETENTION_DAYS} days")
+    return days
+
+
+def retention_show(ctx: Ctx, args: argparse.Namespace) -> Any:
+    return {"tenant_id": args.tenant, "retention_days": _retention_days(tenant_doc(ctx, args.tenant))}
+
+
+def retention_set(ctx: Ctx, args: argparse.Namespace) -> Any:
+    tenant_doc(ctx, args.tenant)
+    _update_tenant(ctx, args.tenant, {"retention_days": args.days})
+    return {"tenant_id": args.tenant, "retention_days": _retention_days(tenant_doc(ctx, args.tenant)),
+            "note": "applies to messages created from now on"}
 
 
 # ------------------------------------------------------------------------------------------ webhooks
@@ -628,6 +661,11 @@ def build_parser() -> argparse.ArgumentParser:
     failover.add_argument("--clear-failover-url", action="store_true")
     leaf(w, "secret", webhooks_secret, "the whsec_ secret receivers verify with (needs WEBHOOK_SIGNING_KEY)")
     leaf(w, "rotate", webhooks_rotate, "a new secret; the old one still signs for 24 h (needs WEBHOOK_SIGNING_KEY)")
+
+    r = group("retention", "how long messages, groups and their events are kept: show, set")
+    leaf(r, "show", retention_show, "the tenant's retention in days (default 90)")
+    p = leaf(r, "set", retention_set, "keep new messages DAYS days, then Firestore TTL deletes them")
+    p.add_argument("days", type=retention_days_arg, metavar="DAYS", help="1-3650")
 
     pr = group("pricing", "prices per destination country: seed, show")
     leaf(pr, "seed", pricing_seed, "write the default prices (US, CA, GB)", tenant=False)

@@ -45,6 +45,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", r"/api/v1/pricing/messaging"): "reads",
     ("DELETE", r"/api/v1/messages/group/[^/]+/?"): "reads",
     ("DELETE", r"/api/v1/messages/(?!(?:sms|group)/?$)[^/]+/?"): "reads",
+    ("POST", r"/api/v1/messages/[^/]+/redact/?"): "reads",
     ("POST", r"/webhooks/telnyx"): "webhook",
 }
 

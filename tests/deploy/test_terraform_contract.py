@@ -39,7 +39,7 @@ PUBLIC_FUNCTIONS = {"send", "group", "reads", "webhook"}
 LOCAL_ONLY_ENV = settings.LOCAL_ONLY_ENV
 # Queue helpers of infra/queue.py -> the queue they create tasks on.
 ENQUEUE_CALLS = {"enqueue_dispatch": "dispatch", "enqueue_notify": "notify"}
-MEDIA_FUNCTIONS = {"send", "group", "dispatch"}
+MEDIA_FUNCTIONS = {"send", "group", "dispatch", "reads"}  # reads: a redaction deletes media copies
 # Public paths of the gateway -> function serving them.
 GATEWAY_ROUTES = {
     ("/api/v1/messages/sms", "post"): "send",
@@ -48,6 +48,7 @@ GATEWAY_ROUTES = {
     ("/api/v1/messages/group/{group_id}", "get"): "reads",
     ("/api/v1/messages/{id}", "delete"): "reads",
     ("/api/v1/messages/group/{group_id}", "delete"): "reads",
+    ("/api/v1/messages/{id}/redact", "post"): "reads",
     ("/api/v1/pricing/messaging", "get"): "reads",
     ("/webhooks/telnyx", "post"): "webhook",
 }
