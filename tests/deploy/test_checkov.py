@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+# Runs a real server or tool (terraform, checkov, the simulator): not part of the fast pure-Python tier.
+pytestmark = pytest.mark.stack
+
 ROOT = Path(__file__).resolve().parents[2]
 TF_DIR = ROOT / "terraform"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"

@@ -38,6 +38,9 @@ if str(ROOT) not in sys.path:
 from tests.deploy.tfcli import need, terraform_command  # noqa: E402
 from tools.tfstub import mirror  # noqa: E402
 
+# Runs a real server or tool (terraform, checkov, the simulator): not part of the fast pure-Python tier.
+pytestmark = pytest.mark.stack
+
 
 @pytest.fixture(scope="session")
 def terraform() -> list[str]:

@@ -24,6 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tools.telnyx_sim import SimConfig, generate_keypair, outcome_code, sign, start_server, verify
 
+# Runs a real server or tool (terraform, checkov, the simulator): not part of the fast pure-Python tier.
+pytestmark = pytest.mark.stack
+
 API_KEY = "KEYsim_test_123"
 FROM = "+15005550006"
 REPO = Path(__file__).resolve().parents[2]
