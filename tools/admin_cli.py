@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 PROG = "mmsgate-admin"
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,7 +216,11 @@ def check_webhook_url(ctx: Ctx, option: str, url: str) -> str:
     try:
         return check_url(url, webhook_url_policy(_trusted_origins(ctx)), system_resolver).url
     except UrlRejected as exc:
-        raise CliError(f"{option} {url!r} is rejected: {exc.reason}") from None
+        hint = ""
+        if ctx.emulator and urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1"):
+            hint = (" (a receiver of your own on this machine: start make dev with "
+                    "MMSGATE_DEV_TRUSTED_ORIGINS=<its origin>)")
+        raise CliError(f"{option} {url!r} is rejected: {exc.reason}{hint}") from None
 
 
 def signing_key(ctx: Ctx) -> str:
