@@ -199,7 +199,14 @@ class DevServer(ThreadingHTTPServer):
     # -- the console's data ------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         out: dict[str, Any] = {"now": _now_iso(), "errors": []}
-        for key, collection in (("messages", C.MESSAGES), ("groups", C.GROUPS), ("batches", "batches")):
+        # Batches and a separate inbound collection appear once those features store them; until then
+        # (or if inbound messages share the messages collection, with direction "inbound") these are empty.
+        sources = (("messages", C.MESSAGES), ("groups", C.GROUPS), ("batches", getattr(C, "BATCHES", "batches")),
+                   ("inbound", getattr(C, "INBOUND", None)))
+        for key, collection in sources:
+            if collection is None:
+                out[key] = []
+                continue
             try:
                 out[key] = self.store.recent(collection)
             except (OSError, RuntimeError, ValueError) as exc:

@@ -121,7 +121,7 @@ async function refresh() {
   try {
     const response = await fetch("/_dev/api/state", { cache: "no-store" });
     const state = await response.json();
-    const inbound = state.messages.filter((m) => m.direction === "inbound");
+    const inbound = state.messages.filter((m) => m.direction === "inbound").concat(state.inbound || []);
     const outbound = state.messages.filter((m) => m.direction !== "inbound");
     renderMessages(outbound);
     renderGroups(state.groups, state.messages);
