@@ -113,13 +113,14 @@ class Leg:
     status_since: dt.datetime | None = None
     updated_at: dt.datetime | None = None
     group_id: str | None = None
+    batch_id: str | None = None  # the batch send this leg is one recipient of (shared/batching.py)
     body: str | None = None
     subject: str | None = None
     media_urls: tuple[str, ...] = ()
     media: tuple[StoredMedia, ...] = ()
     scheduled_at: dt.datetime | None = None
-    # validity (the API's expires_at; that name is the retention TTL's here): not handed to the provider by
-    # then, the leg ends expired (shared/validity.py)
+    # validity (the API's expires_at; stored documents keep that name for TTL fields): not handed to the
+    # provider by then, the leg ends expired (shared/validity.py)
     valid_until: dt.datetime | None = None
     delivery_window: Window | None = None  # sent only while open (shared/windows.py)
     webhook_url: str | None = None
@@ -174,6 +175,7 @@ class Leg:
     def to_doc(self) -> Doc:
         return {
             "id": self.id, "leg_key": self.leg_key, "tenant_id": self.tenant_id, "group_id": self.group_id,
+            "batch_id": self.batch_id,
             "to": self.to, "from": self.from_, "body": self.body, "subject": self.subject,
             "media_urls": list(self.media_urls), "media": [m.to_doc() for m in self.media],
             "channel": self.channel, "encoding": self.encoding, "segments": self.segments,
@@ -204,6 +206,7 @@ class Leg:
     def from_doc(cls, doc: Doc) -> Leg:
         return cls(
             id=doc["id"], leg_key=doc["leg_key"], tenant_id=doc["tenant_id"], group_id=doc.get("group_id"),
+            batch_id=doc.get("batch_id"),
             to=doc["to"], from_=doc.get("from") or "", body=doc.get("body"), subject=doc.get("subject"),
             media_urls=tuple(doc.get("media_urls") or ()),
             media=tuple(StoredMedia.from_doc(m) for m in doc.get("media") or ()),
