@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from shared.provider import Kind, Lookup, LookupState, OutboundMessage, Outcome, classify
+from shared.provider import GroupOutboundMessage, Kind, Lookup, LookupState, OutboundMessage, Outcome, classify
 
 # Connect quickly or not at all: a connect failure is safe to retry. Reading may take longer, and a
 # read that times out is ambiguous (the provider may have the message).
@@ -60,12 +60,18 @@ class TelnyxProvider:
 
     # -- send ------------------------------------------------------------------------------------------
     def send(self, message: OutboundMessage) -> Outcome:
+        return self._post("/v2/messages", request_body(message), message.idempotency_key)
+
+    def send_group(self, message: GroupOutboundMessage) -> Outcome:
+        """``POST /v2/messages/group_mms`` (telnyx.md §1.10): one message id for every recipient."""
+        return self._post("/v2/messages/group_mms", group_request_body(message), message.idempotency_key)
+
+    def _post(self, path: str, body: bytes, idempotency_key: str) -> Outcome:
         try:
             response = self.client.post(
-                f"{self.base_url}/v2/messages",
-                content=request_body(message),
-                headers=self._headers(**{"Content-Type": "application/json",
-                                         "Idempotency-Key": message.idempotency_key}),
+                f"{self.base_url}{path}",
+                content=body,
+                headers=self._headers(**{"Content-Type": "application/json", "Idempotency-Key": idempotency_key}),
                 timeout=TIMEOUT,
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -75,7 +81,7 @@ class TelnyxProvider:
         return _outcome(response)
 
     # -- find ------------------------------------------------------------------------------------------
-    def find(self, message: OutboundMessage, since: dt.datetime) -> Lookup:
+    def find(self, message: OutboundMessage | GroupOutboundMessage, since: dt.datetime) -> Lookup:
         deadline = time.monotonic() + LOOKUP_DEADLINE
         try:
             records, complete = self._search(message, since, deadline)
@@ -95,7 +101,7 @@ class TelnyxProvider:
                 problems.append(f"{provider_id}: {exc}")
                 continue
             if names_leg(data.get("webhook_url"), message.message_id):
-                return Lookup(LookupState.FOUND, provider_id=provider_id, status=_status_of(data, message.to),
+                return Lookup(LookupState.FOUND, provider_id=provider_id, status=_status_of(data, _cld(message)),
                               detail=f"found among {len(ids)} candidate(s)")
         if problems:
             return Lookup(LookupState.UNKNOWN, detail="could not retrieve " + "; ".join(problems[:3]))
@@ -103,7 +109,8 @@ class TelnyxProvider:
             return Lookup(LookupState.UNKNOWN, detail="more detail records than one search page")
         return Lookup(LookupState.ABSENT, detail=f"none of {len(ids)} candidate(s) names the leg")
 
-    def _search(self, message: OutboundMessage, since: dt.datetime, deadline: float) -> tuple[list[dict], bool]:
+    def _search(self, message: OutboundMessage | GroupOutboundMessage, since: dt.datetime, deadline: float
+                ) -> tuple[list[dict], bool]:
         """The outbound messaging records of the leg's route since ``since`` (less the skew), newest first,
         and whether that is all of them."""
         if since.tzinfo is None:
@@ -113,7 +120,7 @@ class TelnyxProvider:
             "filter[record_type]": "messaging",
             "filter[direction]": "outbound",
             "filter[cli]": message.from_,
-            "filter[cld]": message.to,
+            "filter[cld]": _cld(message),
             "filter[created_at][gte]": start,
             "sort": "-created_at",
             "page[number]": "1",
@@ -183,17 +190,42 @@ def request_body(message: OutboundMessage) -> bytes:
     return json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=True).encode()
 
 
+def group_request_body(message: GroupOutboundMessage) -> bytes:
+    """The group_mms body, as deterministic as ``request_body`` (recipients in the conversation's order)."""
+    body: dict = {
+        "from": message.from_,
+        "to": list(message.to),
+        "webhook_url": message.webhook_url,
+        "use_profile_webhooks": False,
+    }
+    if message.text:
+        body["text"] = message.text
+    if message.subject:
+        body["subject"] = message.subject
+    if message.media_urls:
+        body["media_urls"] = list(message.media_urls)
+    return json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=True).encode()
+
+
 def names_leg(webhook_url: object, message_id: str) -> bool:
-    """Whether a provider message's webhook URL is the one we gave this leg (``?leg=<message_id>``)."""
+    """Whether a provider message's webhook URL is the one we gave this leg (``?leg=<message_id>``) or this
+    conversation (``?conversation=<conversation id>``)."""
     if not isinstance(webhook_url, str):
         return False
-    return parse_qs(urlsplit(webhook_url).query).get("leg") == [message_id]
+    query = parse_qs(urlsplit(webhook_url).query)
+    return query.get("leg") == [message_id] or query.get("conversation") == [message_id]
 
 
-def _same_route(record: dict, message: OutboundMessage) -> bool:
+def _cld(message: OutboundMessage | GroupOutboundMessage) -> str:
+    """The recipient a detail record search filters on: a group message has a record per recipient, so its
+    first recipient's record stands for it."""
+    return message.to if isinstance(message, OutboundMessage) else message.to[0]
+
+
+def _same_route(record: dict, message: OutboundMessage | GroupOutboundMessage) -> bool:
     """Checked here too, so a search that ignored a filter cannot make another route's message a candidate."""
     direction = record.get("direction")
-    return (record.get("cli") in (None, message.from_) and record.get("cld") in (None, message.to)
+    return (record.get("cli") in (None, message.from_) and record.get("cld") in (None, _cld(message))
             and direction in (None, "outbound"))
 
 
@@ -261,5 +293,9 @@ def send(message: OutboundMessage) -> Outcome:
     return TelnyxProvider.from_settings().send(message)
 
 
-def find(message: OutboundMessage, since: dt.datetime) -> Lookup:
+def send_group(message: GroupOutboundMessage) -> Outcome:
+    return TelnyxProvider.from_settings().send_group(message)
+
+
+def find(message: OutboundMessage | GroupOutboundMessage, since: dt.datetime) -> Lookup:
     return TelnyxProvider.from_settings().find(message, since)

@@ -57,6 +57,7 @@ class Action(StrEnum):
     FOLLOW_UP = "follow_up"  # not now: a named task comes back at ``at``
     RESCHEDULE = "reschedule"  # a scheduled leg arrived early (Cloud Tasks' 30-day cap): go round again
     DONE = "done"  # nothing to do
+    CONVERSATION = "conversation"  # a conversation's recipient: the conversation is sent as one
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,10 @@ def dispatch(rt: Runtime, message_id: str) -> Answer:
     claim = change(rt, message_id, lambda leg: claim_step(leg, now, lease))
     step, leg = claim.result, claim.current
     assert step is not None
+    if step.action is Action.CONVERSATION and leg is not None:
+        from shared import conversation  # noqa: PLC0415 - it builds on this module
+
+        return conversation.dispatch(rt, leg)
     if step.action in (Action.SEND, Action.RECONCILE):
         assert leg is not None
         claimed_at = leg.claimed_at
@@ -150,6 +155,10 @@ def claim_step(leg: Leg | None, now: dt.datetime, lease: dt.timedelta = CLAIM_LE
     """Decide what one delivery of a leg's dispatch task does (pure)."""
     if leg is None:
         return Decision(result=Step(Action.DONE, "unknown message"))
+    if leg.conversation_id:
+        # One recipient of a group conversation: the conversation is claimed and sent as one group_mms
+        # (shared/conversation.py), whichever of its recipients' tasks comes first.
+        return Decision(result=Step(Action.CONVERSATION, "conversation"))
     if leg.status in (Status.QUEUED, Status.SCHEDULED):
         if validity.past(leg, now):
             return _expire(leg, now, "validity ended before it was sent")

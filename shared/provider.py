@@ -57,6 +57,27 @@ class OutboundMessage:
 
 
 @dataclass(frozen=True)
+class GroupOutboundMessage:
+    """One Telnyx group_mms: a true group conversation of up to 8 recipients (shared/conversation.py).
+    ``message_id`` is the conversation's id; every attempt carries its idempotency key and the same body."""
+
+    message_id: str
+    to: tuple[str, ...]
+    from_: str
+    text: str | None
+    subject: str | None
+    media_urls: tuple[str, ...]
+    webhook_url: str
+    idempotency_key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.idempotency_key:
+            object.__setattr__(self, "idempotency_key", idempotency_key_for(self.message_id))
+        if not IDEMPOTENCY_KEY.match(self.idempotency_key):
+            raise ValueError(f"idempotency key {self.idempotency_key!r} does not match {IDEMPOTENCY_KEY.pattern}")
+
+
+@dataclass(frozen=True)
 class Outcome:
     kind: Kind
     provider_id: str | None = None
@@ -86,9 +107,13 @@ class Provider(Protocol):
         """One attempt, no retries of its own. Never raises for a provider or network failure."""
         ...
 
-    def find(self, message: OutboundMessage, since: datetime) -> Lookup:
-        """Whether the provider holds ``message`` (matched by its leg), sent no earlier than ``since``
-        (the leg's first attempt; allow for clock skew). Never raises: failures are UNKNOWN."""
+    def send_group(self, message: GroupOutboundMessage) -> Outcome:
+        """One group_mms attempt (one conversation, one provider message id), as ``send``."""
+        ...
+
+    def find(self, message: OutboundMessage | GroupOutboundMessage, since: datetime) -> Lookup:
+        """Whether the provider holds ``message`` (matched by its leg, or its conversation), sent no earlier
+        than ``since`` (the first attempt; allow for clock skew). Never raises: failures are UNKNOWN."""
         ...
 
 

@@ -52,7 +52,7 @@ def group(rt: Runtime, tenant_id: str, group_id: str) -> dict[str, Any]:
             counts["accepted"] += 1
         counts["delivered"] += leg.status is Status.DELIVERED
         counts["final"] += leg.is_final
-    return {"group_id": group_id, "messages": [view(leg) for leg in legs],
+    return {"group_id": group_id, "conversation_id": record.conversation_id, "messages": [view(leg) for leg in legs],
             "summary": {**counts, "succeeded": counts["accepted"], "by_status": by_status}}
 
 

@@ -45,7 +45,9 @@ def ingest(rt: Runtime, raw: bytes, timestamp: str | None, signature: str | None
     # Our dispatch names the leg in the webhook URL (inside the signed body): go straight to it. The
     # provider-id query is only for reports that carry no leg (apply_report still refuses a leg whose
     # provider id differs from the report's).
-    leg_id = report.leg_from_url or (rt.legs.id_by_provider_id(report.provider_id) if report.provider_id else None)
+    leg_id = report.leg_from_url or _conversation_member(rt, report) or (
+        rt.legs.id_by_provider_and_recipient(report.provider_id, report.recipient_number) if report.provider_id
+        else None)
     record = ProviderEventRecord(event_id=report.event_id, event_type=report.event_type,
                                  provider_id=report.provider_id)
     if not leg_id:
@@ -63,6 +65,17 @@ def ingest(rt: Runtime, raw: bytes, timestamp: str | None, signature: str | None
         latency = (report.occurred_at - mutation.after.sent_at).total_seconds() * 1000
         observe.metric("report.latency", latency_ms=round(max(0.0, latency), 1), event_type=report.event_type)
     return {"outcome": mutation.result or "applied"}
+
+
+def _conversation_member(rt: Runtime, report: Report) -> str | None:
+    """A group_mms reports per recipient: the URL names the conversation, ``to[0]`` the recipient."""
+    conversation_id = report.conversation_from_url
+    if conversation_id is None:
+        return None
+    conversation = rt.legs.get_conversation(conversation_id)
+    if conversation is None or report.recipient_number not in conversation.numbers:
+        return None
+    return conversation.members[conversation.numbers.index(report.recipient_number)]
 
 
 def apply_report(leg: Leg | None, report: Report, now: dt.datetime) -> Decision[str]:

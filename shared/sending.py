@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared import ids, observe, retention, validity
+from shared import conversation, ids, observe, retention, validity
 from shared.answers import error_body, meta
 from shared.errors import ApiError, ErrorCode, message_for
 from shared.leg_changes import announce
@@ -121,6 +121,7 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
             for leg in legs]
     group = Group(id=group_id, tenant_id=tenant.id, total=len(legs), created_at=now, request_id=request_id,
                   message_ids=tuple(leg.id for leg in legs), delete_at=retention.delete_at(tenant, now),
+                  conversation_id=legs[0].conversation_id,
                   ) if group_id else None
 
     def answer(accepted: list[Leg]) -> IdempotentAnswer | None:
@@ -274,15 +275,19 @@ def _build_legs(tenant: Tenant, req: SendRequest | GroupRequest, recipients: lis
                 channel=channel, encoding=encoding, segments=segments, scheduled_at=req.scheduled_at,
                 webhook_url=req.webhook_url or tenant.webhook_url, metadata=req.metadata or {},
                 request_id=request_id, now=now).with_(media=media,  # our stored copies; dispatch signs them
-                                                      **controls(tenant, req, sender, now))
+                                                      **controls(tenant, req, sender, now, group_id))
         for r in recipients
     ]
 
 
-def controls(tenant: Tenant, req: SendRequest | GroupRequest, sender: str, now: dt.datetime) -> dict[str, Any]:
-    """The leg fields of webhook control, SMS failover and retention a request sets (docs/decisions.md)."""
+def controls(tenant: Tenant, req: SendRequest | GroupRequest, sender: str, now: dt.datetime,
+             group_id: str | None = None) -> dict[str, Any]:
+    """The leg fields of webhook control, SMS failover, retention and group conversation a request sets
+    (docs/decisions.md)."""
     failover = req.sms_failover
+    conversation = isinstance(req, GroupRequest) and req.conversation and group_id is not None
     return {
+        "conversation_id": ids.conversation_id(group_id) if conversation and group_id else None,
         "webhook_failover_url": req.webhook_failover_url or tenant.webhook_failover_url,
         "request_dlr": req.request_dlr,
         "client_ref": req.client_ref,
@@ -337,6 +342,7 @@ def _after_accept(rt: Runtime, before: list[Leg], after: list[Leg]) -> None:
     request is accepted already, and the sweeper re-enqueues a queued leg whose task is missing."""
     tasks = [DispatchTask(leg.id, ids.task_name(leg.leg_key), leg.scheduled_at)
              for leg in after if leg.status in (Status.QUEUED, Status.SCHEDULED)]
+    tasks = conversation.one_task(tasks, after)  # a conversation's legs share one dispatch task
     if tasks:
         try:
             errors = rt.queue.enqueue_dispatch_many(tasks)
@@ -397,4 +403,6 @@ def group_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt
         messages.append(item)
     summary["succeeded"] = summary["accepted"]
     status = 207 if summary["failed"] else 200
-    return status, {"group_id": group_id, "messages": messages, "summary": summary, "meta": meta(request_id, now)}
+    extra = {"conversation_id": legs[0].conversation_id} if legs and legs[0].conversation_id else {}
+    return status, {"group_id": group_id, **extra, "messages": messages, "summary": summary,
+                    "meta": meta(request_id, now)}

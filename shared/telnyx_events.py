@@ -24,6 +24,7 @@ EVENT_TYPE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 PROVIDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 # What shared.ids hands out as message ids (base32 lower case): nothing else is looked up as a leg.
 LEG_ID = re.compile(r"msg_[a-z0-9]{1,64}")
+CONVERSATION_ID = re.compile(r"cnv_[a-z0-9]{1,64}")
 MAX_WEBHOOK_URL = 2048
 
 
@@ -49,6 +50,20 @@ class Report:
         query = urllib.parse.urlsplit(self.payload.get("webhook_url") or "").query
         legs = urllib.parse.parse_qs(query).get("leg") or []
         return legs[0] if legs and LEG_ID.fullmatch(legs[0]) else None
+
+    @property
+    def conversation_from_url(self) -> str | None:
+        """The conversation (one group_mms) our dispatch named in the webhook URL, if it is one of our ids."""
+        query = urllib.parse.urlsplit(self.payload.get("webhook_url") or "").query
+        found = urllib.parse.parse_qs(query).get("conversation") or []
+        return found[0] if found and CONVERSATION_ID.fullmatch(found[0]) else None
+
+    @property
+    def recipient_number(self) -> str | None:
+        """The recipient this report is about: a group message's per-recipient webhook lists it first."""
+        to = self.payload.get("to") or [{}]
+        number = to[0].get("phone_number")
+        return number if isinstance(number, str) and number else None
 
 
 def _invalid(field: str, issue: str) -> ApiError:

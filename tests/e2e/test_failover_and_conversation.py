@@ -193,3 +193,157 @@ def test_bad_failover_input_is_a_400_naming_the_field(env):
                                                            "sms_failover": {"text": "y"}})
     assert sms_only.status_code == 400
     assert sms_only.json()["error"]["details"][0]["field"] == "sms_failover"
+
+
+# -- group conversations -------------------------------------------------------------------------------
+def _group_mms(env, numbers: list[str]) -> list[dict]:
+    """The simulator's group_mms messages whose recipients are exactly ``numbers``."""
+    return [m for m in env.sim_messages() if m["group"] and sorted(m["to"]) == sorted(numbers)]
+
+
+def test_a_conversation_is_one_group_mms_with_a_leg_status_and_events_per_recipient(env):
+    numbers = [fictional(22), fictional(84), fictional(99)]
+    response = env.api.post("/api/v1/messages/group", json={
+        "to": numbers, "body": "dinner at 8?", "media_urls": [env.sample_media_url], "conversation": True,
+        "webhook_url": env.receiver.url})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["conversation_id"].startswith("cnv_")
+    assert [m["to"] for m in answer["messages"]] == numbers
+    assert answer["summary"]["total"] == 3 and answer["summary"]["failed"] == 0
+    ids_ = [m["message_id"] for m in answer["messages"]]
+
+    delivered, undelivered, sent = (env.wait_status(ids_[0], "delivered"), env.wait_status(ids_[1], "undelivered"),
+                                    env.wait_status(ids_[2], "sent"))
+    [group_mms] = _group_mms(env, numbers)
+    assert group_mms["text"] == "dinner at 8?" and group_mms["type"] == "MMS"
+    assert {delivered["provider_id"], undelivered["provider_id"], sent["provider_id"]} == {group_mms["id"]}
+    assert all(m["conversation_id"] == answer["conversation_id"] for m in (delivered, undelivered, sent))
+    assert undelivered["error_code"] == "DELIVERY_FAILED"
+    assert len([m for m in env.sim_messages() if not m["group"]]) == 0  # no single sends besides
+
+    # each recipient's own events, under its own message id
+    wait_for(lambda: {(e["data"]["id"], e["type"]) for e in map(lambda r: json.loads(r["body"]),
+                                                               env.receiver.received)}
+             >= {(ids_[0], "message.delivered"), (ids_[1], "message.failed"), (ids_[2], "message.sent")},
+             20, "per-recipient events")
+    group = env.api.get(f"/api/v1/messages/group/{answer['group_id']}").json()["data"]
+    assert group["conversation_id"] == answer["conversation_id"]
+    assert [m["status"] for m in group["messages"]] == ["delivered", "undelivered", "sent"]
+
+
+def test_a_recipient_failing_a_gate_is_left_out_of_the_conversation(env):
+    numbers = [fictional(23), fictional(24), fictional(25)]
+    env.store.accounts.add_opt_out(env.tenant_id, numbers[1], source="test")
+    before = env.balance()
+    response = env.api.post("/api/v1/messages/group", json={"to": numbers, "body": "hi", "conversation": True})
+    assert response.status_code == 207, response.text
+    items = response.json()["messages"]
+    assert [m["status"] for m in items] == ["queued", "failed", "queued"]
+    assert items[1]["error_code"] == "RECIPIENT_OPTED_OUT"
+    env.wait_status(items[0]["message_id"], "delivered")
+    env.wait_status(items[2]["message_id"], "delivered")
+    assert len(_group_mms(env, [numbers[0], numbers[2]])) == 1
+    assert env.sim_messages(numbers[1]) == []
+    assert env.balance() == before - 2 * MMS_US
+
+
+def test_a_refused_conversation_fails_and_refunds_every_member(env):
+    numbers = [fictional(26), fictional(91)]  # 91: the provider refuses the whole group_mms (STOP)
+    before = env.balance()
+    response = env.api.post("/api/v1/messages/group", json={"to": numbers, "body": "hi", "conversation": True,
+                                                             "sms_failover": {"text": "sms instead"}})
+    ids_ = [m["message_id"] for m in response.json()["messages"]]
+    failed = [env.wait_status(i, "failed") for i in ids_]
+    assert {m["error_code"] for m in failed} == {"PROVIDER_REJECTED"}
+    # nobody can be told apart as the one who opted out: no opt-out recorded, no SMS to anyone
+    assert all(m["failover_message_id"] is None for m in failed)
+    assert env.balance() == before
+    assert [m for m in env.sim_messages() if m["type"] == "SMS"] == []
+
+
+def test_duplicate_deliveries_of_every_members_task_make_one_group_mms(env):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from infra import collections as C
+
+    numbers = [fictional(27), fictional(28), fictional(29)]
+    at = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    response = env.api.post("/api/v1/messages/group", json={"to": numbers, "body": "dup", "conversation": True,
+                                                             "scheduled_at": at})
+    ids_ = [m["message_id"] for m in response.json()["messages"]]
+    for message_id in ids_:  # due now: only our deliveries dispatch it
+        env.store.db.collection(C.MESSAGES).document(message_id).update(
+            {"scheduled_at": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)})
+
+    def deliver(message_id: str) -> int:
+        return httpx.post(env.stack.urls["function:dispatch"], content=json.dumps({"message_id": message_id}),
+                          headers={"Content-Type": "application/json"}, timeout=30).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(deliver, ids_ * 3))
+    assert statuses == [200] * 9
+    for message_id in ids_:
+        env.wait_status(message_id, "delivered")
+    assert len(_group_mms(env, numbers)) == 1
+
+
+def test_a_killed_dispatch_during_conversation_sends_makes_one_group_mms_each(env):
+    tenant_id, key = env.new_tenant(rps=100)
+    client = env.client(key)
+    conversations = [[f"+1{npa}55501{xx:02d}" for xx in (5, 98, 85)] for npa in ("301", "302", "303", "304")]
+    started = threading.Event()
+    sent: list[list[str]] = []
+
+    def send(numbers: list[str]) -> None:
+        response = client.post("/api/v1/messages/group", json={"to": numbers, "body": "k", "conversation": True})
+        assert response.status_code == 200, response.text
+        sent.append([m["message_id"] for m in response.json()["messages"]])
+        started.set()
+
+    threads = [threading.Thread(target=send, args=(numbers,)) for numbers in conversations]
+    for t in threads:
+        t.start()
+    started.wait(10)
+    env.stack.kill("dispatch")
+    time.sleep(1.0)
+    env.stack.start_component("dispatch")
+    for t in threads:
+        t.join()
+
+    legs = [message_id for group in sent for message_id in group]
+
+    def all_final() -> bool:
+        assert env.stack.sweep()[0] == 200
+        return all(client.get(f"/api/v1/messages/{i}").json()["data"]["final"] for i in legs)
+
+    wait_for(all_final, 120, "conversation legs never final")
+    for numbers in conversations:
+        assert len(_group_mms(env, numbers)) == 1, numbers
+    by_group: dict[str, set] = {}
+    for message_id in legs:
+        m = client.get(f"/api/v1/messages/{message_id}").json()["data"]
+        assert m["provider_id"], m
+        by_group.setdefault(m["conversation_id"], set()).add(m["provider_id"])
+    assert len(by_group) == 4 and all(len(p) == 1 for p in by_group.values())
+    assert env.balance(tenant_id) == 100_000_000 - len(legs) * MMS_US
+
+
+def test_bad_conversations_are_a_400_naming_the_field(env):
+    too_many = [fictional(30 + i) for i in range(9)]
+    cases = [
+        {"to": too_many, "body": "x", "conversation": True},
+        {"to": [fictional(30), "+442071838750"], "body": "x", "conversation": True},
+        {"to": [fictional(30), "not a number"], "body": "x", "conversation": True},
+        {"to": [fictional(30)], "body": "x", "conversation": "yes"},
+    ]
+    for body in cases:
+        response = env.api.post("/api/v1/messages/group", json=body)
+        assert response.status_code == 400, response.text
+        field = response.json()["error"]["details"][0]["field"]
+        assert field == ("conversation" if body["conversation"] == "yes" else "to"), response.text
+    assert env.sim_messages() == []
+    # nine recipients are fine without conversation (the group fan-out allows 20)
+    assert env.api.post("/api/v1/messages/group", json={"to": too_many, "body": "x"}).status_code == 200
