@@ -1,6 +1,6 @@
-"""GET /api/v1/messages/{id}, GET /api/v1/messages/group/{group_id}, GET /api/v1/pricing/messaging; and the
-cancels, DELETE /api/v1/messages/{id} and DELETE /api/v1/messages/group/{group_id}; and the redaction of a final
-message, POST /api/v1/messages/{id}/redact."""
+"""GET /api/v1/messages (search), GET /api/v1/messages/{id}, GET /api/v1/messages/group/{group_id},
+GET /api/v1/pricing/messaging; the cancels, DELETE /api/v1/messages/{id} and DELETE
+/api/v1/messages/group/{group_id}; and the redaction of a final message, POST /api/v1/messages/{id}/redact."""
 
 import re
 
@@ -8,12 +8,13 @@ import functions_framework
 
 from infra.runtime import runtime
 from infra.web import Reply, meta, serve
-from shared import canceling, reading, redaction
+from shared import canceling, reading, redaction, searching
 from shared.errors import ApiError, ErrorCode
 
 _GROUP = re.compile(r"^/api/v1/messages/group/([A-Za-z0-9_]{1,64})/?$")
 _MESSAGE = re.compile(r"^/api/v1/messages/([A-Za-z0-9_]{1,64})/?$")
 _PRICING = re.compile(r"^/api/v1/pricing/messaging/?$")
+_SEARCH = re.compile(r"^/api/v1/messages$")
 _REDACT = re.compile(r"^/api/v1/messages/([A-Za-z0-9_]{1,64})/redact/?$")
 
 
@@ -53,6 +54,9 @@ def _cancel(ctx) -> Reply:
 
 def _reads(ctx) -> Reply:
     path = ctx.request.path
+    if _SEARCH.match(path):
+        body = searching.search(runtime(), ctx.tenant_id, ctx.request.args.to_dict(flat=False))
+        return Reply(200, {**body, "meta": meta(ctx.request_id)})
     if match := _GROUP.match(path):
         data = reading.group(runtime(), ctx.tenant_id, match[1])
     elif match := _MESSAGE.match(path):

@@ -162,6 +162,14 @@ class Leg:
     # delete_at (not "expires_at": that names a send's validity in the public API)
     delete_at: dt.datetime | None = None
     redacted_at: dt.datetime | None = None
+    # two-way messaging (shared/inbound.py): "inbound" for a message a tenant's number received (status
+    # delivered, final; media copies in ``media`` with their state); the keyword it was (STOP, HELP...), the
+    # reply it asked for (reply_due set until that leg exists); on the reply leg, the message it answers
+    direction: str = "outbound"
+    keyword: str | None = None
+    reply_message_id: str | None = None
+    reply_due: dt.datetime | None = None
+    in_reply_to: str | None = None
 
     def with_(self, **changes: Any) -> Leg:
         return dataclasses.replace(self, **changes)
@@ -198,8 +206,11 @@ class Leg:
             "failover_message_id": self.failover_message_id, "failover_of": self.failover_of,
             "failover_due": self.failover_due, "conversation_id": self.conversation_id,
             "delete_at": self.delete_at, "redacted_at": self.redacted_at,
-            # derived, for one query: is a media object still used by another message (redaction)
-            "media_objects": sorted({m.object for m in self.media}),
+            "direction": self.direction, "keyword": self.keyword, "reply_message_id": self.reply_message_id,
+            "reply_due": self.reply_due, "in_reply_to": self.in_reply_to,
+            # derived, for one query: is a media object still used by another message (redaction); an inbound
+            # attachment that could not be copied has no object
+            "media_objects": sorted({m.object for m in self.media if m.object}),
         }
 
     @classmethod
@@ -232,6 +243,9 @@ class Leg:
             failover_message_id=doc.get("failover_message_id"), failover_of=doc.get("failover_of"),
             failover_due=doc.get("failover_due"), conversation_id=doc.get("conversation_id"),
             delete_at=doc.get("delete_at"), redacted_at=doc.get("redacted_at"),
+            direction=doc.get("direction") or "outbound", keyword=doc.get("keyword"),
+            reply_message_id=doc.get("reply_message_id"), reply_due=doc.get("reply_due"),
+            in_reply_to=doc.get("in_reply_to"),
         )
 
 
@@ -318,6 +332,13 @@ class Tenant:
     webhook_secret_version: int = 0
     webhook_secret_previous_version: int | None = None
     webhook_secret_rotated_at: dt.datetime | None = None
+    # keyword compliance (shared/keywords.py): who answers STOP/HELP/START ("mmsgate", "provider", "off"), the
+    # tenant's own reply texts by kind ("stop", "help", "start"; {brand} and {contact} are filled in), the brand
+    # named in the default texts (else ``name``) and the help contact
+    keyword_replies: str = "mmsgate"
+    keyword_texts: dict[str, str] = field(default_factory=dict)
+    brand_name: str | None = None
+    help_contact: str | None = None
 
     def used_on(self, day: str) -> int:
         return self.usage_count if self.usage_day == day else 0
@@ -333,10 +354,44 @@ class Tenant:
                    default_from=doc.get("default_from"), senders=senders, webhook_url=doc.get("webhook_url"),
                    disabled=bool(doc.get("disabled")), name=doc.get("name"),
                    webhook_failover_url=doc.get("webhook_failover_url"),
-                   retention_days=int(doc.get("retention_days") or DEFAULT_RETENTION_DAYS),
+                   retention_days=int(doc["retention_days"]) if doc.get("retention_days") is not None
+                   else DEFAULT_RETENTION_DAYS,
                    webhook_secret_version=int(doc.get("webhook_secret_version") or 0),
                    webhook_secret_previous_version=doc.get("webhook_secret_previous_version"),
-                   webhook_secret_rotated_at=doc.get("webhook_secret_rotated_at"))
+                   webhook_secret_rotated_at=doc.get("webhook_secret_rotated_at"),
+                   keyword_replies=doc.get("keyword_replies") or "mmsgate",
+                   keyword_texts={k: v for k, v in (doc.get("keyword_texts") or {}).items() if isinstance(v, str)},
+                   brand_name=doc.get("brand_name"), help_contact=doc.get("help_contact"))
+
+
+OPT_OUT_SOURCES = ("keyword", "provider_rejection", "api", "import", "admin")
+
+
+@dataclass(frozen=True)
+class OptOut:
+    """One number on a tenant's opt-out list (``tenants/{tenant}/opt_outs/{number}``): why, and since when."""
+
+    number: str
+    source: str  # one of OPT_OUT_SOURCES
+    at: dt.datetime | None = None
+    keyword: str | None = None  # source keyword: the word the recipient sent
+    message_id: str | None = None  # the inbound message (keyword) or the leg the provider refused
+
+    def to_doc(self) -> Doc:
+        return {"source": self.source, "at": self.at, "keyword": self.keyword, "message_id": self.message_id}
+
+    @classmethod
+    def from_doc(cls, number: str, doc: Doc) -> OptOut:
+        # Entries written before the list had a vocabulary: "inbound STOP", "provider 40300", "admin", "test".
+        raw = str(doc.get("source") or "")
+        keyword = doc.get("keyword")
+        if raw.startswith("inbound "):
+            source, keyword = "keyword", keyword or raw.split(" ", 1)[1]
+        elif raw.startswith("provider"):
+            source = "provider_rejection"
+        else:
+            source = raw if raw in OPT_OUT_SOURCES else "admin"
+        return cls(number=number, source=source, at=doc.get("at"), keyword=keyword, message_id=doc.get("message_id"))
 
 
 @dataclass(frozen=True)

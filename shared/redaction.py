@@ -70,9 +70,11 @@ def remove_media(rt: Runtime, before: Leg) -> dict[str, str]:
     is deleted by the bucket's lifecycle rule, and the message no longer points to it."""
     outcomes: dict[str, str] = {}
     for name in sorted({m.object for m in before.media}):
+        def in_use(name: str = name) -> bool:
+            return rt.legs.media_in_use(before.tenant_id, name, besides=before.id)
+
         try:
-            outcomes[name] = rt.media.remove_unused(
-                name, lambda name=name: rt.legs.media_in_use(before.tenant_id, name, besides=before.id))
+            outcomes[name] = rt.media.remove_unused(name, in_use)
         except Exception as exc:  # noqa: BLE001 - see the docstring
             outcomes[name] = "error"
             observe.log_error("media copy not deleted after a redaction", message_id=before.id,
