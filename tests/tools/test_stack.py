@@ -145,8 +145,10 @@ def test_started_hook_and_state_file(standin):
     assert state["api_key"] == "mk_test_key" and state["seeded"] is True
     assert state["functions"] == {name: standin.urls[f"function:{name}"] for name in NAMES}
     assert state["gateway"] == standin.urls["gateway"]
-    assert set(standin.urls) == {"gateway", "simulator", "firestore", "tasks", "storage",
+    assert set(standin.urls) == {"gateway", "simulator", "firestore", "tasks", "storage", "dev",
                                *(f"function:{n}" for n in NAMES)}
+    assert state["console"] == standin.urls["dev"] + "/_dev/console"
+    assert state["inbox"] == standin.urls["dev"] + "/_dev/inbox"
     for name in ("firestore", "tasks", "storage", "simulator", *NAMES):
         assert (standin.logs_dir / f"{name}.log").exists()
 
