@@ -37,7 +37,8 @@ def test_every_error_code_is_in_the_spec_and_in_errors_md():
 
 
 def test_every_public_path_is_described():
-    assert set(spec()["paths"]) == {"/api/v1/messages/sms", "/api/v1/messages/group", "/api/v1/messages/{message_id}",
+    assert set(spec()["paths"]) == {"/api/v1/messages", "/api/v1/messages/sms", "/api/v1/messages/group",
+                                    "/api/v1/messages/{message_id}", "/api/v1/messages/{message_id}/redact",
                                     "/api/v1/messages/group/{group_id}", "/api/v1/pricing/messaging",
                                     "/webhooks/telnyx"}
 

@@ -347,3 +347,21 @@ def test_bad_conversations_are_a_400_naming_the_field(env):
     assert env.sim_messages() == []
     # nine recipients are fine without conversation (the group fan-out allows 20)
     assert env.api.post("/api/v1/messages/group", json={"to": too_many, "body": "x"}).status_code == 200
+
+
+def test_conversation_and_failover_answers_match_the_spec(env):
+    from tests.docs.test_openapi import assert_matches
+
+    response = env.api.post("/api/v1/messages/group", json={
+        "to": [fictional(40), no_mms(4)], "body": "spec", "conversation": True, "client_ref": "c",
+        "sms_failover": {"text": "spec sms"}, "request_dlr": False, "webhook_failover_url": env.receiver.url})
+    assert response.status_code == 200, response.text
+    assert_matches("GroupResponse", response.json())
+    ids_ = [m["message_id"] for m in response.json()["messages"]]
+    mms = env.wait_status(ids_[1], "undelivered")
+    assert_matches("Message", mms)
+    assert_matches("Message", _wait(env.api, mms["failover_message_id"], "delivered"))
+    read = env.api.get(f"/api/v1/messages/group/{response.json()['group_id']}").json()["data"]
+    assert_matches("GroupRead", read)
+    redacted = env.api.post(f"/api/v1/messages/{env.wait_status(ids_[0], 'delivered')['id']}/redact").json()
+    assert_matches("Message", redacted["data"])
