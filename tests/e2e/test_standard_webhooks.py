@@ -110,8 +110,12 @@ def test_an_inbox_answering_500_shows_the_attempts_in_the_read(env):
     inbox = env.stack.urls["dev"]
     message_id = _send(env, 24, webhook_url=f"{inbox}/inbox/{env.tenant_id}?status=500")
     env.wait_status(message_id, "delivered")
-    wait_for(lambda: any(n["attempts"] >= 2 for n in env.message(message_id)["notifications"]), 20,
-             "a retried event")
+    def retried() -> bool:
+        notifications = env.message(message_id)["notifications"]
+        return len(notifications) == 2 and all(n["attempts"] >= 1 for n in notifications) \
+            and any(n["attempts"] >= 2 for n in notifications)
+
+    wait_for(retried, 20, "both events attempted, one of them retried")
     notifications = env.message(message_id)["notifications"]
     assert {n["type"] for n in notifications} == {"message.sent", "message.delivered"}
     assert all(n["state"] == "retrying" and n["last_error"] == "HTTP 500" for n in notifications), notifications
