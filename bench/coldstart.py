@@ -106,7 +106,7 @@ def child_env(bench: BenchStack) -> dict[str, str]:
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # both sides load compiled bytecode, as a deployed instance
     no_proxy = ",".join(filter(None, [env.get("NO_PROXY") or env.get("no_proxy"), "127.0.0.1,localhost"]))
     env.update({"NO_PROXY": no_proxy, "no_proxy": no_proxy, "PYTHONUNBUFFERED": "1"})
-    env.update(bench.stack.function_env())
+    env.update(bench.function_env())
     return env
 
 

@@ -147,6 +147,8 @@ class Tenant:
 class BenchStack:
     state_dir: Path
     log_level: str = "INFO"
+    probe: bool = False  # function processes carry tools/rpc_probe.py (recording only while enabled)
+    probe_dir: Path | None = None
     stack: object = None
     receiver: Receiver | None = None
     tenant: Tenant | None = None  # single sends, reads, cold starts
@@ -172,9 +174,18 @@ class BenchStack:
         )
         stack = Stack(config)
         config.env_overrides["MEDIA_TRUSTED_ORIGINS"] = f"{stack.urls['storage']},{self.receiver.origin}"
+        if self.probe:
+            from tools import rpc_probe
+
+            self.probe_dir = Path(self.state_dir) / "rpc-probe"
+            self.probe_dir.mkdir(parents=True, exist_ok=True)
+            site = rpc_probe.site_dir()
+            config.env_overrides.update({
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+                rpc_probe.ENV: str(self.probe_dir)})
         self.stack = stack
         stack.start()
-        os.environ.update(stack.function_env())  # in-process clients (floor, seeding) use the same emulators
+        os.environ.update(self.function_env())  # in-process clients (floor, seeding) use the same emulators
         self._seed()
         return self
 
@@ -194,6 +205,20 @@ class BenchStack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def function_env(self) -> dict[str, str]:
+        """The functions' environment without the probe's variables (for this process and cold-start children,
+        which must run exactly as a deployed instance)."""
+        from tools.rpc_probe import ENV
+
+        env = self.stack.function_env()
+        if self.probe:
+            env.pop(ENV, None)
+            if os.environ.get("PYTHONPATH") is None:
+                env.pop("PYTHONPATH", None)
+            else:
+                env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        return env
 
     # ---------------------------------------------------------------- data
     @property

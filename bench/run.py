@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import accept, coldstart, machine, memory, throughput, webhook
+from bench import accept, coldstart, machine, memory, roundtrips, throughput, webhook
 from bench.harness import ROOT, BenchStack
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
@@ -30,6 +30,7 @@ MODES: dict[str, dict] = {
         "throughput_counts": {1: 150, 8: 320, 32: 480}, "throughput_reps": 3, "throughput_cap_s": 60.0,
         "legs": 200, "legs_reps": 3, "legs_timeout_s": 180.0,
         "webhook_sequential": 200, "webhook_concurrent": 400,
+        "roundtrip_single": 20, "roundtrip_group": 3,
     },
     "quick": {
         "cold_runs": 3,
@@ -37,6 +38,7 @@ MODES: dict[str, dict] = {
         "throughput_counts": {1: 15, 8: 32, 32: 64}, "throughput_reps": 2, "throughput_cap_s": 10.0,
         "legs": 40, "legs_reps": 2, "legs_timeout_s": 60.0,
         "webhook_sequential": 30, "webhook_concurrent": 60,
+        "roundtrip_single": 4, "roundtrip_group": 1,
     },
 }
 
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--functions", default="", help="cold start: only these functions (comma-separated)")
     parser.add_argument("--keep", action="store_true", help="keep the stack's state directory (logs)")
     parser.add_argument("--only", default="", help="comma-separated sections to run (debugging); "
-                        "cold,accept,throughput,legs,webhook,memory")
+                        "cold,roundtrips,accept,throughput,legs,webhook,memory")
     args = parser.parse_args(argv)
 
     mode = "quick" if args.quick else "full"
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"[bench] {mode}: starting the stack (state in {state_dir})")
     ok = False
     try:
-        with BenchStack(state_dir) as bench:
+        with BenchStack(state_dir, probe=True) as bench:
             results["stack_start_s"] = bench.stack.timings.get("total")
             timings["stack_start"] = results["stack_start_s"]
             if wanted("cold"):
@@ -181,6 +183,13 @@ def main(argv: list[str] | None = None) -> int:
                 results["cold_start"] = coldstart.measure(bench, cfg["cold_runs"], log=log,
                                                           only=set(filter(None, args.functions.split(","))))
                 timings["cold"] = round(time.monotonic() - t_section, 1)
+            if wanted("roundtrips"):
+                t_section = time.monotonic()
+                bench.reset()
+                log("[bench] round trips per request (counted in the function processes)")
+                results["roundtrips"] = roundtrips.measure(bench, cfg["roundtrip_single"], cfg["roundtrip_group"],
+                                                           log=log)
+                timings["roundtrips"] = round(time.monotonic() - t_section, 1)
             if wanted("accept"):
                 t_section = time.monotonic()
                 bench.reset()
