@@ -118,7 +118,7 @@ def test_no_leg_lost_no_double_send_no_double_charge_under_kills(env, receiver):
 
     wait_for(events_settled, 120, "some customer events were never delivered")
     expected_events = outboxes()
-    received = Counter(r["headers"]["X-Mmsgate-Event-Id"] for r in receiver.received if not r["failed"])
+    received = Counter(r["headers"]["webhook-id"] for r in receiver.received if not r["failed"])
     assert set(received) == set(expected_events)
     ids_per_leg_status = Counter((e["leg"], e["status"]) for e in expected_events.values())
     assert max(ids_per_leg_status.values()) == 1

@@ -82,7 +82,7 @@ def test_customer_events_whose_tasks_were_lost_are_sent_again(env):
     counts = _sweep_at(env, _past_queued_window(env, dt.datetime.now(dt.UTC)))
 
     assert counts["notified"] == 2
-    wait_for(lambda: len({r["headers"]["X-Mmsgate-Event-Id"] for r in env.receiver.received if not r["failed"]}) == 2,
+    wait_for(lambda: len({r["headers"]["webhook-id"] for r in env.receiver.received if not r["failed"]}) == 2,
              15, f"both events delivered once the endpoint is back: {env.receiver.received}")
     leg = wait_for(lambda: (d := env.leg_doc(message_id))["notify_due"] is None and d, 10,
                    "the outbox was never settled")
