@@ -3,6 +3,8 @@
 Terraform creates the indexes and TTL policies from the same facts; a contract test keeps them equal.
 """
 
+from shared.searching import SEARCH_INDEXES
+
 TENANTS = "tenants"
 API_KEYS = "api_keys"
 MESSAGES = "messages"
@@ -36,4 +38,6 @@ COMPOSITE_INDEXES = (
     (MESSAGES, (("status", "ASCENDING"), ("scheduled_at", "ASCENDING"))),
     # the sweeper: queued or scheduled legs whose validity has ended
     (MESSAGES, (("status", "ASCENDING"), ("valid_until", "ASCENDING"))),
+    # message search (shared/searching.py): tenant_id, the equality filters it allows, newest first
+    *((MESSAGES, fields) for fields in SEARCH_INDEXES),
 )

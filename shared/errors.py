@@ -44,6 +44,8 @@ class ErrorCode(StrEnum):
     VALIDITY_EXPIRED = "VALIDITY_EXPIRED"
     NOT_CANCELABLE = "NOT_CANCELABLE"
     MESSAGE_NOT_FINAL = "MESSAGE_NOT_FINAL"
+    # reads
+    INVALID_CURSOR = "INVALID_CURSOR"
     # webhooks in
     INVALID_SIGNATURE = "INVALID_SIGNATURE"
     # ours
@@ -86,6 +88,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.VALIDITY_EXPIRED: 410,  # on the message only: its validity ended before it could be sent
     ErrorCode.NOT_CANCELABLE: 409,
     ErrorCode.MESSAGE_NOT_FINAL: 409,
+    ErrorCode.INVALID_CURSOR: 400,
     ErrorCode.INVALID_SIGNATURE: 401,
     ErrorCode.INTERNAL: 500,
 }

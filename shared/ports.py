@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from shared.provider import Provider as Provider  # noqa: PLC0414 - re-exported: one place lists the ports
 from shared.records import (
@@ -24,6 +24,9 @@ from shared.records import (
     StoredMedia,
     Tenant,
 )
+
+if TYPE_CHECKING:
+    from shared.searching import Query as SearchQuery
 
 T = TypeVar("T")
 
@@ -142,6 +145,8 @@ class LegStore(Protocol):
     def past_validity(self, statuses: list[str], now: dt.datetime, limit: int = 200) -> list[Leg]: ...
 
     def with_events_due(self, due_before: dt.datetime, limit: int = 200) -> list[Leg]: ...
+
+    def search(self, query: SearchQuery, limit: int) -> list[Leg]: ...
 
     def mutate(self, message_id: str, decide: Callable[[Leg | None], Decision[T]], *,
                event: ProviderEventRecord | None = None) -> Mutation[T]: ...

@@ -93,7 +93,7 @@ locals {
   secret_env = {
     TELNYX_API_KEY      = ["dispatch"]
     TELNYX_PUBLIC_KEY   = ["webhook"]
-    WEBHOOK_SIGNING_KEY = ["notifier"]
+    WEBHOOK_SIGNING_KEY = ["notifier", "reads"]
   }
 
   # infra.collections.TTL_FIELDS: collection -> timestamp field Firestore TTL deletes on.
@@ -122,6 +122,59 @@ locals {
     "messages-status-valid_until" = {
       collection = "messages"
       fields     = [["status", "ASCENDING"], ["valid_until", "ASCENDING"]]
+    }
+    # message search (shared/searching.py SEARCH_INDEXES): tenant_id, the equality filters it allows, newest first
+    "messages-tenant_id-created_at" = {
+      collection = "messages"
+      fields     = [["tenant_id", "ASCENDING"], ["created_at", "DESCENDING"]]
+    }
+    "messages-tenant_id-status-created_at" = {
+      collection = "messages"
+      fields     = [["tenant_id", "ASCENDING"], ["status", "ASCENDING"], ["created_at", "DESCENDING"]]
+    }
+    "messages-tenant_id-to-created_at" = {
+      collection = "messages"
+      fields     = [["tenant_id", "ASCENDING"], ["to", "ASCENDING"], ["created_at", "DESCENDING"]]
+    }
+    "messages-tenant_id-from-created_at" = {
+      collection = "messages"
+      fields     = [["tenant_id", "ASCENDING"], ["from", "ASCENDING"], ["created_at", "DESCENDING"]]
+    }
+    "messages-tenant_id-group_id-created_at" = {
+      collection = "messages"
+      fields     = [["tenant_id", "ASCENDING"], ["group_id", "ASCENDING"], ["created_at", "DESCENDING"]]
+    }
+    "messages-tenant_id-batch_id-created_at" = {
+      collection = "messages"
+      fields     = [["tenant_id", "ASCENDING"], ["batch_id", "ASCENDING"], ["created_at", "DESCENDING"]]
+    }
+    "messages-tenant_id-client_ref-created_at" = {
+      collection = "messages"
+      fields     = [["tenant_id", "ASCENDING"], ["client_ref", "ASCENDING"], ["created_at", "DESCENDING"]]
+    }
+    "messages-tenant_id-direction-created_at" = {
+      collection = "messages"
+      fields     = [["tenant_id", "ASCENDING"], ["direction", "ASCENDING"], ["created_at", "DESCENDING"]]
+    }
+    "messages-tenant_id-group_id-status-created_at" = {
+      collection = "messages"
+      fields     = [["tenant_id", "ASCENDING"], ["group_id", "ASCENDING"], ["status", "ASCENDING"], ["created_at", "DESCENDING"]]
+    }
+    "messages-tenant_id-batch_id-status-created_at" = {
+      collection = "messages"
+      fields     = [["tenant_id", "ASCENDING"], ["batch_id", "ASCENDING"], ["status", "ASCENDING"], ["created_at", "DESCENDING"]]
+    }
+    "messages-tenant_id-direction-status-created_at" = {
+      collection = "messages"
+      fields     = [["tenant_id", "ASCENDING"], ["direction", "ASCENDING"], ["status", "ASCENDING"], ["created_at", "DESCENDING"]]
+    }
+    "messages-tenant_id-direction-to-created_at" = {
+      collection = "messages"
+      fields     = [["tenant_id", "ASCENDING"], ["direction", "ASCENDING"], ["to", "ASCENDING"], ["created_at", "DESCENDING"]]
+    }
+    "messages-tenant_id-direction-from-created_at" = {
+      collection = "messages"
+      fields     = [["tenant_id", "ASCENDING"], ["direction", "ASCENDING"], ["from", "ASCENDING"], ["created_at", "DESCENDING"]]
     }
   }
 

@@ -42,6 +42,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", r"/api/v1/messages/group"): "group",
     ("GET", r"/api/v1/messages/group/[^/]+/?"): "reads",
     ("GET", r"/api/v1/messages/(?!(?:sms|group)/?$)[^/]+/?"): "reads",
+    ("GET", r"/api/v1/messages"): "reads",  # search: exactly this path (API Gateway matches it exactly)
     ("GET", r"/api/v1/pricing/messaging"): "reads",
     ("DELETE", r"/api/v1/messages/group/[^/]+/?"): "reads",
     ("DELETE", r"/api/v1/messages/(?!(?:sms|group)/?$)[^/]+/?"): "reads",

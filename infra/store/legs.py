@@ -18,6 +18,7 @@ from infra.store.commit import changed_fields, commit_if_unchanged, io, utcnow
 from infra.store.linked import LinkedWrites
 from shared.ports import AcceptDecision, Decision, IdempotentAnswer, Mutation, PreInsertFailed
 from shared.records import Group, Leg, ProviderEventRecord, Tenant
+from shared.searching import Query as SearchQuery
 
 T = TypeVar("T")
 EVENT_TTL = dt.timedelta(days=30)
@@ -97,6 +98,23 @@ class FirestoreLegs(LinkedWrites):
             .order_by("notify_due")
             .limit(limit)
         )
+
+    def search(self, query: SearchQuery, limit: int) -> list[Leg]:
+        """One page of a tenant's messages, newest first (shared/searching.py; each equality set it allows has
+        its composite index in COMPOSITE_INDEXES). Ties on created_at (a group's legs) break on the id."""
+        q = self.db.collection(C.MESSAGES).where(filter=FieldFilter("tenant_id", "==", query.tenant_id))
+        for name, value in query.equals:
+            q = q.where(filter=FieldFilter(name, "==", value))
+        if query.created_after is not None:
+            q = q.where(filter=FieldFilter("created_at", ">", query.created_after))
+        if query.created_before is not None:
+            q = q.where(filter=FieldFilter("created_at", "<", query.created_before))
+        q = q.order_by("created_at", direction=firestore.Query.DESCENDING).order_by(
+            "__name__", direction=firestore.Query.DESCENDING)
+        if query.after is not None:
+            created_at, leg_id = query.after
+            q = q.start_after({"created_at": created_at, "__name__": self._ref(leg_id)})
+        return self._legs(q.limit(limit))
 
     # -- writes ----------------------------------------------------------------------------------
     def mutate(self, message_id: str, decide: Callable[[Leg | None], Decision[T]], *,

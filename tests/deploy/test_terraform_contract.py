@@ -42,6 +42,7 @@ ENQUEUE_CALLS = {"enqueue_dispatch": "dispatch", "enqueue_notify": "notify"}
 MEDIA_FUNCTIONS = {"send", "group", "dispatch", "reads"}  # reads: a redaction deletes media copies
 # Public paths of the gateway -> function serving them.
 GATEWAY_ROUTES = {
+    ("/api/v1/messages", "get"): "reads",
     ("/api/v1/messages/sms", "post"): "send",
     ("/api/v1/messages/group", "post"): "group",
     ("/api/v1/messages/{id}", "get"): "reads",
