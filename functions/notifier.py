@@ -1,4 +1,5 @@
-"""Cloud Tasks target: delivers one signed customer webhook event (private; OIDC-invoked)."""
+"""Cloud Tasks target: delivers one signed customer webhook event, or finishes one inbound message (its media
+copies, keyword reply and message.received); private, OIDC-invoked."""
 
 import json
 
@@ -14,6 +15,8 @@ from shared.notifying import deliver
 def notifier(request):
     try:
         task = json.loads(request.get_data())
+        if isinstance(task, dict) and isinstance(task.get("inbound"), str):
+            return _inbound(request, task["inbound"])
         event_id, message_id = task["event_id"], task["message_id"]
     except (ValueError, KeyError, TypeError):
         log.error("malformed notify task", task=request.headers.get("X-CloudTasks-TaskName"))
@@ -22,3 +25,13 @@ def notifier(request):
         status, outcome = deliver(runtime(), event_id, message_id)
         log.info("customer webhook", event_id=event_id, message_id=message_id, status=status, outcome=outcome)
     return json.dumps({"event_id": event_id, "outcome": outcome}), status, {"Content-Type": "application/json"}
+
+
+def _inbound(request, message_id: str):
+    """An inbound message's remaining work: media copies, keyword reply, message.received (shared/inbound.py)."""
+    from shared import inbound  # noqa: PLC0415 - only inbound tasks need it
+
+    with log.task_context(request.headers):
+        status, outcome = inbound.process(runtime(), message_id)
+        log.info("inbound message", message_id=message_id, status=status, outcome=outcome)
+    return json.dumps({"message_id": message_id, "outcome": outcome}), status, {"Content-Type": "application/json"}

@@ -1,6 +1,7 @@
 """GET /api/v1/messages (search), GET /api/v1/messages/{id}, GET /api/v1/messages/group/{group_id},
 GET /api/v1/pricing/messaging; the cancels, DELETE /api/v1/messages/{id} and DELETE
-/api/v1/messages/group/{group_id}; and the redaction of a final message, POST /api/v1/messages/{id}/redact."""
+/api/v1/messages/group/{group_id}; and the redaction of a final message, POST /api/v1/messages/{id}/redact; and the
+opt-out API, /api/v1/opt-outs... (functions/optouts.py)."""
 
 import re
 
@@ -20,10 +21,17 @@ _REDACT = re.compile(r"^/api/v1/messages/([A-Za-z0-9_]{1,64})/redact/?$")
 
 @functions_framework.http
 def reads(request):
-    return serve(request, _route, methods=("GET", "DELETE", "POST"))
+    return serve(request, _route, methods=("GET", "DELETE", "POST", "PUT"))
 
 
 def _route(ctx) -> Reply:
+    if ctx.request.path.startswith("/api/v1/opt-outs"):
+        from functions import optouts  # noqa: PLC0415 - the opt-out API (functions/optouts.py)
+
+        return optouts.route(ctx)
+    if ctx.request.method == "PUT":
+        allow = "GET" if _PRICING.match(ctx.request.path) else "DELETE, GET"
+        raise ApiError(ErrorCode.METHOD_NOT_ALLOWED, "PUT is not allowed here", headers={"Allow": allow})
     if ctx.request.method == "POST":
         return _redact(ctx)
     return _cancel(ctx) if ctx.request.method == "DELETE" else _reads(ctx)

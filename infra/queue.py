@@ -1,4 +1,5 @@
-"""Cloud Tasks: one task per recipient leg (dispatch queue), one per customer event (notify queue)."""
+"""Cloud Tasks: one task per recipient leg (dispatch queue), one per customer event and one per inbound message
+(notify queue)."""
 
 from __future__ import annotations
 
@@ -82,3 +83,9 @@ class CloudTasksQueue:
         s = self.settings
         payload = {"event_id": event_id, "message_id": message_id}
         self._create(s.notify_queue, self._task(s.notify_queue, s.notifier_url, name or event_id, payload, at))
+
+    def enqueue_inbound(self, message_id: str, *, name: str, at: dt.datetime | None = None) -> None:
+        """An inbound message's remaining work (media copies, its keyword reply, message.received): the notifier
+        does it, on the notify queue, whose 24 h of retries outlast anything transient (docs/decisions.md)."""
+        s = self.settings
+        self._create(s.notify_queue, self._task(s.notify_queue, s.notifier_url, name, {"inbound": message_id}, at))

@@ -29,6 +29,8 @@ ENV: dict[str, tuple[str | None, str]] = {
     "MEDIA_BUCKET": (None, "Cloud Storage bucket holding media copies."),
     "MEDIA_ALLOWED_HOSTS": ("storage.googleapis.com", "Comma-separated hosts media and webhook URLs may use."),
     "MEDIA_TRUSTED_ORIGINS": ("", "Local stack only: exact origins exempt from the SSRF address rules."),
+    "INBOUND_MEDIA_HOSTS": ("*.telnyx.com", "Comma-separated hosts inbound MMS media is copied from (Telnyx's "
+                            "media links, media.telnyx.com in its examples); HTTPS and public addresses only."),
     "MEDIA_MAX_BYTES": ("1048576", "Media total per message must stay below this many bytes: 1048576 is "
                         "Telnyx's limit (1 MB); 614400 (600 KB) is the carrier-safe setting."),
     "MEDIA_URL_TTL_SECONDS": ("86400", "Lifetime of the V4 signed URLs of our media copies given to Telnyx."),
@@ -90,6 +92,7 @@ class Settings:
     media_bucket: str
     media_allowed_hosts: tuple[str, ...]
     media_trusted_origins: tuple[str, ...]
+    inbound_media_hosts: tuple[str, ...]
     media_max_bytes: int
     media_url_ttl_seconds: int
     media_fetch_timeout_seconds: float
@@ -126,6 +129,7 @@ def settings() -> Settings:
         media_bucket=env_optional("MEDIA_BUCKET"),
         media_allowed_hosts=_csv(env("MEDIA_ALLOWED_HOSTS")),
         media_trusted_origins=_csv(env("MEDIA_TRUSTED_ORIGINS")),
+        inbound_media_hosts=_csv(env("INBOUND_MEDIA_HOSTS")),
         media_max_bytes=int(env("MEDIA_MAX_BYTES")),
         media_url_ttl_seconds=int(env("MEDIA_URL_TTL_SECONDS")),
         media_fetch_timeout_seconds=float(env("MEDIA_FETCH_TIMEOUT_SECONDS")),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from infra import log
 from shared.errors import ApiError, ErrorCode
 from shared.ids import new_request_id
+from shared.ports import Caller
 from shared.records import Tenant
 
 if TYPE_CHECKING:
@@ -39,11 +40,19 @@ class Context:
     request: Any  # the flask.Request functions-framework hands us
     request_id: str
     tenant: Tenant | None = None
+    caller: Caller | None = None  # defer_auth: the key, checked by the service's first round of reads
 
     @property
     def tenant_id(self) -> str:
         assert self.tenant is not None
         return self.tenant.id
+
+    @property
+    def who(self) -> Tenant | Caller:
+        """The authenticated tenant, or the caller whose key the service checks itself (``defer_auth``)."""
+        who = self.tenant or self.caller
+        assert who is not None
+        return who
 
 
 def now() -> dt.datetime:
@@ -66,8 +75,14 @@ def error_body(error: ApiError, request_id: str) -> dict[str, Any]:
 
 
 def serve(request, service: Callable[[Context], Reply], *, methods: tuple[str, ...],
-          authenticate: bool = True) -> tuple[str, int, dict[str, str]]:
-    """Run one request through ``service``; every outcome becomes JSON with the request id."""
+          authenticate: bool = True, defer_auth: bool = False) -> tuple[str, int, dict[str, str]]:
+    """Run one request through ``service``; every outcome becomes JSON with the request id.
+
+    ``defer_auth``: the service checks the API key itself, in its first round of reads (``ctx.caller``), so
+    the key's document is read alongside the documents the request needs anyway. A request with an
+    Idempotency-Key is authenticated first all the same (its record is scoped to the tenant), and so is any
+    request the service refuses before it checked the key: an unknown key is always answered 401, whatever
+    else is wrong with the request."""
     rid = request_id_of(request)
     token = log.request_id.set(rid)
     try:
@@ -76,10 +91,22 @@ def serve(request, service: Callable[[Context], Reply], *, methods: tuple[str, .
             if request.method not in methods:
                 raise ApiError(ErrorCode.METHOD_NOT_ALLOWED, f"{request.method} is not allowed here",
                                headers={"Allow": ", ".join(methods)})
-            if authenticate:
+            if authenticate and defer_auth and "Idempotency-Key" not in request.headers:
+                ctx.caller = _caller(request)
+            elif authenticate:
                 ctx.tenant = _authenticate(request)
-            reply = service(ctx)
-        except ApiError as exc:
+            try:
+                reply = service(ctx)
+            finally:
+                if ctx.caller is not None:
+                    ctx.tenant = ctx.caller.authenticated
+        except ApiError as error:
+            exc = error
+            if ctx.caller is not None and ctx.tenant is None and exc.code is not ErrorCode.UNAUTHORIZED:
+                try:  # refused before the service checked the key: an unknown key is 401 first
+                    ctx.tenant = _authenticate(request)
+                except ApiError as unauthorized:
+                    exc = unauthorized
             if exc.status >= 500:
                 log.error("request failed", code=exc.code.value, path=request.path)
             reply = Reply(exc.status, error_body(exc, rid), exc.headers)
@@ -100,6 +127,15 @@ def request_id_of(request) -> str:
     return supplied if _REQUEST_ID.fullmatch(supplied) else new_request_id()
 
 
+def _caller(request) -> Caller:
+    from infra.runtime import runtime
+
+    api_key = request.headers.get("X-API-Key", "")
+    if not 0 < len(api_key) <= 200:
+        raise ApiError(ErrorCode.UNAUTHORIZED, "Missing, unknown or revoked API key")
+    return runtime().accounts.caller(api_key)
+
+
 def _authenticate(request) -> Tenant:
     from infra.runtime import runtime
 
@@ -110,24 +146,25 @@ def _authenticate(request) -> Tenant:
     return tenant
 
 
-def raw_body(request) -> bytes:
+def raw_body(request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
     length = request.content_length
-    if length is not None and length > MAX_BODY_BYTES:
-        raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body is larger than {MAX_BODY_BYTES} bytes")
-    data = request.stream.read(MAX_BODY_BYTES + 1) if length is None else request.get_data(cache=True)
-    if len(data) > MAX_BODY_BYTES:
-        raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body is larger than {MAX_BODY_BYTES} bytes")
+    if length is not None and length > max_bytes:
+        raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body is larger than {max_bytes} bytes")
+    data = request.stream.read(max_bytes + 1) if length is None else request.get_data(cache=True)
+    if len(data) > max_bytes:
+        raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body is larger than {max_bytes} bytes")
     return data
 
 
-def parse(request, model: type[M]) -> tuple[M, bytes]:
-    """The request body as ``model``, and the raw bytes (idempotency hashes them)."""
+def parse(request, model: type[M], *, max_bytes: int = MAX_BODY_BYTES) -> tuple[M, bytes]:
+    """The request body as ``model``, and the raw bytes (idempotency hashes them). ``max_bytes``: the route's
+    own body limit, where it needs more than the 64 KB every other route takes (the opt-out import)."""
     from pydantic import ValidationError
 
     mimetype = (request.mimetype or "").lower()
     if mimetype != "application/json":
         raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
-    data = raw_body(request)
+    data = raw_body(request, max_bytes)
     if _nesting(data) > MAX_JSON_DEPTH:
         raise ApiError(ErrorCode.INVALID_JSON, f"Request body nests deeper than {MAX_JSON_DEPTH} levels")
     try:

@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Any
 
 from shared.ids import notify_event_id
-from shared.records import EventState, HistoryEntry, Leg, OutboxEntry
+from shared.records import EventState, HistoryEntry, Leg, OutboxEntry, StoredMedia
 from shared.status import CUSTOMER_EVENTS, SendState, Status, can_enter, can_send_enter
 
 
@@ -88,6 +88,13 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def attachment(media: StoredMedia) -> dict[str, Any]:
+    """One attachment of an inbound message: our copy's state (``stored``, ``pending`` while it is being
+    copied, ``unavailable`` with the reason when it could not be), without a URL: the caller signs one."""
+    return {"content_type": media.content_type or None, "size": media.size or None,
+            "status": media.extra.get("state") or "stored", "error": media.extra.get("error"), "url": None}
+
+
 def view(leg: Leg) -> dict[str, Any]:
     """The public representation of a leg (GET /api/v1/messages/{id}, customer webhooks)."""
     return {
@@ -115,6 +122,12 @@ def view(leg: Leg) -> dict[str, Any]:
         "failover_of": leg.failover_of,
         "failover_message_id": leg.failover_message_id,
         "redacted_at": _iso(leg.redacted_at),
+        # two-way messaging: an inbound message's keyword and its reply; a reply's inbound message
+        "direction": leg.direction,
+        "keyword": leg.keyword,
+        "reply_message_id": leg.reply_message_id,
+        "in_reply_to": leg.in_reply_to,
+        **({"media": [attachment(m) for m in leg.media]} if leg.direction == "inbound" else {}),
         "price": {"amount": f"{leg.price_micros / 1_000_000:.4f}", "currency": "USD"},
         "created_at": _iso(leg.created_at),
         "updated_at": _iso(leg.updated_at),

@@ -284,3 +284,16 @@ class GroupRequest(_Message):
             if not nanp:
                 raise ValueError(f"a conversation is MMS to NANP (US/Canada) numbers only; {number} is not one")
         return value
+
+
+MAX_OPT_OUT_IMPORT = 10_000
+
+
+class OptOutImport(BaseModel):
+    """POST /api/v1/opt-outs/import: up to 10,000 numbers added to the opt-out list (each checked as E.164 by
+    shared/optouts.py, which names every bad one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    numbers: list[Annotated[str, StringConstraints(max_length=32)]] = Field(min_length=1,
+                                                                            max_length=MAX_OPT_OUT_IMPORT)

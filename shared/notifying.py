@@ -83,7 +83,12 @@ def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
         observe.metric("webhook.gave_up", reason="url rejected")
         return 200, "url rejected"
 
-    body = event_body(leg, event_id, entry)
+    if leg.direction == "inbound":  # message.received (signed URLs of our media copies), recipient.opted_*
+        from shared.received import event_body as inbound_body  # noqa: PLC0415
+
+        body = inbound_body(rt, leg, event_id, entry)
+    else:
+        body = event_body(leg, event_id, entry)
     # Standard Webhooks headers; X-Mmsgate-Event-Id (= webhook-id) stays for one release (CHANGELOG.md).
     tenant = rt.accounts.get_tenant(leg.tenant_id) or Tenant(id=leg.tenant_id)
     secrets = signing_secrets(rt.settings.webhook_signing_key, tenant, now)

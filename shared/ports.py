@@ -19,6 +19,7 @@ from shared.records import (
     Group,
     IdempotencyRecord,
     Leg,
+    OptOut,
     ProviderEventRecord,
     Rates,
     StoredMedia,
@@ -77,6 +78,35 @@ class AcceptDecision:
     usage_count: int
 
 
+@dataclass
+class Caller:
+    """An API key whose check waits for the request's first round of reads (``infra.web.serve(defer_auth=True)``):
+    its key document is read in the same round as its tenant, the opt-outs and the prices.
+
+    ``tenant_id`` is the tenant the key names (``shared.ids.tenant_named_by``) or the one this instance found for
+    it before (None: neither; the key is then checked on its own first). ``known`` is the tenant as this instance
+    last read it for this key, once the key had been found valid: only then is the request's rate-limit slot
+    claimed in the first round too, so a key this instance never saw valid cannot spend a tenant's slots.
+    ``authenticated`` is set by the service once the first round found the key valid."""
+
+    api_key: str
+    tenant_id: str | None
+    known: Tenant | None = None
+    authenticated: Tenant | None = None
+
+
+@dataclass(frozen=True)
+class FirstRound:
+    """The reads of a single send's first round: the tenant (None: unknown or revoked key, or no such tenant),
+    the version of its document the accept commit is conditioned on (opaque to the domain), the opted-out
+    numbers and the prices by country."""
+
+    tenant: Tenant | None
+    version: Any
+    opted_out: set[str]
+    prices: dict[str, Rates | None]
+
+
 @dataclass(frozen=True)
 class IdempotentAnswer:
     """An answer kept under an Idempotency-Key in the same commit as the accept that produced it."""
@@ -85,6 +115,22 @@ class IdempotentAnswer:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InboundDecision:
+    """An inbound message's first write (shared/inbound.py): the leg to create, and the change its keyword makes
+    to the sender's entry on the tenant's opt-out list (``opt_out`` written, or ``opt_in``: entry removed)."""
+
+    leg: Leg
+    opt_out: OptOut | None = None
+    opt_in: bool = False
+
+
+@dataclass(frozen=True)
+class InboundWrite:
+    leg: Leg  # as created, or as found
+    created: bool
 
 
 @dataclass(frozen=True)
@@ -157,6 +203,10 @@ class LegStore(Protocol):
                decide: Callable[[Tenant, list[Leg]], AcceptDecision],
                answer: Callable[[list[Leg]], IdempotentAnswer | None]) -> list[Leg]: ...
 
+    def accept_one(self, leg: Leg, tenant: Tenant, version: Any,
+                   decide: Callable[[Tenant, list[Leg]], AcceptDecision],
+                   answer: Callable[[list[Leg]], IdempotentAnswer | None]) -> list[Leg]: ...
+
     # -- SMS failover, conversations, redaction (infra/store/linked.py) ---------------------------
     def id_by_provider_and_recipient(self, provider_id: str, to: str | None) -> str | None: ...
 
@@ -173,9 +223,18 @@ class LegStore(Protocol):
 
     def media_in_use(self, tenant_id: str, object_name: str, besides: str) -> bool: ...
 
+    # -- inbound messages (infra/store/legs.py) --------------------------------------------------
+    def record_inbound(self, message_id: str, tenant_id: str, sender: str | None,
+                       decide: Callable[[OptOut | None], InboundDecision]) -> InboundWrite: ...
+
 
 class AccountStore(Protocol):
     def tenant_for_api_key(self, api_key: str) -> Tenant | None: ...
+
+    def caller(self, api_key: str) -> Caller: ...
+
+    def first_round(self, tenant_id: str, api_key: str | None, numbers: Iterable[str], countries: Iterable[str]
+                    ) -> FirstRound: ...
 
     def get_tenant(self, tenant_id: str) -> Tenant | None: ...
 
@@ -190,9 +249,22 @@ class AccountStore(Protocol):
 
     def tenants_owning(self, number: str) -> list[str]: ...
 
+    # -- the opt-out API (shared/optouts.py) ----------------------------------------------------
+    def get_opt_out(self, tenant_id: str, number: str) -> OptOut | None: ...
+
+    def list_opt_outs(self, tenant_id: str, after: str | None, limit: int) -> list[OptOut]: ...
+
+    def put_opt_out(self, tenant_id: str, entry: OptOut) -> tuple[OptOut, bool]: ...
+
+    def delete_opt_out(self, tenant_id: str, number: str) -> bool: ...
+
+    def import_opt_outs(self, tenant_id: str, entries: Sequence[OptOut]) -> int: ...
+
 
 class LimitStore(Protocol):
     def hit_window(self, key: str, limit: int, window_seconds: int, now: dt.datetime) -> tuple[bool, int]: ...
+
+    def claim(self, key: str, limit: int, window_seconds: int, now: dt.datetime) -> tuple[int | None, int]: ...
 
 
 class IdempotencyStore(Protocol):
@@ -218,6 +290,8 @@ class TaskQueue(Protocol):
 
     def enqueue_notify(self, event_id: str, message_id: str, *, name: str | None = None,
                        at: dt.datetime | None = None) -> None: ...
+
+    def enqueue_inbound(self, message_id: str, *, name: str, at: dt.datetime | None = None) -> None: ...
 
 
 class MediaStore(Protocol):

@@ -25,6 +25,10 @@ def message(rt: Runtime, tenant_id: str, message_id: str) -> dict[str, Any]:
     leg = rt.legs.get(message_id) if message_id.startswith("msg_") else None
     if leg is None or leg.tenant_id != tenant_id:
         raise _not_found("message")
+    if leg.direction == "inbound":  # its media: signed URLs of our copies
+        from shared.received import signed  # noqa: PLC0415
+
+        return signed(rt, leg, view(leg))
     return view(leg)
 
 

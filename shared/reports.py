@@ -1,4 +1,4 @@
-"""Provider delivery reports (and inbound STOP/START) applied to legs.
+"""Provider delivery reports applied to legs (inbound messages: shared/inbound.py).
 
 Reports arrive duplicated, late and out of order. Each is verified, recorded once by its event id in
 the same commit that applies it, and applied only where the status machine allows, so a replay changes
@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from shared import failover, observe
+from shared import failover, inbound, observe
 from shared.errors import ApiError, ErrorCode
 from shared.leg_changes import change
 from shared.legs import note, transition, with_send_state
@@ -28,9 +28,6 @@ from shared.telnyx_events import Report, parse_report
 if TYPE_CHECKING:
     from infra.runtime import Runtime
 
-STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
-START_WORDS = frozenset({"START", "UNSTOP"})
-
 
 def ingest(rt: Runtime, raw: bytes, timestamp: str | None, signature: str | None) -> dict[str, str]:
     try:
@@ -40,7 +37,7 @@ def ingest(rt: Runtime, raw: bytes, timestamp: str | None, signature: str | None
         raise ApiError(ErrorCode.INVALID_SIGNATURE, f"Webhook signature rejected: {exc}") from None
     report = parse_report(raw)
     if report.event_type == "message.received":
-        return _inbound(rt, report)
+        return inbound.ingest(rt, report)  # stored for its tenant, keyword applied (shared/inbound.py)
 
     # Our dispatch names the leg in the webhook URL (inside the signed body): go straight to it. The
     # provider-id query is only for reports that carry no leg (apply_report still refuses a leg whose
@@ -109,36 +106,7 @@ def apply_report(leg: Leg | None, report: Report, now: dt.datetime) -> Decision[
     return Decision(after=failover.arm(moved), result="applied")
 
 
-def _inbound(rt: Runtime, report: Report) -> dict[str, str]:
-    text = report.payload.get("text")
-    word = text.strip().upper() if isinstance(text, str) else ""
-    sender, to = _number(report.payload.get("from")), _number(_first(report.payload.get("to")))
-    if word not in STOP_WORDS | START_WORDS or not sender or not to:
-        return {"outcome": "inbound message ignored"}
-    if not rt.legs.record_event(ProviderEventRecord(event_id=report.event_id, event_type=report.event_type,
-                                                    extra={"word": word})):
-        return {"outcome": "duplicate"}
-    owners = rt.accounts.tenants_owning(to)
-    if not owners:
-        observe.metric("inbound.unknown_number", word=word)
-    for tenant_id in owners:
-        if word in STOP_WORDS:
-            rt.accounts.add_opt_out(tenant_id, sender, source=f"inbound {word}")
-        else:
-            rt.accounts.remove_opt_out(tenant_id, sender)
-    return {"outcome": "opted out" if word in STOP_WORDS else "opted in"}
-
-
 def _first_error(report: Report) -> dict[str, Any]:
     errors = report.payload.get("errors")
     first = errors[0] if isinstance(errors, list) and errors else None
     return first if isinstance(first, dict) else {}
-
-
-def _number(party: object) -> str | None:
-    number = party.get("phone_number") if isinstance(party, dict) else None
-    return number if isinstance(number, str) and 0 < len(number) <= 32 else None
-
-
-def _first(value: object) -> object:
-    return value[0] if isinstance(value, list) and value else None

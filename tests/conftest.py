@@ -159,7 +159,7 @@ def stack(tmp_path_factory, receiver, media_host):
     s = Stack(config)
     # Customer endpoints in tests live on loopback: trust exactly that origin (never in production).
     config.env_overrides["MEDIA_TRUSTED_ORIGINS"] = \
-        f"{s.urls['storage']},{s.urls['dev']},{receiver.origin},{media_host.origin}"
+        f"{s.urls['storage']},{s.urls['dev']},{s.urls['simulator']},{receiver.origin},{media_host.origin}"
     s.start()
     os.environ.update(s.function_env())  # in-process clients and test_client() use the same emulators
     try:

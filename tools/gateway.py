@@ -47,6 +47,11 @@ ROUTES: dict[tuple[str, str], str] = {
     ("DELETE", r"/api/v1/messages/group/[^/]+/?"): "reads",
     ("DELETE", r"/api/v1/messages/(?!(?:sms|group)/?$)[^/]+/?"): "reads",
     ("POST", r"/api/v1/messages/[^/]+/redact/?"): "reads",
+    ("GET", r"/api/v1/opt-outs"): "reads",
+    ("POST", r"/api/v1/opt-outs/import"): "reads",
+    ("GET", r"/api/v1/opt-outs/[^/]+/?"): "reads",
+    ("PUT", r"/api/v1/opt-outs/[^/]+/?"): "reads",
+    ("DELETE", r"/api/v1/opt-outs/[^/]+/?"): "reads",
     ("POST", r"/webhooks/telnyx"): "webhook",
 }
 
@@ -61,8 +66,8 @@ UPSTREAM_TIMEOUT = 120.0
 # answers an HTML 400 of its own, so the gateway refuses first, in the envelope.
 MAX_HEADER_LINE = 8190
 MAX_HEADER_FIELDS = 100
-# Nothing public takes more than 64 KB (the functions answer 413 themselves); this only bounds what the
-# gateway buffers.
+# Nothing public takes more than 64 KB but the opt-out import (512 KB; the functions answer 413 themselves);
+# this only bounds what the gateway buffers.
 MAX_BODY = 1024 * 1024
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")

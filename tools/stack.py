@@ -318,9 +318,10 @@ class Stack:
             "MEDIA_BUCKET": c.media_bucket,
             "MEDIA_ALLOWED_HOSTS": "storage.googleapis.com",
             # Loopback origins the functions may fetch from and post to: the storage emulator, the dev inbox,
-            # and a receiver of the developer's own (MMSGATE_DEV_TRUSTED_ORIGINS). Never set in Terraform.
+            # the simulator (inbound media, as Telnyx's media host is in production) and a receiver of the
+            # developer's own (MMSGATE_DEV_TRUSTED_ORIGINS). Never set in Terraform.
             "MEDIA_TRUSTED_ORIGINS": ",".join([f"http://{HOST}:{port['storage']}", f"http://{HOST}:{port['dev']}",
-                                               *_dev_trusted_origins()]),
+                                               f"http://{HOST}:{port['simulator']}", *_dev_trusted_origins()]),
             "MEDIA_SIGNING_KEY": self.media_signing_key,
             "DISPATCH_MAX_ATTEMPTS": str(c.dispatch_max_attempts),
             "SWEEP_QUEUED_AFTER_SECONDS": str(c.sweep_queued_after_seconds),

@@ -2,43 +2,100 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from infra import collections as C
-from infra.store.commit import utcnow
-from shared.ids import api_key_hash
-from shared.records import Rates, Tenant
+from infra.store.commit import commit_if_unchanged, utcnow
+from shared.ids import api_key_hash, tenant_named_by
+from shared.ports import Caller, Contended, FirstRound
+from shared.records import OptOut, Rates, Tenant
+
+IMPORT_BATCH = 500  # Firestore's limit of writes per commit
 
 
 class FirestoreAccounts:
     def __init__(self, db: firestore.Client) -> None:
         self.db = db
         self._key_tenant: dict[str, str] = {}  # API key hash -> its tenant (a key never changes tenant)
+        self._known: dict[str, Tenant] = {}  # API key hash -> its tenant as last read, the key found valid
 
     def tenant_for_api_key(self, api_key: str) -> Tenant | None:
         """The key's tenant, or None for an unknown or revoked key. The key document is read on every
         call (revocation takes effect at once); which tenant a key belongs to never changes, so once
-        known, the tenant is read in the same round trip."""
+        known (or named by the key itself), the tenant is read in the same round trip."""
         digest = api_key_hash(api_key)
         key_ref = self.db.collection(C.API_KEYS).document(digest)
-        known = self._key_tenant.get(digest)
+        known = self._key_tenant.get(digest) or tenant_named_by(api_key)
         refs = [key_ref] + ([self.db.collection(C.TENANTS).document(known)] if known else [])
         snaps = {snap.reference.path: snap for snap in self.db.get_all(refs)}
         key = snaps[key_ref.path]
         if not key.exists or key.get("revoked"):
+            self._forget(digest)
             return None
         tenant_id = key.get("tenant_id")
+        named = tenant_named_by(api_key)
+        if named is not None and named != tenant_id:  # never made so: refuse rather than guess
+            return None
+        tenant = snaps.get(f"{C.TENANTS}/{tenant_id}")
+        found = self.get_tenant(tenant_id) if tenant is None else (
+            Tenant.from_doc(tenant.id, tenant.to_dict() or {}) if tenant.exists else None)
+        self._remember(digest, tenant_id, found)
+        return found
+
+    def caller(self, api_key: str) -> Caller:
+        """What this instance knows of a key before reading anything (shared.ports.Caller)."""
+        digest = api_key_hash(api_key)
+        known = self._known.get(digest)
+        return Caller(api_key=api_key, tenant_id=self._key_tenant.get(digest) or tenant_named_by(api_key),
+                      known=known)
+
+    def first_round(self, tenant_id: str, api_key: str | None, numbers: Iterable[str], countries: Iterable[str]
+                    ) -> FirstRound:
+        """One batch get: the key (when given: it must exist, be unrevoked and belong to ``tenant_id``, else
+        ``tenant`` is None), the tenant and the version of its document, which of ``numbers`` opted out of
+        the tenant, and the prices of ``countries``."""
+        wanted, regions = list(numbers), sorted({c.upper() for c in countries})
+        tenant_ref = self.db.collection(C.TENANTS).document(tenant_id)
+        digest = api_key_hash(api_key) if api_key is not None else None
+        key_ref = self.db.collection(C.API_KEYS).document(digest) if digest is not None else None
+        opt_refs = [self._opt_outs(tenant_id).document(n) for n in wanted]
+        refs = ([key_ref] if key_ref is not None else []) + [tenant_ref, *opt_refs]
+        refs += [self.db.collection(C.PRICING).document(c) for c in regions]
+        snaps = {snap.reference.path: snap for snap in self.db.get_all(refs)}
+        tenant_snap = snaps[tenant_ref.path]
+        tenant = Tenant.from_doc(tenant_id, tenant_snap.to_dict() or {}) if tenant_snap.exists else None
+        if key_ref is not None and digest is not None:
+            key = snaps[key_ref.path].to_dict() if snaps[key_ref.path].exists else None
+            if key is None or key.get("revoked") or key.get("tenant_id") != tenant_id:
+                self._forget(digest)
+                tenant = None
+            else:
+                self._remember(digest, tenant_id, tenant)
+        opted = {n for n, ref in zip(wanted, opt_refs, strict=True) if snaps[ref.path].exists}
+        prices: dict[str, Rates | None] = {}
+        for country in regions:
+            snap = snaps[f"{C.PRICING}/{country}"]
+            prices[country] = Rates.from_doc(snap.to_dict() or {}) if snap.exists else None
+        return FirstRound(tenant=tenant, version=tenant_snap.update_time if tenant_snap.exists else None,
+                          opted_out=opted, prices=prices)
+
+    def _remember(self, digest: str, tenant_id: str, tenant: Tenant | None) -> None:
         if len(self._key_tenant) > 10_000:
             self._key_tenant.clear()
+            self._known.clear()
         self._key_tenant[digest] = tenant_id
-        tenant = snaps.get(f"{C.TENANTS}/{tenant_id}")
-        if tenant is None:
-            return self.get_tenant(tenant_id)
-        return Tenant.from_doc(tenant.id, tenant.to_dict() or {}) if tenant.exists else None
+        if tenant is not None:
+            self._known[digest] = tenant
+
+    def _forget(self, digest: str) -> None:
+        """A key found unknown or revoked: its next request is checked before it may claim anything."""
+        self._known.pop(digest, None)
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
         snap = self.db.collection(C.TENANTS).document(tenant_id).get()
@@ -92,6 +149,62 @@ class FirestoreAccounts:
 
     def remove_opt_out(self, tenant_id: str, number: str) -> None:
         self._opt_outs(tenant_id).document(number).delete()
+
+    # -- the opt-out API (shared/optouts.py) ----------------------------------------------------------
+    def get_opt_out(self, tenant_id: str, number: str) -> OptOut | None:
+        snap = self._opt_outs(tenant_id).document(number).get()
+        return OptOut.from_doc(snap.id, snap.to_dict() or {}) if snap.exists else None
+
+    def list_opt_outs(self, tenant_id: str, after: str | None, limit: int) -> list[OptOut]:
+        """One page of the list in number order (the document id), after the number ``after``."""
+        query = self._opt_outs(tenant_id).order_by(FieldPath.document_id())
+        if after:
+            query = query.start_after({FieldPath.document_id(): self._opt_outs(tenant_id).document(after)})
+        return [OptOut.from_doc(snap.id, snap.to_dict() or {}) for snap in query.limit(limit).stream()]
+
+    def put_opt_out(self, tenant_id: str, entry: OptOut) -> tuple[OptOut, bool]:
+        """The entry created (True), or the one already there, kept as it is: its source and time are the first
+        opt-out's (False)."""
+        ref = self._opt_outs(tenant_id).document(entry.number)
+        for _ in range(3):
+            try:
+                ref.create(entry.to_doc())
+                return entry, True
+            except gexc.AlreadyExists:
+                snap = ref.get()
+                if snap.exists:
+                    return OptOut.from_doc(snap.id, snap.to_dict() or {}), False
+        raise Contended("the opt-out entry keeps changing")
+
+    def delete_opt_out(self, tenant_id: str, number: str) -> bool:
+        """Whether the number was on the list (it is not, afterwards)."""
+        ref = self._opt_outs(tenant_id).document(number)
+        snap = ref.get()
+        if not snap.exists:
+            return False
+        ref.delete()
+        return True
+
+    def import_opt_outs(self, tenant_id: str, entries: Sequence[OptOut]) -> int:
+        """Add every entry not on the list yet (one already there keeps its source and time), ``IMPORT_BATCH`` per
+        commit, each conditioned on absence; how many were added."""
+        added = 0
+        for start in range(0, len(entries), IMPORT_BATCH):
+            chunk = {entry.number: entry for entry in entries[start:start + IMPORT_BATCH]}
+            refs = {number: self._opt_outs(tenant_id).document(number) for number in chunk}
+
+            def attempt(chunk: dict[str, OptOut] = chunk, refs: dict[str, Any] = refs) -> int:
+                present = {snap.id for snap in self.db.get_all(list(refs.values())) if snap.exists}
+                batch = self.db.batch()
+                for number, entry in chunk.items():
+                    if number not in present:
+                        batch.create(refs[number], entry.to_doc())
+                if len(batch):
+                    batch.commit()
+                return len(chunk) - len(present)
+
+            added += commit_if_unchanged(attempt)
+        return added
 
     def tenants_owning(self, number: str) -> list[str]:
         """Tenants for which ``number`` is a sender (an inbound STOP is addressed to it)."""

@@ -4,6 +4,7 @@ what to write, and writes it."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable
@@ -16,14 +17,26 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from infra import collections as C
 from infra.store.commit import changed_fields, commit_if_unchanged, io, utcnow
 from infra.store.linked import LinkedWrites
-from shared.ports import AcceptDecision, Decision, IdempotentAnswer, Mutation, PreInsertFailed
-from shared.records import Group, Leg, ProviderEventRecord, Tenant
+from shared.ports import (
+    AcceptDecision,
+    Decision,
+    IdempotentAnswer,
+    InboundDecision,
+    InboundWrite,
+    Mutation,
+    PreInsertFailed,
+)
+from shared.records import Group, Leg, OptOut, ProviderEventRecord, Tenant
 from shared.searching import Query as SearchQuery
 
 T = TypeVar("T")
 EVENT_TTL = dt.timedelta(days=30)
 _locks_guard = threading.Lock()
 _tenant_locks: dict[str, threading.Lock] = {}
+# tenant id -> (version, tenant) of the tenant document as this instance's last single-send accept wrote it.
+# Concurrent accepts of one tenant read the same version in their first round; the one that takes its turn
+# second starts from what the first wrote (read under its tenant lock), not from a version it knows is gone.
+_committed: dict[str, tuple[Any, Tenant]] = {}
 
 
 def _tenant_lock(tenant_id: str) -> threading.Lock:
@@ -172,6 +185,37 @@ class FirestoreLegs(LinkedWrites):
         except gexc.AlreadyExists:
             return False
 
+    def record_inbound(self, message_id: str, tenant_id: str, sender: str | None,
+                       decide: Callable[[OptOut | None], InboundDecision]) -> InboundWrite:
+        """An inbound message's first write: the leg created (``create()``: a replay finds it and writes nothing)
+        with its keyword's opt-out change, conditioned on the sender's entry as read, in one commit."""
+        ref = self._ref(message_id)
+        opt_ref = (self.db.collection(C.TENANTS).document(tenant_id).collection(C.OPT_OUTS).document(sender)
+                   if sender else None)
+
+        def attempt() -> InboundWrite:
+            snaps = {s.reference.path: s for s in self.db.get_all([ref, *([opt_ref] if opt_ref else [])])}
+            if snaps[ref.path].exists:
+                return InboundWrite(leg=Leg.from_doc(snaps[ref.path].to_dict() or {}), created=False)
+            opt_snap = snaps[opt_ref.path] if opt_ref is not None else None
+            current = OptOut.from_doc(opt_snap.id, opt_snap.to_dict() or {}) \
+                if opt_snap is not None and opt_snap.exists else None
+            decision = decide(current)
+            batch = self.db.batch()
+            batch.create(ref, decision.leg.to_doc())
+            if opt_ref is not None and opt_snap is not None and decision.opt_out is not None:
+                if opt_snap.exists:
+                    batch.update(opt_ref, decision.opt_out.to_doc(),
+                                 option=self.db.write_option(last_update_time=opt_snap.update_time))
+                else:
+                    batch.create(opt_ref, decision.opt_out.to_doc())
+            elif opt_ref is not None and opt_snap is not None and decision.opt_in and opt_snap.exists:
+                batch.delete(opt_ref, option=self.db.write_option(last_update_time=opt_snap.update_time))
+            batch.commit()
+            return InboundWrite(leg=decision.leg, created=True)
+
+        return commit_if_unchanged(attempt)
+
     def accept(self, group: Group | None, legs: list[Leg], decide: Callable[[Tenant, list[Leg]], AcceptDecision],
                answer: Callable[[list[Leg]], IdempotentAnswer | None]) -> list[Leg]:
         """Two commits. First every recipient row, ``pending``, in one batch (``PreInsertFailed`` if that
@@ -229,5 +273,52 @@ class FirestoreLegs(LinkedWrites):
         # there. Within this instance they take turns (a conflict between two of our own threads is only
         # wasted round trips); across instances the conditioned commit still decides, with more tries than a
         # leg gets (docs/decisions.md: the tenant document's write rate).
+        with _tenant_lock(tenant_id):
+            return commit_if_unchanged(attempt, tries=100)
+
+    def accept_one(self, leg: Leg, tenant: Tenant, version: Any,
+                   decide: Callable[[Tenant, list[Leg]], AcceptDecision],
+                   answer: Callable[[list[Leg]], IdempotentAnswer | None]) -> list[Leg]:
+        """A single send's one commit: the leg created in its decided state (no pending row first: a single
+        send has one row, so this commit writes it whole or not at all), the tenant's balance and usage
+        conditioned on ``version``, the tenant's document as the request's first round read it (``tenant``),
+        and the request's idempotent answer. If another accept of the tenant committed first, the tenant is
+        read again and ``decide`` asked again, so a balance is never spent twice; the leg is read with it, and
+        one already there was created by an earlier attempt of this commit whose answer was lost."""
+        tenant_id, tenant_ref, ref = tenant.id, self.db.collection(C.TENANTS).document(tenant.id), self._ref(leg.id)
+        first: dict[str, Any] = {"tenant": tenant, "version": version}
+
+        def attempt() -> list[Leg]:
+            if first:
+                account, read_version = first.pop("tenant"), first.pop("version")
+                ours = _committed.get(tenant_id)
+                if ours is not None and read_version is not None and ours[0] > read_version:
+                    account, read_version = ours[1], ours[0]  # this instance wrote it since: no conflict to lose
+            else:
+                snaps = {snap.reference.path: snap for snap in self.db.get_all([tenant_ref, ref])}
+                if snaps[ref.path].exists:
+                    return [Leg.from_doc(snaps[ref.path].to_dict() or {})]
+                account = Tenant.from_doc(tenant_id, snaps[tenant_ref.path].to_dict() or {})
+                read_version = snaps[tenant_ref.path].update_time
+            decision = decide(account, [leg])
+            batch = self.db.batch()
+            updates: dict[str, Any] = {"usage_day": decision.usage_day, "usage_count": decision.usage_count}
+            if decision.balance_micros != account.balance_micros:
+                updates["balance_micros"] = decision.balance_micros
+            batch.update(tenant_ref, updates, option=self.db.write_option(last_update_time=read_version))
+            batch.create(ref, decision.legs[0].to_doc())
+            kept = answer(decision.legs)
+            if kept is not None:
+                batch.set(self.db.collection(C.IDEMPOTENCY).document(kept.record_id),
+                          {"state": "completed", "response_status": kept.status, "response_body": kept.body,
+                           "response_headers": kept.headers}, merge=True)
+            results = batch.commit()
+            if len(_committed) > 10_000:
+                _committed.clear()
+            _committed[tenant_id] = (results[0].update_time, dataclasses.replace(
+                account, balance_micros=decision.balance_micros, usage_day=decision.usage_day,
+                usage_count=decision.usage_count))
+            return decision.legs
+
         with _tenant_lock(tenant_id):
             return commit_if_unchanged(attempt, tries=100)

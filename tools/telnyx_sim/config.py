@@ -18,6 +18,7 @@ ENV_WEBHOOK_TIMEOUT_MS = "TELNYX_SIM_WEBHOOK_TIMEOUT_MS"
 ENV_MEDIA_TIMEOUT_MS = "TELNYX_SIM_MEDIA_TIMEOUT_MS"
 ENV_WEBHOOK_WORKERS = "TELNYX_SIM_WEBHOOK_WORKERS"
 ENV_IDEMPOTENCY_TTL_S = "TELNYX_SIM_IDEMPOTENCY_TTL_S"
+ENV_INBOUND_MEDIA_TTL_MS = "TELNYX_SIM_INBOUND_MEDIA_TTL_MS"
 
 
 @dataclass
@@ -41,6 +42,7 @@ class SimConfig:
     webhook_workers: int = 32  # threads doing webhook POSTs (waits between steps hold no thread)
     log_requests: bool = True  # one line per request on stderr
     idempotency_ttl_s: float = 86_400.0  # how long a successful keyed answer is replayed (Telnyx: 24 h)
+    inbound_media_ttl_ms: int = 60_000  # how long an inbound message's media links work (Telnyx's are ephemeral)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> SimConfig:
@@ -71,6 +73,7 @@ class SimConfig:
             media_timeout_s=num(ENV_MEDIA_TIMEOUT_MS, 5000) / 1000.0,
             webhook_workers=max(1, num(ENV_WEBHOOK_WORKERS, 32)),
             idempotency_ttl_s=float(num(ENV_IDEMPOTENCY_TTL_S, 86_400)),
+            inbound_media_ttl_ms=num(ENV_INBOUND_MEDIA_TTL_MS, 60_000),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
-from . import net
+from . import inbound, net
 from .config import SimConfig
 from .media import fetch_all
 from .outcomes import is_blocked, is_drop_first, is_rate_limited_first, is_server_error_first, outcome_code
@@ -72,6 +72,7 @@ class SimServer(ThreadingHTTPServer):
         self._closed = False
         self._serving = False
         self.media_client = net.client(config.media_timeout_s, keepalive=32)
+        self.inbound = inbound.InboundStore()
         self.dispatcher = WebhookDispatcher(config, self.store, self._key, self.log)
         try:
             super().__init__(address, SimHandler)
@@ -176,6 +177,29 @@ class SimServer(ThreadingHTTPServer):
         with message.lock:
             return {"data": message.payload()}
 
+    def receive(self, body: Any) -> dict:
+        """``POST /_sim/inbound``: a handset texts one of our numbers; its message.received goes out at once."""
+        message = inbound.build(body, base_url=self.url, store=self.inbound,
+                                default_ttl_ms=self.config.inbound_media_ttl_ms,
+                                profile_webhook_url=self.config.profile_webhook_url,
+                                profile_webhook_failover_url=self.config.profile_webhook_failover_url)
+        self._deliver_inbound(message)
+        return inbound.view(message)
+
+    def redeliver(self, body: Any) -> dict:
+        """``POST /_sim/inbound/redeliver {"event_id" | "id"}``: the same event again, as a Telnyx retry."""
+        wanted = body if isinstance(body, dict) else {}
+        message = self.inbound.find(wanted.get("id"), wanted.get("event_id"))
+        if message is None:
+            raise inbound.not_found_error("No inbound message with that id or event id.")
+        self._deliver_inbound(message)
+        return inbound.view(message)
+
+    def _deliver_inbound(self, message: inbound.InboundMessage) -> None:
+        message.deliveries += 1
+        recipient = message.event["payload"]["to"][0]["phone_number"]
+        self.dispatcher.deliver_inbound(message.id, recipient, message.event, self.store.generation)
+
     def sim_messages(self, query: dict[str, list[str]]) -> dict:
         wanted_to = {_number(v) for v in query.get("to", [])}
         wanted_from = {_number(v) for v in query.get("from", [])}
@@ -266,7 +290,19 @@ class SimHandler(BaseHTTPRequestHandler):
                                                       "idempotency": server.store.idempotency_stats()}})
             if method == "POST" and path == "/_sim/reset":
                 server.store.reset()
+                server.inbound.reset()
                 return self._send_json(200, {"data": {"reset": True}})
+            if method == "POST" and path == "/_sim/inbound":
+                return self._send_json(200, {"data": server.receive(self._json(raw))})
+            if method == "POST" and path == "/_sim/inbound/redeliver":
+                return self._send_json(200, {"data": server.redeliver(self._json(raw))})
+            if method == "GET" and path == "/_sim/inbound":
+                return self._send_json(200, {"data": [inbound.view(m) for m in server.inbound.messages()]})
+            if method == "GET" and path.startswith("/_sim/media/"):
+                blob = server.inbound.blob(path.rsplit("/", 1)[1])
+                if blob is None:
+                    raise inbound.not_found_error("This media link has expired or never existed.")
+                return self._send_raw(200, blob.data, blob.content_type)
             raise not_found()
         if path == "/v2" or path.startswith("/v2/"):
             self._authenticate()
@@ -338,6 +374,17 @@ class SimHandler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         self._send_body(status, json.dumps(obj).encode(), headers)
+
+    def _send_raw(self, status: int, body: bytes, content_type: str) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            self.close_connection = True
+        self._log_line(str(status))
 
     def _send_body(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         try:

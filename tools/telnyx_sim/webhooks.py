@@ -59,7 +59,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float,
 
 @dataclass
 class _Delivery:
-    message: Message
+    message: Message | _Named
     recipient: str
     event_type: str
     data: dict
@@ -89,6 +89,14 @@ class WebhookDispatcher:
         delay = self.config.webhook_delay_ms / 1000.0
         for index in range(len(message.recipients)):
             self.scheduler.call_later(delay, lambda i=index: self._sent_step(message, i, generation))
+
+    def deliver_inbound(self, message_id: str, recipient: str, data: dict, generation: int) -> None:
+        """A ``message.received`` event (``data``, its id fixed) to the profile's webhook, then its failover."""
+        urls = [u for u in (self.config.profile_webhook_url, self.config.profile_webhook_failover_url) if u]
+        if not urls:
+            return
+        self.scheduler.call_later(0, lambda: self._attempt(_Delivery(
+            _Named(message_id), recipient, "message.received", data, urls, generation, _nothing)))
 
     # -------------------------------------------------------------- timeline steps
 
@@ -196,3 +204,10 @@ class WebhookDispatcher:
 
 def _nothing() -> None:
     pass
+
+
+@dataclass(frozen=True)
+class _Named:
+    """What a delivery needs of its message: the id its log entries carry (an inbound message has no Message)."""
+
+    id: str
