@@ -9,7 +9,9 @@
 #  webhook   yes        dispatch, notify  yes                  -             -           TELNYX_PUBLIC_KEY
 #  sweeper   yes        dispatch, notify  yes                  -             -           -
 #  dispatch  yes        dispatch, notify  yes                  objectAdmin   yes         TELNYX_API_KEY
-#  notifier  yes        notify            yes                  -             -           WEBHOOK_SIGNING_KEY
+#  notifier  yes        dispatch, notify  yes                  objectAdmin   yes         WEBHOOK_SIGNING_KEY
+#  (the notifier also copies inbound media into the bucket, signs its URLs in message.received, and queues
+#  keyword replies: shared/inbound.py)
 
 resource "google_service_account" "function" {
   for_each = local.functions

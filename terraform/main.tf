@@ -33,14 +33,14 @@ locals {
       media       = true
     }
     reads = {
-      description = "GET message, group and pricing reads; DELETE cancels a message or a group's messages; POST redacts."
+      description = "GET message, group and pricing reads; DELETE cancels a message or a group's messages; POST redacts; the opt-out API."
       public      = true
       timeout     = 30
       enqueues    = ["notify"]
       media       = true
     }
     webhook = {
-      description = "POST /webhooks/telnyx: verify and record Telnyx delivery reports; start SMS failovers."
+      description = "POST /webhooks/telnyx: verify and record Telnyx delivery reports and inbound messages; start SMS failovers and keyword replies."
       public      = true
       timeout     = 30
       enqueues    = ["dispatch", "notify"]
@@ -61,11 +61,11 @@ locals {
       media       = true
     }
     notifier = {
-      description = "Cloud Tasks target: deliver one signed customer webhook."
+      description = "Cloud Tasks target: deliver one signed customer webhook; copy an inbound message's media and send its keyword reply."
       public      = false
       timeout     = 60
-      enqueues    = ["notify"]
-      media       = false
+      enqueues    = ["dispatch", "notify"]
+      media       = true
     }
   }
 
@@ -202,6 +202,7 @@ locals {
     TELNYX_WEBHOOK_URL           = local.telnyx_webhook_url
     MEDIA_BUCKET                 = google_storage_bucket.media.name
     MEDIA_ALLOWED_HOSTS          = join(",", local.media_allowed_hosts)
+    INBOUND_MEDIA_HOSTS          = join(",", var.inbound_media_hosts)
     MEDIA_MAX_BYTES              = tostring(var.media_max_bytes)
     MEDIA_URL_TTL_SECONDS        = tostring(var.media_url_ttl_seconds)
     MEDIA_FETCH_TIMEOUT_SECONDS  = tostring(var.media_fetch_timeout_seconds)

@@ -175,6 +175,17 @@ variable "extra_allowed_hosts" {
   }
 }
 
+variable "inbound_media_hosts" {
+  type        = list(string)
+  description = "INBOUND_MEDIA_HOSTS: hosts inbound MMS media is copied from (the media links in Telnyx's message.received events; its examples use media.telnyx.com). Exact names, or *.suffix for any name under it; HTTPS and public addresses only."
+  default     = ["*.telnyx.com"]
+
+  validation {
+    condition     = length(var.inbound_media_hosts) > 0 && alltrue([for h in var.inbound_media_hosts : can(regex("^(\\*\\.)?[a-z0-9.-]+$", h))])
+    error_message = "inbound_media_hosts must be bare lowercase host names or *.suffix patterns (no scheme, port or path)."
+  }
+}
+
 variable "media_max_bytes" {
   type        = number
   description = "MEDIA_MAX_BYTES: the media total of one message stays below this many bytes; larger JPEG, PNG and still GIF/WebP images are downscaled to fit, anything else is refused (MEDIA_TOO_LARGE). 1048576 is Telnyx's limit (1 MB); 614400 (600 KB) is the carrier-safe setting that every US carrier and sender type accepts."

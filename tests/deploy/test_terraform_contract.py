@@ -38,8 +38,9 @@ PUBLIC_FUNCTIONS = {"send", "group", "reads", "webhook"}
 # Local-stack-only variables (SSRF exemption for the emulators, the emulator's URL-signing key).
 LOCAL_ONLY_ENV = settings.LOCAL_ONLY_ENV
 # Queue helpers of infra/queue.py -> the queue they create tasks on.
-ENQUEUE_CALLS = {"enqueue_dispatch": "dispatch", "enqueue_notify": "notify"}
-MEDIA_FUNCTIONS = {"send", "group", "dispatch", "reads"}  # reads: a redaction deletes media copies
+ENQUEUE_CALLS = {"enqueue_dispatch": "dispatch", "enqueue_notify": "notify", "enqueue_inbound": "notify"}
+# reads: a redaction deletes media copies; notifier: copies inbound media (shared/inbound.py)
+MEDIA_FUNCTIONS = {"send", "group", "dispatch", "reads", "notifier"}
 # Public paths of the gateway -> function serving them.
 GATEWAY_ROUTES = {
     ("/api/v1/messages", "get"): "reads",
@@ -51,6 +52,11 @@ GATEWAY_ROUTES = {
     ("/api/v1/messages/group/{group_id}", "delete"): "reads",
     ("/api/v1/messages/{id}/redact", "post"): "reads",
     ("/api/v1/pricing/messaging", "get"): "reads",
+    ("/api/v1/opt-outs", "get"): "reads",
+    ("/api/v1/opt-outs/import", "post"): "reads",
+    ("/api/v1/opt-outs/{number}", "get"): "reads",
+    ("/api/v1/opt-outs/{number}", "put"): "reads",
+    ("/api/v1/opt-outs/{number}", "delete"): "reads",
     ("/webhooks/telnyx", "post"): "webhook",
 }
 
