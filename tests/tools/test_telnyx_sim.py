@@ -893,3 +893,89 @@ def test_a_handset_that_cannot_take_mms_fails_the_mms_and_gets_the_sms(api, rece
 def test_the_no_mms_block_is_only_00_to_09():
     assert outcome_code("+14155550210") == 0  # 5550210 is an ordinary number
     assert outcome_code("+14155550205") not in range(100)  # outside the 55501XX table
+
+
+# ------------------------------------------------------------------ inbound messages (POST /_sim/inbound)
+
+
+@pytest.fixture
+def inbound_sim(keys, receiver):
+    config = make_config(keys[0], profile_webhook_url=receiver.url + "/inbound",
+                         profile_webhook_failover_url=receiver.url + "/inbound-failover", inbound_media_ttl_ms=60_000)
+    server, thread = start_server("127.0.0.1", 0, config)
+    yield server
+    server.shutdown()
+    thread.join(5)
+
+
+def inject(server, **body):
+    return httpx.post(server.url + "/_sim/inbound", json={"from": "+14155550123", "to": FROM, **body})
+
+
+def test_inbound_delivers_a_signed_message_received_with_media_served_by_the_simulator(inbound_sim, receiver, keys):
+    png = b"\x89PNG\r\n\x1a\n" + b"p" * 100
+    answer = inject(inbound_sim, text="hi there",
+                    media=[{"content_type": "image/png", "data_base64": base64.b64encode(png).decode()}])
+    assert answer.status_code == 200, answer.text
+    injected = answer.json()["data"]
+
+    [event] = wait_for(lambda: receiver.events(path="/inbound"))
+    data = event["json"]["data"]
+    assert (data["event_type"], data["id"]) == ("message.received", injected["event_id"])
+    payload = data["payload"]
+    assert (payload["direction"], payload["type"], payload["id"], payload["text"]) == (
+        "inbound", "MMS", injected["id"], "hi there")
+    assert payload["from"]["phone_number"] == "+14155550123"
+    assert payload["to"] == [{"phone_number": FROM, "status": "webhook_delivered", "carrier": "Telnyx",
+                              "line_type": "Wireless"}]
+    [media] = payload["media"]
+    assert (media["content_type"], media["size"], media["hash_sha256"]) == ("image/png", len(png),
+                                                                           hashlib.sha256(png).hexdigest())
+    assert verify(keys[1], event["headers"]["telnyx-timestamp"], event["raw"],
+                  event["headers"]["telnyx-signature-ed25519"])
+    fetched = httpx.get(media["url"])
+    assert (fetched.status_code, fetched.content, fetched.headers["content-type"]) == (200, png, "image/png")
+
+
+def test_inbound_media_links_stop_working_after_their_ttl(inbound_sim):
+    data = base64.b64encode(b"GIF89a" + b"g" * 20).decode()
+    injected = inject(inbound_sim, text="", media_ttl_ms=300,
+                      media=[{"content_type": "image/gif", "data_base64": data}]).json()["data"]
+    url = injected["media"][0]["url"]
+    assert httpx.get(url).status_code == 200
+    wait_for(lambda: httpx.get(url).status_code == 404, timeout=5)
+    assert httpx.get(url).json()["errors"][0]["code"] == "10005"
+
+
+def test_redeliver_sends_the_same_event_again_and_failover_follows_a_failing_url(inbound_sim, receiver):
+    injected = inject(inbound_sim, text="STOP").json()["data"]
+    wait_for(lambda: receiver.events(path="/inbound"))
+    receiver.statuses["/inbound"] = 500
+    again = httpx.post(inbound_sim.url + "/_sim/inbound/redeliver", json={"event_id": injected["event_id"]})
+    assert again.status_code == 200 and again.json()["data"]["deliveries"] == 2
+
+    [fallback] = wait_for(lambda: receiver.events(path="/inbound-failover"))
+    assert fallback["json"]["data"]["id"] == injected["event_id"]
+    assert len(receiver.events(path="/inbound")) == 1 + 3  # the first delivery, then three refused attempts
+    assert httpx.post(inbound_sim.url + "/_sim/inbound/redeliver", json={"id": "nope"}).status_code == 404
+    listed = httpx.get(inbound_sim.url + "/_sim/inbound").json()["data"]
+    assert [m["id"] for m in listed] == [injected["id"]]
+
+
+@pytest.mark.parametrize("body", [
+    {"to": "18005550006"}, {"from": ""}, {"text": 5}, {"media": "x"}, {"media": [{"data_base64": "***"}]},
+    {"media": [{}] * 11}, {"media_ttl_ms": -1},
+])
+def test_inbound_bad_input_is_a_telnyx_shaped_400(inbound_sim, receiver, body):
+    answer = inject(inbound_sim, **body)
+    assert answer.status_code == 400 and answer.json()["errors"][0]["code"] == "10015"
+    assert httpx.get(inbound_sim.url + "/_sim/inbound").json()["data"] == []
+
+
+def test_reset_forgets_inbound_messages_and_their_media(inbound_sim):
+    data = base64.b64encode(b"GIF89a" + b"g" * 20).decode()
+    injected = inject(inbound_sim, media=[{"content_type": "image/gif", "data_base64": data}]).json()["data"]
+    url = injected["media"][0]["url"]
+    httpx.post(inbound_sim.url + "/_sim/reset").raise_for_status()
+    assert httpx.get(url).status_code == 404
+    assert httpx.get(inbound_sim.url + "/_sim/inbound").json()["data"] == []
