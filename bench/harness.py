@@ -231,7 +231,8 @@ class BenchStack:
         from shared import ids
         from tools.seed import seed
 
-        tenant_id, api_key = seed(self.store, api_key=ids.new_api_key(), tenant_id=ids.new_tenant_id(),
+        tenant_id = ids.new_tenant_id()
+        tenant_id, api_key = seed(self.store, api_key=ids.new_api_key(tenant_id), tenant_id=tenant_id,
                                   balance_micros=BIG_BALANCE, rps=BIG_RPS, **fields)
         return Tenant(tenant_id, api_key)
 

@@ -27,8 +27,29 @@ def new_tenant_id() -> str:
     return f"tnt_{_token(10)}"
 
 
-def new_api_key() -> str:
-    return f"mk_live_{_token(20)}"
+API_KEY_PREFIX = "mk_live_"
+_SECRET_CHARS = 32  # _token(20)
+
+
+def new_api_key(tenant_id: str | None = None) -> str:
+    """A new API key. With ``tenant_id`` the key names its tenant after the secret,
+    ``mk_live_<secret>_<tenant id>``, so a request's first round can read the tenant's documents alongside the
+    key's own (which still decides: see ``tenant_named_by``). The secret comes first, so the 12-character
+    prefix operators see and revoke by (``mmsgate-admin keys``) stays distinct between keys."""
+    secret = _token(20)
+    return f"{API_KEY_PREFIX}{secret}_{tenant_id}" if tenant_id else f"{API_KEY_PREFIX}{secret}"
+
+
+def tenant_named_by(api_key: str) -> str | None:
+    """The tenant an API key names (None for a key made before keys named their tenant). Only a hint of which
+    documents to read: the key's own document, read in the same round, must exist, be unrevoked and name the
+    same tenant, or the request is 401."""
+    if not api_key.startswith(API_KEY_PREFIX):
+        return None
+    secret, sep, tenant_id = api_key[len(API_KEY_PREFIX):].partition("_")
+    if not sep or len(secret) != _SECRET_CHARS or not 0 < len(tenant_id) <= 128 or "/" in tenant_id:
+        return None
+    return tenant_id
 
 
 def leg_key(group_id: str, to: str) -> str:

@@ -26,7 +26,7 @@ from shared.legs import new_leg, transition
 from shared.media import MediaError, Upload
 from shared.models import GroupRequest, SendRequest, SmsFailover
 from shared.phone import InvalidNumber, is_nanp, parse_e164, region_of
-from shared.ports import AcceptDecision, Contended, DispatchTask, IdempotentAnswer, PreInsertFailed
+from shared.ports import AcceptDecision, Caller, Contended, DispatchTask, FirstRound, IdempotentAnswer, PreInsertFailed
 from shared.records import Group, Leg, Rates, StoredMedia, Tenant
 from shared.segments import MMS_SEGMENTS, count_segments
 from shared.ssrf import UrlPolicy, UrlRejected, check_url, media_url_policy, webhook_url_policy
@@ -70,13 +70,79 @@ class Answer:
 Render = Callable[[str | None, list[Leg], str, dt.datetime], tuple[int, dict[str, Any]]]
 
 
-def send_single(rt: Runtime, tenant: Tenant, req: SendRequest, request_id: str,
+def send_single(rt: Runtime, who: Tenant | Caller, req: SendRequest, request_id: str,
                 idempotency_record: str | None = None) -> Answer:
+    """A single send waits on three rounds of Firestore/Cloud Tasks round trips (docs/decisions.md): its first
+    round reads the key (``who`` is a ``Caller`` whose key is not checked yet), the tenant, the recipient's
+    opt-out entry and price in one batch get while it claims its rate-limit slot; then one commit creates the
+    leg in its decided state with the debit and the idempotent answer; then its Cloud Task. Media, if any, is
+    fetched and stored between the first round and the commit."""
     message_id = ids.new_message_id()
     recipient = Recipient(raw=req.to, message_id=message_id, leg_key=f"single:{message_id}")
-    limit = RateLimit(f"{tenant.id}:rps", tenant.rps or DEFAULT_RPS, 1)
+    tenant, first = _first_round(rt, who, recipient, rt.now())
+    limit = _single_limit(tenant)
     return _accept(rt, tenant, req, [recipient], group_id=None, channel="mms" if req.is_mms else "sms",
-                   request_id=request_id, limit=limit, render=single_answer, idempotency_record=idempotency_record)
+                   request_id=request_id, limit=limit, render=single_answer, idempotency_record=idempotency_record,
+                   first=first)
+
+
+def _single_limit(tenant: Tenant) -> RateLimit:
+    return RateLimit(f"{tenant.id}:rps", tenant.rps or DEFAULT_RPS, 1)
+
+
+UNAUTHORIZED = "Missing, unknown or revoked API key"
+
+
+def _authenticated(caller: Caller, tenant: Tenant | None) -> Tenant:
+    if tenant is None or tenant.disabled:
+        raise ApiError(ErrorCode.UNAUTHORIZED, UNAUTHORIZED)
+    caller.authenticated = tenant
+    return tenant
+
+
+def _first_round(rt: Runtime, who: Tenant | Caller, recipient: Recipient, now: dt.datetime
+                 ) -> tuple[Tenant, FirstRound]:
+    """One round of waiting: the key (a ``Caller``'s), the tenant and its document's version, the recipient's
+    opt-out entry and price in one batch get, and the rate-limit slot claimed alongside when this instance
+    already knows the key valid (under the limit it last read; the fresh tenant's limit decides). Otherwise
+    the slot is claimed after the reads: a key never seen valid here spends no tenant's slot. A key that
+    names no tenant and is new to this instance is checked on its own first, once per instance."""
+    caller = who if isinstance(who, Caller) else None
+    if caller is not None and caller.tenant_id is None:
+        who, caller = _authenticated(caller, rt.accounts.tenant_for_api_key(caller.api_key)), None
+    try:
+        e164: str | None = parse_e164(recipient.raw)
+    except InvalidNumber:
+        e164 = None
+    numbers = [e164] if e164 else []
+    countries = [region_of(e164) or "ZZ"] if e164 else []
+    tenant_id = caller.tenant_id if caller is not None else who.id  # type: ignore[union-attr]
+    guess = caller.known if caller is not None else who
+
+    def reads() -> FirstRound:
+        assert tenant_id is not None
+        return rt.accounts.first_round(tenant_id, caller.api_key if caller else None, numbers, countries)
+
+    guessed = _single_limit(guess) if isinstance(guess, Tenant) else None
+    if guessed is not None:
+        first, claimed = rt.concurrently(
+            reads, lambda: rt.limits.claim(guessed.key, guessed.limit, guessed.window_seconds, now))
+    else:
+        first, claimed = reads(), None
+    if caller is not None:
+        tenant = _authenticated(caller, first.tenant)
+    elif first.tenant is None:
+        raise ApiError(ErrorCode.UNAUTHORIZED, UNAUTHORIZED)
+    else:
+        tenant = first.tenant
+    limit = _single_limit(tenant)
+    if claimed is None or guessed is None or (claimed[0] is None and limit.limit > guessed.limit):
+        claimed = rt.limits.claim(limit.key, limit.limit, limit.window_seconds, now)
+    slot, retry_after = claimed
+    if slot is None or slot >= limit.limit:
+        raise ApiError(ErrorCode.RATE_LIMITED, f"Rate limit of {limit.limit} requests per {limit.window_seconds} s "
+                       "exceeded", headers={"Retry-After": str(retry_after)})
+    return tenant, first
 
 
 def send_group(rt: Runtime, tenant: Tenant, req: GroupRequest, request_id: str,
@@ -103,7 +169,7 @@ def media_policy(rt: Runtime) -> UrlPolicy:
 
 def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipients: list[Recipient], *,
             group_id: str | None, channel: str, request_id: str, limit: RateLimit, render: Render,
-            idempotency_record: str | None) -> Answer:
+            idempotency_record: str | None, first: FirstRound | None = None) -> Answer:
     now = rt.now()
     sender, request_error = _request_checks(rt, tenant, req, channel, now)
     timing = _timing(req, now)
@@ -111,7 +177,10 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     if channel == "mms":
         segments = MMS_SEGMENTS
     _number_gates(recipients, request_error, channel)
-    _limit_and_list_gates(rt, tenant, recipients, limit, channel, segments, now)
+    if first is None:
+        _limit_and_list_gates(rt, tenant, recipients, limit, channel, segments, now)
+    else:  # a single send: its first round read the lists and claimed its slot
+        _list_gates(recipients, first.opted_out, first.prices, channel, segments)
     _balance_preflight(tenant, recipients)
     media = _prepare_media(rt, tenant, req, recipients)
     legs = _build_legs(tenant, req, recipients, group_id=group_id, sender=sender, channel=channel,
@@ -130,8 +199,11 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
         status, body = render(group_id, accepted, request_id, now)
         return IdempotentAnswer(idempotency_record, status, body)
 
-    accepted = _commit(rt, group, legs, recipients, target=Status.SCHEDULED if timing.scheduled_at else Status.QUEUED,
-                       now=now, answer=answer)
+    target = Status.SCHEDULED if timing.scheduled_at else Status.QUEUED
+    if first is None:
+        accepted = _commit(rt, group, legs, recipients, target=target, now=now, answer=answer)
+    else:
+        accepted = _commit_one(rt, tenant, first.version, legs, recipients, target=target, now=now, answer=answer)
     _after_accept(rt, legs, accepted)
     status, body = render(group_id, accepted, request_id, now)
     return Answer(status, body, kept=idempotency_record is not None)
@@ -225,6 +297,11 @@ def _limit_and_list_gates(rt: Runtime, tenant: Tenant, recipients: list[Recipien
     if not allowed:
         raise ApiError(ErrorCode.RATE_LIMITED, f"Rate limit of {limit.limit} requests per {limit.window_seconds} s "
                        "exceeded", headers={"Retry-After": str(retry_after)})
+    _list_gates(recipients, opted_out, prices, channel, segments)
+
+
+def _list_gates(recipients: list[Recipient], opted_out: set[str], prices: dict[str, Rates | None], channel: str,
+                segments: int) -> None:
     for r in recipients:
         if r.error or r.e164 is None:
             continue
@@ -333,6 +410,22 @@ def _commit(rt: Runtime, group: Group | None, legs: list[Leg], recipients: list[
         raise ApiError(ErrorCode.RATE_LIMITED, "Too many concurrent requests for this account; retry shortly",
                        headers={"Retry-After": "1"}) from None
     observe.metric("leg.accepted", tenant_id=group.tenant_id if group else legs[0].tenant_id,
+                   count=sum(leg.status in (Status.QUEUED, Status.SCHEDULED) for leg in accepted))
+    return accepted
+
+
+def _commit_one(rt: Runtime, tenant: Tenant, version: Any, legs: list[Leg], recipients: list[Recipient], *,
+                target: Status, now: dt.datetime, answer: Callable[[list[Leg]], IdempotentAnswer | None]
+                ) -> list[Leg]:
+    """A single send's one commit (``LegStore.accept_one``): nothing is written unless all of it is."""
+    by_id = {r.message_id: r for r in recipients}
+    try:
+        accepted = rt.legs.accept_one(legs[0], tenant, version,
+                                      lambda account, stored: gate(stored, by_id, account, target, now), answer)
+    except Contended:
+        raise ApiError(ErrorCode.RATE_LIMITED, "Too many concurrent requests for this account; retry shortly",
+                       headers={"Retry-After": "1"}) from None
+    observe.metric("leg.accepted", tenant_id=tenant.id,
                    count=sum(leg.status in (Status.QUEUED, Status.SCHEDULED) for leg in accepted))
     return accepted
 

@@ -34,7 +34,7 @@ def create_tenant(store, *, name: str, default_from: str, senders: dict[str, dic
 
 
 def create_api_key(store, tenant_id: str, api_key: str | None = None) -> str:
-    api_key = api_key or ids.new_api_key()
+    api_key = api_key or ids.new_api_key(tenant_id)
     store.put_api_key(api_key, tenant_id)
     return api_key
 

@@ -29,11 +29,20 @@ class FirestoreLimits:
         self._next_slot: dict[str, int] = {}  # rate-limit window -> first slot not known to be taken
 
     def hit_window(self, key: str, limit: int, window_seconds: int, now: dt.datetime) -> tuple[bool, int]:
-        """True if one more request fits in the current window; and the seconds until the window ends.
+        """True if one more request fits in the current window; and the seconds until the window ends."""
+        slot, retry_after = self.claim(key, limit, window_seconds, now)
+        return slot is not None, retry_after
+
+    def claim(self, key: str, limit: int, window_seconds: int, now: dt.datetime) -> tuple[int | None, int]:
+        """Claim a free slot below ``limit`` in the current window: its number (None if every slot is taken),
+        and the seconds until the window ends. A request is admitted if its slot is below the limit in force,
+        so a caller that claimed under a guessed limit compares the slot with the real one.
 
         Each admitted request claims its own slot document ``{key}:{window}:{n}`` with ``create()``, which
         fails if the slot is taken, so no document takes more than one write. The first slot worth trying
-        comes from this instance's last claim in the window, or else a count query."""
+        comes from this instance's last claim in the window; in a window this instance has not claimed in yet
+        (every second, for a per-second limit) slot 0 is tried first, which is free whenever this request is
+        the window's first; else a count query says where to start."""
         start = int(now.timestamp()) // window_seconds * window_seconds
         retry_after = max(1, start + window_seconds - int(now.timestamp()))
         window = f"{key}:{start}"
@@ -41,9 +50,13 @@ class FirestoreLimits:
         expires = dt.datetime.fromtimestamp(start + window_seconds, dt.UTC) + dt.timedelta(hours=1)
         hint = self._next_slot.get(window)
         counted: int | None = None
-        for start_from in (["hint"] if hint is not None and hint < limit else []) + ["count", "rescan"]:
+        first = ["hint"] if hint is not None and hint < limit else ["first"] if hint is None and limit > 0 else []
+        for start_from in first + ["count", "rescan"]:
+            last = limit
             if start_from == "hint":
                 slot = int(hint or 0)
+            elif start_from == "first":  # one try: a taken slot 0 means others are ahead, so count them
+                slot, last = 0, 1
             elif start_from == "count":  # no usable hint, or it ran into the limit: count what is taken
                 counted = _count(slots.where(filter=FieldFilter("window", "==", window)))
                 slot = counted
@@ -53,15 +66,15 @@ class FirestoreLimits:
                 slot = 0
             else:
                 break
-            while slot < limit:
+            while slot < last:
                 try:
                     slots.document(slot_id(window, slot)).create({"window": window, "expires_at": expires})
                     self._remember(window, slot + 1)
-                    return True, retry_after
+                    return slot, retry_after
                 except gexc.AlreadyExists:
                     slot += 1
         self._next_slot.pop(window, None)
-        return False, retry_after
+        return None, retry_after
 
     def _remember(self, window: str, slot: int) -> None:
         if len(self._next_slot) > 1000:  # windows pass; forget the old ones

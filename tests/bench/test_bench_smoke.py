@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = ("machine", "config", "cold_start", "accept_latency", "throughput", "webhook", "memory", "targets")
+SECTIONS = ("machine", "config", "cold_start", "roundtrips", "accept_latency", "throughput", "webhook", "e2e", "memory",
+            "targets")
 
 
 @pytest.mark.stack
