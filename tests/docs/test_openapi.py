@@ -40,6 +40,7 @@ def test_every_public_path_is_described():
     assert set(spec()["paths"]) == {"/api/v1/messages", "/api/v1/messages/sms", "/api/v1/messages/group",
                                     "/api/v1/messages/{message_id}", "/api/v1/messages/{message_id}/redact",
                                     "/api/v1/messages/group/{group_id}", "/api/v1/pricing/messaging",
+                                    "/api/v1/opt-outs", "/api/v1/opt-outs/import", "/api/v1/opt-outs/{number}",
                                     "/webhooks/telnyx"}
 
 
@@ -118,3 +119,36 @@ def test_a_single_send_gate_failure_names_the_field_and_the_stored_message(env):
     error = failed.json()["error"]
     assert error["details"] == [{"field": "from", "issue": error["message"]}]
     assert_matches("Message", env.message(error["message_id"]))
+
+
+def test_inbound_messages_their_events_and_the_opt_out_api_match_the_spec(env):
+    import base64
+
+    from shared.received import message_id
+    from tools.seed import DEV_SENDER, sample_png
+
+    env.store.accounts.put_tenant(env.tenant_id, {"webhook_url": env.receiver.url})
+    media = [{"content_type": "image/png", "data_base64": base64.b64encode(sample_png(8, 8)).decode()},
+             {"url": "https://169.254.169.254/x", "content_type": "image/png"}]
+    picture = env.sim.post("/_sim/inbound", json={"from": fictional(60), "to": DEV_SENDER, "text": "pic",
+                                                  "media": media}).json()["data"]
+    stop = env.sim.post("/_sim/inbound", json={"from": fictional(61), "to": DEV_SENDER, "text": "STOP"}).json()["data"]
+    types = {"message.received", "recipient.opted_out"}
+    wait_for(lambda: types <= {json.loads(r["body"])["type"] for r in env.receiver.received}
+             and sum(json.loads(r["body"])["type"] == "message.received" for r in env.receiver.received) >= 2,
+             30, "the inbound events")
+    for record in env.receiver.received:
+        assert_matches("CustomerEvent", json.loads(record["body"]))
+    for injected in (picture, stop):
+        assert_matches("Message", env.message(message_id(injected["id"])))
+
+    put = env.api.put(f"/api/v1/opt-outs/{fictional(62)}")
+    assert put.status_code == 201
+    assert_matches("OptOut", put.json()["data"])
+    listing = env.api.get("/api/v1/opt-outs", params={"limit": 1}).json()
+    assert listing["pagination"]["has_more"] is True
+    for entry in listing["data"]:
+        assert_matches("OptOut", entry)
+    imported = env.api.post("/api/v1/opt-outs/import", json={"numbers": [fictional(63)]}).json()
+    assert_matches("OptOutImportResult", imported["data"])
+    assert_matches("ErrorEnvelope", env.api.get("/api/v1/opt-outs", params={"cursor": "x!"}).json())
