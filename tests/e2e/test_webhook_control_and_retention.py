@@ -197,6 +197,7 @@ def test_bodies_and_numbers_never_reach_the_function_logs(env):
 
     body, failover_text, number = "zebra-umbrella-7731", "quokka-lantern-4410", "+14155550209"
     group_numbers = [fictional(19), fictional(83)]
+    conversation_numbers = [fictional(20, npa="646"), fictional(21, npa="646")]
     env.api.post("/api/v1/messages/sms", json={"to": number, "body": body, "media_urls": [env.sample_media_url],
                                                 "sms_failover": {"text": failover_text},
                                                 "webhook_url": env.receiver.url}).raise_for_status()
@@ -204,8 +205,13 @@ def test_bodies_and_numbers_never_reach_the_function_logs(env):
                                                           "webhook_url": env.receiver.url})
     assert group.status_code == 200, group.text
     ids_ = [m["message_id"] for m in group.json()["messages"]]
+    conversation = env.api.post("/api/v1/messages/group", json={"to": conversation_numbers, "body": body,
+                                                                 "conversation": True})
+    assert conversation.status_code == 200, conversation.text
     env.wait_status(ids_[0], "delivered")
     env.wait_status(ids_[1], "undelivered")
+    for item in conversation.json()["messages"]:
+        env.wait_status(item["message_id"], "delivered")
     wait_for(lambda: any(json.loads(r["body"])["data"]["body"] == failover_text for r in env.receiver.received),
              30, "the failover SMS's events")
     env.stack.sweep()
@@ -216,6 +222,9 @@ def test_bodies_and_numbers_never_reach_the_function_logs(env):
     for name in functions:
         text = (logs / f"{name}.log").read_text(errors="replace")
         checked += len(text)
-        for secret in (body, failover_text, number, number[1:], *group_numbers, *(n[1:] for n in group_numbers)):
+        numbers = [number, *group_numbers, *conversation_numbers]
+        for secret in (body, failover_text, *numbers, *(n[1:] for n in numbers)):
             assert secret not in text, f"{secret!r} in {name}.log"
     assert checked > 0
+    # the logs are the ones that saw these messages: they name them by id, never by content or number
+    assert any(message_id in (logs / "dispatch.log").read_text() for message_id in ids_)
