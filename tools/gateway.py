@@ -49,9 +49,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", r"/api/v1/messages/[^/]+/redact/?"): "reads",
     ("GET", r"/api/v1/opt-outs"): "reads",
     ("POST", r"/api/v1/opt-outs/import"): "reads",
-    ("GET", r"/api/v1/opt-outs/[^/]+/?"): "reads",
-    ("PUT", r"/api/v1/opt-outs/[^/]+/?"): "reads",
-    ("DELETE", r"/api/v1/opt-outs/[^/]+/?"): "reads",
+    ("GET", r"/api/v1/opt-outs/(?!import/?$)[^/]+/?"): "reads",
+    ("PUT", r"/api/v1/opt-outs/(?!import/?$)[^/]+/?"): "reads",
+    ("DELETE", r"/api/v1/opt-outs/(?!import/?$)[^/]+/?"): "reads",
     ("POST", r"/webhooks/telnyx"): "webhook",
 }
 
