@@ -290,6 +290,27 @@ def test_duplicate_deliveries_of_every_members_task_make_one_group_mms(env):
     assert len(_group_mms(env, numbers)) == 1
 
 
+def test_an_unanswered_group_mms_is_found_by_its_conversation_not_sent_again(env):
+    from infra import collections as C
+
+    numbers = [fictional(35), fictional(98)]  # 98: the simulator records the first attempt and drops the answer
+    response = env.api.post("/api/v1/messages/group", json={"to": numbers, "body": "lost", "conversation": True})
+    assert response.status_code == 200, response.text
+    ids_ = [m["message_id"] for m in response.json()["messages"]]
+    delivered = [env.wait_status(i, "delivered") for i in ids_]
+
+    [group_mms] = _group_mms(env, numbers)
+    assert {m["provider_id"] for m in delivered} == {group_mms["id"]}
+    ref = env.store.db.collection(C.CONVERSATIONS).document(response.json()["conversation_id"])
+    # the reports may deliver the members before the lookup (a few seconds after the lost answer) records it
+    record = wait_for(lambda: (doc := ref.get().to_dict())["dispatch"]["provider_id"] and doc, 20,
+                      "the conversation's lookup")
+    assert record["dispatch"]["ambiguous_since"] is not None  # it went through the lookup
+    assert record["dispatch"]["provider_id"] == group_mms["id"]
+    assert len(_group_mms(env, numbers)) == 1
+    assert [h["to"] for h in delivered[0]["history"]].count("sent") == 1
+
+
 def test_a_killed_dispatch_during_conversation_sends_makes_one_group_mms_each(env):
     tenant_id, key = env.new_tenant(rps=100)
     client = env.client(key)
