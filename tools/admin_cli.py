@@ -237,13 +237,25 @@ def tenant_doc(ctx: Ctx, tenant_id: str) -> dict[str, Any]:
     snap = _tenants(ctx).document(tenant_id).get()
     if not snap.exists:
         raise CliError(f"no tenant {tenant_id} (mmsgate-admin tenants list shows them)")
-    return snap.to_dict() or {}
+    return _with_shards(ctx, tenant_id, snap.to_dict() or {})
 
 
 def _tenants(ctx: Ctx):
     from infra import collections as C
 
     return ctx.db.collection(C.TENANTS)
+
+
+def _with_shards(ctx: Ctx, tenant_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """The document with the balance and usage traffic keeps on the tenant's shards (shared/balance.py) added:
+    the document alone holds only the base (top-ups)."""
+    from shared.balance import SHARD_COLLECTION, Shard, overlay
+    from shared.records import Tenant
+
+    shards = [Shard.from_doc(int(snap.id), snap.to_dict())
+              for snap in _tenants(ctx).document(tenant_id).collection(SHARD_COLLECTION).stream()]
+    seen = overlay(Tenant.from_doc(tenant_id, doc), shards)
+    return {**doc, "balance_micros": seen.balance_micros, "usage_day": seen.usage_day, "usage_count": seen.usage_count}
 
 
 def _update_tenant(ctx: Ctx, tenant_id: str, fields: dict[str, Any]) -> None:
@@ -316,8 +328,9 @@ def _retention_days(doc: dict[str, Any]) -> int:
 
 def tenants_list(ctx: Ctx, args: argparse.Namespace) -> Any:
     return [{"id": snap.id, "name": (d := snap.to_dict() or {}).get("name"), "default_from": d.get("default_from"),
-             "balance": _usd(int(d.get("balance_micros") or 0)), "webhook_url": d.get("webhook_url"),
-             "disabled": bool(d.get("disabled"))} for snap in _tenants(ctx).stream()]
+             "balance": _usd(int(_with_shards(ctx, snap.id, d).get("balance_micros") or 0)),
+             "webhook_url": d.get("webhook_url"), "disabled": bool(d.get("disabled"))}
+            for snap in _tenants(ctx).stream()]
 
 
 def tenants_show(ctx: Ctx, args: argparse.Namespace) -> Any:
@@ -416,7 +429,7 @@ def balance_top_up(ctx: Ctx, args: argparse.Namespace) -> Any:
     if args.amount <= 0:
         raise CliError("the amount must be more than 0")
     tenant_doc(ctx, args.tenant)
-    # An increment, not read-then-write: accepts debiting the same document at the same time stay exact.
+    # An increment of the base, not read-then-write: accepts debit the shards meanwhile, and both stay exact.
     _update_tenant(ctx, args.tenant, {"balance_micros": firestore.Increment(args.amount)})
     micros = int(tenant_doc(ctx, args.tenant).get("balance_micros") or 0)
     return {"tenant_id": args.tenant, "added": _usd(args.amount), "balance": _usd(micros), "balance_micros": micros,

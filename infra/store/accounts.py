@@ -11,6 +11,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from infra import collections as C
+from infra.store.balance import FirestoreBalance
 from infra.store.commit import commit_if_unchanged, utcnow
 from shared.ids import api_key_hash, tenant_named_by
 from shared.ports import Caller, Contended, FirstRound
@@ -22,6 +23,7 @@ IMPORT_BATCH = 500  # Firestore's limit of writes per commit
 class FirestoreAccounts:
     def __init__(self, db: firestore.Client) -> None:
         self.db = db
+        self.balance = FirestoreBalance(db)  # balance and usage live on shards (shared/balance.py)
         self._key_tenant: dict[str, str] = {}  # API key hash -> its tenant (a key never changes tenant)
         self._known: dict[str, Tenant] = {}  # API key hash -> its tenant as last read, the key found valid
 
@@ -32,7 +34,8 @@ class FirestoreAccounts:
         digest = api_key_hash(api_key)
         key_ref = self.db.collection(C.API_KEYS).document(digest)
         known = self._key_tenant.get(digest) or tenant_named_by(api_key)
-        refs = [key_ref] + ([self.db.collection(C.TENANTS).document(known)] if known else [])
+        refs = [key_ref] + ([self.db.collection(C.TENANTS).document(known), *self.balance.refs(known)]
+                            if known else [])
         snaps = {snap.reference.path: snap for snap in self.db.get_all(refs)}
         key = snaps[key_ref.path]
         if not key.exists or key.get("revoked"):
@@ -44,7 +47,8 @@ class FirestoreAccounts:
             return None
         tenant = snaps.get(f"{C.TENANTS}/{tenant_id}")
         found = self.get_tenant(tenant_id) if tenant is None else (
-            Tenant.from_doc(tenant.id, tenant.to_dict() or {}) if tenant.exists else None)
+            self.balance.overlay(Tenant.from_doc(tenant.id, tenant.to_dict() or {}), snaps) if tenant.exists
+            else None)
         self._remember(digest, tenant_id, found)
         return found
 
@@ -65,11 +69,14 @@ class FirestoreAccounts:
         digest = api_key_hash(api_key) if api_key is not None else None
         key_ref = self.db.collection(C.API_KEYS).document(digest) if digest is not None else None
         opt_refs = [self._opt_outs(tenant_id).document(n) for n in wanted]
-        refs = ([key_ref] if key_ref is not None else []) + [tenant_ref, *opt_refs]
+        refs = ([key_ref] if key_ref is not None else []) + [tenant_ref, *self.balance.refs(tenant_id), *opt_refs]
         refs += [self.db.collection(C.PRICING).document(c) for c in regions]
         snaps = {snap.reference.path: snap for snap in self.db.get_all(refs)}
         tenant_snap = snaps[tenant_ref.path]
-        tenant = Tenant.from_doc(tenant_id, tenant_snap.to_dict() or {}) if tenant_snap.exists else None
+        # the version the accept is conditioned on: every shard as read (infra/store/balance.py Seen)
+        seen = self.balance.seen(Tenant.from_doc(tenant_id, tenant_snap.to_dict() or {}), snaps) \
+            if tenant_snap.exists else None
+        tenant = seen.tenant if seen is not None else None
         if key_ref is not None and digest is not None:
             key = snaps[key_ref.path].to_dict() if snaps[key_ref.path].exists else None
             if key is None or key.get("revoked") or key.get("tenant_id") != tenant_id:
@@ -82,7 +89,7 @@ class FirestoreAccounts:
         for country in regions:
             snap = snaps[f"{C.PRICING}/{country}"]
             prices[country] = Rates.from_doc(snap.to_dict() or {}) if snap.exists else None
-        return FirstRound(tenant=tenant, version=tenant_snap.update_time if tenant_snap.exists else None,
+        return FirstRound(tenant=tenant, version=seen if tenant is not None else None,
                           opted_out=opted, prices=prices)
 
     def _remember(self, digest: str, tenant_id: str, tenant: Tenant | None) -> None:
@@ -98,8 +105,11 @@ class FirestoreAccounts:
         self._known.pop(digest, None)
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
-        snap = self.db.collection(C.TENANTS).document(tenant_id).get()
-        return Tenant.from_doc(snap.id, snap.to_dict() or {}) if snap.exists else None
+        """The tenant with its balance and usage (the document's base plus its shards), in one batch get."""
+        ref = self.db.collection(C.TENANTS).document(tenant_id)
+        snaps = {snap.reference.path: snap for snap in self.db.get_all([ref, *self.balance.refs(tenant_id)])}
+        snap = snaps[ref.path]
+        return self.balance.overlay(Tenant.from_doc(snap.id, snap.to_dict() or {}), snaps) if snap.exists else None
 
     def tenant_doc(self, tenant_id: str) -> dict[str, Any] | None:
         """The stored document as it is (operator tools show it)."""

@@ -1,20 +1,40 @@
 """The tenant's balance shards in Firestore (shared/balance.py has the rules and the overspend bound).
 
 The store's tenant reads and writes go through this adapter: ``refs`` joins the shards to a batch get that
-already reads the tenant document, ``overlay`` turns what it read into the tenant as the gate sees it (with
-the version of each shard), ``debit`` adds an accept's one conditioned shard write to a commit, ``refund``
-a refund's unconditioned increment.
+already reads the tenant document, ``seen`` turns what it read into the tenant as the gate sees it (with
+each shard as read and its version: the opaque version an accept is conditioned on), ``debit`` adds an
+accept's conditioned shard writes to a commit, ``refund`` a refund's unconditioned increment.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from google.cloud import firestore
 
 from infra import collections as C
-from shared.balance import SHARD_COLLECTION, SHARDS, Shard, debit, overlay, shard_for
+from shared.balance import SHARD_COLLECTION, SHARDS, Shard, overlay, plan, shard_for
 from shared.records import Tenant
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The tenant (its document plus every shard) as one batch get read it."""
+
+    base: Tenant  # the tenant document alone
+    shards: tuple[Shard, ...]
+    versions: tuple[Any, ...]  # each shard's update time; None: not created yet
+
+    @property
+    def tenant(self) -> Tenant:
+        return overlay(self.base, list(self.shards))
+
+    def with_shard(self, shard: Shard, version: Any) -> Seen:
+        shards, versions = list(self.shards), list(self.versions)
+        shards[shard.index], versions[shard.index] = shard, version
+        return dataclasses.replace(self, shards=tuple(shards), versions=tuple(versions))
 
 
 class FirestoreBalance:
@@ -26,41 +46,48 @@ class FirestoreBalance:
         shards = self.db.collection(C.TENANTS).document(tenant_id).collection(SHARD_COLLECTION)
         return [shards.document(str(i)) for i in range(self.shards)]
 
-    def overlay(self, tenant: Tenant, snaps: dict[str, Any]) -> tuple[Tenant, dict[int, Any]]:
-        """The tenant with its shards, and each shard's version (None: the shard does not exist yet)."""
-        found, versions = [], {}
-        for i, ref in enumerate(self.refs(tenant.id)):
+    def shard_of(self, key: str) -> int:
+        return shard_for(key, self.shards)
+
+    def seen(self, base: Tenant, snaps: dict[str, Any]) -> Seen:
+        """The tenant with its shards, from a batch get that included ``refs(base.id)``."""
+        shards, versions = [], []
+        for i, ref in enumerate(self.refs(base.id)):
             snap = snaps.get(ref.path)
             if snap is not None and snap.exists:
-                found.append(Shard.from_doc(i, snap.to_dict()))
-                versions[i] = snap.update_time
+                shards.append(Shard.from_doc(i, snap.to_dict()))
+                versions.append(snap.update_time)
             else:
-                found.append(Shard(i))
-                versions[i] = None
-        return overlay(tenant, found), versions
+                shards.append(Shard(i))
+                versions.append(None)
+        return Seen(base=base, shards=tuple(shards), versions=tuple(versions))
+
+    def overlay(self, base: Tenant, snaps: dict[str, Any]) -> Tenant:
+        return self.seen(base, snaps).tenant
 
     def get(self, tenant: Tenant) -> Tenant:
         snaps = {snap.reference.path: snap for snap in self.db.get_all(self.refs(tenant.id))}
-        return self.overlay(tenant, snaps)[0]
+        return self.overlay(tenant, snaps)
 
-    def debit(self, batch: Any, seen: Tenant, versions: dict[int, Any], snaps: dict[str, Any], key: str,
-              balance_micros: int, usage_day: str, usage_count: int) -> None:
-        """The accept's one shard write, conditioned on the version ``seen`` was decided on: a concurrent accept
-        that wrote the same shard first makes the commit fail, and the caller reads and decides again."""
-        index = shard_for(key, self.shards)
-        ref = self.refs(seen.id)[index]
-        snap = snaps.get(ref.path)
-        current = Shard.from_doc(index, snap.to_dict() if snap is not None and snap.exists else None)
-        after = debit(seen, current, balance_micros, usage_day, usage_count)
-        if after == current:
-            return
-        if versions.get(index) is None:
-            batch.create(ref, after.to_doc())  # two first writers of one shard: one create fails, it retries
-        else:
-            batch.update(ref, after.to_doc(), option=self.db.write_option(last_update_time=versions[index]))
+    def debit(self, batch: Any, seen: Seen, key: str, balance_micros: int, usage_day: str | None,
+              usage_count: int) -> list[Shard]:
+        """The accept's shard writes (shared/balance.py ``plan``: its own shard, or every shard when the money
+        is dealt again), each conditioned on the version ``seen`` read: a concurrent accept that wrote one of
+        them first makes the commit fail, and the caller reads and decides again. Returns the shards as
+        written."""
+        written = plan(seen.base, list(seen.shards), self.shard_of(key), balance_micros, usage_day, usage_count)
+        refs = self.refs(seen.base.id)
+        for shard in written:
+            version = seen.versions[shard.index]
+            if version is None:  # two first writers of one shard: one create fails, it retries
+                batch.create(refs[shard.index], shard.to_doc())
+            else:
+                batch.update(refs[shard.index], shard.to_doc(),
+                             option=self.db.write_option(last_update_time=version))
+        return written
 
     def refund(self, batch: Any, tenant_id: str, key: str, micros: int) -> None:
         """A refund only raises the balance: an increment on one shard, no condition, no conflict."""
-        index = shard_for(key, self.shards)
+        index = self.shard_of(key)
         batch.set(self.refs(tenant_id)[index], {"index": index, "delta_micros": firestore.Increment(micros)},
                   merge=True)

@@ -4,7 +4,6 @@ what to write, and writes it."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable
@@ -15,8 +14,10 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from infra import collections as C
+from infra.store.balance import FirestoreBalance, Seen
 from infra.store.commit import changed_fields, commit_if_unchanged, io, utcnow
 from infra.store.linked import LinkedWrites
+from shared.balance import Shard
 from shared.ports import (
     AcceptDecision,
     Decision,
@@ -33,10 +34,11 @@ T = TypeVar("T")
 EVENT_TTL = dt.timedelta(days=30)
 _locks_guard = threading.Lock()
 _tenant_locks: dict[str, threading.Lock] = {}
-# tenant id -> (version, tenant) of the tenant document as this instance's last single-send accept wrote it.
-# Concurrent accepts of one tenant read the same version in their first round; the one that takes its turn
-# second starts from what the first wrote (read under its tenant lock), not from a version it knows is gone.
-_committed: dict[str, tuple[Any, Tenant]] = {}
+# (tenant id, shard) -> (version, shard) of a balance shard as this instance's last single-send accept wrote it.
+# Concurrent accepts of one tenant read the same versions in their first round; the one that takes its turn
+# second on a shard starts from what the first wrote (read under the shard's lock), not from a version it
+# knows is gone.
+_committed: dict[tuple[str, int], tuple[Any, Shard]] = {}
 
 
 def _tenant_lock(tenant_id: str) -> threading.Lock:
@@ -49,6 +51,7 @@ def _tenant_lock(tenant_id: str) -> threading.Lock:
 class FirestoreLegs(LinkedWrites):
     def __init__(self, db: firestore.Client) -> None:
         self.db = db
+        self.balance = FirestoreBalance(db)
 
     def _ref(self, message_id: str) -> Any:
         return self.db.collection(C.MESSAGES).document(message_id)
@@ -157,8 +160,7 @@ class FirestoreLegs(LinkedWrites):
                 else:
                     after = None
             if before is not None and decision.refund_micros:
-                batch.update(self.db.collection(C.TENANTS).document(before.tenant_id),
-                             {"balance_micros": firestore.Increment(decision.refund_micros)})
+                self.balance.refund(batch, before.tenant_id, message_id, decision.refund_micros)
             if before is not None and decision.opt_out:
                 batch.set(self.db.collection(C.TENANTS).document(before.tenant_id).collection(C.OPT_OUTS)
                           .document(decision.opt_out), {"source": "provider 40300", "at": utcnow()})
@@ -225,6 +227,8 @@ class FirestoreLegs(LinkedWrites):
         again, so a balance is never spent twice. The tenant is read while the rows are being written."""
         tenant_id = legs[0].tenant_id
         tenant_ref = self.db.collection(C.TENANTS).document(tenant_id)
+        shard_refs = self.balance.refs(tenant_id)
+        shard_key = group.id if group is not None else legs[0].id
         refs = [self._ref(leg.id) for leg in legs]
         batch = self.db.batch()
         if group is not None:
@@ -232,7 +236,7 @@ class FirestoreLegs(LinkedWrites):
         docs = [leg.to_doc() for leg in legs]
         for ref, doc in zip(refs, docs, strict=True):
             batch.create(ref, doc)
-        tenant_read = io.submit(tenant_ref.get)
+        tenant_read = io.submit(lambda: {s.reference.path: s for s in self.db.get_all([tenant_ref, *shard_refs])})
         try:
             results = batch.commit()
         except Exception as exc:
@@ -244,19 +248,17 @@ class FirestoreLegs(LinkedWrites):
 
         def attempt() -> list[Leg]:
             if first:
-                tenant_snap, stored, versions = first.pop("tenant"), first.pop("docs"), first.pop("versions")
+                snaps, stored, versions = first.pop("tenant"), first.pop("docs"), first.pop("versions")
             else:
-                snaps = {snap.reference.path: snap for snap in self.db.get_all([tenant_ref, *refs])}
-                tenant_snap = snaps[tenant_ref.path]
+                snaps = {snap.reference.path: snap for snap in self.db.get_all([tenant_ref, *shard_refs, *refs])}
                 stored = [snaps[ref.path].to_dict() for ref in refs]
                 versions = [snaps[ref.path].update_time for ref in refs]
-            tenant = Tenant.from_doc(tenant_id, tenant_snap.to_dict() or {})
-            decision = decide(tenant, [Leg.from_doc(doc) for doc in stored])
+            seen = self.balance.seen(Tenant.from_doc(tenant_id, snaps[tenant_ref.path].to_dict() or {}), snaps)
+            decision = decide(seen.tenant, [Leg.from_doc(doc) for doc in stored])
             batch = self.db.batch()
-            account: dict[str, Any] = {"usage_day": decision.usage_day, "usage_count": decision.usage_count}
-            if decision.balance_micros != tenant.balance_micros:
-                account["balance_micros"] = decision.balance_micros
-            batch.update(tenant_ref, account, option=self.db.write_option(last_update_time=tenant_snap.update_time))
+            # the debit and the day's count land on one balance shard, conditioned on it as read
+            self.balance.debit(batch, seen, shard_key, decision.balance_micros, decision.usage_day,
+                               decision.usage_count)
             for ref, doc, version, leg in zip(refs, stored, versions, decision.legs, strict=True):
                 updates = changed_fields(doc, leg.to_doc())
                 if updates:
@@ -269,43 +271,44 @@ class FirestoreLegs(LinkedWrites):
             batch.commit()
             return decision.legs
 
-        # Every accept of a tenant writes its account document: a burst of one tenant's requests contends
-        # there. Within this instance they take turns (a conflict between two of our own threads is only
-        # wasted round trips); across instances the conditioned commit still decides, with more tries than a
-        # leg gets (docs/decisions.md: the tenant document's write rate).
-        with _tenant_lock(tenant_id):
+        # Every accept of a tenant writes one of its balance shards: a burst of one tenant's requests contends
+        # there. Within this instance those on one shard take turns (a conflict between two of our own threads
+        # is only wasted round trips); across instances the conditioned commit still decides, with more tries
+        # than a leg gets (docs/decisions.md: the tenant's write rate).
+        with _tenant_lock(f"{tenant_id}/{self.balance.shard_of(shard_key)}"):
             return commit_if_unchanged(attempt, tries=100)
 
     def accept_one(self, leg: Leg, tenant: Tenant, version: Any,
                    decide: Callable[[Tenant, list[Leg]], AcceptDecision],
                    answer: Callable[[list[Leg]], IdempotentAnswer | None]) -> list[Leg]:
         """A single send's one commit: the leg created in its decided state (no pending row first: a single
-        send has one row, so this commit writes it whole or not at all), the tenant's balance and usage
-        conditioned on ``version``, the tenant's document as the request's first round read it (``tenant``),
-        and the request's idempotent answer. If another accept of the tenant committed first, the tenant is
+        send has one row, so this commit writes it whole or not at all), the tenant's debit and usage on one
+        balance shard conditioned on that shard as the request's first round read it (``version``), and the
+        request's idempotent answer. If another accept of the tenant committed first, the tenant is
         read again and ``decide`` asked again, so a balance is never spent twice; the leg is read with it, and
         one already there was created by an earlier attempt of this commit whose answer was lost."""
         tenant_id, tenant_ref, ref = tenant.id, self.db.collection(C.TENANTS).document(tenant.id), self._ref(leg.id)
-        first: dict[str, Any] = {"tenant": tenant, "version": version}
+        shard_refs, index = self.balance.refs(tenant_id), self.balance.shard_of(leg.id)
+        # ``version`` is the first round's view of the tenant and its balance shards (infra/store/balance.py)
+        first: dict[str, Any] = {"seen": version} if isinstance(version, Seen) else {}
 
         def attempt() -> list[Leg]:
             if first:
-                account, read_version = first.pop("tenant"), first.pop("version")
-                ours = _committed.get(tenant_id)
-                if ours is not None and read_version is not None and ours[0] > read_version:
-                    account, read_version = ours[1], ours[0]  # this instance wrote it since: no conflict to lose
+                seen: Seen = first.pop("seen")
+                for i, read in enumerate(seen.versions):
+                    ours = _committed.get((tenant_id, i))
+                    if ours is not None and (read is None or ours[0] > read):
+                        seen = seen.with_shard(ours[1], ours[0])  # this instance wrote it since: no conflict to lose
             else:
-                snaps = {snap.reference.path: snap for snap in self.db.get_all([tenant_ref, ref])}
+                snaps = {snap.reference.path: snap for snap in self.db.get_all([tenant_ref, *shard_refs, ref])}
                 if snaps[ref.path].exists:
                     return [Leg.from_doc(snaps[ref.path].to_dict() or {})]
-                account = Tenant.from_doc(tenant_id, snaps[tenant_ref.path].to_dict() or {})
-                read_version = snaps[tenant_ref.path].update_time
-            decision = decide(account, [leg])
+                seen = self.balance.seen(Tenant.from_doc(tenant_id, snaps[tenant_ref.path].to_dict() or {}), snaps)
+            decision = decide(seen.tenant, [leg])
             batch = self.db.batch()
-            updates: dict[str, Any] = {"usage_day": decision.usage_day, "usage_count": decision.usage_count}
-            if decision.balance_micros != account.balance_micros:
-                updates["balance_micros"] = decision.balance_micros
-            batch.update(tenant_ref, updates, option=self.db.write_option(last_update_time=read_version))
+            # the debit and the day's count land on one balance shard, conditioned on it as read
+            written = self.balance.debit(batch, seen, leg.id, decision.balance_micros, decision.usage_day,
+                                         decision.usage_count)
             batch.create(ref, decision.legs[0].to_doc())
             kept = answer(decision.legs)
             if kept is not None:
@@ -315,10 +318,9 @@ class FirestoreLegs(LinkedWrites):
             results = batch.commit()
             if len(_committed) > 10_000:
                 _committed.clear()
-            _committed[tenant_id] = (results[0].update_time, dataclasses.replace(
-                account, balance_micros=decision.balance_micros, usage_day=decision.usage_day,
-                usage_count=decision.usage_count))
+            for shard, result in zip(written, results, strict=False):  # the shard writes come first
+                _committed[(tenant_id, shard.index)] = (result.update_time, shard)
             return decision.legs
 
-        with _tenant_lock(tenant_id):
+        with _tenant_lock(f"{tenant_id}/{index}"):
             return commit_if_unchanged(attempt, tries=100)

@@ -16,6 +16,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from infra import collections as C
+from infra.store.balance import FirestoreBalance
 from infra.store.commit import changed_fields, commit_if_unchanged
 from shared.ports import ConversationDecision, ConversationMutation, SpawnDecision, Spawned
 from shared.records import Conversation, Leg, Tenant
@@ -25,6 +26,7 @@ T = TypeVar("T")
 
 class LinkedWrites:
     db: firestore.Client
+    balance: FirestoreBalance
 
     def _ref(self, message_id: str) -> Any:  # pragma: no cover - FirestoreLegs defines it
         raise NotImplementedError
@@ -73,14 +75,15 @@ class LinkedWrites:
         race at the commit, reads again, and finds the parent no longer due."""
         parent_ref, child_ref = self._ref(parent_id), self._ref(child_id)
         tenant_ref = self.db.collection(C.TENANTS).document(tenant_id)
+        shard_refs = self.balance.refs(tenant_id)
 
         def attempt() -> Spawned:
-            snaps = {s.reference.path: s for s in self.db.get_all([parent_ref, child_ref, tenant_ref])}
+            snaps = {s.reference.path: s for s in self.db.get_all([parent_ref, child_ref, tenant_ref, *shard_refs])}
             parent_snap, tenant_snap = snaps[parent_ref.path], snaps[tenant_ref.path]
             stored = parent_snap.to_dict() if parent_snap.exists else None
             before = Leg.from_doc(stored) if stored else None
-            tenant = Tenant.from_doc(tenant_id, tenant_snap.to_dict() or {})
-            decision = decide(before, snaps[child_ref.path].exists, tenant)
+            seen = self.balance.seen(Tenant.from_doc(tenant_id, tenant_snap.to_dict() or {}), snaps)
+            decision = decide(before, snaps[child_ref.path].exists, seen.tenant)
             batch = self.db.batch()
             parent = decision.parent if before is not None else None
             if parent is not None:
@@ -93,8 +96,8 @@ class LinkedWrites:
             if decision.child is not None:
                 batch.create(child_ref, decision.child.to_doc())
             if decision.balance_micros is not None and tenant_snap.exists:
-                batch.update(tenant_ref, {"balance_micros": decision.balance_micros},
-                             option=self.db.write_option(last_update_time=tenant_snap.update_time))
+                # the charge lands on one balance shard, conditioned on it as read; it counts no message
+                self.balance.debit(batch, seen, child_id, decision.balance_micros, None, 0)
             if len(batch):
                 batch.commit()
             return Spawned(before=before, parent=parent, child=decision.child, result=decision.result)
@@ -140,8 +143,7 @@ class LinkedWrites:
                                  option=self.db.write_option(last_update_time=versions[leg.id]))
                     written.append(leg)
             if decision.refund_micros and before is not None:
-                batch.update(self.db.collection(C.TENANTS).document(before.tenant_id),
-                             {"balance_micros": firestore.Increment(decision.refund_micros)})
+                self.balance.refund(batch, before.tenant_id, conversation_id, decision.refund_micros)
             if len(batch):
                 batch.commit()
             return ConversationMutation(before=before, after=after, legs_before=legs_before,
