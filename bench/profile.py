@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--group-size", type=int, default=20)
     parser.add_argument("--pyinstrument", action="store_true")
+    parser.add_argument("--sort", default="cumulative", help="cProfile order: cumulative or tottime")
+    parser.add_argument("--top", type=int, default=40, help="cProfile rows printed")
     args = parser.parse_args(argv)
 
     import os
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         print(profiler.output_text(unicode=False, color=False, show_all=False))
     else:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(args.top)
         print(out.getvalue())
     return 0
 

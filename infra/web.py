@@ -25,6 +25,7 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 M = TypeVar("M", bound="BaseModel")  # imported lazily at run time: the reads function never parses a body
+P = TypeVar("P")
 
 
 @dataclass
@@ -159,8 +160,30 @@ def raw_body(request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
 def parse(request, model: type[M], *, max_bytes: int = MAX_BODY_BYTES) -> tuple[M, bytes]:
     """The request body as ``model``, and the raw bytes (idempotency hashes them). ``max_bytes``: the route's
     own body limit, where it needs more than the 64 KB every other route takes (the opt-out import)."""
+    payload, data = _json_object(request, max_bytes)
+    return _validated(model, payload), data
+
+
+def parse_plain(request, plain: Callable[[dict[str, Any]], P | None], model: Callable[[], type[M]]
+                ) -> tuple[P | M, bytes]:
+    """``parse``, where a body ``plain`` accepts needs no model (shared/plain_requests.py: pydantic is not even
+    imported for the common bodies, which keeps it off the cold path); any other is validated by ``model()``."""
+    payload, data = _json_object(request, MAX_BODY_BYTES)
+    checked = plain(payload)
+    return (checked if checked is not None else _validated(model(), payload)), data
+
+
+def _validated(model: type[M], payload: dict[str, Any]) -> M:
     from pydantic import ValidationError
 
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid",
+                       details=validation_details(exc)) from None
+
+
+def _json_object(request, max_bytes: int) -> tuple[dict[str, Any], bytes]:
     mimetype = (request.mimetype or "").lower()
     if mimetype != "application/json":
         raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
@@ -173,11 +196,7 @@ def parse(request, model: type[M], *, max_bytes: int = MAX_BODY_BYTES) -> tuple[
         raise ApiError(ErrorCode.INVALID_JSON, "Request body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise ApiError(ErrorCode.INVALID_JSON, "Request body must be a JSON object")
-    try:
-        return model.model_validate(payload), data
-    except ValidationError as exc:
-        raise ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid",
-                       details=validation_details(exc)) from None
+    return payload, data
 
 
 _STRUCTURE = re.compile(rb'[\[\]{}"\\]')

@@ -24,7 +24,6 @@ from shared.errors import ApiError, ErrorCode, message_for
 from shared.leg_changes import announce
 from shared.legs import new_leg, transition
 from shared.media import MediaError, Upload
-from shared.models import GroupRequest, SendRequest, SmsFailover
 from shared.phone import InvalidNumber, is_nanp, parse_e164, region_of
 from shared.ports import AcceptDecision, Caller, Contended, DispatchTask, FirstRound, IdempotentAnswer, PreInsertFailed
 from shared.records import Group, Leg, Rates, StoredMedia, Tenant
@@ -32,8 +31,9 @@ from shared.segments import MMS_SEGMENTS, count_segments
 from shared.ssrf import UrlPolicy, UrlRejected, check_url, media_url_policy, webhook_url_policy
 from shared.status import Status
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the models import pydantic: the handlers pass plain requests where they can
     from infra.runtime import Runtime
+    from shared.models import GroupRequest, SendRequest, SmsFailover
 
 GROUP_REQUESTS_PER_MINUTE = 30
 MAX_SCHEDULE_AHEAD = dt.timedelta(days=180)
@@ -362,7 +362,7 @@ def controls(tenant: Tenant, req: SendRequest | GroupRequest, sender: str, now: 
     """The leg fields of webhook control, SMS failover, retention and group conversation a request sets
     (docs/decisions.md)."""
     failover = req.sms_failover
-    conversation = isinstance(req, GroupRequest) and req.conversation and group_id is not None
+    conversation = bool(getattr(req, "conversation", False)) and group_id is not None  # a group request's
     return {
         "conversation_id": ids.conversation_id(group_id) if conversation and group_id else None,
         "webhook_failover_url": req.webhook_failover_url or tenant.webhook_failover_url,

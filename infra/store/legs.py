@@ -14,6 +14,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from infra import collections as C
+from infra.store import fastwrite
 from infra.store.balance import FirestoreBalance, Seen
 from infra.store.commit import changed_fields, commit_if_unchanged, io, utcnow
 from infra.store.linked import LinkedWrites
@@ -232,10 +233,10 @@ class FirestoreLegs(LinkedWrites):
         refs = [self._ref(leg.id) for leg in legs]
         batch = self.db.batch()
         if group is not None:
-            batch.create(self.db.collection(C.GROUPS).document(group.id), group.to_doc())
+            fastwrite.create(batch, self.db.collection(C.GROUPS).document(group.id), group.to_doc())
         docs = [leg.to_doc() for leg in legs]
         for ref, doc in zip(refs, docs, strict=True):
-            batch.create(ref, doc)
+            fastwrite.create(batch, ref, doc)  # (the library's own encoding: ~10x the CPU, see fastwrite)
         tenant_read = io.submit(lambda: {s.reference.path: s for s in self.db.get_all([tenant_ref, *shard_refs])})
         try:
             results = batch.commit()
@@ -262,7 +263,7 @@ class FirestoreLegs(LinkedWrites):
             for ref, doc, version, leg in zip(refs, stored, versions, decision.legs, strict=True):
                 updates = changed_fields(doc, leg.to_doc())
                 if updates:
-                    batch.update(ref, updates, option=self.db.write_option(last_update_time=version))
+                    fastwrite.update(batch, ref, updates, version)
             kept = answer(decision.legs)
             if kept is not None:
                 batch.set(self.db.collection(C.IDEMPOTENCY).document(kept.record_id),
@@ -309,7 +310,7 @@ class FirestoreLegs(LinkedWrites):
             # the debit and the day's count land on one balance shard, conditioned on it as read
             written = self.balance.debit(batch, seen, leg.id, decision.balance_micros, decision.usage_day,
                                          decision.usage_count)
-            batch.create(ref, decision.legs[0].to_doc())
+            fastwrite.create(batch, ref, decision.legs[0].to_doc())
             kept = answer(decision.legs)
             if kept is not None:
                 batch.set(self.db.collection(C.IDEMPOTENCY).document(kept.record_id),
