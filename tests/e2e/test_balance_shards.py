@@ -59,3 +59,31 @@ def test_concurrent_debits_spend_exactly_the_balance_and_refunds_add_up(env):
         shards.refund(batch, tenant_id, f"refund_{n}", PRICE)
     batch.commit()
     assert shards.get(base).balance_micros == after.balance_micros + 7 * PRICE
+
+
+def test_sends_and_refunds_through_the_api_never_write_the_tenant_document(env):
+    import datetime as dt
+
+    from tests.conftest import fictional
+
+    tenant_ref = env.store.db.collection(C.TENANTS).document(env.tenant_id)
+    written_at = tenant_ref.get().update_time
+    start = env.balance()
+    single = env.api.post("/api/v1/messages/sms", json={"to": fictional(1), "body": "x",
+                                                        "media_urls": [env.sample_media_url]})
+    assert single.status_code == 200, single.text
+    group = env.api.post("/api/v1/messages/group", json={"to": [fictional(2), fictional(3)], "body": "x",
+                                                         "media_urls": [env.sample_media_url]})
+    assert group.status_code == 200, group.text
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+    scheduled = env.api.post("/api/v1/messages/sms", json={"to": fictional(4), "body": "x", "scheduled_at": later,
+                                                           "media_urls": [env.sample_media_url]})
+    assert scheduled.status_code == 200, scheduled.text
+    assert env.balance() == start - 4 * PRICE  # four MMS legs, one US MMS price each
+    canceled = env.api.delete(f"/api/v1/messages/{scheduled.json()['data']['id']}")
+    assert canceled.status_code == 200 and canceled.json()["data"]["status"] == "canceled"
+    assert env.balance() == start - 3 * PRICE  # the cancel refunded its leg
+    env.wait_status(single.json()["data"]["id"], "delivered")
+    assert tenant_ref.get().update_time == written_at  # traffic wrote shards only
+    shards = list(tenant_ref.collection("balance_shards").stream())
+    assert shards and sum(int((s.to_dict() or {}).get("delta_micros") or 0) for s in shards) == -3 * PRICE
