@@ -259,6 +259,11 @@ def test_media_that_cannot_be_copied_is_marked_unavailable_and_the_message_kept(
     assert media[2]["error"].startswith("MEDIA_TOO_LARGE")
     assert [m["url"] is None for m in media] == [True, True, True, False]
     assert {a["status"] for a in _webhook_answers(env, injected)} == {200}
+    # An inbound message is final: it can be redacted, copies and all.
+    redacted = env.api.post(f"/api/v1/messages/{event['data']['id']}/redact")
+    assert redacted.status_code == 200, redacted.text
+    assert (redacted.json()["data"]["body"], redacted.json()["data"]["media"]) == (None, [])
+    assert httpx.get(media[3]["url"]).status_code != 200
 
 
 def test_media_whose_link_already_expired_is_unavailable(env):
