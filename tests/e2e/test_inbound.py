@@ -125,6 +125,8 @@ def test_an_inbound_sms_with_no_customer_webhook_is_still_stored(env):
     read = _stored(env, injected)
     assert (read["direction"], read["channel"], read["body"], read["notifications"]) == ("inbound", "sms", "hello",
                                                                                           [])
+    found = env.api.get("/api/v1/messages", params={"direction": "inbound"})
+    assert [m["id"] for m in found.json()["data"]] == [read["id"]], found.text
 
 
 def test_a_replayed_event_stores_nothing_twice_and_announces_once(env):
