@@ -301,3 +301,69 @@ def test_events_with_missing_or_odd_fields_are_acknowledged_never_a_5xx(env):
     assert (stored["from"], stored["body"], stored["keyword"]) == ("", "who am i", None)
     assert env.message(received.message_id("in-odd-1"))["media"] == []
     assert [m["status"] for m in env.message(received.message_id("in-bad-1"))["media"]] == ["unavailable"] * 3
+
+
+# -- killed mid-way ----------------------------------------------------------------------------------------
+def _signed_stop(env, sender: str) -> tuple[bytes, str, str]:
+    event = {"data": {"record_type": "event", "id": str(uuid.uuid4()), "event_type": "message.received",
+                      "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+                      "payload": {"id": f"in-{uuid.uuid4()}", "direction": "inbound", "text": "STOP",
+                                  "from": {"phone_number": sender},
+                                  "to": [{"phone_number": DEV_SENDER, "status": "webhook_delivered"}]}}}
+    body = json.dumps(event).encode()
+    ts = str(int(time.time()))
+    return body, ts, sign(env.stack.sim_private_key, ts, body)
+
+
+def test_a_webhook_that_dies_after_storing_still_gets_exactly_one_reply_out(env, monkeypatch):
+    from infra.runtime import Runtime
+    from shared import reports
+
+    sender = fictional(55)
+    body, ts, signature = _signed_stop(env, sender)
+    rt = Runtime()
+    legs = rt.store.legs
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("instance killed before the reply")
+
+    monkeypatch.setattr(legs, "spawn", dies)
+    outcome = reports.ingest(rt, body, ts, signature)  # stored, opted out; the reply left to the inbound task
+    monkeypatch.undo()
+    assert outcome == {"outcome": "opted out"}
+
+    wait_for(lambda: env.sim_messages(to=sender), 30, "the reply, sent by the inbound task")
+    replay = env.sim.post(env.stack.urls["gateway"] + "/webhooks/telnyx", content=body,
+                          headers={"Content-Type": "application/json", "telnyx-timestamp": ts,
+                                   "telnyx-signature-ed25519": signature})
+    assert replay.json() == {"outcome": "duplicate"}
+    inbound_id = received.message_id(json.loads(body)["data"]["payload"]["id"])
+    assert len(_replies(env, inbound_id)) == 1 and len(env.sim_messages(to=sender)) == 1
+
+
+def test_a_webhook_that_cannot_queue_its_task_answers_500_and_telnyx_retry_finishes(env, monkeypatch):
+    from infra.runtime import Runtime
+    from shared import reports
+    from shared.errors import ApiError
+
+    sender = fictional(56)
+    body, ts, signature = _signed_stop(env, sender)
+    rt = Runtime()
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Cloud Tasks unavailable")
+
+    monkeypatch.setattr(rt.store.legs, "spawn", refuse)
+    monkeypatch.setattr(rt.queue, "enqueue_inbound", refuse)
+    with pytest.raises(ApiError) as refused:
+        reports.ingest(rt, body, ts, signature)
+    assert refused.value.status == 500
+    monkeypatch.undo()
+
+    retry = env.sim.post(env.stack.urls["gateway"] + "/webhooks/telnyx", content=body,
+                         headers={"Content-Type": "application/json", "telnyx-timestamp": ts,
+                                  "telnyx-signature-ed25519": signature})
+    assert retry.status_code == 200 and retry.json() == {"outcome": "duplicate"}
+    [reply] = wait_for(lambda: env.sim_messages(to=sender), 30, "the reply, sent by the retry")
+    assert "unsubscribed" in reply["text"]
+    assert env.api.get(f"/api/v1/opt-outs/{sender}").json()["data"]["source"] == "keyword"
