@@ -164,7 +164,8 @@ class FirestoreLegs(LinkedWrites):
                 self.balance.refund(batch, before.tenant_id, message_id, decision.refund_micros)
             if before is not None and decision.opt_out:
                 batch.set(self.db.collection(C.TENANTS).document(before.tenant_id).collection(C.OPT_OUTS)
-                          .document(decision.opt_out), {"source": "provider 40300", "at": utcnow()})
+                          .document(decision.opt_out), {"source": "provider_rejection", "at": utcnow(),
+                                                        "message_id": message_id})
             if event is not None and event_ref is not None:
                 recorded_at = utcnow()
                 # An event about a leg is kept as long as the leg (the tenant's retention), no longer.

@@ -135,3 +135,12 @@ def test_methods_a_path_does_not_take_are_405_with_allow(env):
     one = env.api.post(f"/api/v1/opt-outs/{fictional(1)}", json={})
     assert one.status_code == 405 and set(one.headers["Allow"].split(", ")) == {"DELETE", "GET", "PUT"}
     assert env.api.get("/api/v1/opt-outs", headers={"X-API-Key": "mk_wrong"}).status_code == 401
+
+
+def test_a_send_telnyx_refuses_for_stop_lists_the_number_as_a_provider_rejection(env):
+    number = fictional(90)  # the simulator answers 40300, Telnyx's STOP block
+    message_id = env.api.post("/api/v1/messages/sms", json={"to": number, "body": "x"}).json()["data"]["id"]
+    env.wait_status(message_id, "failed")
+
+    entry = env.api.get(f"/api/v1/opt-outs/{number}").json()["data"]
+    assert (entry["source"], entry["message_id"], entry["keyword"]) == ("provider_rejection", message_id, None)

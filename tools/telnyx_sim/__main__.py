@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webhook-attempts", type=int, help="overrides TELNYX_SIM_WEBHOOK_ATTEMPTS")
     parser.add_argument("--webhook-retry-pause-ms", type=int,
                         help="overrides TELNYX_SIM_WEBHOOK_RETRY_PAUSE_MS")
+    parser.add_argument("--inbound-media-ttl-ms", type=int, help="overrides TELNYX_SIM_INBOUND_MEDIA_TTL_MS")
     parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
     parser.add_argument("--generate-keypair", action="store_true",
                         help="print 'TELNYX_SIM_SIGNING_KEY=…' and 'TELNYX_PUBLIC_KEY=…' and exit")
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             profile_webhook_url=args.profile_webhook_url,
             profile_webhook_failover_url=args.profile_webhook_failover_url,
             media_limit_bytes=args.media_limit_bytes, webhook_attempts=args.webhook_attempts,
-            webhook_retry_pause_ms=args.webhook_retry_pause_ms,
+            webhook_retry_pause_ms=args.webhook_retry_pause_ms, inbound_media_ttl_ms=args.inbound_media_ttl_ms,
         )
         if args.quiet:
             config.log_requests = False
