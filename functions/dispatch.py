@@ -7,6 +7,7 @@ import functions_framework
 import infra.web  # noqa: F401 - Flask's own errors (404, crashes) answer in the JSON envelope
 from infra import log
 from infra.runtime import runtime
+from shared import fanout
 from shared.dispatching import Answer
 from shared.dispatching import dispatch as dispatch_leg
 from shared.ports import Contended
@@ -15,7 +16,10 @@ from shared.ports import Contended
 @functions_framework.http
 def dispatch(request):
     try:
-        message_id = json.loads(request.get_data())["message_id"]
+        body = json.loads(request.get_data())
+        if isinstance(body, dict) and fanout.KEY in body:  # a group's legs: create their tasks
+            return _fan_out(request, fanout.tasks_of(body))
+        message_id = body["message_id"]
         if not isinstance(message_id, str) or not message_id.startswith("msg_") or "/" in message_id:
             raise ValueError(message_id)
     except (ValueError, KeyError, TypeError, RecursionError):
@@ -33,6 +37,13 @@ def dispatch(request):
                  outcome=answer.outcome)
     headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after and answer.status >= 300 else {}
     return _json(answer.status, {"message_id": message_id, "outcome": answer.outcome}, headers)
+
+
+def _fan_out(request, tasks):
+    with log.task_context(request.headers):
+        status, outcome = fanout.run(runtime(), tasks)
+        log.info("fan-out", tasks=len(tasks), status=status, outcome=outcome)
+    return _json(status, {"outcome": outcome})
 
 
 def _json(status: int, body: dict, headers: dict | None = None):

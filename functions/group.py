@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 @functions_framework.http
 def group(request):
-    return serve(request, _group, methods=("POST",))
+    return serve(request, _group, methods=("POST",), defer_auth=True)  # the key is read in the group's first round
 
 
 def _group(ctx) -> Reply:
@@ -23,7 +23,7 @@ def _group(ctx) -> Reply:
     req = cast("GroupRequest", parsed)  # a plain request has every attribute of the model (its unit test)
 
     def produce(idempotency_record: str | None) -> Reply:
-        answer = send_group(runtime(), ctx.tenant, req, ctx.request_id, idempotency_record)
+        answer = send_group(runtime(), ctx.who, req, ctx.request_id, idempotency_record)
         return Reply(answer.status, answer.body, kept=answer.kept)
 
     return idempotent(ctx, raw, produce, route="/api/v1/messages/group")

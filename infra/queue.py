@@ -76,6 +76,13 @@ class CloudTasksQueue:
             return dict([one(tasks_[0])])
         return dict(_pool.map(one, tasks_))
 
+    def enqueue_fanout(self, name: str, tasks_: Sequence[DispatchTask]) -> None:
+        """One task, to the dispatch function, that creates ``tasks_`` (shared/fanout.py)."""
+        from shared import fanout
+
+        s = self.settings
+        self._create(s.dispatch_queue, self._task(s.dispatch_queue, s.dispatch_url, name, fanout.payload(tasks_), None))
+
     def enqueue_notify(self, event_id: str, message_id: str, *, name: str | None = None,
                        at: dt.datetime | None = None) -> None:
         """The first task of an event is named after it; a retry or a resend names itself (Cloud Tasks keeps

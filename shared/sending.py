@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared import conversation, ids, observe, retention, validity
+from shared import conversation, fanout, ids, observe, retention, validity
 from shared.answers import error_body, meta
 from shared.errors import ApiError, ErrorCode, message_for
 from shared.leg_changes import announce
@@ -79,15 +79,18 @@ def send_single(rt: Runtime, who: Tenant | Caller, req: SendRequest, request_id:
     fetched and stored between the first round and the commit."""
     message_id = ids.new_message_id()
     recipient = Recipient(raw=req.to, message_id=message_id, leg_key=f"single:{message_id}")
-    tenant, first = _first_round(rt, who, recipient, rt.now())
-    limit = _single_limit(tenant)
+    tenant, first = _first_round(rt, who, [recipient], rt.now(), _single_limit)
     return _accept(rt, tenant, req, [recipient], group_id=None, channel="mms" if req.is_mms else "sms",
-                   request_id=request_id, limit=limit, render=single_answer, idempotency_record=idempotency_record,
-                   first=first)
+                   request_id=request_id, limit=_single_limit(tenant), render=single_answer,
+                   idempotency_record=idempotency_record, first=first)
 
 
 def _single_limit(tenant: Tenant) -> RateLimit:
     return RateLimit(f"{tenant.id}:rps", tenant.rps or DEFAULT_RPS, 1)
+
+
+def _group_limit(tenant: Tenant) -> RateLimit:
+    return RateLimit(f"{tenant.id}:group", GROUP_REQUESTS_PER_MINUTE, 60)
 
 
 UNAUTHORIZED = "Missing, unknown or revoked API key"
@@ -100,22 +103,23 @@ def _authenticated(caller: Caller, tenant: Tenant | None) -> Tenant:
     return tenant
 
 
-def _first_round(rt: Runtime, who: Tenant | Caller, recipient: Recipient, now: dt.datetime
-                 ) -> tuple[Tenant, FirstRound]:
-    """One round of waiting: the key (a ``Caller``'s), the tenant and its document's version, the recipient's
-    opt-out entry and price in one batch get, and the rate-limit slot claimed alongside when this instance
-    already knows the key valid (under the limit it last read; the fresh tenant's limit decides). Otherwise
-    the slot is claimed after the reads: a key never seen valid here spends no tenant's slot. A key that
-    names no tenant and is new to this instance is checked on its own first, once per instance."""
+def _first_round(rt: Runtime, who: Tenant | Caller, recipients: list[Recipient], now: dt.datetime,
+                 limit_of: Callable[[Tenant], RateLimit]) -> tuple[Tenant, FirstRound]:
+    """One round of waiting: the key (a ``Caller``'s), the tenant and its balance, the recipients' opt-out
+    entries and prices in one batch get, and the rate-limit slot claimed alongside when this instance already
+    knows the key valid (under the limit it last read; the fresh tenant's limit decides). Otherwise the slot
+    is claimed after the reads: a key never seen valid here spends no tenant's slot. A key that names no
+    tenant and is new to this instance is checked on its own first, once per instance."""
     caller = who if isinstance(who, Caller) else None
     if caller is not None and caller.tenant_id is None:
         who, caller = _authenticated(caller, rt.accounts.tenant_for_api_key(caller.api_key)), None
-    try:
-        e164: str | None = parse_e164(recipient.raw)
-    except InvalidNumber:
-        e164 = None
-    numbers = [e164] if e164 else []
-    countries = [region_of(e164) or "ZZ"] if e164 else []
+    numbers = []
+    for r in recipients:
+        try:
+            numbers.append(parse_e164(r.raw))
+        except InvalidNumber:
+            pass
+    countries = {region_of(n) or "ZZ" for n in numbers}
     tenant_id = caller.tenant_id if caller is not None else who.id  # type: ignore[union-attr]
     guess = caller.known if caller is not None else who
 
@@ -123,7 +127,7 @@ def _first_round(rt: Runtime, who: Tenant | Caller, recipient: Recipient, now: d
         assert tenant_id is not None
         return rt.accounts.first_round(tenant_id, caller.api_key if caller else None, numbers, countries)
 
-    guessed = _single_limit(guess) if isinstance(guess, Tenant) else None
+    guessed = limit_of(guess) if isinstance(guess, Tenant) else None
     if guessed is not None:
         first, claimed = rt.concurrently(
             reads, lambda: rt.limits.claim(guessed.key, guessed.limit, guessed.window_seconds, now))
@@ -135,7 +139,7 @@ def _first_round(rt: Runtime, who: Tenant | Caller, recipient: Recipient, now: d
         raise ApiError(ErrorCode.UNAUTHORIZED, UNAUTHORIZED)
     else:
         tenant = first.tenant
-    limit = _single_limit(tenant)
+    limit = limit_of(tenant)
     if claimed is None or guessed is None or (claimed[0] is None and limit.limit > guessed.limit):
         claimed = rt.limits.claim(limit.key, limit.limit, limit.window_seconds, now)
     slot, retry_after = claimed
@@ -145,7 +149,7 @@ def _first_round(rt: Runtime, who: Tenant | Caller, recipient: Recipient, now: d
     return tenant, first
 
 
-def send_group(rt: Runtime, tenant: Tenant, req: GroupRequest, request_id: str,
+def send_group(rt: Runtime, who: Tenant | Caller, req: GroupRequest, request_id: str,
                idempotency_record: str | None = None) -> Answer:
     duplicates = sorted({n for n in req.to if req.to.count(n) > 1})
     if duplicates:
@@ -156,10 +160,13 @@ def send_group(rt: Runtime, tenant: Tenant, req: GroupRequest, request_id: str,
     for raw in req.to:
         key = ids.leg_key(group_id, raw)
         recipients.append(Recipient(raw=raw, message_id=ids.leg_message_id(key), leg_key=key))
+    # The key, the tenant, the opt-outs and prices in one round, as a single send's (the group keeps its
+    # pending pre-insert: no recipient dropped between rows).
+    tenant, first = _first_round(rt, who, recipients, rt.now(), _group_limit)
     # The group endpoint is the group MMS product: every leg is an MMS, media or not.
-    limit = RateLimit(f"{tenant.id}:group", GROUP_REQUESTS_PER_MINUTE, 60)
     return _accept(rt, tenant, req, recipients, group_id=group_id, channel="mms", request_id=request_id,
-                   limit=limit, render=group_answer, idempotency_record=idempotency_record)
+                   limit=_group_limit(tenant), render=group_answer, idempotency_record=idempotency_record,
+                   first=first)
 
 
 def media_policy(rt: Runtime) -> UrlPolicy:
@@ -179,7 +186,7 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     _number_gates(recipients, request_error, channel)
     if first is None:
         _limit_and_list_gates(rt, tenant, recipients, limit, channel, segments, now)
-    else:  # a single send: its first round read the lists and claimed its slot
+    else:  # its first round read the lists and claimed its slot
         _list_gates(recipients, first.opted_out, first.prices, channel, segments)
     _balance_preflight(tenant, recipients)
     media = _prepare_media(rt, tenant, req, recipients)
@@ -200,9 +207,9 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
         return IdempotentAnswer(idempotency_record, status, body)
 
     target = Status.SCHEDULED if timing.scheduled_at else Status.QUEUED
-    if first is None:
+    if first is None or group is not None:
         accepted = _commit(rt, group, legs, recipients, target=target, now=now, answer=answer)
-    else:
+    else:  # a single send: one commit, conditioned on the balance its first round read
         accepted = _commit_one(rt, tenant, first.version, legs, recipients, target=target, now=now, answer=answer)
     _after_accept(rt, legs, accepted)
     status, body = render(group_id, accepted, request_id, now)
@@ -438,7 +445,7 @@ def _after_accept(rt: Runtime, before: list[Leg], after: list[Leg]) -> None:
     tasks = conversation.one_task(tasks, after)  # a conversation's legs share one dispatch task
     if tasks:
         try:
-            errors = rt.queue.enqueue_dispatch_many(tasks)
+            errors = fanout.enqueue(rt, after[0].group_id, tasks)  # a group's several: one task creates them
         except Exception as exc:  # noqa: BLE001 - see the docstring
             errors = {task.message_id: exc for task in tasks}
         for message_id, error in errors.items():
