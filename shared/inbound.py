@@ -193,7 +193,7 @@ def _owner(rt: Runtime, numbers: tuple[str, ...]) -> tuple[Tenant, str] | None:
         if len(owners) > 1:
             observe.log_warning("a number is a sender of several tenants; inbound goes to the first",
                                 tenant_id=owners[0], tenants=len(owners))
-        tenant = rt.accounts.get_tenant(owners[0])
+        tenant = rt.accounts.get_tenant(owners[0], balance=False)
         if tenant is not None:
             return tenant, number
     return None

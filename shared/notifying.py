@@ -90,7 +90,7 @@ def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
     else:
         body = event_body(leg, event_id, entry)
     # Standard Webhooks headers; X-Mmsgate-Event-Id (= webhook-id) stays for one release (CHANGELOG.md).
-    tenant = rt.accounts.get_tenant(leg.tenant_id) or Tenant(id=leg.tenant_id)
+    tenant = rt.accounts.get_tenant(leg.tenant_id, balance=False) or Tenant(id=leg.tenant_id)
     secrets = signing_secrets(rt.settings.webhook_signing_key, tenant, now)
     headers = {"Content-Type": "application/json", "User-Agent": "mmsgate-webhooks/1",
                "X-Mmsgate-Event-Id": event_id, **webhook_headers(secrets, event_id, int(now.timestamp()), body)}

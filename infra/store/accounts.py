@@ -104,10 +104,13 @@ class FirestoreAccounts:
         """A key found unknown or revoked: its next request is checked before it may claim anything."""
         self._known.pop(digest, None)
 
-    def get_tenant(self, tenant_id: str) -> Tenant | None:
-        """The tenant with its balance and usage (the document's base plus its shards), in one batch get."""
+    def get_tenant(self, tenant_id: str, *, balance: bool = True) -> Tenant | None:
+        """The tenant with its balance and usage (the document's base plus its shards), in one batch get.
+        ``balance=False`` reads the document alone (its balance and usage then hold only the base): for readers
+        that never look at them, 16 reads fewer."""
         ref = self.db.collection(C.TENANTS).document(tenant_id)
-        snaps = {snap.reference.path: snap for snap in self.db.get_all([ref, *self.balance.refs(tenant_id)])}
+        refs = [ref, *self.balance.refs(tenant_id)] if balance else [ref]
+        snaps = {snap.reference.path: snap for snap in self.db.get_all(refs)}
         snap = snaps[ref.path]
         return self.balance.overlay(Tenant.from_doc(snap.id, snap.to_dict() or {}), snaps) if snap.exists else None
 
