@@ -19,9 +19,12 @@ import time
 
 from bench.harness import BenchError, BenchStack, fictional
 
+SMS_MARK = "bench-sms-"  # X-Request-Id of the single SMS sends (told apart from the MMS ones)
+
 # endpoint -> (function, path prefix)
 ENDPOINTS = {
     "send (single)": ("send", "/api/v1/messages/sms"),
+    "send (single SMS)": ("send", "/api/v1/messages/sms"),
     "group of 20": ("group", "/api/v1/messages/group"),
     "reads (GET message)": ("reads", "/api/v1/messages/"),
     "dispatch": ("dispatch", "/"),
@@ -54,6 +57,9 @@ def measure(bench: BenchStack, n_single: int, n_group: int, log=print) -> dict:
     for name, (function, prefix) in ENDPOINTS.items():
         mine = [t for t in traces if t["target"] == function and t["path"].startswith(prefix)
                 and t["method"] in ("POST", "GET")]
+        if function == "send":
+            sms = name.endswith("SMS)")
+            mine = [t for t in mine if t.get("request_id", "").startswith(SMS_MARK) == sms]
         out[name] = rpc_probe.summarize(mine)
     for name, s in out.items():
         if s.get("n"):
@@ -79,6 +85,13 @@ def _run(bench: BenchStack, n_single: int, n_group: int, timeout: float) -> None
             status, raw, _ = single.request("POST", "/api/v1/messages/sms", body, json_headers)
             if status != 200:
                 raise BenchError(f"single send answered {status}: {raw[:300]!r}")
+            ids.append(json.loads(raw)["data"]["id"])
+        sms = json.dumps(bench.single_body(fictional(0), media=False)).encode()
+        for i in range(max(1, n_single // 2)):
+            status, raw, _ = single.request("POST", "/api/v1/messages/sms", sms,
+                                            {**json_headers, "X-Request-Id": f"{SMS_MARK}{i}"})
+            if status != 200:
+                raise BenchError(f"single SMS answered {status}: {raw[:300]!r}")
             ids.append(json.loads(raw)["data"]["id"])
         for _ in range(max(1, n_single // 4)):  # a customer webhook: its events reach the notifier
             status, raw, _ = hooked.request("POST", "/api/v1/messages/sms", body, json_headers)

@@ -8,6 +8,7 @@ emulators (Cloud Tasks has no emulator variable of its own: we build an insecure
 from __future__ import annotations
 
 import functools
+import os
 
 from infra.settings import settings
 
@@ -39,8 +40,15 @@ def storage():
     if settings().storage_emulator_host:
         from google.auth.credentials import AnonymousCredentials
 
-        return gcs.Client(project=settings().project, credentials=AnonymousCredentials())
-    return gcs.Client(project=settings().project)
+        client = gcs.Client(project=settings().project, credentials=AnonymousCredentials())
+    else:
+        client = gcs.Client(project=settings().project)
+    if not any((name.lower().endswith("_proxy") and name.lower() != "no_proxy")
+               or name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") for name in os.environ):
+        # Nothing in the environment for requests to honour (no proxy, no CA bundle): it would still scan
+        # the whole environment on every call (~1 ms of CPU per media copy).
+        client._http.trust_env = False
+    return client
 
 
 @functools.cache

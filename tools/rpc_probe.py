@@ -105,6 +105,50 @@ def sequence(calls: Sequence[dict]) -> list[list[str]]:
     return out
 
 
+def timeline(trace: dict) -> list[tuple[str, float]]:
+    """One request's wall time in segments, in order: ``app`` (the function's own work between rounds: parsing,
+    checks, building documents, encoding, rendering) and each round of calls (label, ms)."""
+    out: list[tuple[str, float]] = []
+    at = trace["t0"]
+    rounds_: list[list[dict]] = []
+    round_end = None
+    for c in sorted(trace["calls"], key=lambda c: c["start"]):
+        if round_end is None or c["start"] >= round_end:
+            rounds_.append([c])
+            round_end = c["end"]
+        else:
+            rounds_[-1].append(c)
+            round_end = max(round_end, c["end"])
+    for calls in rounds_:
+        start, end = min(c["start"] for c in calls), max(c["end"] for c in calls)
+        out.append(("app", (start - at) * 1000))
+        names = sorted({f"{c['kind']}.{c['method']}" for c in calls})
+        out.append(("+".join(names) + (f" x{len(calls)}" if len(calls) > len(names) else ""), (end - start) * 1000))
+        at = end
+    out.append(("app", (trace["t1"] - at) * 1000))
+    return out
+
+
+def breakdown(traces: Sequence[dict]) -> dict:
+    """Median milliseconds of each segment of the requests whose rounds have the typical shape, and the
+    median total: where a request's time goes."""
+    shapes: dict[tuple[str, ...], list[list[tuple[str, float]]]] = {}
+    for t in traces:
+        line = timeline(t)
+        shapes.setdefault(tuple(label for label, _ in line), []).append(line)
+    shape, lines = max(shapes.items(), key=lambda kv: len(kv[1]))
+
+    def median(values: list[float]) -> float:
+        values = sorted(values)
+        return round(values[len(values) // 2], 2)
+
+    segments = [[label, median([line[i][1] for line in lines])] for i, label in enumerate(shape)]
+    app = round(sum(ms for label, ms in segments if label == "app"), 2)
+    return {"n": len(lines), "segments": segments, "app_ms": app,
+            "calls_ms": round(sum(ms for label, ms in segments if label != "app"), 2),
+            "total_ms": median([(t["t1"] - t["t0"]) * 1000 for t in traces])}
+
+
 def summarize(traces: Sequence[dict]) -> dict:
     """Per request of one endpoint: sequential rounds (Firestore + Cloud Tasks; and all calls, HTTP
     included), calls per kind, Firestore documents read and written, Cloud Tasks tasks created."""
@@ -145,6 +189,7 @@ def summarize(traces: Sequence[dict]) -> dict:
         "tasks_created": round(sum(p["tasks_created"] for p in per) / n, 2),
         "typical_sequence": typical["sequence"],
         "rounds_db_counts": {str(k): db.count(k) for k in sorted(set(db))},
+        "breakdown": breakdown(traces),
     }
 
 
@@ -313,7 +358,7 @@ def install(directory: str, target: str) -> None:  # noqa: C901 - one closure pe
             patch_loaded()  # a library the request imported lazily is patched from the next request on
             line = json.dumps({"target": target, "path": environ.get("PATH_INFO", ""),
                                "method": environ.get("REQUEST_METHOD", ""), "t0": t0, "t1": t1,
-                               "calls": calls})
+                               "request_id": environ.get("HTTP_X_REQUEST_ID", ""), "calls": calls})
             with lock, open(out_path, "a") as fh:
                 fh.write(line + "\n")
 
