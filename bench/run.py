@@ -90,6 +90,11 @@ def _short(call: str) -> str:
     return f"{kind} {method}"
 
 
+def _short_round(label: str) -> str:
+    calls, _, times = label.partition(" x")
+    return "+".join(_short(c) for c in calls.split("+")) + (f" x{times}" if times else "")
+
+
 def _range(r: dict) -> str:
     return str(r["median"]) if r["min"] == r["max"] else f"{r['median']} ({r['min']}–{r['max']})"
 
@@ -130,11 +135,23 @@ def table(results: dict) -> str:
     lines += ["", f"Accept latency, warm, one request at a time (ms; {a['single']['n']} singles, "
               f"{a['group20']['n']} groups, {a['floor']['n']} floors)", "",
               "| request | p50 | p95 | p99 |", "|---|---:|---:|---:|"]
-    for key, label in (("floor", "floor: batch commit + create_task"), ("single", "single send"),
-                       ("group20", "group of 20")):
+    for key, label in (("floor", "floor: batch commit + create_task"),
+                       ("floor_mms", "MMS path's floor: first-round reads + slot, media GET, get_blob, commit, task"),
+                       ("single", "single send (MMS, one media URL)"), ("single_sms", "single send (SMS)"),
+                       ("group20", "group of 20 (MMS)")):
         s = a[key]
         lines.append(f"| {label} | {s['median']:.1f} | {s['p95']:.1f} | {s['p99']:.1f} |")
-    lines += ["", f"group-20 / single = {a['group20_over_single']:.2f}; single / floor = {a['single_over_floor']:.2f}"]
+    lines += ["", f"group-20 / single = {a['group20_over_single']:.2f}; single / floor = {a['single_over_floor']:.2f}; "
+              f"single / MMS path's floor = {a['single_over_floor_mms']:.2f}; SMS / floor = {a['sms_over_floor']:.2f}"]
+    lines += ["", "Where an accept's time goes (median ms of the requests of the typical shape in the round-trip run: "
+              "the function's own work between rounds, and the rounds)", "", "| request | total | own work | "
+              "rounds | segments |", "|---|---:|---:|---:|---|"]
+    for name in ("send (single)", "send (single SMS)", "group of 20", "dispatch", "webhook"):
+        b = rt["endpoints"].get(name, {}).get("breakdown")
+        if b:
+            segs = " · ".join(f"{'own' if label == 'app' else _short_round(label)} {ms:.1f}"
+                              for label, ms in b["segments"])
+            lines.append(f"| {name} | {b['total_ms']:.1f} | {b['app_ms']:.1f} | {b['calls_ms']:.1f} | {segs} |")
     e = results["e2e"]
     lines += ["", "End to end, idle stack: accept answer -> the simulator receives the provider call "
               f"(ms; {e['leg_ms']['n']} of each, alternating)", "", "| path | p50 | p95 |", "|---|---:|---:|",

@@ -201,7 +201,7 @@ class LegStore(Protocol):
 
     def accept(self, group: Group | None, legs: list[Leg],
                decide: Callable[[Tenant, list[Leg]], AcceptDecision],
-               answer: Callable[[list[Leg]], IdempotentAnswer | None]) -> list[Leg]: ...
+               answer: Callable[[list[Leg]], IdempotentAnswer | None], version: Any = None) -> list[Leg]: ...
 
     def accept_one(self, leg: Leg, tenant: Tenant, version: Any,
                    decide: Callable[[Tenant, list[Leg]], AcceptDecision],

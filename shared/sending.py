@@ -208,7 +208,8 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
 
     target = Status.SCHEDULED if timing.scheduled_at else Status.QUEUED
     if first is None or group is not None:
-        accepted = _commit(rt, group, legs, recipients, target=target, now=now, answer=answer)
+        accepted = _commit(rt, group, legs, recipients, target=target, now=now, answer=answer,
+                           version=first.version if first is not None else None)
     else:  # a single send: one commit, conditioned on the balance its first round read
         accepted = _commit_one(rt, tenant, first.version, legs, recipients, target=target, now=now, answer=answer)
     _after_accept(rt, legs, accepted)
@@ -405,11 +406,12 @@ def gate(legs: list[Leg], recipients: dict[str, Recipient], account: Tenant, tar
 
 
 def _commit(rt: Runtime, group: Group | None, legs: list[Leg], recipients: list[Recipient], *, target: Status,
-            now: dt.datetime, answer: Callable[[list[Leg]], IdempotentAnswer | None]) -> list[Leg]:
+            now: dt.datetime, answer: Callable[[list[Leg]], IdempotentAnswer | None], version: Any = None
+            ) -> list[Leg]:
     by_id = {r.message_id: r for r in recipients}
     try:
         accepted = rt.legs.accept(group, legs, lambda account, stored: gate(stored, by_id, account, target, now),
-                                  answer)
+                                  answer, version)
     except PreInsertFailed as exc:
         raise ApiError(ErrorCode.INTERNAL, "Could not record the recipients; nothing was sent") from exc
     except Contended:

@@ -221,12 +221,13 @@ class FirestoreLegs(LinkedWrites):
         return commit_if_unchanged(attempt)
 
     def accept(self, group: Group | None, legs: list[Leg], decide: Callable[[Tenant, list[Leg]], AcceptDecision],
-               answer: Callable[[list[Leg]], IdempotentAnswer | None]) -> list[Leg]:
+               answer: Callable[[list[Leg]], IdempotentAnswer | None], version: Any = None) -> list[Leg]:
         """Two commits. First every recipient row, ``pending``, in one batch (``PreInsertFailed`` if that
         fails: nothing was written). Then, atomically, ``decide`` says which legs are accepted and what the
         tenant is debited, and it is all written, with the request's idempotent answer, conditioned on the
         versions decided upon: a concurrent request of the same tenant makes us read again and decide
-        again, so a balance is never spent twice. The tenant is read while the rows are being written."""
+        again, so a balance is never spent twice. The tenant is decided upon as ``version`` (the request's
+        first round read it) or else read while the rows are being written."""
         tenant_id = legs[0].tenant_id
         tenant_ref = self.db.collection(C.TENANTS).document(tenant_id)
         shard_refs = self.balance.refs(tenant_id)
@@ -238,24 +239,28 @@ class FirestoreLegs(LinkedWrites):
         docs = [leg.to_doc() for leg in legs]
         for ref, doc in zip(refs, docs, strict=True):
             fastwrite.create(batch, ref, doc)  # (the library's own encoding: ~10x the CPU, see fastwrite)
-        tenant_read = io.submit(lambda: {s.reference.path: s for s in self.db.get_all([tenant_ref, *shard_refs])})
+        tenant_read = None if isinstance(version, Seen) else io.submit(
+            lambda: {s.reference.path: s for s in self.db.get_all([tenant_ref, *shard_refs])})
         try:
             results = batch.commit()
         except Exception as exc:
             raise PreInsertFailed(str(exc)) from exc
         first: dict[str, Any] = {
-            "tenant": tenant_read.result(), "docs": docs,
-            "versions": [result.update_time for result in results[-len(legs):]],
+            "tenant": tenant_read.result() if tenant_read is not None else None, "docs": docs,
+            "versions": [result.update_time for result in results[-len(legs):]], "seen": version,
         }
 
         def attempt() -> list[Leg]:
+            read_first: Seen | None = None
             if first:
                 snaps, stored, versions = first.pop("tenant"), first.pop("docs"), first.pop("versions")
+                read_first = first.pop("seen")
             else:
                 snaps = {snap.reference.path: snap for snap in self.db.get_all([tenant_ref, *shard_refs, *refs])}
                 stored = [snaps[ref.path].to_dict() for ref in refs]
                 versions = [snaps[ref.path].update_time for ref in refs]
-            seen = self.balance.seen(Tenant.from_doc(tenant_id, snaps[tenant_ref.path].to_dict() or {}), snaps)
+            seen = read_first if snaps is None and read_first is not None else self.balance.seen(
+                Tenant.from_doc(tenant_id, snaps[tenant_ref.path].to_dict() or {}), snaps)
             decision = decide(seen.tenant, [Leg.from_doc(doc) for doc in stored])
             batch = self.db.batch()
             # the debit and the day's count land on one balance shard, conditioned on it as read
