@@ -141,7 +141,8 @@ def _authenticate(request) -> Tenant:
     from infra.runtime import runtime
 
     api_key = request.headers.get("X-API-Key", "")
-    tenant = runtime().accounts.tenant_for_api_key(api_key) if 0 < len(api_key) <= 200 else None
+    # No handler behind this looks at the balance (an accept reads it again, with its shards, in its first round).
+    tenant = runtime().accounts.tenant_for_api_key(api_key, balance=False) if 0 < len(api_key) <= 200 else None
     if tenant is None or tenant.disabled:
         raise ApiError(ErrorCode.UNAUTHORIZED, "Missing, unknown or revoked API key")
     return tenant

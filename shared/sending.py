@@ -112,7 +112,7 @@ def _first_round(rt: Runtime, who: Tenant | Caller, recipients: list[Recipient],
     tenant and is new to this instance is checked on its own first, once per instance."""
     caller = who if isinstance(who, Caller) else None
     if caller is not None and caller.tenant_id is None:
-        who, caller = _authenticated(caller, rt.accounts.tenant_for_api_key(caller.api_key)), None
+        who, caller = _authenticated(caller, rt.accounts.tenant_for_api_key(caller.api_key, balance=False)), None
     numbers = []
     for r in recipients:
         try:

@@ -27,15 +27,17 @@ class FirestoreAccounts:
         self._key_tenant: dict[str, str] = {}  # API key hash -> its tenant (a key never changes tenant)
         self._known: dict[str, Tenant] = {}  # API key hash -> its tenant as last read, the key found valid
 
-    def tenant_for_api_key(self, api_key: str) -> Tenant | None:
+    def tenant_for_api_key(self, api_key: str, *, balance: bool = True) -> Tenant | None:
         """The key's tenant, or None for an unknown or revoked key. The key document is read on every
         call (revocation takes effect at once); which tenant a key belongs to never changes, so once
-        known (or named by the key itself), the tenant is read in the same round trip."""
+        known (or named by the key itself), the tenant is read in the same round trip. ``balance=False``
+        reads the tenant document without its balance shards (its balance and usage hold only the base):
+        for authenticating a request that never looks at them, 16 reads fewer."""
         digest = api_key_hash(api_key)
         key_ref = self.db.collection(C.API_KEYS).document(digest)
         known = self._key_tenant.get(digest) or tenant_named_by(api_key)
-        refs = [key_ref] + ([self.db.collection(C.TENANTS).document(known), *self.balance.refs(known)]
-                            if known else [])
+        shards = self.balance.refs(known) if known and balance else []
+        refs = [key_ref] + ([self.db.collection(C.TENANTS).document(known), *shards] if known else [])
         snaps = {snap.reference.path: snap for snap in self.db.get_all(refs)}
         key = snaps[key_ref.path]
         if not key.exists or key.get("revoked"):
@@ -46,9 +48,13 @@ class FirestoreAccounts:
         if named is not None and named != tenant_id:  # never made so: refuse rather than guess
             return None
         tenant = snaps.get(f"{C.TENANTS}/{tenant_id}")
-        found = self.get_tenant(tenant_id) if tenant is None else (
-            self.balance.overlay(Tenant.from_doc(tenant.id, tenant.to_dict() or {}), snaps) if tenant.exists
-            else None)
+        if tenant is None:
+            found = self.get_tenant(tenant_id, balance=balance)
+        elif not tenant.exists:
+            found = None
+        else:
+            found = Tenant.from_doc(tenant.id, tenant.to_dict() or {})
+            found = self.balance.overlay(found, snaps) if balance else found
         self._remember(digest, tenant_id, found)
         return found
 
