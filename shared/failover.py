@@ -29,7 +29,6 @@ from shared import ids, observe
 from shared.errors import ErrorCode, message_for
 from shared.leg_changes import announce
 from shared.legs import new_leg, transition
-from shared.phone import region_of
 from shared.ports import DispatchTask, SpawnDecision
 from shared.provider import OPT_OUT_CODES
 from shared.records import Leg, Rates, Tenant
@@ -108,6 +107,8 @@ def launch(rt: Runtime, message_id: str) -> str:
         parent = rt.legs.get(message_id)
         if parent is None or parent.failover_due is None:
             return "nothing due"
+        from shared.phone import region_of  # phonenumbers: off dispatch's cold path, needed only here
+
         opted, prices = rt.accounts.gate_reads(parent.tenant_id, [parent.to], [region_of(parent.to) or "ZZ"])
         rates = prices.get(region_of(parent.to) or "ZZ")
         now = rt.now()
