@@ -80,10 +80,9 @@ def serve(request, service: Callable[[Context], Reply], *, methods: tuple[str, .
     """Run one request through ``service``; every outcome becomes JSON with the request id.
 
     ``defer_auth``: the service checks the API key itself, in its first round of reads (``ctx.caller``), so
-    the key's document is read alongside the documents the request needs anyway. A request with an
-    Idempotency-Key is authenticated first all the same (its record is scoped to the tenant), and so is any
-    request the service refuses before it checked the key: an unknown key is always answered 401, whatever
-    else is wrong with the request."""
+    the key's document is read alongside the documents the request needs anyway. With an Idempotency-Key,
+    ``idempotent`` checks it beside its claim of the key. Any request refused before its key was checked is
+    checked then: an unknown key is always answered 401, whatever else is wrong with the request."""
     rid = request_id_of(request)
     token = log.request_id.set(rid)
     try:
@@ -92,7 +91,7 @@ def serve(request, service: Callable[[Context], Reply], *, methods: tuple[str, .
             if request.method not in methods:
                 raise ApiError(ErrorCode.METHOD_NOT_ALLOWED, f"{request.method} is not allowed here",
                                headers={"Allow": ", ".join(methods)})
-            if authenticate and defer_auth and "Idempotency-Key" not in request.headers:
+            if authenticate and defer_auth:
                 ctx.caller = _caller(request)
             elif authenticate:
                 ctx.tenant = _authenticate(request)
@@ -266,10 +265,29 @@ def idempotent(ctx: Context, raw: bytes, produce: Callable[[str | None], Reply],
         return _reply_of(lambda: produce(None), ctx.request_id)
     if not 1 <= len(key) <= 255:
         raise ApiError(ErrorCode.IDEMPOTENCY_KEY_INVALID, "Idempotency-Key must be 1-255 characters")
-    record_id = hashlib.sha256(f"{ctx.tenant_id}\n{route}\n{key}".encode()).hexdigest()
     payload_hash = hashlib.sha256(json.dumps(json.loads(raw), sort_keys=True).encode()).hexdigest()
     store = runtime().idempotency
-    state, record = store.begin(record_id, payload_hash, now(), IDEMPOTENCY_LEASE_SECONDS, IDEMPOTENCY_TTL_SECONDS)
+
+    def begin(tenant_id: str) -> tuple[str, Any]:
+        record = hashlib.sha256(f"{tenant_id}\n{route}\n{key}".encode()).hexdigest()
+        return record, store.begin(record, payload_hash, now(), IDEMPOTENCY_LEASE_SECONDS, IDEMPOTENCY_TTL_SECONDS)
+
+    caller = ctx.caller
+    if ctx.tenant is None and caller is not None and caller.tenant_id is not None:
+        # defer_auth: the key is checked in the same round as the claim (its record is the tenant's the key
+        # names). A key that turns out unknown gets its 401, and a claim it made is released.
+        tenant_id = caller.tenant_id
+        tenant, (record_id, (state, record)) = runtime().concurrently(
+            lambda: runtime().accounts.tenant_for_api_key(caller.api_key, balance=False), lambda: begin(tenant_id))
+        if tenant is None or tenant.disabled or tenant.id != tenant_id:
+            if state == "new":
+                store.release(record_id)
+            raise ApiError(ErrorCode.UNAUTHORIZED, "Missing, unknown or revoked API key")
+        ctx.tenant = caller.authenticated = tenant
+    else:
+        if ctx.tenant is None and caller is not None:  # a key that names no tenant, new to this instance
+            ctx.tenant = caller.authenticated = _authenticate(ctx.request)
+        record_id, (state, record) = begin(ctx.tenant_id)
     if state == "mismatch":
         raise ApiError(ErrorCode.IDEMPOTENCY_KEY_REUSED,
                        "This Idempotency-Key was used with a different request body")

@@ -140,7 +140,8 @@ def _first_round(rt: Runtime, who: Tenant | Caller, recipients: list[Recipient],
     else:
         tenant = first.tenant
     limit = limit_of(tenant)
-    if claimed is None or guessed is None or (claimed[0] is None and limit.limit > guessed.limit):
+    if claimed is None or guessed is None or guessed.key != limit.key or (
+            claimed[0] is None and limit.limit > guessed.limit):
         claimed = rt.limits.claim(limit.key, limit.limit, limit.window_seconds, now)
     slot, retry_after = claimed
     if slot is None or slot >= limit.limit:

@@ -83,9 +83,16 @@ class FirestoreAccounts:
         seen = self.balance.seen(Tenant.from_doc(tenant_id, tenant_snap.to_dict() or {}), snaps) \
             if tenant_snap.exists else None
         tenant = seen.tenant if seen is not None else None
-        if key_ref is not None and digest is not None:
+        if key_ref is not None and digest is not None and api_key is not None:
             key = snaps[key_ref.path].to_dict() if snaps[key_ref.path].exists else None
-            if key is None or key.get("revoked") or key.get("tenant_id") != tenant_id:
+            owner = key.get("tenant_id") if key else None
+            if key is not None and not key.get("revoked") and owner != tenant_id and tenant_named_by(api_key) is None \
+                    and isinstance(owner, str):
+                # This instance's note of the key's tenant is stale (a local stack seeded again): read again.
+                self._key_tenant[digest] = owner
+                self._forget(digest)
+                return self.first_round(owner, api_key, wanted, regions)
+            if key is None or key.get("revoked") or owner != tenant_id:
                 self._forget(digest)
                 tenant = None
             else:
