@@ -7,7 +7,8 @@ the longest chain of calls each starting after the previous one ended), counting
 (the accept target) and all calls; the calls per request by kind; Firestore documents read and written;
 Cloud Tasks tasks created; and the sequence of rounds of a typical request.
 
-Requests: single sends (one media URL, as in the latency section) and groups of 20 with both queues paused;
+Requests: single sends (one media URL, as in the latency section; also without media, and with an
+Idempotency-Key) and groups of 20 with both queues paused;
 reads of a message; then the queues run, and every dispatch, provider report (webhook) and customer event
 (notifier) those legs cause is counted too. Recording is on only during this section.
 """
@@ -16,15 +17,19 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 from bench.harness import BenchError, BenchStack, fictional
 
-SMS_MARK = "bench-sms-"  # X-Request-Id of the single SMS sends (told apart from the MMS ones)
+# X-Request-Id prefixes that tell single sends apart (the MMS ones carry none)
+SMS_MARK = "bench-sms-"
+IDEMPOTENT_MARK = "bench-idem-"  # single MMS sends with an Idempotency-Key
 
 # endpoint -> (function, path prefix)
 ENDPOINTS = {
     "send (single)": ("send", "/api/v1/messages/sms"),
     "send (single SMS)": ("send", "/api/v1/messages/sms"),
+    "send (single, Idempotency-Key)": ("send", "/api/v1/messages/sms"),
     "group of 20": ("group", "/api/v1/messages/group"),
     "reads (GET message)": ("reads", "/api/v1/messages/"),
     "dispatch": ("dispatch", "/"),
@@ -58,8 +63,8 @@ def measure(bench: BenchStack, n_single: int, n_group: int, log=print) -> dict:
         mine = [t for t in traces if t["target"] == function and t["path"].startswith(prefix)
                 and t["method"] in ("POST", "GET")]
         if function == "send":
-            sms = name.endswith("SMS)")
-            mine = [t for t in mine if t.get("request_id", "").startswith(SMS_MARK) == sms]
+            mark = SMS_MARK if name.endswith("SMS)") else IDEMPOTENT_MARK if "Idempotency" in name else ""
+            mine = [t for t in mine if _mark(t.get("request_id", "")) == mark]
         out[name] = rpc_probe.summarize(mine)
     for name, s in out.items():
         if s.get("n"):
@@ -67,6 +72,10 @@ def measure(bench: BenchStack, n_single: int, n_group: int, log=print) -> dict:
                 f"{s['rounds_all']['median']}); reads {s['firestore_reads']}, writes {s['firestore_writes']}, "
                 f"tasks {s['tasks_created']} per request (n={s['n']})")
     return {"requests": {"single": n_single, "group20": n_group}, "endpoints": out}
+
+
+def _mark(request_id: str) -> str:
+    return next((m for m in (SMS_MARK, IDEMPOTENT_MARK) if request_id.startswith(m)), "")
 
 
 def _run(bench: BenchStack, n_single: int, n_group: int, timeout: float) -> None:
@@ -92,6 +101,13 @@ def _run(bench: BenchStack, n_single: int, n_group: int, timeout: float) -> None
                                             {**json_headers, "X-Request-Id": f"{SMS_MARK}{i}"})
             if status != 200:
                 raise BenchError(f"single SMS answered {status}: {raw[:300]!r}")
+            ids.append(json.loads(raw)["data"]["id"])
+        for i in range(max(1, n_single // 2)):
+            status, raw, _ = single.request("POST", "/api/v1/messages/sms", body,
+                                            {**json_headers, "X-Request-Id": f"{IDEMPOTENT_MARK}{i}",
+                                             "Idempotency-Key": f"{IDEMPOTENT_MARK}{uuid.uuid4().hex}"})
+            if status != 200:
+                raise BenchError(f"single send with an Idempotency-Key answered {status}: {raw[:300]!r}")
             ids.append(json.loads(raw)["data"]["id"])
         for _ in range(max(1, n_single // 4)):  # a customer webhook: its events reach the notifier
             status, raw, _ = hooked.request("POST", "/api/v1/messages/sms", body, json_headers)

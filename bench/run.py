@@ -146,7 +146,7 @@ def table(results: dict) -> str:
     lines += ["", "Where an accept's time goes (median ms of the requests of the typical shape in the round-trip run: "
               "the function's own work between rounds, and the rounds)", "", "| request | total | own work | "
               "rounds | segments |", "|---|---:|---:|---:|---|"]
-    for name in ("send (single)", "send (single SMS)", "group of 20", "dispatch", "webhook"):
+    for name in ("send (single)", "send (single SMS)", "send (single, Idempotency-Key)", "group of 20"):
         b = rt["endpoints"].get(name, {}).get("breakdown")
         if b:
             segs = " · ".join(f"{'own' if label == 'app' else _short_round(label)} {ms:.1f}"
