@@ -1,10 +1,11 @@
 """Accepting a send: the single message and the group fan-out share one path, in named steps.
 
-The order is the contract's: request-level checks (nothing written) -> per-recipient number gates ->
-the rate limit, opt-outs and prices (one round of reads) -> the balance pre-flight -> media (fetched once)
--> every recipient pre-inserted as ``pending`` -> one atomic commit applies the remaining gates, debits
-the balance, moves each leg to ``queued``/``scheduled`` or ``failed`` and keeps the answer under the
-request's Idempotency-Key -> one Cloud Task per accepted leg.
+The order is the contract's: the key, the tenant, the opt-outs and the prices (one round of reads, with the
+rate-limit slot) -> request-level checks (nothing written but the slot) -> per-recipient number gates -> the
+balance pre-flight -> media (fetched once) -> a group's recipients pre-inserted as ``pending`` (a single
+send has one row: it skips this) -> one atomic commit applies the remaining gates, debits the balance, writes
+each leg ``queued``/``scheduled`` or ``failed`` and keeps the answer under the request's Idempotency-Key ->
+the tasks (one, or a group's fan-out task that creates one per accepted leg).
 
 Once that commit has happened the request is accepted, whatever happens next: a task or a customer event
 that cannot be created is left to the sweeper, never answered as an error, so a client that retries
