@@ -376,7 +376,7 @@ def test_gateway_405s_a_known_path_with_another_method(standin, method, path, al
 
 
 @pytest.mark.parametrize("method,path", [
-    ("GET", "/"), ("POST", "/dispatch"), ("GET", "/api/v1/messages"),
+    ("GET", "/"), ("POST", "/dispatch"), ("PATCH", "/api/v1/messages/x/y"),
     ("GET", "/api/v1/messages/"), ("POST", "/api/v1/messages/sms/extra"), ("GET", "/api/v1/pricing/mms"),
 ])
 def test_gateway_404s_everything_else(standin, method, path):
