@@ -46,35 +46,47 @@ def sweep(rt: Runtime) -> dict[str, int]:
                          final_after=dt.timedelta(seconds=rt.settings.sweep_final_after_seconds),
                          claim_lease=dt.timedelta(seconds=rt.settings.dispatch_claim_lease_seconds))
     counts = {"requeued": 0, "reconciling": 0, "closed": 0, "abandoned": 0, "expired": 0}
-    for leg in rt.legs.in_status(Status.PENDING.value, now - policy.queued_after):
+    stale = now - policy.queued_after
+    # The sweep's queries are independent: one round of waiting, not eight. Each list is as of the sweep's
+    # start, as it would be a moment later; every step below reads its leg again before it decides.
+    pending, past_validity, queued, sending, scheduled, sent, events_due, failovers_due = rt.concurrently(
+        lambda: rt.legs.in_status(Status.PENDING.value, stale),
+        lambda: rt.legs.past_validity([s.value for s in validity.UNSENT], now),
+        lambda: rt.legs.in_status(Status.QUEUED.value, stale),
+        lambda: rt.legs.in_status(Status.SENDING.value, now - policy.dead_claim_after),
+        lambda: rt.legs.due_scheduled(stale),
+        lambda: rt.legs.in_status(Status.SENT.value, now - policy.final_after),
+        lambda: rt.legs.with_events_due(stale),
+        lambda: rt.legs.with_failover_due(stale),
+    )
+    for leg in pending:
         counts["abandoned"] += bool(change(rt, leg.id, functools.partial(abandon, now=now)).result)
     # Before the requeue: a leg past its validity gets no fresh task, it ends expired.
-    for leg in rt.legs.past_validity([s.value for s in validity.UNSENT], now):
+    for leg in past_validity:
         counts["expired"] += bool(change(rt, leg.id, functools.partial(validity.expire, now=now)).result)
-    for leg in rt.legs.in_status(Status.QUEUED.value, now - policy.queued_after):
-        if not waiting_for_window(leg, now - policy.queued_after):
+    for leg in queued:
+        if not waiting_for_window(leg, stale):
             counts["requeued"] += _requeue(rt, leg.id, Status.QUEUED, now)
-    for leg in rt.legs.in_status(Status.SENDING.value, now - policy.dead_claim_after):
+    for leg in sending:
         counts["reconciling"] += _requeue(rt, leg.id, Status.SENDING, now)
-    for leg in rt.legs.due_scheduled(now - policy.queued_after):
-        if leg.status_since and leg.status_since < now - policy.queued_after:  # not re-enqueued recently
+    for leg in scheduled:
+        if leg.status_since and leg.status_since < stale:  # not re-enqueued recently
             counts["requeued"] += _requeue(rt, leg.id, Status.SCHEDULED, now)
-    for leg in rt.legs.in_status(Status.SENT.value, now - policy.final_after):
+    for leg in sent:
         counts["closed"] += change(rt, leg.id, functools.partial(close_silent, now=now)).changed
-    counts["notified"] = _resend_events(rt, now, policy.queued_after)
+    counts["notified"] = _resend_events(rt, now, policy.queued_after, events_due)
     # SMS failovers decided but not created (the process died between the two steps: shared/failover.py)
-    counts["failovers"] = sum(failover.launch(rt, leg.id).startswith(("queued", "failed"))
-                              for leg in rt.legs.with_failover_due(now - policy.queued_after))
+    counts["failovers"] = sum(failover.launch(rt, leg.id).startswith(("queued", "failed")) for leg in failovers_due)
     return counts
 
 
-def _resend_events(rt: Runtime, now: dt.datetime, grace: dt.timedelta) -> int:
+def _resend_events(rt: Runtime, now: dt.datetime, grace: dt.timedelta, due: list[Leg] | None = None) -> int:
     """Customer events still undelivered a while after they were due: their task may never have been
     created (the status change committed, the enqueue failed), or its retry task was lost. A resend is a
     task of its own name (the event id with the sweep's time); a duplicate delivery is harmless, the event
     id stays the same and receivers deduplicate on it. Past 24 hours the event is given up."""
     resent = 0
-    for leg in rt.legs.with_events_due(now - grace):
+    for leg in due if due is not None else rt.legs.with_events_due(now - grace):
         for event_id, entry in leg.notifications.items():
             if not entry.state.undelivered:
                 continue
