@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from shared import failover, inbound, observe
+from shared import failover, observe
 from shared.errors import ApiError, ErrorCode
 from shared.leg_changes import change
 from shared.legs import note, transition, with_send_state
@@ -37,6 +37,8 @@ def ingest(rt: Runtime, raw: bytes, timestamp: str | None, signature: str | None
         raise ApiError(ErrorCode.INVALID_SIGNATURE, f"Webhook signature rejected: {exc}") from None
     report = parse_report(raw)
     if report.event_type == "message.received":
+        from shared import inbound  # (keywords, phone numbers: off the cold path of status reports)
+
         return inbound.ingest(rt, report)  # stored for its tenant, keyword applied (shared/inbound.py)
 
     # Our dispatch names the leg in the webhook URL (inside the signed body): go straight to it. The
