@@ -1,4 +1,4 @@
-"""Soak: 200 legs across every outcome row, with duplicate task deliveries and replayed provider reports
+"""Soak: 100 legs across every outcome row, with duplicate task deliveries and replayed provider reports
 injected. Every leg ends terminal, the provider sends exactly what it should, and no history regresses.
 Nothing here asserts how long it took: speed is bench/'s business."""
 
@@ -14,7 +14,8 @@ from shared.status import Status, is_final
 from tests.conftest import wait_for
 from tools.telnyx_sim import sign
 
-NPAS = ["212", "213", "312", "415", "617", "646", "702", "305", "206", "303"]
+# Five groups of twenty (the fault-injection test covers the larger, killed bursts).
+NPAS = ["212", "213", "312", "415", "617"]
 # Two of every row's ending per group of 20: delivered x8, then each special row.
 ENDINGS = [0, 11, 22, 33, 44, 55, 66, 79, 80, 84, 85, 89, 90, 92, 93, 95, 96, 97, 98, 99]
 REJECTED = {90, 91, 92}
@@ -35,7 +36,7 @@ def test_soak_every_leg_terminal_one_send_each_no_regressions(env):
                                                                   "media_urls": [env.sample_media_url]})
         assert response.status_code == 200, response.text
         legs += [m["message_id"] for m in response.json()["messages"]]
-    assert len(legs) == 200
+    assert len(legs) == len(NPAS) * len(ENDINGS)
 
     # Duplicate task deliveries: every leg's task delivered once more, concurrently with the real one.
     dispatch = env.stack.urls["function:dispatch"]
@@ -101,4 +102,4 @@ def test_soak_every_leg_terminal_one_send_each_no_regressions(env):
         assert ranks == sorted(ranks), (leg["to"], [h["to"] for h in leg["history"]])
         entered = [h for h in leg["history"] if h["to"] == leg["status"] and h["from"] != leg["status"]]
         assert len(entered) == 1, (leg["to"], leg["history"])  # entered its status exactly once
-    assert sum(sent_by_provider.values()) == 200 - len(NPAS) * sum(1 for xx in ENDINGS if xx in REJECTED)
+    assert sum(sent_by_provider.values()) == len(legs) - len(NPAS) * sum(1 for xx in ENDINGS if xx in REJECTED)
