@@ -32,6 +32,9 @@ from shared.errors import ErrorCode
 from shared.media import MediaError, Upload
 from shared.ssrf import UrlPolicy, check_url
 
+# Real local servers on loopback (and their timeouts): not part of the fast pure-Python tier.
+pytestmark = pytest.mark.stack
+
 PUBLIC = "93.184.216.34"  # routed to the local server by the test backend; never dialled
 PUBLIC_2 = "93.184.216.35"  # not routed: a connection attempt to it fails at once
 HOSTS = ("media.example.com", "rebind.example.com", "internal.example.com", "cdn.example.com")

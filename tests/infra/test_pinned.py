@@ -9,6 +9,9 @@ import pytest
 from infra.pinned import post
 from shared.ssrf import VettedUrl
 
+# Real local servers on loopback (and their timeouts): not part of the fast pure-Python tier.
+pytestmark = pytest.mark.stack
+
 
 @pytest.fixture
 def server():

@@ -17,6 +17,9 @@ from infra.telnyx import TelnyxProvider, names_leg, request_body
 from shared.provider import Kind, LookupState, OutboundMessage
 from tools.telnyx_sim import SimConfig, generate_keypair, start_server
 
+# Real local servers on loopback (and their timeouts): not part of the fast pure-Python tier.
+pytestmark = pytest.mark.stack
+
 API_KEY = "KEYclient_test"
 FROM = "+15005550006"
 HOOK = "https://gw.example/webhooks/telnyx"
