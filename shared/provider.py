@@ -35,6 +35,15 @@ def idempotency_key_for(message_id: str) -> str:
     return IDEMPOTENCY_KEY_PREFIX + message_id
 
 
+def _settle_key(message: OutboundMessage | GroupOutboundMessage) -> None:
+    """Derive the key from the message id when none was given, and refuse one the provider would refuse on
+    every attempt (a programming error, not an outcome)."""
+    if not message.idempotency_key:
+        object.__setattr__(message, "idempotency_key", idempotency_key_for(message.message_id))
+    if not IDEMPOTENCY_KEY.match(message.idempotency_key):
+        raise ValueError(f"idempotency key {message.idempotency_key!r} does not match {IDEMPOTENCY_KEY.pattern}")
+
+
 @dataclass(frozen=True)
 class OutboundMessage:
     message_id: str
@@ -49,11 +58,7 @@ class OutboundMessage:
     idempotency_key: str = ""
 
     def __post_init__(self) -> None:
-        if not self.idempotency_key:
-            object.__setattr__(self, "idempotency_key", idempotency_key_for(self.message_id))
-        if not IDEMPOTENCY_KEY.match(self.idempotency_key):
-            # A bad key would be refused by the provider on every attempt: a programming error, not an outcome.
-            raise ValueError(f"idempotency key {self.idempotency_key!r} does not match {IDEMPOTENCY_KEY.pattern}")
+        _settle_key(self)
 
 
 @dataclass(frozen=True)
@@ -71,10 +76,7 @@ class GroupOutboundMessage:
     idempotency_key: str = ""
 
     def __post_init__(self) -> None:
-        if not self.idempotency_key:
-            object.__setattr__(self, "idempotency_key", idempotency_key_for(self.message_id))
-        if not IDEMPOTENCY_KEY.match(self.idempotency_key):
-            raise ValueError(f"idempotency key {self.idempotency_key!r} does not match {IDEMPOTENCY_KEY.pattern}")
+        _settle_key(self)
 
 
 @dataclass(frozen=True)
