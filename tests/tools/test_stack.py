@@ -20,7 +20,7 @@ from tools.stack import ROOT, Stack, StackConfig, StackError, _http
 
 pytestmark = pytest.mark.stack
 
-NAMES = ["send", "group", "reads", "dispatch", "webhook", "notifier", "sweeper"]
+NAMES = ["send", "group", "batch", "reads", "dispatch", "webhook", "notifier", "sweeper"]
 
 STANDIN_FUNCTIONS = '''
 import base64, json, os, time
@@ -331,7 +331,10 @@ def test_gateway_routes_public_paths(standin):
 
     for method, path, function in [
         ("POST", "/api/v1/messages/group", "group"),
+        ("POST", "/api/v1/messages/batch", "batch"),
         ("GET", "/api/v1/messages/msg_123", "reads"),
+        ("GET", "/api/v1/batches/bat_1", "reads"),
+        ("DELETE", "/api/v1/batches/bat_1/", "reads"),
         ("GET", "/api/v1/messages/group/grp_1?include=legs", "reads"),
         ("GET", "/api/v1/pricing/messaging?country=US", "reads"),
         ("POST", "/webhooks/telnyx", "webhook"),
@@ -362,6 +365,8 @@ def test_gateway_passes_upstream_response_unchanged(standin):
     ("PUT", "/api/v1/messages/m1", "DELETE, GET"), ("GET", "/webhooks/telnyx", "POST"),
     ("POST", "/api/v1/messages/sweep", "DELETE, GET"), ("GET", "/api/v1/messages/sms", "POST"),
     ("TRACE", "/api/v1/messages/group", "POST"),
+    ("GET", "/api/v1/messages/batch", "POST"), ("DELETE", "/api/v1/messages/batch", "POST"),
+    ("POST", "/api/v1/batches/bat_1", "DELETE, GET"),
 ])
 def test_gateway_405s_a_known_path_with_another_method(standin, method, path, allow):
     import http.client
@@ -378,6 +383,8 @@ def test_gateway_405s_a_known_path_with_another_method(standin, method, path, al
 @pytest.mark.parametrize("method,path", [
     ("GET", "/"), ("POST", "/dispatch"), ("PATCH", "/api/v1/messages/x/y"),
     ("GET", "/api/v1/messages/"), ("POST", "/api/v1/messages/sms/extra"), ("GET", "/api/v1/pricing/mms"),
+    ("POST", "/api/v1/messages/batch/"), ("GET", "/api/v1/batches"), ("GET", "/api/v1/batches/"),
+    ("GET", "/api/v1/batches/bat_1/progress"),
 ])
 def test_gateway_404s_everything_else(standin, method, path):
     status, payload = _gateway(standin, method, path)
@@ -385,6 +392,28 @@ def test_gateway_404s_everything_else(standin, method, path):
     doc = json.loads(payload)
     assert doc["error"]["code"] == "NOT_FOUND" and doc["error"]["message"]
     assert doc["meta"]["request_id"] and doc["meta"]["timestamp"].endswith("Z")
+
+
+def test_gateway_passes_a_4_mib_batch_body_and_refuses_what_no_function_takes(standin):
+    # The batch route takes 4 MiB (shared/batching.MAX_BODY_BYTES); the function, not the gateway, refuses more.
+    body = b'{"to": []}' + b" " * (4 * 1024 * 1024 - 10)
+    status, payload = _gateway(standin, "POST", "/api/v1/messages/batch", body,
+                               {"Content-Type": "application/json"})
+    assert status == 200
+    echo = json.loads(payload)
+    assert echo["function"] == "batch" and base64.b64decode(echo["body_b64"]) == body
+    import http.client
+
+    from tools.gateway import MAX_BODY
+    # Only the declared length: the gateway answers before reading a body it would refuse.
+    conn = http.client.HTTPConnection("127.0.0.1", standin.ports["gateway"], timeout=10)
+    conn.putrequest("POST", "/api/v1/messages/batch")
+    conn.putheader("Content-Length", str(MAX_BODY + 1))
+    conn.endheaders()
+    response = conn.getresponse()
+    payload = response.read()
+    conn.close()
+    assert response.status == 413 and json.loads(payload)["error"]["code"] == "PAYLOAD_TOO_LARGE"
 
 
 def test_gateway_502_when_upstream_is_down(standin):
