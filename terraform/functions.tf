@@ -1,4 +1,4 @@
-# The seven Cloud Run functions (2nd gen), all built from the one source archive, each with entry_point =
+# The eight Cloud Run functions (2nd gen), all built from the one source archive, each with entry_point =
 # its name in main.ENTRY_POINTS, its own runtime service account and the same configuration (local.env,
 # whose function URLs are the deterministic ones from main.tf, so no function waits for another).
 
@@ -33,7 +33,7 @@ resource "google_artifact_registry_repository" "functions" {
   depends_on = [google_project_service.this]
 }
 
-# send, group, reads and webhook: behind API Gateway.
+# send, group, batch, reads and webhook: behind API Gateway.
 resource "google_cloudfunctions2_function" "public" {
   #checkov:skip=CKV_GCP_124:API Gateway is not an internal ingress source, so the functions it fronts need ALLOW_ALL; IAM still admits only the gateway's service account (run.invoker), and the functions check API keys or Telnyx signatures themselves.
   for_each = local.public_functions
@@ -65,7 +65,7 @@ resource "google_cloudfunctions2_function" "public" {
     min_instance_count               = lookup(var.min_instances, each.key, 0)
     max_instance_count               = lookup(var.max_instances, each.key, 20)
     max_instance_request_concurrency = var.function_concurrency
-    available_memory                 = var.function_memory
+    available_memory                 = lookup(var.function_memory_overrides, each.key, var.function_memory)
     available_cpu                    = var.function_cpu
     timeout_seconds                  = each.value.timeout
     environment_variables            = local.env
@@ -122,7 +122,7 @@ resource "google_cloudfunctions2_function" "private" {
     min_instance_count               = lookup(var.min_instances, each.key, 0)
     max_instance_count               = lookup(var.max_instances, each.key, 20)
     max_instance_request_concurrency = var.function_concurrency
-    available_memory                 = var.function_memory
+    available_memory                 = lookup(var.function_memory_overrides, each.key, var.function_memory)
     available_cpu                    = var.function_cpu
     timeout_seconds                  = each.value.timeout
     environment_variables            = local.env

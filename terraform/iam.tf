@@ -5,6 +5,7 @@
 #  function  Firestore  enqueue on        actAs tasks-invoker  media bucket  signs URLs  secret
 #  send      yes        dispatch, notify  yes                  objectAdmin   yes         -
 #  group     yes        dispatch, notify  yes                  objectAdmin   yes         -
+#  batch     yes        dispatch, notify  yes                  objectAdmin   yes         -
 #  reads     yes        notify            yes                  objectAdmin   -           -
 #  webhook   yes        dispatch, notify  yes                  -             -           TELNYX_PUBLIC_KEY
 #  sweeper   yes        dispatch, notify  yes                  -             -           -
@@ -49,7 +50,7 @@ resource "google_service_account" "gateway" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-gateway"
   display_name = "${var.name_prefix} API Gateway backend identity"
-  description  = "Identity API Gateway uses to call send, group, reads and webhook."
+  description  = "Identity API Gateway uses to call send, group, batch, reads and webhook."
 
   depends_on = [google_project_service.this]
 }

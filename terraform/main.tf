@@ -32,8 +32,15 @@ locals {
       enqueues    = ["dispatch", "notify"]
       media       = true
     }
+    batch = {
+      description = "POST /api/v1/messages/batch: accept up to 10,000 recipients and enqueue chunk tasks on the dispatch queue."
+      public      = true
+      timeout     = 60
+      enqueues    = ["dispatch", "notify"]
+      media       = true
+    }
     reads = {
-      description = "GET message, group and pricing reads; DELETE cancels a message or a group's messages; POST redacts; the opt-out API."
+      description = "GET message, group, batch and pricing reads; DELETE cancels a message, a group's or a batch's messages; POST redacts; the opt-out API."
       public      = true
       timeout     = 30
       enqueues    = ["notify"]
@@ -101,6 +108,8 @@ locals {
     messages        = "delete_at"
     groups          = "delete_at"
     conversations   = "delete_at"
+    batches         = "delete_at"
+    batch_chunks    = "delete_at"
     idempotency     = "expires_at"
     rate_limits     = "expires_at"
     provider_events = "expires_at"
@@ -122,6 +131,11 @@ locals {
     "messages-status-valid_until" = {
       collection = "messages"
       fields     = [["status", "ASCENDING"], ["valid_until", "ASCENDING"]]
+    }
+    # the sweeper: batch chunks whose work is not done (their task may have been lost)
+    "batch_chunks-todo-updated_at" = {
+      collection = "batch_chunks"
+      fields     = [["todo", "ASCENDING"], ["updated_at", "ASCENDING"]]
     }
     # message search (shared/searching.py SEARCH_INDEXES): tenant_id, the equality filters it allows, newest first
     "messages-tenant_id-created_at" = {

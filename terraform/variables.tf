@@ -75,7 +75,7 @@ variable "python_runtime" {
 
 variable "min_instances" {
   type        = map(number)
-  description = "Minimum warm instances per function. The functions that face callers and Telnyx (send, group, webhook) keep one warm by default: a Python cold start with the Firestore client can exceed Telnyx's 2-second webhook deadline. Functions not listed use 0."
+  description = "Minimum warm instances per function. The functions that face callers and Telnyx (send, group, webhook) keep one warm by default: a Python cold start with the Firestore client can exceed Telnyx's 2-second webhook deadline. Functions not listed use 0 (batch among them: a bulk send can wait for a cold start)."
   default = {
     send    = 1
     group   = 1
@@ -83,8 +83,8 @@ variable "min_instances" {
   }
 
   validation {
-    condition     = alltrue([for name, n in var.min_instances : contains(["send", "group", "reads", "dispatch", "webhook", "notifier", "sweeper"], name) && n >= 0 && floor(n) == n])
-    error_message = "min_instances keys must be function names (send, group, reads, dispatch, webhook, notifier, sweeper) and values whole numbers >= 0."
+    condition     = alltrue([for name, n in var.min_instances : contains(["send", "group", "batch", "reads", "dispatch", "webhook", "notifier", "sweeper"], name) && n >= 0 && floor(n) == n])
+    error_message = "min_instances keys must be function names (send, group, batch, reads, dispatch, webhook, notifier, sweeper) and values whole numbers >= 0."
   }
 }
 
@@ -96,7 +96,7 @@ variable "max_instances" {
   }
 
   validation {
-    condition     = alltrue([for name, n in var.max_instances : contains(["send", "group", "reads", "dispatch", "webhook", "notifier", "sweeper"], name) && n >= 1 && floor(n) == n])
+    condition     = alltrue([for name, n in var.max_instances : contains(["send", "group", "batch", "reads", "dispatch", "webhook", "notifier", "sweeper"], name) && n >= 1 && floor(n) == n])
     error_message = "max_instances keys must be function names and values whole numbers >= 1."
   }
 }
@@ -109,6 +109,19 @@ variable "function_memory" {
   validation {
     condition     = can(regex("^[0-9]+(Mi|Gi|M|G)$", var.function_memory))
     error_message = "function_memory must be a quantity such as 512Mi or 1Gi."
+  }
+}
+
+variable "function_memory_overrides" {
+  type        = map(string)
+  description = "Memory per function where it differs from function_memory. batch parses a body of up to 10,000 recipients (4 MiB of JSON, several times that as Python objects) in memory, so it gets 1Gi."
+  default = {
+    batch = "1Gi"
+  }
+
+  validation {
+    condition     = alltrue([for name, m in var.function_memory_overrides : contains(["send", "group", "batch", "reads", "dispatch", "webhook", "notifier", "sweeper"], name) && can(regex("^[0-9]+(Mi|Gi|M|G)$", m))])
+    error_message = "function_memory_overrides keys must be function names and values quantities such as 512Mi or 1Gi."
   }
 }
 

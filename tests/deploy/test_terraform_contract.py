@@ -34,23 +34,26 @@ from infra import collections as fs_collections  # noqa: E402
 from infra import settings  # noqa: E402
 
 PRIVATE_FUNCTIONS = {"dispatch", "notifier", "sweeper"}
-PUBLIC_FUNCTIONS = {"send", "group", "reads", "webhook"}
+PUBLIC_FUNCTIONS = {"send", "group", "batch", "reads", "webhook"}
 # Local-stack-only variables (SSRF exemption for the emulators, the emulator's URL-signing key).
 LOCAL_ONLY_ENV = settings.LOCAL_ONLY_ENV
 # Queue helpers of infra/queue.py -> the queue they create tasks on.
 ENQUEUE_CALLS = {"enqueue_dispatch": "dispatch", "enqueue_notify": "notify", "enqueue_inbound": "notify"}
 # reads: a redaction deletes media copies; notifier: copies inbound media (shared/inbound.py)
-MEDIA_FUNCTIONS = {"send", "group", "dispatch", "reads", "notifier"}
+MEDIA_FUNCTIONS = {"send", "group", "batch", "dispatch", "reads", "notifier"}
 # Public paths of the gateway -> function serving them.
 GATEWAY_ROUTES = {
     ("/api/v1/messages", "get"): "reads",
     ("/api/v1/messages/sms", "post"): "send",
     ("/api/v1/messages/group", "post"): "group",
+    ("/api/v1/messages/batch", "post"): "batch",
     ("/api/v1/messages/{id}", "get"): "reads",
     ("/api/v1/messages/group/{group_id}", "get"): "reads",
     ("/api/v1/messages/{id}", "delete"): "reads",
     ("/api/v1/messages/group/{group_id}", "delete"): "reads",
     ("/api/v1/messages/{id}/redact", "post"): "reads",
+    ("/api/v1/batches/{batch_id}", "get"): "reads",
+    ("/api/v1/batches/{batch_id}", "delete"): "reads",
     ("/api/v1/pricing/messaging", "get"): "reads",
     ("/api/v1/opt-outs", "get"): "reads",
     ("/api/v1/opt-outs/import", "post"): "reads",
@@ -791,6 +794,7 @@ def test_invokers_are_exactly_the_callers():
         "sweeper": {scheduler},
         "send": {gateway},
         "group": {gateway},
+        "batch": {gateway},
         "reads": {gateway},
         "webhook": {gateway},
     }
