@@ -39,7 +39,8 @@ def test_every_error_code_is_in_the_spec_and_in_errors_md():
 def test_every_public_path_is_described():
     assert set(spec()["paths"]) == {"/api/v1/messages", "/api/v1/messages/sms", "/api/v1/messages/group",
                                     "/api/v1/messages/{message_id}", "/api/v1/messages/{message_id}/redact",
-                                    "/api/v1/messages/group/{group_id}", "/api/v1/pricing/messaging",
+                                    "/api/v1/messages/group/{group_id}", "/api/v1/messages/batch",
+                                    "/api/v1/batches/{batch_id}", "/api/v1/pricing/messaging",
                                     "/api/v1/opt-outs", "/api/v1/opt-outs/import", "/api/v1/opt-outs/{number}",
                                     "/webhooks/telnyx"}
 
@@ -100,6 +101,34 @@ def test_cancel_answers_and_timed_messages_match_the_spec(env):
     assert answer.status_code == 200
     assert_matches("CancelGroupResponse", answer.json())
     assert_matches("ErrorEnvelope", env.api.delete("/api/v1/messages/msg_missing").json())
+
+
+def test_batch_answers_match_the_spec(env):
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+    accepted = env.api.post("/api/v1/messages/batch", json={
+        "recipients": [{"to": fictional(70), "metadata": {"row": "1"}, "client_ref": "r1"},
+                       {"to": "+442071838750"}],
+        "body": "x", "scheduled_at": later, "sending_speed": {"amount": 60, "time_unit": "minute"},
+        "campaign_ref": "spec"})
+    assert accepted.status_code == 202, accepted.text
+    assert_matches("Batch", accepted.json()["data"])
+    assert_matches("Meta", accepted.json()["meta"])
+    batch_id = accepted.json()["data"]["id"]
+    read = env.api.get(f"/api/v1/batches/{batch_id}")
+    assert read.status_code == 200, read.text
+    assert_matches("BatchReadResponse", read.json())
+    canceled = env.api.delete(f"/api/v1/batches/{batch_id}/")
+    assert canceled.status_code == 202, canceled.text
+    assert_matches("BatchReadResponse", canceled.json())
+    assert canceled.json()["data"]["status"] == "canceled"
+    plain = env.api.post("/api/v1/messages/batch", json={"to": [fictional(71)], "body": "x"})
+    assert plain.status_code == 202, plain.text
+    assert_matches("Batch", plain.json()["data"])
+    for response in (env.api.get("/api/v1/batches/bat_missing"),
+                     env.api.post("/api/v1/messages/batch", json={"to": [fictional(72)], "recipients": [], "body": "x"}),
+                     env.api.post("/api/v1/messages/batch", json={"to": [fictional(73), fictional(73)], "body": "x"})):
+        assert 400 <= response.status_code < 500, response.text
+        assert_matches("ErrorEnvelope", response.json())
 
 
 def test_customer_events_match_the_spec_and_carry_its_headers(env):
