@@ -124,9 +124,11 @@ def test_batch_answers_match_the_spec(env):
     plain = env.api.post("/api/v1/messages/batch", json={"to": [fictional(71)], "body": "x"})
     assert plain.status_code == 202, plain.text
     assert_matches("Batch", plain.json()["data"])
+    both = {"to": [fictional(72)], "recipients": [{"to": fictional(72)}], "body": "x"}
+    twice = {"to": [fictional(73), fictional(73)], "body": "x"}
     for response in (env.api.get("/api/v1/batches/bat_missing"),
-                     env.api.post("/api/v1/messages/batch", json={"to": [fictional(72)], "recipients": [], "body": "x"}),
-                     env.api.post("/api/v1/messages/batch", json={"to": [fictional(73), fictional(73)], "body": "x"})):
+                     env.api.post("/api/v1/messages/batch", json=both),
+                     env.api.post("/api/v1/messages/batch", json=twice)):
         assert 400 <= response.status_code < 500, response.text
         assert_matches("ErrorEnvelope", response.json())
 
