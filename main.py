@@ -11,6 +11,7 @@ import importlib
 ENTRY_POINTS = {
     "send": "functions.send",
     "group": "functions.group",
+    "batch": "functions.batch",
     "reads": "functions.reads",
     "dispatch": "functions.dispatch",
     "webhook": "functions.webhook",

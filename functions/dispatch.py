@@ -7,7 +7,7 @@ import functions_framework
 import infra.web  # noqa: F401 - Flask's own errors (404, crashes) answer in the JSON envelope
 from infra import log
 from infra.runtime import runtime
-from shared import fanout
+from shared import batching, fanout
 from shared.dispatching import Answer
 from shared.dispatching import dispatch as dispatch_leg
 from shared.ports import Contended
@@ -19,6 +19,8 @@ def dispatch(request):
         body = json.loads(request.get_data())
         if isinstance(body, dict) and fanout.KEY in body:  # a group's legs: create their tasks
             return _fan_out(request, fanout.tasks_of(body))
+        if isinstance(body, dict) and batching.CHUNK_KEY in body:  # a batch's chunk: write its rows
+            return _chunk(request, *batching.chunk_of(body))
         message_id = body["message_id"]
         if not isinstance(message_id, str) or not message_id.startswith("msg_") or "/" in message_id:
             raise ValueError(message_id)
@@ -44,6 +46,18 @@ def _fan_out(request, tasks):
         status, outcome = fanout.run(runtime(), tasks)
         log.info("fan-out", tasks=len(tasks), status=status, outcome=outcome)
     return _json(status, {"outcome": outcome})
+
+
+def _chunk(request, batch_id: str, index: int):
+    from shared.batch_sending import run_chunk  # noqa: PLC0415 - only chunk tasks need the accept's modules
+
+    with log.task_context(request.headers):
+        try:
+            status, outcome = run_chunk(runtime(), batch_id, index)
+        except Contended:
+            status, outcome = 503, "storage contended"
+        log.info("batch chunk", batch_id=batch_id, chunk=index, status=status, outcome=outcome)
+    return _json(status, {"batch_id": batch_id, "chunk": index, "outcome": outcome})
 
 
 def _json(status: int, body: dict, headers: dict | None = None):

@@ -1,7 +1,8 @@
 """GET /api/v1/messages (search), GET /api/v1/messages/{id}, GET /api/v1/messages/group/{group_id},
 GET /api/v1/pricing/messaging; the cancels, DELETE /api/v1/messages/{id} and DELETE
-/api/v1/messages/group/{group_id}; and the redaction of a final message, POST /api/v1/messages/{id}/redact; and the
-opt-out API, /api/v1/opt-outs... (functions/optouts.py)."""
+/api/v1/messages/group/{group_id}; the redaction of a final message, POST /api/v1/messages/{id}/redact; a
+batch's progress and its cancel, GET and DELETE /api/v1/batches/{id}; and the opt-out API, /api/v1/opt-outs...
+(functions/optouts.py)."""
 
 import re
 
@@ -17,6 +18,7 @@ _MESSAGE = re.compile(r"^/api/v1/messages/([A-Za-z0-9_]{1,64})/?$")
 _PRICING = re.compile(r"^/api/v1/pricing/messaging/?$")
 _SEARCH = re.compile(r"^/api/v1/messages$")
 _REDACT = re.compile(r"^/api/v1/messages/([A-Za-z0-9_]{1,64})/redact/?$")
+_BATCH = re.compile(r"^/api/v1/batches/([A-Za-z0-9_]{1,64})/?$")
 
 
 @functions_framework.http
@@ -29,12 +31,30 @@ def _route(ctx) -> Reply:
         from functions import optouts  # noqa: PLC0415 - the opt-out API (functions/optouts.py)
 
         return optouts.route(ctx)
+    if ctx.request.path.startswith("/api/v1/batches"):
+        return _batch(ctx)
     if ctx.request.method == "PUT":
         allow = "GET" if _PRICING.match(ctx.request.path) else "DELETE, GET"
         raise ApiError(ErrorCode.METHOD_NOT_ALLOWED, "PUT is not allowed here", headers={"Allow": allow})
     if ctx.request.method == "POST":
         return _redact(ctx)
     return _cancel(ctx) if ctx.request.method == "DELETE" else _reads(ctx)
+
+
+def _batch(ctx) -> Reply:
+    from shared import batch_sending  # noqa: PLC0415 - the batch reads only
+
+    match = _BATCH.match(ctx.request.path)
+    if match is None:
+        raise ApiError(ErrorCode.NOT_FOUND, "No such resource")
+    if ctx.request.method == "GET":
+        return Reply(200, {"data": batch_sending.batch_progress(runtime(), ctx.tenant_id, match[1]),
+                           "meta": meta(ctx.request_id)})
+    if ctx.request.method == "DELETE":
+        return Reply(202, {"data": batch_sending.cancel_batch(runtime(), ctx.tenant_id, match[1]),
+                           "meta": meta(ctx.request_id)})
+    raise ApiError(ErrorCode.METHOD_NOT_ALLOWED, f"{ctx.request.method} is not allowed here",
+                   headers={"Allow": "DELETE, GET"})
 
 
 def _redact(ctx) -> Reply:

@@ -15,9 +15,11 @@ RATE_LIMITS = "rate_limits"
 PRICING = "pricing"
 OPT_OUTS = "opt_outs"  # subcollection: tenants/{tenant_id}/opt_outs/{e164}
 CONVERSATIONS = "conversations"  # one per group conversation (one Telnyx group_mms)
+BATCHES = "batches"  # one per batch send (shared/batch_sending.py)
+BATCH_CHUNKS = "batch_chunks"  # a batch's recipients, at most batching.CHUNK per document
 
 ALL = (TENANTS, API_KEYS, MESSAGES, GROUPS, IDEMPOTENCY, PROVIDER_EVENTS, RATE_LIMITS, PRICING, OPT_OUTS,
-       CONVERSATIONS)
+       CONVERSATIONS, BATCHES, BATCH_CHUNKS)
 
 # collection -> field holding the expiry timestamp Firestore TTL deletes on
 TTL_FIELDS = {
@@ -25,6 +27,8 @@ TTL_FIELDS = {
     MESSAGES: "delete_at",
     GROUPS: "delete_at",
     CONVERSATIONS: "delete_at",
+    BATCHES: "delete_at",
+    BATCH_CHUNKS: "delete_at",
     IDEMPOTENCY: "expires_at",
     RATE_LIMITS: "expires_at",
     PROVIDER_EVENTS: "expires_at",
@@ -38,6 +42,8 @@ COMPOSITE_INDEXES = (
     (MESSAGES, (("status", "ASCENDING"), ("scheduled_at", "ASCENDING"))),
     # the sweeper: queued or scheduled legs whose validity has ended
     (MESSAGES, (("status", "ASCENDING"), ("valid_until", "ASCENDING"))),
+    # the sweeper: batch chunks whose work is not done (their task may have been lost)
+    (BATCH_CHUNKS, (("todo", "ASCENDING"), ("updated_at", "ASCENDING"))),
     # message search (shared/searching.py): tenant_id, the equality filters it allows, newest first
     *((MESSAGES, fields) for fields in SEARCH_INDEXES),
 )

@@ -83,6 +83,26 @@ class CloudTasksQueue:
         s = self.settings
         self._create(s.dispatch_queue, self._task(s.dispatch_queue, s.dispatch_url, name, fanout.payload(tasks_), None))
 
+    def enqueue_batch_chunks(self, batch_id: str, indexes: Sequence[int], *, purpose: str = "write"
+                             ) -> dict[int, Exception | None]:
+        """A batch's chunk tasks (shared/batch_sending.py), to the dispatch function, created concurrently and
+        named after (batch, chunk, purpose): an accept or a cancel that creates them again creates each once.
+        Each chunk's error (None: created)."""
+        from shared import batching
+
+        s = self.settings
+
+        def one(index: int) -> tuple[int, Exception | None]:
+            name = batching.chunk_task_name(batch_id, index, purpose)
+            try:
+                self._create(s.dispatch_queue, self._task(s.dispatch_queue, s.dispatch_url, name,
+                                                          batching.chunk_payload(batch_id, index), None))
+                return index, None
+            except Exception as exc:  # noqa: BLE001 - reported per chunk; the sweeper creates it again
+                return index, exc
+
+        return dict(_pool.map(one, indexes))
+
     def enqueue_notify(self, event_id: str, message_id: str, *, name: str | None = None,
                        at: dt.datetime | None = None) -> None:
         """The first task of an event is named after it; a retry or a resend names itself (Cloud Tasks keeps

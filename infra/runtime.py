@@ -18,7 +18,16 @@ from shared.ports import Clock, SystemClock
 
 if TYPE_CHECKING:
     from infra.store import Store
-    from shared.ports import AccountStore, IdempotencyStore, LegStore, LimitStore, MediaStore, Provider, TaskQueue
+    from shared.ports import (
+        AccountStore,
+        BatchStore,
+        IdempotencyStore,
+        LegStore,
+        LimitStore,
+        MediaStore,
+        Provider,
+        TaskQueue,
+    )
     from shared.ssrf import VettedUrl
 
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="request")
@@ -55,6 +64,10 @@ class Runtime:
     @property
     def idempotency(self) -> IdempotencyStore:
         return self.store.idempotency
+
+    @property
+    def batches(self) -> BatchStore:
+        return self.store.batches
 
     @functools.cached_property
     def queue(self) -> TaskQueue:

@@ -19,6 +19,10 @@ def new_group_id() -> str:
     return f"grp_{_token()}"
 
 
+def new_batch_id() -> str:
+    return f"bat_{_token()}"
+
+
 def new_request_id() -> str:
     return f"req_{_token(10)}"
 

@@ -223,20 +223,7 @@ class _Message(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _metadata_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return value
-        if len(value) > MAX_METADATA_KEYS:
-            raise ValueError(f"at most {MAX_METADATA_KEYS} keys")
-        for key, item in value.items():
-            if not key or len(key) > MAX_METADATA_KEY:
-                raise ValueError(f"keys must be 1-{MAX_METADATA_KEY} characters")
-            if _RESERVED_KEY.fullmatch(key):
-                raise ValueError("keys of the form __name__ are reserved")
-            if len(item) > MAX_METADATA_VALUE:
-                raise ValueError(f"values must be at most {MAX_METADATA_VALUE} characters")
-            for text in (key, item):
-                _unicode(text)
-        return value
+        return check_metadata(value)
 
     @model_validator(mode="after")
     def _content(self):
@@ -252,6 +239,24 @@ class _Message(BaseModel):
     @property
     def is_mms(self) -> bool:
         return bool(self.all_media_urls or self.media)
+
+
+def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
+    """A metadata map's limits (a request's, or a batch recipient's own)."""
+    if value is None:
+        return value
+    if len(value) > MAX_METADATA_KEYS:
+        raise ValueError(f"at most {MAX_METADATA_KEYS} keys")
+    for key, item in value.items():
+        if not key or len(key) > MAX_METADATA_KEY:
+            raise ValueError(f"keys must be 1-{MAX_METADATA_KEY} characters")
+        if _RESERVED_KEY.fullmatch(key):
+            raise ValueError("keys of the form __name__ are reserved")
+        if len(item) > MAX_METADATA_VALUE:
+            raise ValueError(f"values must be at most {MAX_METADATA_VALUE} characters")
+        for text in (key, item):
+            _unicode(text)
+    return value
 
 
 class SendRequest(_Message):

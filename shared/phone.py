@@ -31,7 +31,7 @@ import re
 
 import phonenumbers
 
-__all__ = ["MMS_REGIONS", "InvalidNumber", "is_nanp", "parse_e164", "region_of"]
+__all__ = ["MMS_REGIONS", "InvalidNumber", "describe", "is_nanp", "parse_e164", "region_of"]
 
 # Regions counted as "US/Canada" for the MMS gate (see the module docstring).
 MMS_REGIONS: frozenset[str] = frozenset({"US", "CA", "PR", "VI", "GU", "MP", "AS"})
@@ -66,7 +66,10 @@ def _parse_text(raw: str) -> phonenumbers.PhoneNumber:
     if not _E164_RE.fullmatch(raw):
         raise InvalidNumber("phone number must be in E.164 format (+ and 8 to 15 digits)")
     try:
-        number = phonenumbers.parse(raw, None)
+        # A strict +1 number of ten digits is the object phonenumbers' parse would build (equal, field for
+        # field), without its text normalisation: half the cost, which a 10,000-recipient batch pays per number.
+        number = (phonenumbers.PhoneNumber(country_code=1, national_number=int(raw[2:]))
+                  if len(raw) == 12 and raw[1] == "1" else phonenumbers.parse(raw, None))
     except phonenumbers.NumberParseException as exc:
         if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
             raise InvalidNumber("unknown country calling code") from None
@@ -108,7 +111,7 @@ def is_nanp(e164: str) -> bool:
         return False
     if number.country_code != 1:
         return False
-    region = phonenumbers.region_code_for_number(number)
+    region = _region(number, e164)
     if region is None:
         # Every +1 region other than US and CA is identified by its area code, so an unnamed +1
         # number is a US or Canadian area code (this only happens for the fictional fallback).
@@ -116,11 +119,41 @@ def is_nanp(e164: str) -> bool:
     return region in MMS_REGIONS
 
 
+# +1 area code -> region: in the NANP the area code alone names the country (checked over every area code),
+# and phonenumbers' region lookup tries each +1 region's patterns in turn. Learnt from valid numbers only.
+_NANP_REGIONS: dict[str, str | None] = {}
+
+
+def _region(number: phonenumbers.PhoneNumber, e164: str) -> str | None:
+    if number.country_code != 1 or len(e164) != 12:
+        return phonenumbers.region_code_for_number(number)
+    area = e164[2:5]
+    if area in _NANP_REGIONS:
+        return _NANP_REGIONS[area]
+    region = phonenumbers.region_code_for_number(number)
+    if phonenumbers.is_valid_number(number):
+        _NANP_REGIONS[area] = region
+    return region
+
+
 @functools.lru_cache(maxsize=4096)
 def region_of(e164: str) -> str | None:
     """ISO 3166-1 alpha-2 region of a canonical E.164 number (prices are per destination country)."""
     try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
-    except phonenumbers.NumberParseException:
-        return None
+        region = _region(_parse(e164), e164)
+    except InvalidNumber:
+        try:
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+        except phonenumbers.NumberParseException:
+            return None
     return None if region in (None, "ZZ", "001") else region
+
+
+def describe(raw: str) -> tuple[str, str | None, bool]:
+    """``parse_e164``, ``region_of`` and ``is_nanp`` of one number from a single parse (a batch asks all three
+    of up to 10,000 numbers, more than the parse cache holds). Raises :class:`InvalidNumber` as parse_e164."""
+    e164 = parse_e164(raw)
+    number = _parse(e164)
+    region = _region(number, e164)
+    nanp = number.country_code == 1 and (region is None or region in MMS_REGIONS)
+    return e164, (None if region in (None, "ZZ", "001") else region), nanp

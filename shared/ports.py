@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from shared.provider import Provider as Provider  # noqa: PLC0414 - re-exported: one place lists the ports
 from shared.records import (
+    Batch,
+    BatchChunk,
     Conversation,
     Group,
     IdempotencyRecord,
@@ -76,6 +78,28 @@ class AcceptDecision:
     balance_micros: int
     usage_day: str
     usage_count: int
+
+
+@dataclass(frozen=True)
+class BatchAcceptDecision:
+    """A batch accept's one atomic write: the batch, its chunks, and the tenant's balance and usage after the
+    reservation (shared/batch_sending.py)."""
+
+    batch: Batch
+    chunks: list[BatchChunk]
+    balance_micros: int
+    usage_day: str
+    usage_count: int
+
+
+@dataclass(frozen=True)
+class ChunkState:
+    """A chunk task's first read: its batch, its chunk, and the chunk's version (a finished chunk is marked
+    done only if nothing, a cancel say, wrote it since)."""
+
+    batch: Batch
+    chunk: BatchChunk
+    version: Any
 
 
 @dataclass
@@ -228,6 +252,27 @@ class LegStore(Protocol):
                        decide: Callable[[OptOut | None], InboundDecision]) -> InboundWrite: ...
 
 
+class BatchStore(Protocol):
+    def accept(self, tenant_id: str, version: Any, decide: Callable[[Tenant], BatchAcceptDecision],
+               answer: Callable[[Batch], IdempotentAnswer | None]) -> Batch: ...
+
+    def get(self, batch_id: str) -> Batch | None: ...
+
+    def chunk_state(self, batch_id: str, index: int) -> ChunkState | None: ...
+
+    def rows(self, message_ids: Sequence[str]) -> list[Leg]: ...
+
+    def write_rows(self, legs: Sequence[Leg], refund_micros: int, refund_key: str) -> bool: ...
+
+    def chunk_done(self, chunk: BatchChunk, version: Any, now: dt.datetime) -> bool: ...
+
+    def cancel(self, batch_id: str, tenant_id: str, now: dt.datetime) -> Batch | None: ...
+
+    def count_by_status(self, tenant_id: str, batch_id: str, statuses: Sequence[str]) -> dict[str, int]: ...
+
+    def chunks_todo(self, updated_before: dt.datetime, limit: int = 100) -> list[BatchChunk]: ...
+
+
 class AccountStore(Protocol):
     def tenant_for_api_key(self, api_key: str, *, balance: bool = True) -> Tenant | None: ...
 
@@ -289,6 +334,9 @@ class TaskQueue(Protocol):
     def enqueue_dispatch_many(self, tasks: Sequence[DispatchTask]) -> dict[str, Exception | None]: ...
 
     def enqueue_fanout(self, name: str, tasks: Sequence[DispatchTask]) -> None: ...
+
+    def enqueue_batch_chunks(self, batch_id: str, indexes: Sequence[int], *, purpose: str = "write"
+                             ) -> dict[int, Exception | None]: ...
 
     def enqueue_notify(self, event_id: str, message_id: str, *, name: str | None = None,
                        at: dt.datetime | None = None) -> None: ...

@@ -272,6 +272,127 @@ class Group:
                    conversation_id=doc.get("conversation_id"), delete_at=doc.get("delete_at"))
 
 
+class BatchStatus(StrEnum):
+    ACCEPTED = "accepted"
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch send (shared/batch_sending.py). ``template`` is the leg every recipient's row is made from
+    (the shared payload: body, media, sender, timing, webhooks...), stored as a leg document so the one
+    mapping above serves it too. Written at accept and by a cancel, never by the chunk tasks: it stays far
+    below one write per second."""
+
+    id: str
+    tenant_id: str
+    status: BatchStatus
+    total: int
+    accepted: int  # recipients whose cost was reserved (their rows are written queued/scheduled, or failed
+    rejected: int  # by a late gate and refunded); rejected: failed at accept (number, quota), nothing reserved
+    chunks: int
+    reserved_micros: int
+    template: Leg
+    created_at: dt.datetime
+    request_id: str
+    start_at: dt.datetime  # the first leg's dispatch time; leg ``slot`` i is due ``i`` intervals later
+    interval_seconds: float = 0.0
+    validity_seconds: int | None = None  # a relative validity counts from each leg's turn
+    campaign_ref: str | None = None
+    sending_speed: dict[str, Any] | None = None
+    canceled_at: dt.datetime | None = None
+    delete_at: dt.datetime | None = None
+
+    def with_(self, **changes: Any) -> Batch:
+        return dataclasses.replace(self, **changes)
+
+    def to_doc(self) -> Doc:
+        return {"id": self.id, "tenant_id": self.tenant_id, "status": self.status.value, "total": self.total,
+                "accepted": self.accepted, "rejected": self.rejected, "chunks": self.chunks,
+                "reserved_micros": self.reserved_micros, "template": self.template.to_doc(),
+                "created_at": self.created_at, "request_id": self.request_id, "start_at": self.start_at,
+                "interval_seconds": self.interval_seconds, "validity_seconds": self.validity_seconds,
+                "campaign_ref": self.campaign_ref,
+                "sending_speed": dict(self.sending_speed) if self.sending_speed else None,
+                "canceled_at": self.canceled_at, "delete_at": self.delete_at}
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> Batch:
+        return cls(id=doc["id"], tenant_id=doc["tenant_id"], status=BatchStatus(doc["status"]),
+                   total=int(doc["total"]), accepted=int(doc.get("accepted") or 0),
+                   rejected=int(doc.get("rejected") or 0), chunks=int(doc["chunks"]),
+                   reserved_micros=int(doc.get("reserved_micros") or 0), template=Leg.from_doc(doc["template"]),
+                   created_at=doc["created_at"], request_id=doc.get("request_id") or "", start_at=doc["start_at"],
+                   interval_seconds=float(doc.get("interval_seconds") or 0.0),
+                   validity_seconds=doc.get("validity_seconds"), campaign_ref=doc.get("campaign_ref"),
+                   sending_speed=dict(doc["sending_speed"]) if doc.get("sending_speed") else None,
+                   canceled_at=doc.get("canceled_at"), delete_at=doc.get("delete_at"))
+
+
+@dataclass(frozen=True)
+class ChunkRecipient:
+    """One recipient as the accept left it for its chunk task: the number (E.164 when it parsed), what the
+    accept reserved for it, its place in the sending order (``slot``: None when it was rejected at accept,
+    with ``error_code``), and its own metadata and client_ref."""
+
+    to: str
+    price_micros: int = 0
+    slot: int | None = None
+    error_code: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    client_ref: str | None = None
+
+    def to_doc(self) -> Doc:
+        doc: Doc = {"to": self.to, "price_micros": self.price_micros, "slot": self.slot}
+        if self.error_code:
+            doc["error_code"] = self.error_code
+        if self.metadata:
+            doc["metadata"] = dict(self.metadata)
+        if self.client_ref is not None:
+            doc["client_ref"] = self.client_ref
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> ChunkRecipient:
+        slot = doc.get("slot")
+        return cls(to=doc["to"], price_micros=int(doc.get("price_micros") or 0),
+                   slot=int(slot) if slot is not None else None, error_code=doc.get("error_code"),
+                   metadata=dict(doc.get("metadata") or {}), client_ref=doc.get("client_ref"))
+
+
+@dataclass(frozen=True)
+class BatchChunk:
+    """At most ``batching.CHUNK`` recipients of a batch, written at accept; its task writes their rows.
+    ``todo``: work is left (rows to write, tasks to create, or a cancel to apply); the sweeper's cue."""
+
+    batch_id: str
+    tenant_id: str
+    index: int
+    recipients: tuple[ChunkRecipient, ...]
+    todo: bool = True
+    updated_at: dt.datetime | None = None
+    delete_at: dt.datetime | None = None
+
+    @property
+    def id(self) -> str:
+        return chunk_doc_id(self.batch_id, self.index)
+
+    def to_doc(self) -> Doc:
+        return {"batch_id": self.batch_id, "tenant_id": self.tenant_id, "index": self.index,
+                "recipients": [r.to_doc() for r in self.recipients], "todo": self.todo,
+                "updated_at": self.updated_at, "delete_at": self.delete_at}
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> BatchChunk:
+        return cls(batch_id=doc["batch_id"], tenant_id=doc["tenant_id"], index=int(doc["index"]),
+                   recipients=tuple(ChunkRecipient.from_doc(r) for r in doc.get("recipients") or ()),
+                   todo=bool(doc.get("todo")), updated_at=doc.get("updated_at"), delete_at=doc.get("delete_at"))
+
+
+def chunk_doc_id(batch_id: str, index: int) -> str:
+    return f"{batch_id}-{index:05d}"
+
+
 @dataclass(frozen=True)
 class Conversation:
     """A true group conversation: one Telnyx group_mms for several recipient legs (shared/conversation.py).

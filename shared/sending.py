@@ -34,6 +34,7 @@ from shared.status import Status
 
 if TYPE_CHECKING:  # the models import pydantic: the handlers pass plain requests where they can
     from infra.runtime import Runtime
+    from shared.batching import BatchRequest
     from shared.models import GroupRequest, SendRequest, SmsFailover
 
 GROUP_REQUESTS_PER_MINUTE = 30
@@ -105,7 +106,8 @@ def _authenticated(caller: Caller, tenant: Tenant | None) -> Tenant:
 
 
 def _first_round(rt: Runtime, who: Tenant | Caller, recipients: list[Recipient], now: dt.datetime,
-                 limit_of: Callable[[Tenant], RateLimit]) -> tuple[Tenant, FirstRound]:
+                 limit_of: Callable[[Tenant], RateLimit], *, countries: set[str] | None = None
+                 ) -> tuple[Tenant, FirstRound]:
     """One round of waiting: the key (a ``Caller``'s), the tenant and its balance, the recipients' opt-out
     entries and prices in one batch get, and the rate-limit slot claimed alongside when this instance already
     knows the key valid (under the limit it last read; the fresh tenant's limit decides). Otherwise the slot
@@ -120,7 +122,10 @@ def _first_round(rt: Runtime, who: Tenant | Caller, recipients: list[Recipient],
             numbers.append(parse_e164(r.raw))
         except InvalidNumber:
             pass
-    countries = {region_of(n) or "ZZ" for n in numbers}
+    if countries is None:
+        countries = {region_of(n) or "ZZ" for n in numbers}
+    else:
+        numbers = []
     tenant_id = caller.tenant_id if caller is not None else who.id  # type: ignore[union-attr]
     guess = caller.known if caller is not None else who
 
@@ -219,7 +224,7 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     return Answer(status, body, kept=idempotency_record is not None)
 
 
-def _timing(req: SendRequest | GroupRequest, now: dt.datetime) -> validity.Timing:
+def _timing(req: SendRequest | GroupRequest | BatchRequest, now: dt.datetime) -> validity.Timing:
     """When the legs are due (a closed delivery window defers them to its next opening) and until when they
     are valid; a timing the request makes impossible is a 400 naming the field."""
     try:
@@ -230,7 +235,7 @@ def _timing(req: SendRequest | GroupRequest, now: dt.datetime) -> validity.Timin
         raise _invalid(exc.field, exc.issue) from None
 
 
-def _request_checks(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, channel: str,
+def _request_checks(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest | BatchRequest, channel: str,
                     now: dt.datetime) -> tuple[str, ErrorCode | None]:
     """Checks that concern the whole request. Shape errors raise (nothing is written); gate failures
     are returned, to fail every recipient's row."""
@@ -367,7 +372,7 @@ def _build_legs(tenant: Tenant, req: SendRequest | GroupRequest, recipients: lis
     ]
 
 
-def controls(tenant: Tenant, req: SendRequest | GroupRequest, sender: str, now: dt.datetime,
+def controls(tenant: Tenant, req: SendRequest | GroupRequest | BatchRequest, sender: str, now: dt.datetime,
              group_id: str | None = None) -> dict[str, Any]:
     """The leg fields of webhook control, SMS failover, retention and group conversation a request sets
     (docs/decisions.md)."""

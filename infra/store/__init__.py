@@ -1,5 +1,6 @@
 """All Firestore access, one module per concern: ``accounts`` (tenants, keys, prices, opt-outs), ``legs``
-(legs, groups, provider events, the accept), ``limits`` (rate-limit slots) and ``idempotency``.
+(legs, groups, provider events, the accept), ``limits`` (rate-limit slots), ``idempotency`` and ``batches``
+(batch sends).
 
 ``Store`` bundles them over one client, for the runtime and for operator tools and tests.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 from google.cloud import firestore
 
 from infra.store.accounts import FirestoreAccounts
+from infra.store.batches import FirestoreBatches
 from infra.store.idempotency import FirestoreIdempotency
 from infra.store.legs import FirestoreLegs
 from infra.store.limits import FirestoreLimits
@@ -21,6 +23,7 @@ class Store:
         self.legs = FirestoreLegs(client)
         self.limits = FirestoreLimits(client)
         self.idempotency = FirestoreIdempotency(client)
+        self.batches = FirestoreBatches(client)
 
 
-__all__ = ["FirestoreAccounts", "FirestoreIdempotency", "FirestoreLegs", "FirestoreLimits", "Store"]
+__all__ = ["FirestoreAccounts", "FirestoreBatches", "FirestoreIdempotency", "FirestoreLegs", "FirestoreLimits", "Store"]
