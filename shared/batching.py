@@ -158,29 +158,6 @@ def chunk_of(body: dict[str, Any]) -> tuple[str, int]:
     return batch_id, index
 
 
-def dispatch_offsets(count: int, speed: SendingSpeed | None) -> list[dt.timedelta]:
-    """How long after the batch's start each leg (by its index in the batch) may be handed to the provider:
-    evenly ``interval`` apart at the given speed, all at once without one."""
-    if speed is None:
-        return [dt.timedelta(0)] * count
-    step = dt.timedelta(seconds=speed.interval_seconds)
-    return [i * step for i in range(count)]
-
-
-def progress(statuses: Iterable[str]) -> dict[str, object]:
-    """``GET /api/v1/batches/{id}``'s counts: by status, how many are final, and the total."""
-    from shared.status import Status, is_final
-
-    by_status: dict[str, int] = {}
-    final = 0
-    total = 0
-    for status in statuses:
-        total += 1
-        by_status[status] = by_status.get(status, 0) + 1
-        final += is_final(Status(status), False)
-    return {"total": total, "final": final, "by_status": dict(sorted(by_status.items()))}
-
-
 def gate_recipients(items: Sequence[BatchRecipient], channel: str, segments: int,
                     prices: dict[str, Rates | None]) -> list[ChunkRecipient]:
     """The gates an accept applies at once, in order: the number, MMS to US/Canada only, a price for its
