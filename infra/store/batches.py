@@ -91,13 +91,13 @@ class FirestoreBatches:
     def write_rows(self, legs: Sequence[Leg], refund_micros: int, refund_key: str) -> bool:
         """Create every row, and refund what the late gates released, in one commit. False: the rows exist
         already (an earlier run of the chunk committed them: a create fails, so nothing is written twice)."""
+        if not legs:
+            return True
         batch = self.db.batch()
         for leg in legs:
             fastwrite.create(batch, self.db.collection(C.MESSAGES).document(leg.id), leg.to_doc())
-        if refund_micros and legs:
+        if refund_micros:
             self.balance.refund(batch, legs[0].tenant_id, refund_key, refund_micros)
-        if not len(batch):
-            return True
         try:
             batch.commit()
         except gexc.AlreadyExists:
