@@ -6,7 +6,7 @@
 #  send      yes        dispatch, notify  yes                  objectAdmin   yes         -
 #  group     yes        dispatch, notify  yes                  objectAdmin   yes         -
 #  batch     yes        dispatch, notify  yes                  objectAdmin   yes         -
-#  reads     yes        notify            yes                  objectAdmin   -           -
+#  reads     yes        dispatch, notify  yes                  objectAdmin   -           -
 #  webhook   yes        dispatch, notify  yes                  -             -           TELNYX_PUBLIC_KEY
 #  sweeper   yes        dispatch, notify  yes                  -             -           -
 #  dispatch  yes        dispatch, notify  yes                  objectAdmin   yes         TELNYX_API_KEY

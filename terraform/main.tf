@@ -43,7 +43,7 @@ locals {
       description = "GET message, group, batch and pricing reads; DELETE cancels a message, a group's or a batch's messages; POST redacts; the opt-out API."
       public      = true
       timeout     = 30
-      enqueues    = ["notify"]
+      enqueues    = ["dispatch", "notify"]
       media       = true
     }
     webhook = {

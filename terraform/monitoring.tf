@@ -52,7 +52,18 @@ locals {
       unit        = "1"
       labels      = { tenant_id = "tenant_id" }
       # 1..20 recipients per request: one bucket per count.
-      linear = { num_finite_buckets = 20, width = 1, offset = 0.5 }
+      linear      = { num_finite_buckets = 20, width = 1, offset = 0.5 }
+      exponential = null
+    }
+    batch_recipients_accepted = {
+      event       = "batch.accepted"
+      description = "Recipients reserved for per accepted batch (count field; the sum is the recipients accepted), by tenant. Their messages are written later by chunk tasks."
+      field       = "count"
+      unit        = "1"
+      labels      = { tenant_id = "tenant_id" }
+      # 1..10,000 recipients per batch: doublings from 1.
+      linear      = null
+      exponential = { scale = 1 }
     }
     report_latency = {
       event       = "report.latency"
@@ -61,7 +72,8 @@ locals {
       unit        = "ms"
       labels      = {}
       # 100 ms .. ~29 h in doublings.
-      linear = null
+      linear      = null
+      exponential = { scale = 100 }
     }
   }
 
@@ -137,11 +149,11 @@ resource "google_logging_metric" "distribution" {
       }
     }
     dynamic "exponential_buckets" {
-      for_each = each.value.linear == null ? [1] : []
+      for_each = each.value.exponential == null ? [] : [each.value.exponential]
       content {
         num_finite_buckets = 20
         growth_factor      = 2
-        scale              = 100
+        scale              = exponential_buckets.value.scale
       }
     }
   }

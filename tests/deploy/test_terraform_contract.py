@@ -38,7 +38,8 @@ PUBLIC_FUNCTIONS = {"send", "group", "batch", "reads", "webhook"}
 # Local-stack-only variables (SSRF exemption for the emulators, the emulator's URL-signing key).
 LOCAL_ONLY_ENV = settings.LOCAL_ONLY_ENV
 # Queue helpers of infra/queue.py -> the queue they create tasks on.
-ENQUEUE_CALLS = {"enqueue_dispatch": "dispatch", "enqueue_notify": "notify", "enqueue_inbound": "notify"}
+ENQUEUE_CALLS = {"enqueue_dispatch": "dispatch", "enqueue_notify": "notify", "enqueue_inbound": "notify",
+                 "enqueue_batch_chunks": "dispatch"}
 # reads: a redaction deletes media copies; notifier: copies inbound media (shared/inbound.py)
 MEDIA_FUNCTIONS = {"send", "group", "batch", "dispatch", "reads", "notifier"}
 # Public paths of the gateway -> function serving them.

@@ -257,7 +257,8 @@ def test_plan_shows_the_monitoring_resources(planned):
     metrics = {r["values"]["name"]: r["values"] for r in by_type["google_logging_metric"]}
     events = {re.search(r'jsonPayload\.event="([^"]+)"', m["filter"]).group(1) for m in metrics.values()}
     assert events == {"leg.accepted", "provider.rejected", "dispatch.ambiguous", "dispatch.reconciled",
-                      "report.latency", "webhook.gave_up", "signature.invalid", "inbound.unknown_number"}
+                      "report.latency", "webhook.gave_up", "signature.invalid", "inbound.unknown_number",
+                      "batch.accepted"}
     assert all(name.startswith("mmsgate/") for name in metrics)
     alerts = {r["values"]["display_name"] for r in by_type["google_monitoring_alert_policy"]}
     assert alerts == {"mmsgate: function error rate", "mmsgate: dispatch queue behind",
