@@ -77,22 +77,18 @@ def sweep(rt: Runtime) -> dict[str, int]:
     counts["notified"] = _resend_events(rt, now, policy.queued_after, events_due)
     # SMS failovers decided but not created (the process died between the two steps: shared/failover.py)
     counts["failovers"] = sum(failover.launch(rt, leg.id).startswith(("queued", "failed")) for leg in failovers_due)
-    counts["batch_chunks"] = sweep_batch_chunks(rt, now)
+    counts["batch_chunks"] = sweep_batch_chunks(rt, stale, now)
     return counts
 
 
-# A batch chunk untouched this long with work left has lost its task (or keeps failing): it gets another.
-CHUNK_STALE = dt.timedelta(minutes=2)
-
-
-def sweep_batch_chunks(rt: Runtime, now: dt.datetime) -> int:
-    """Batch chunks whose work is not done (shared/batch_sending.py) and that nobody touched for
-    ``CHUNK_STALE``: a new task each, named by the minute, so a sweep that runs twice in one minute creates
-    it once. A chunk task is safe to run any number of times."""
-    stale = rt.batches.chunks_todo(now - CHUNK_STALE)
-    for chunk in stale:
-        rt.queue.enqueue_batch_chunks(chunk.batch_id, [chunk.index], purpose=f"sweep-{int(now.timestamp()) // 60}")
-    return len(stale)
+def sweep_batch_chunks(rt: Runtime, stale: dt.datetime, now: dt.datetime) -> int:
+    """Batch chunks whose work is not done (shared/batch_sending.py) and that nobody touched since ``stale``
+    (a queued leg's window: their task was lost, or keeps failing): a new task each, named after the sweep's
+    second, so a sweep delivered twice creates it once. A chunk task is safe to run any number of times."""
+    chunks = rt.batches.chunks_todo(stale)
+    for chunk in chunks:
+        rt.queue.enqueue_batch_chunks(chunk.batch_id, [chunk.index], purpose=f"sweep-{int(now.timestamp())}")
+    return len(chunks)
 
 
 def _resend_events(rt: Runtime, now: dt.datetime, grace: dt.timedelta, due: list[Leg] | None = None) -> int:

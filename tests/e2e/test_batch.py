@@ -5,6 +5,7 @@ chunk task delivered again writing nothing twice, and bad input refused with not
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 
 import httpx
 import pytest
@@ -27,10 +28,11 @@ def progress(env, batch_id: str) -> dict:
     return response.json()["data"]
 
 
-def search(env, **params) -> list[dict]:
+def search(env_or_client, **params) -> list[dict]:
+    client = getattr(env_or_client, "api", env_or_client)
     rows, cursor = [], None
     while True:
-        response = env.api.get("/api/v1/messages", params={**params, "limit": 100, **({"cursor": cursor} if cursor
+        response = client.get("/api/v1/messages", params={**params, "limit": 100, **({"cursor": cursor} if cursor
                                                                                       else {})})
         assert response.status_code == 200, response.text
         rows += response.json()["data"]
@@ -164,3 +166,39 @@ def test_a_batch_is_its_tenants_alone(env):
     wait_for(lambda: progress(env, batch_id)["progress"]["by_status"] == {"scheduled": 2}, 15, "rows not written")
     assert env.api.delete(f"/api/v1/batches/{batch_id}").status_code == 202
     wait_for(lambda: progress(env, batch_id)["progress"]["by_status"] == {"canceled": 2}, 15, "not canceled")
+
+
+def test_a_batch_survives_dispatch_and_the_task_queue_killed_mid_fan_out(env):
+    """Two chunks (400 + 60). Dispatch is killed while it writes them, then the tasks emulator (every task it
+    held is lost); both come back and the sweeper finds the chunks with work left. Every recipient ends in one
+    row with one terminal status, sent once, charged once."""
+    tenant_id, key = env.new_tenant(balance_micros=100_000_000, rps=100)
+    to = numbers(460)
+    with env.client(key) as client:
+        response = client.post("/api/v1/messages/batch", json={"to": to, "body": "faults"})
+        assert response.status_code == 202, response.text
+        batch = response.json()["data"]
+        price = int(round(float(batch["reserved"]["amount"]) * 1_000_000)) // 460
+        env.stack.kill("dispatch")
+        env.stack.kill("tasks")
+        env.stack.start_component("tasks")
+        env.stack.start_component("dispatch")
+
+        def settled() -> dict | None:
+            assert env.stack.sweep()[0] == 200
+            response = client.get(f"/api/v1/batches/{batch['id']}")
+            assert response.status_code == 200, response.text
+            data = response.json()["data"]
+            return data if data["progress"]["final"] == 460 else None
+
+        done = wait_for(settled, 180, "the batch never settled")
+        rows = search(client, batch_id=batch["id"])
+    assert sorted(r["to"] for r in rows) == sorted(to)  # one row each, none missing
+    sent = Counter(m["to"] for m in env.sim_messages() if m["to"] in set(to))
+    charged = [r for r in rows if r["status"] in ("delivered", "sent", "undelivered")]
+    assert all(sent[r["to"]] == 1 for r in charged) and sum(sent.values()) == len(charged)
+    # a leg whose send could not be confirmed either way ends failed and refunded; none is lost
+    assert {r["status"] for r in rows} <= {"delivered", "sent", "failed"}
+    assert all(r["error_code"] == "PROVIDER_OUTCOME_UNKNOWN" for r in rows if r["status"] == "failed")
+    assert env.balance(tenant_id) == 100_000_000 - len(charged) * price
+    assert done["progress"]["by_status"].get("delivered", 0) == len([r for r in charged if r["status"] == "delivered"])
