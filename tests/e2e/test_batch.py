@@ -109,8 +109,8 @@ def test_a_chunk_task_delivered_again_writes_and_sends_nothing_twice(env):
     batch_id = response.json()["data"]["id"]
     wait_for(lambda: progress(env, batch_id)["status"] == "completed", 20, "the batch never completed")
     balance, sends = env.balance(), len(env.sim_messages())
-    redelivered = httpx.post(env.stack.function_env()["DISPATCH_URL"], json={"batch_chunk": {"batch_id": batch_id, "index": 0}},
-                             timeout=30)
+    redelivered = httpx.post(env.stack.function_env()["DISPATCH_URL"],
+                             json={"batch_chunk": {"batch_id": batch_id, "index": 0}}, timeout=30)
     assert redelivered.status_code == 200, redelivered.text
     assert progress(env, batch_id)["progress"]["by_status"] == {"delivered": 5}
     assert (env.balance(), len(env.sim_messages())) == (balance, sends)
