@@ -243,8 +243,14 @@ def batch_progress(rt: Runtime, tenant_id: str, batch_id: str) -> dict[str, Any]
 
 def cancel_batch(rt: Runtime, tenant_id: str, batch_id: str) -> dict[str, Any]:
     """``DELETE /api/v1/batches/{id}``: the batch canceled, its chunks' cancel tasks created; the rows become
-    ``canceled`` (refunded) as those run. Repeating it answers the same."""
-    _own(rt, tenant_id, batch_id)
+    ``canceled`` (refunded) as those run. Repeating it answers the same; a batch whose every row is final
+    already has nothing left to cancel (409)."""
+    current = _own(rt, tenant_id, batch_id)
+    if current.status is BatchStatus.ACCEPTED:
+        counts = _counts(rt, current)
+        if view(current, counts)["status"] == "completed":
+            raise ApiError(ErrorCode.NOT_CANCELABLE, "The batch is completed: every message is final",
+                           details=[{"field": "status", "issue": "completed"}])
     batch = rt.batches.cancel(batch_id, tenant_id, rt.now())
     if batch is None:
         raise ApiError(ErrorCode.NOT_FOUND, "No batch with that id")

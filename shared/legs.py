@@ -100,6 +100,7 @@ def view(leg: Leg) -> dict[str, Any]:
     return {
         "id": leg.id,
         "group_id": leg.group_id,
+        "batch_id": leg.batch_id,
         "to": leg.to,
         "from": leg.from_,
         "channel": leg.channel,

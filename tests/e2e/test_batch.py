@@ -66,6 +66,7 @@ def test_a_paced_batch_is_spread_delivered_once_each_and_searchable(env):
     rows = search(env, batch_id=batch["id"])
     assert sorted(r["to"] for r in rows if r["status"] == "delivered") == sorted(to)
     assert {r["client_ref"] for r in rows if r["to"] in to} == {f"r{i}" for i in range(40)}
+    assert {r["batch_id"] for r in rows} == {batch["id"]}
     (bad,) = search(env, batch_id=batch["id"], status="failed")
     assert bad["error_code"] == "INVALID_PHONE_NUMBER" and bad["to"] == "+1415555"
     # one provider send per recipient, handed over in the order and at the pace asked
@@ -114,6 +115,9 @@ def test_a_chunk_task_delivered_again_writes_and_sends_nothing_twice(env):
     assert redelivered.status_code == 200, redelivered.text
     assert progress(env, batch_id)["progress"]["by_status"] == {"delivered": 5}
     assert (env.balance(), len(env.sim_messages())) == (balance, sends)
+    finished = env.api.delete(f"/api/v1/batches/{batch_id}")  # nothing left to cancel
+    assert finished.status_code == 409 and finished.json()["error"]["code"] == "NOT_CANCELABLE"
+    assert progress(env, batch_id)["status"] == "completed"
 
 
 def _refused(env, body: dict, status: int, code: str) -> dict:
