@@ -95,17 +95,18 @@ def debit(seen: Tenant, shard: Shard, balance_micros: int, usage_day: str | None
 
 
 def plan(base: Tenant, shards: list[Shard], index: int, balance_micros: int, usage_day: str | None,
-         usage_count: int) -> list[Shard]:
+         usage_count: int, *, every_shard: bool = False) -> list[Shard]:
     """The shards an accept writes, decided on ``overlay(base, shards)``: the new balance and usage it decided
     (shared.ports.AcceptDecision) land on shard ``index`` alone when that shard's money covers the spend;
     otherwise the whole balance is dealt again evenly over every shard (all of them written). Empty: nothing
-    to write."""
+    to write. ``every_shard``: deal again whatever the spend (a batch: its commit is then conditioned on every
+    shard, so its quota decision is exact and every accept after it sees its count)."""
     seen = overlay(base, shards)
     spent = seen.balance_micros - balance_micros
     if balance_micros < 0:
         raise ValueError("an accept cannot spend more than the balance")
     charged = debit(seen, shards[index], balance_micros, usage_day, usage_count)
-    if spent <= shards[index].available_micros:
+    if spent <= shards[index].available_micros and not every_shard:
         return [charged] if charged != shards[index] else []
     after = [charged if s.index == index else s for s in shards]
     # base + every delta (after the spend) is what is left: deal it out so that each shard can spend its share

@@ -70,12 +70,13 @@ class FirestoreBalance:
         return self.overlay(tenant, snaps)
 
     def debit(self, batch: Any, seen: Seen, key: str, balance_micros: int, usage_day: str | None,
-              usage_count: int) -> list[Shard]:
+              usage_count: int, *, every_shard: bool = False) -> list[Shard]:
         """The accept's shard writes (shared/balance.py ``plan``: its own shard, or every shard when the money
         is dealt again), each conditioned on the version ``seen`` read: a concurrent accept that wrote one of
         them first makes the commit fail, and the caller reads and decides again. Returns the shards as
         written."""
-        written = plan(seen.base, list(seen.shards), self.shard_of(key), balance_micros, usage_day, usage_count)
+        written = plan(seen.base, list(seen.shards), self.shard_of(key), balance_micros, usage_day, usage_count,
+                       every_shard=every_shard)
         refs = self.refs(seen.base.id)
         for shard in written:
             version = seen.versions[shard.index]

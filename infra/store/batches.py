@@ -54,8 +54,9 @@ class FirestoreBatches:
             decision = decide(seen.tenant)
             batch_id[:] = [decision.batch.id]
             batch = self.db.batch()
+            # every shard, conditioned: the batch's quota decision is exact (shared/balance.py ``plan``)
             self.balance.debit(batch, seen, decision.batch.id, decision.balance_micros, decision.usage_day,
-                               decision.usage_count)
+                               decision.usage_count, every_shard=True)
             fastwrite.create(batch, self._batch_ref(decision.batch.id), decision.batch.to_doc())
             for chunk in decision.chunks:
                 fastwrite.create(batch, self._chunk_ref(chunk.batch_id, chunk.index), chunk.to_doc())

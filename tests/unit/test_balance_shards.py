@@ -83,6 +83,16 @@ def test_plan_deals_the_balance_again_when_the_shard_runs_short():
     assert balance.overlay(base, written).balance_micros == left
 
 
+def test_a_batch_deals_again_even_when_its_shard_could_pay():
+    base = Tenant(id="t", balance_micros=1_000_000)
+    shards = [Shard(i, allot_micros=250_000) for i in range(4)]
+    written = balance.plan(base, shards, 2, balance_micros=980_000, usage_day=DAY, usage_count=1, every_shard=True)
+    # every shard written (its commit conditioned on all of them), the spend and the count still exact
+    assert [s.index for s in written] == [0, 1, 2, 3]
+    overlaid = balance.overlay(base, written)
+    assert (overlaid.balance_micros, overlaid.used_on(DAY)) == (980_000, 1)
+
+
 def test_the_first_accept_deals_a_fresh_balance():
     base = Tenant(id="t", balance_micros=160)
     written = balance.plan(base, [Shard(i) for i in range(16)], 5, balance_micros=150, usage_day=DAY, usage_count=1)
