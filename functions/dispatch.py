@@ -21,9 +21,12 @@ def dispatch(request):
             return _fan_out(request, fanout.tasks_of(body))
         if isinstance(body, dict) and batching.CHUNK_KEY in body:  # a batch's chunk: write its rows
             return _chunk(request, *batching.chunk_of(body))
-        message_id = body["message_id"]
+        message_id, batch_id = body["message_id"], body.get("batch_id")
         if not isinstance(message_id, str) or not message_id.startswith("msg_") or "/" in message_id:
             raise ValueError(message_id)
+        if batch_id is not None and not (isinstance(batch_id, str) and batch_id.startswith("bat_")
+                                         and "/" not in batch_id and len(batch_id) <= 64):
+            raise ValueError(batch_id)
     except (ValueError, KeyError, TypeError, RecursionError):
         # A malformed task will never parse: acknowledge it so the queue drops it.
         log.error("malformed dispatch task", task=request.headers.get("X-CloudTasks-TaskName"))
@@ -31,7 +34,7 @@ def dispatch(request):
     retry_count = request.headers.get("X-CloudTasks-TaskRetryCount", "")
     with log.task_context(request.headers):
         try:
-            answer = dispatch_leg(runtime(), message_id)
+            answer = dispatch_leg(runtime(), message_id, batch_id)
         except Contended:
             # Our storage is overloaded: the one case where slowing the whole queue down is right.
             answer = Answer(503, "storage contended", 5)

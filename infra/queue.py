@@ -59,8 +59,8 @@ class CloudTasksQueue:
 
     def enqueue_dispatch(self, task: DispatchTask) -> None:
         s = self.settings
-        self._create(s.dispatch_queue,
-                     self._task(s.dispatch_queue, s.dispatch_url, task.name, {"message_id": task.message_id}, task.at))
+        payload = {"message_id": task.message_id, **({"batch_id": task.batch_id} if task.batch_id else {})}
+        self._create(s.dispatch_queue, self._task(s.dispatch_queue, s.dispatch_url, task.name, payload, task.at))
 
     def enqueue_dispatch_many(self, tasks_: Sequence[DispatchTask]) -> dict[str, Exception | None]:
         """Create many dispatch tasks concurrently; returns each message id's error (None when created)."""

@@ -179,7 +179,7 @@ def run_chunk(rt: Runtime, batch_id: str, index: int) -> tuple[int, str]:
             rt.concurrently(*(functools.partial(change, rt, message_id, decide) for message_id in targets))
         outcome = f"{len(targets)} canceled"
     else:
-        tasks = [DispatchTask(leg.id, ids.task_name(leg.leg_key), leg.scheduled_at)
+        tasks = [DispatchTask(leg.id, ids.task_name(leg.leg_key), leg.scheduled_at, batch_id)
                  for leg in rows if leg.status in (Status.QUEUED, Status.SCHEDULED)]
         errors = rt.queue.enqueue_dispatch_many(tasks) if tasks else {}
         failed = [message_id for message_id, error in errors.items() if error is not None]

@@ -19,6 +19,7 @@ overload answers 429 (the provider's own rate limit) or 503 (our storage contend
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import urllib.parse
 from dataclasses import dataclass
 from enum import StrEnum
@@ -88,8 +89,10 @@ def leg_webhook_url(base: str, message_id: str) -> str:
     return f"{base}?{urllib.parse.urlencode({'leg': message_id})}"
 
 
-def dispatch(rt: Runtime, message_id: str) -> Answer:
+def dispatch(rt: Runtime, message_id: str, batch_id: str | None = None) -> Answer:
     now = rt.now()
+    if batch_id is not None and (canceled := _batch_canceled(rt, message_id, batch_id, now)) is not None:
+        return canceled
     lease = dt.timedelta(seconds=rt.settings.dispatch_claim_lease_seconds)
     claim = change(rt, message_id, lambda leg: claim_step(leg, now, lease))
     step, leg = claim.result, claim.current
@@ -122,6 +125,22 @@ def dispatch(rt: Runtime, message_id: str) -> Answer:
     return _finish(rt, step, leg)
 
 
+def _batch_canceled(rt: Runtime, message_id: str, batch_id: str, now: dt.datetime) -> Answer | None:
+    """A leg of a canceled batch is canceled here rather than claimed, whenever its batch's cancel tasks get to
+    it (shared/batch_sending.py): a cancel stops the sending at once. None: go on as usual (the batch is not
+    canceled, or the leg is past canceling: dispatch then finishes what it started)."""
+    from shared.canceling import cancel_step  # noqa: PLC0415 - only batch legs need it
+    from shared.records import BatchStatus  # noqa: PLC0415
+
+    batch = rt.batches.get(batch_id)
+    if batch is None or batch.status is not BatchStatus.CANCELED:
+        return None
+    mutation = change(rt, message_id, functools.partial(cancel_step, tenant_id=batch.tenant_id, now=now))
+    if mutation.result is not None and mutation.result.canceled:
+        return Answer(200, "batch canceled")
+    return None
+
+
 def _outbound(rt: Runtime, leg: Leg) -> OutboundMessage | Outcome:
     try:
         # Our stored copies, signed as of the first claim: every attempt's body is byte-identical.
@@ -143,7 +162,7 @@ def _finish(rt: Runtime, step: Step, leg: Leg | None) -> Answer:
         if step.action is Action.FOLLOW_UP:
             name += f"-{step.reason}{leg.attempts}-{int((at or rt.now()).timestamp())}"
         try:
-            rt.queue.enqueue_dispatch(DispatchTask(leg.id, name, at))
+            rt.queue.enqueue_dispatch(DispatchTask(leg.id, name, at, leg.batch_id))
         except Exception as exc:  # noqa: BLE001 - then this task is the leg's only carrier: keep it
             observe.log_error("follow-up task not created; Cloud Tasks retries this one", message_id=leg.id,
                               error=type(exc).__name__)

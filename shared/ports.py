@@ -326,6 +326,7 @@ class DispatchTask:
     message_id: str
     name: str  # Cloud Tasks deduplicates by name: the same name twice creates one task
     at: dt.datetime | None = None
+    batch_id: str | None = None  # a batch's leg: dispatch checks the batch was not canceled before claiming it
 
 
 class TaskQueue(Protocol):

@@ -164,7 +164,7 @@ def _requeue(rt: Runtime, message_id: str, status: Status, now: dt.datetime) -> 
         return 0
     try:
         rt.queue.enqueue_dispatch(DispatchTask(leg.id, ids.task_name(leg.leg_key, leg.dispatch_generation),
-                                               leg.scheduled_at))
+                                               leg.scheduled_at, leg.batch_id))
     except Exception:  # noqa: BLE001 - the next sweep finds it again
         return 0
     return 1

@@ -139,16 +139,22 @@ class FirestoreBatches:
 
     def count_by_status(self, tenant_id: str, batch_id: str, statuses: Sequence[str]) -> dict[str, int]:
         """How many of the batch's rows are in each status: count aggregations (one index entry read per
-        thousand rows, not one document read per row), run concurrently."""
+        thousand rows, not one document read per row), all at one moment (a read-only transaction: a row
+        moving on between two counts is counted once), run concurrently."""
         base = (self.db.collection(C.MESSAGES).where(filter=FieldFilter("tenant_id", "==", tenant_id))
                 .where(filter=FieldFilter("batch_id", "==", batch_id)))
 
-        def count(status: str) -> int:
-            result: Any = base.where(filter=FieldFilter("status", "==", status)).count().get()  # type: ignore[call-arg]
-            return int(result[0][0].value)
+        @firestore.transactional
+        def counts(transaction: Any) -> dict[str, int]:
+            def count(status: str) -> int:
+                query = base.where(filter=FieldFilter("status", "==", status)).count()
+                result: Any = query.get(transaction=transaction)  # type: ignore[call-arg]
+                return int(result[0][0].value)
 
-        futures = {status: io.submit(count, status) for status in statuses}
-        return {status: future.result() for status, future in futures.items()}
+            futures = {status: io.submit(count, status) for status in statuses}
+            return {status: future.result() for status, future in futures.items()}
+
+        return counts(self.db.transaction(read_only=True))
 
     def chunks_todo(self, updated_before: dt.datetime, limit: int = 100) -> list[BatchChunk]:
         """Chunks whose work is not done and that nobody touched since ``updated_before`` (their task was lost,

@@ -10,16 +10,12 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.conftest import fictional, wait_for
+from tests.conftest import wait_for
+from tools.batch_demo import deliverable_numbers
 
 pytestmark = pytest.mark.stack
 
-AREAS = ("415", "212", "310", "646", "202", "617", "305", "206")
-
-
-def numbers(n: int) -> list[str]:
-    """``n`` distinct numbers the simulator delivers (its outcomes 00-79)."""
-    return [fictional(i % 80, AREAS[i // 80]) for i in range(n)]
+numbers = deliverable_numbers  # n distinct numbers the simulator delivers
 
 
 def progress(env, batch_id: str) -> dict:
@@ -59,7 +55,7 @@ def test_a_paced_batch_is_spread_delivered_once_each_and_searchable(env):
     # 40 at 600 a minute: the last one's turn is 3.9 s after the first's
     assert _parse(batch["last_dispatch_at"]) - _parse(batch["first_dispatch_at"]) == dt.timedelta(seconds=3.9)
 
-    done = wait_for(lambda: (p := progress(env, batch["id"]))["status"] == "completed" and p, 30,
+    done = wait_for(lambda: (p := progress(env, batch["id"]))["status"] == "completed" and p, 60,
                     "the batch never completed")
     assert done["progress"]["final"] == 41
     assert done["progress"]["by_status"] == {"delivered": 40, "failed": 1}
