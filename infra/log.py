@@ -35,6 +35,7 @@ _SECRET_HINTS = ("key", "secret", "token", "authorization", "signature", "passwo
 # log-based metric per event; a field named in a comment is what the metric reads.
 METRIC_EVENTS: dict[str, int] = {
     "leg.accepted": logging.INFO,            # tenant_id, count: legs accepted by one request
+    "batch.accepted": logging.INFO,          # tenant_id, count: recipients reserved by one batch request
     "provider.rejected": logging.WARNING,    # code: Telnyx error code of a synchronous refusal
     "dispatch.ambiguous": logging.WARNING,   # a send whose outcome at Telnyx is unknown
     "dispatch.reconciled": logging.INFO,     # lookup: what asking Telnyx about an ambiguous send found

@@ -17,6 +17,7 @@ from infra import collections as C
 from infra.store import fastwrite
 from infra.store.balance import FirestoreBalance, Seen
 from infra.store.commit import commit_if_unchanged, io
+from infra.store.idempotency import keep_answer
 from shared.ports import BatchAcceptDecision, ChunkState, IdempotentAnswer
 from shared.records import Batch, BatchChunk, BatchStatus, Leg, Tenant, chunk_doc_id
 
@@ -60,11 +61,7 @@ class FirestoreBatches:
             fastwrite.create(batch, self._batch_ref(decision.batch.id), decision.batch.to_doc())
             for chunk in decision.chunks:
                 fastwrite.create(batch, self._chunk_ref(chunk.batch_id, chunk.index), chunk.to_doc())
-            kept = answer(decision.batch)
-            if kept is not None:
-                batch.set(self.db.collection(C.IDEMPOTENCY).document(kept.record_id),
-                          {"state": "completed", "response_status": kept.status, "response_body": kept.body,
-                           "response_headers": kept.headers}, merge=True)
+            keep_answer(self.db, batch, answer(decision.batch))
             batch.commit()
             return decision.batch
 

@@ -9,7 +9,16 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from infra import collections as C
+from shared.ports import IdempotentAnswer
 from shared.records import IdempotencyRecord, IdempotencyState
+
+
+def keep_answer(db: firestore.Client, batch: Any, kept: IdempotentAnswer | None) -> None:
+    """Add to an accept's commit the answer it keeps under the request's Idempotency-Key (none: no key)."""
+    if kept is not None:
+        batch.set(db.collection(C.IDEMPOTENCY).document(kept.record_id),
+                  {"state": "completed", "response_status": kept.status, "response_body": kept.body,
+                   "response_headers": kept.headers}, merge=True)
 
 
 class FirestoreIdempotency:

@@ -17,6 +17,7 @@ from infra import collections as C
 from infra.store import fastwrite
 from infra.store.balance import FirestoreBalance, Seen
 from infra.store.commit import changed_fields, commit_if_unchanged, io, utcnow
+from infra.store.idempotency import keep_answer
 from infra.store.linked import LinkedWrites
 from shared.balance import Shard
 from shared.ports import (
@@ -270,11 +271,7 @@ class FirestoreLegs(LinkedWrites):
                 updates = changed_fields(doc, leg.to_doc())
                 if updates:
                     fastwrite.update(batch, ref, updates, version)
-            kept = answer(decision.legs)
-            if kept is not None:
-                batch.set(self.db.collection(C.IDEMPOTENCY).document(kept.record_id),
-                          {"state": "completed", "response_status": kept.status, "response_body": kept.body,
-                           "response_headers": kept.headers}, merge=True)
+            keep_answer(self.db, batch, answer(decision.legs))
             batch.commit()
             return decision.legs
 
@@ -317,11 +314,7 @@ class FirestoreLegs(LinkedWrites):
             written = self.balance.debit(batch, seen, leg.id, decision.balance_micros, decision.usage_day,
                                          decision.usage_count)
             fastwrite.create(batch, ref, decision.legs[0].to_doc())
-            kept = answer(decision.legs)
-            if kept is not None:
-                batch.set(self.db.collection(C.IDEMPOTENCY).document(kept.record_id),
-                          {"state": "completed", "response_status": kept.status, "response_body": kept.body,
-                           "response_headers": kept.headers}, merge=True)
+            keep_answer(self.db, batch, answer(decision.legs))
             results = batch.commit()
             if len(_committed) > 10_000:
                 _committed.clear()
