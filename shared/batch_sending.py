@@ -202,7 +202,7 @@ def view(batch: Batch, counts: dict[str, int] | None = None) -> dict[str, Any]:
     """The public representation of a batch; with ``counts`` (rows by status), its progress."""
     last = batching.due_at(batch, batch.accepted - 1) if batch.accepted else batch.start_at
     data: dict[str, Any] = {
-        "id": batch.id, "status": batch.status.value, "campaign_ref": batch.campaign_ref,
+        "id": batch.id, "batch_id": batch.id, "status": batch.status.value, "campaign_ref": batch.campaign_ref,
         "sending_speed": batch.sending_speed, "channel": batch.template.channel, "total": batch.total,
         "accepted": batch.accepted, "rejected": batch.rejected,
         "reserved": {"amount": f"{batch.reserved_micros / 1_000_000:.4f}", "currency": "USD"},

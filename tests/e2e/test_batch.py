@@ -50,6 +50,7 @@ def test_a_paced_batch_is_spread_delivered_once_each_and_searchable(env):
     assert response.status_code == 202, response.text
     batch = response.json()["data"]
     assert (batch["total"], batch["accepted"], batch["rejected"], batch["campaign_ref"]) == (41, 40, 1, "winter")
+    assert batch["batch_id"] == batch["id"] and batch["id"].startswith("bat_")
     price = int(round(float(batch["reserved"]["amount"]) * 1_000_000)) // 40
     assert price > 0 and env.balance() == before - 40 * price  # reserved at accept, before any row exists
     # 40 at 600 a minute: the last one's turn is 3.9 s after the first's
