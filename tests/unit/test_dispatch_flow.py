@@ -119,3 +119,52 @@ def test_signed_media_urls_do_not_change_between_attempts():
     assert len(rt.provider.sent) == 2
     assert rt.provider.sent[0].media_urls == rt.provider.sent[1].media_urls
     assert rt.provider.sent[0].media_urls[0].endswith(T0.isoformat())  # signed as of the first claim
+
+
+class _Batches:
+    """The one batch read dispatch makes for a batch's leg."""
+
+    def __init__(self, batch) -> None:
+        self.batch = batch
+
+    def get(self, batch_id: str):
+        return self.batch if self.batch is not None and self.batch.id == batch_id else None
+
+
+def _batch(status):
+    from shared.records import Batch, BatchStatus
+
+    template = leg(S.PENDING)
+    return Batch(id="bat_1", tenant_id=template.tenant_id, status=BatchStatus(status), total=1, accepted=1, rejected=0,
+                 chunks=1, reserved_micros=20_000, template=template, created_at=T0, request_id="req_1", start_at=T0)
+
+
+def test_a_canceled_batchs_queued_leg_is_canceled_and_refunded_not_sent():
+    rt, message_id = _runtime(batch_id="bat_1", price_micros=20_000)
+    rt.batches = _Batches(_batch("canceled"))
+    answer = dispatch(rt, message_id, "bat_1")
+    assert answer.status == 200 and rt.provider.sent == []
+    stored = rt.legs.get(message_id)
+    assert stored is not None and stored.status is S.CANCELED
+    assert rt.legs.refunds == [(stored.tenant_id, 20_000)]
+
+
+def test_a_canceled_batchs_leg_already_claimed_is_finished_not_canceled():
+    rt, message_id = _runtime(batch_id="bat_1", price_micros=20_000)
+    rt.batches = _Batches(_batch("accepted"))
+    rt.provider.answers.append(Outcome(Kind.AMBIGUOUS, detail="timeout"))
+    dispatch(rt, message_id, "bat_1")  # claimed; the answer was lost
+    rt.batches = _Batches(_batch("canceled"))  # the cancel comes now: the provider may have it
+    rt.provider.lookups.append(Lookup(LookupState.FOUND, provider_id="tx-9"))
+    rt.clock.at = T0 + dt.timedelta(seconds=5)
+    dispatch(rt, message_id, "bat_1")
+    stored = rt.legs.get(message_id)
+    assert stored is not None and (stored.status, stored.provider_id) == (S.SENT, "tx-9")
+    assert rt.legs.refunds == [] and len(rt.provider.sent) == 1
+
+
+def test_an_accepted_batchs_leg_is_sent_as_any_other():
+    rt, message_id = _runtime(batch_id="bat_1")
+    rt.batches = _Batches(_batch("accepted"))
+    rt.provider.answers.append(Outcome(Kind.ACCEPTED, provider_id="tx-1", http_status=200))
+    assert dispatch(rt, message_id, "bat_1").status == 200 and len(rt.provider.sent) == 1
