@@ -96,7 +96,7 @@ def _body(target: str, to: str, extra: str) -> str:
 
 
 @pytest.mark.stack
-@pytest.mark.parametrize("target", ["send", "group"])
+@pytest.mark.parametrize("target", ["send", "group", "batch"])
 @pytest.mark.parametrize("metadata", [r'{"\ud800": "v"}', r'{"k": "\udfff"}', r'{"k": "a\ud800b"}',
                                       r'{"\udc00x": "\ud83d"}'])
 def test_a_lone_surrogate_in_metadata_is_a_400_naming_metadata(env, target, metadata):
@@ -107,7 +107,7 @@ def test_a_lone_surrogate_in_metadata_is_a_400_naming_metadata(env, target, meta
 
 
 @pytest.mark.stack
-@pytest.mark.parametrize("target", ["send", "group"])
+@pytest.mark.parametrize("target", ["send", "group", "batch"])
 @pytest.mark.parametrize("field", [r'"body": "\ud800"', r'"subject": "\ud800"', r'"webhook_url": "\ud800"',
                                    r'"media": [{"content_type": "image/png", "blob": "aGk=", "filename": "\ud800"}]'])
 def test_a_lone_surrogate_in_any_other_string_is_a_400(env, target, field):
@@ -119,7 +119,7 @@ def test_a_lone_surrogate_in_any_other_string_is_a_400(env, target, field):
 
 
 @pytest.mark.stack
-@pytest.mark.parametrize("target", ["send", "group"])
+@pytest.mark.parametrize("target", ["send", "group", "batch"])
 @pytest.mark.parametrize("key", ["__x__", "__name__", "____", "__ __"])
 def test_a_reserved_metadata_key_is_a_400_naming_metadata(env, target, key):
     response = _post_text(env, target, _body(target, fictional(1), ', "metadata": ' + json.dumps({key: "v"})))
@@ -142,10 +142,22 @@ def test_metadata_keys_with_field_path_characters_are_stored_verbatim(env, targe
 
 
 @pytest.mark.stack
-@pytest.mark.parametrize("target", ["send", "group"])
+@pytest.mark.parametrize("target", ["send", "group", "batch"])
 def test_json_nested_2000_deep_is_a_400(env, target):
     response = _post_text(env, target, _body(target, fictional(1), ', "metadata": ' + _nested(2000, "array")))
     _envelope(response, 400, "INVALID_JSON")
+    assert _legs() == []
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("recipient", [r'"metadata": {"__x__": "v"}', r'"metadata": {"k": "\ud800"}',
+                                       r'"client_ref": "\udfff"', r'"metadata": {"k": 5}', r'"to": 14155550101',
+                                       r'"client_ref": "' + "x" * 2_100 + '"', r'"extra": 1'])
+def test_a_hostile_batch_recipient_is_a_400_naming_it(env, recipient):
+    own_to = "" if '"to"' in recipient else f'"to": "{fictional(1)}", '
+    text = '{"recipients": [{"to": "' + fictional(2) + '"}, {' + own_to + recipient + '}], "body": "x"}'
+    payload = _envelope(_post_text(env, "batch", text), 400, "VALIDATION_ERROR")
+    assert all(d["field"].startswith("recipients.1") for d in payload["error"]["details"]), payload
     assert _legs() == []
 
 
