@@ -36,7 +36,16 @@ from shared.media import MediaError, Upload
 from shared.ports import BatchAcceptDecision, DispatchTask, IdempotentAnswer
 from shared.records import Batch, BatchStatus, Leg, StoredMedia, Tenant
 from shared.segments import MMS_SEGMENTS, count_segments
-from shared.sending import Answer, RateLimit, _first_round, _invalid, _request_checks, _timing, controls, media_policy
+from shared.sending import (
+    Answer,
+    RateLimit,
+    controls,
+    first_round_of,
+    invalid_field,
+    media_policy,
+    plan_timing,
+    request_checks,
+)
 from shared.status import Status, is_final
 
 if TYPE_CHECKING:
@@ -57,13 +66,13 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
     items = req.all_recipients()
     batching.check_duplicates(items, "recipients" if req.recipients is not None else "to")
     now = rt.now()
-    tenant, first = _first_round(rt, who, [], now, _batch_limit, countries=batching.countries_of(items))
+    tenant, first = first_round_of(rt, who, [], now, _batch_limit, countries=batching.countries_of(items))
     channel = "mms" if req.is_mms else "sms"
-    sender, request_error = _request_checks(rt, tenant, req, channel, now)
+    sender, request_error = request_checks(rt, tenant, req, channel, now)
     if request_error is not None:  # it would fail every recipient: refused whole, nothing written
         field = "from" if request_error is ErrorCode.SENDER_NOT_ALLOWED else "media_urls"
         raise ApiError(request_error, details=[{"field": field, "issue": "refused for every recipient"}])
-    timing = _timing(req, now)
+    timing = plan_timing(req, now)
     encoding, segments = count_segments(req.body or "")
     if channel == "mms":
         segments = MMS_SEGMENTS
@@ -126,9 +135,9 @@ def _check_spread(req: BatchRequest, start: dt.datetime, interval: float, count:
         return
     last = start + dt.timedelta(seconds=(count - 1) * interval)
     if last > now + MAX_SPREAD:
-        raise _invalid("sending_speed", f"the last of {count} recipients would be due after 180 days: send faster")
+        raise invalid_field("sending_speed", f"the last of {count} recipients would be due after 180 days: send faster")
     if req.expires_at is not None and valid_until is not None and last >= valid_until:
-        raise _invalid("sending_speed", f"the last of {count} recipients would be due at "
+        raise invalid_field("sending_speed", f"the last of {count} recipients would be due at "
                        f"{last.isoformat(timespec='seconds')}, after expires_at")
 
 

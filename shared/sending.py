@@ -81,7 +81,7 @@ def send_single(rt: Runtime, who: Tenant | Caller, req: SendRequest, request_id:
     fetched and stored between the first round and the commit."""
     message_id = ids.new_message_id()
     recipient = Recipient(raw=req.to, message_id=message_id, leg_key=f"single:{message_id}")
-    tenant, first = _first_round(rt, who, [recipient], rt.now(), _single_limit)
+    tenant, first = first_round_of(rt, who, [recipient], rt.now(), _single_limit)
     return _accept(rt, tenant, req, [recipient], group_id=None, channel="mms" if req.is_mms else "sms",
                    request_id=request_id, limit=_single_limit(tenant), render=single_answer,
                    idempotency_record=idempotency_record, first=first)
@@ -105,7 +105,7 @@ def _authenticated(caller: Caller, tenant: Tenant | None) -> Tenant:
     return tenant
 
 
-def _first_round(rt: Runtime, who: Tenant | Caller, recipients: list[Recipient], now: dt.datetime,
+def first_round_of(rt: Runtime, who: Tenant | Caller, recipients: list[Recipient], now: dt.datetime,
                  limit_of: Callable[[Tenant], RateLimit], *, countries: set[str] | None = None
                  ) -> tuple[Tenant, FirstRound]:
     """One round of waiting: the key (a ``Caller``'s), the tenant and its balance, the recipients' opt-out
@@ -169,7 +169,7 @@ def send_group(rt: Runtime, who: Tenant | Caller, req: GroupRequest, request_id:
         recipients.append(Recipient(raw=raw, message_id=ids.leg_message_id(key), leg_key=key))
     # The key, the tenant, the opt-outs and prices in one round, as a single send's (the group keeps its
     # pending pre-insert: no recipient dropped between rows).
-    tenant, first = _first_round(rt, who, recipients, rt.now(), _group_limit)
+    tenant, first = first_round_of(rt, who, recipients, rt.now(), _group_limit)
     # The group endpoint is the group MMS product: every leg is an MMS, media or not.
     return _accept(rt, tenant, req, recipients, group_id=group_id, channel="mms", request_id=request_id,
                    limit=_group_limit(tenant), render=group_answer, idempotency_record=idempotency_record,
@@ -185,8 +185,8 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
             group_id: str | None, channel: str, request_id: str, limit: RateLimit, render: Render,
             idempotency_record: str | None, first: FirstRound | None = None) -> Answer:
     now = rt.now()
-    sender, request_error = _request_checks(rt, tenant, req, channel, now)
-    timing = _timing(req, now)
+    sender, request_error = request_checks(rt, tenant, req, channel, now)
+    timing = plan_timing(req, now)
     encoding, segments = count_segments(req.body or "")
     if channel == "mms":
         segments = MMS_SEGMENTS
@@ -224,7 +224,7 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     return Answer(status, body, kept=idempotency_record is not None)
 
 
-def _timing(req: SendRequest | GroupRequest | BatchRequest, now: dt.datetime) -> validity.Timing:
+def plan_timing(req: SendRequest | GroupRequest | BatchRequest, now: dt.datetime) -> validity.Timing:
     """When the legs are due (a closed delivery window defers them to its next opening) and until when they
     are valid; a timing the request makes impossible is a 400 naming the field."""
     try:
@@ -232,24 +232,24 @@ def _timing(req: SendRequest | GroupRequest | BatchRequest, now: dt.datetime) ->
                              expires_at=req.expires_at,
                              window=req.delivery_window.window() if req.delivery_window else None)
     except validity.FieldError as exc:
-        raise _invalid(exc.field, exc.issue) from None
+        raise invalid_field(exc.field, exc.issue) from None
 
 
-def _request_checks(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest | BatchRequest, channel: str,
+def request_checks(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest | BatchRequest, channel: str,
                     now: dt.datetime) -> tuple[str, ErrorCode | None]:
     """Checks that concern the whole request. Shape errors raise (nothing is written); gate failures
     are returned, to fail every recipient's row."""
     if req.scheduled_at is not None:
         if req.scheduled_at <= now:
-            raise _invalid("scheduled_at", "must be in the future")
+            raise invalid_field("scheduled_at", "must be in the future")
         if req.scheduled_at > now + MAX_SCHEDULE_AHEAD:
-            raise _invalid("scheduled_at", "must be at most 180 days ahead")
+            raise invalid_field("scheduled_at", "must be at most 180 days ahead")
     for name, url in (("webhook_url", req.webhook_url), ("webhook_failover_url", req.webhook_failover_url)):
         if url:
             try:
                 check_url(url, webhook_url_policy(rt.settings.media_trusted_origins), rt.resolver)
             except UrlRejected as exc:
-                raise _invalid(name, exc.reason) from None
+                raise invalid_field(name, exc.reason) from None
 
     sender = req.from_ or tenant.default_from or ""
     failover_checks(tenant, req.sms_failover, sender, channel)
@@ -271,7 +271,7 @@ def failover_checks(tenant: Tenant, failover: SmsFailover | None, sender: str, c
     if failover is None:
         return
     if channel != "mms":
-        raise _invalid("sms_failover", "applies only to an MMS (a message with media)")
+        raise invalid_field("sms_failover", "applies only to an MMS (a message with media)")
     failover_from = failover.from_ or sender
     capabilities = tenant.senders.get(failover_from)
     if capabilities is None or not capabilities.sms:
@@ -281,7 +281,7 @@ def failover_checks(tenant: Tenant, failover: SmsFailover | None, sender: str, c
                        "SMS-capable numbers", details=[{"field": "sms_failover.from", "issue": issue}])
 
 
-def _invalid(field: str, issue: str) -> ApiError:
+def invalid_field(field: str, issue: str) -> ApiError:
     return ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid", details=[{"field": field, "issue": issue}])
 
 
