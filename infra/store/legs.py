@@ -138,7 +138,7 @@ class FirestoreLegs(LinkedWrites):
     def mutate(self, message_id: str, decide: Callable[[Leg | None], Decision[T]], *,
                event: ProviderEventRecord | None = None) -> Mutation[T]:
         """Read-decide-write one leg atomically. With ``event``, the provider event is recorded in the same
-        commit, and a replay of it answers ``duplicate`` without calling ``decide``."""
+        commit when it changes anything, and a replay of it answers ``duplicate`` without calling ``decide``."""
         ref = self._ref(message_id)
         event_ref = self.db.collection(C.PROVIDER_EVENTS).document(event.event_id) if event else None
 
@@ -167,7 +167,10 @@ class FirestoreLegs(LinkedWrites):
                 batch.set(self.db.collection(C.TENANTS).document(before.tenant_id).collection(C.OPT_OUTS)
                           .document(decision.opt_out), {"source": "provider_rejection", "at": utcnow(),
                                                         "message_id": message_id})
-            if event is not None and event_ref is not None:
+            # An event that changes nothing is not recorded: delivered again it changes nothing again (a
+            # status only moves forward), and Telnyx's message.sent usually changes nothing (the leg is sent
+            # already by dispatch's own record): a write per leg saved (bench/README.md, batch).
+            if event is not None and event_ref is not None and len(batch):
                 recorded_at = utcnow()
                 # An event about a leg is kept as long as the leg (the tenant's retention), no longer.
                 ttl = (before.delete_at - recorded_at) if before is not None and before.delete_at else EVENT_TTL
