@@ -37,6 +37,8 @@ ENV: dict[str, tuple[str | None, str]] = {
     "MEDIA_FETCH_TIMEOUT_SECONDS": ("10", "Overall deadline of fetching one media URL (redirects included)."),
     "MEDIA_SIGNING_KEY": ("", "Local stack only: service-account JSON whose RSA key signs media URLs for the "
                           "storage emulator. In production URLs are signed through IAM signBlob."),
+    "BATCH_LEGS_PER_SECOND": ("10", "The pace of a batch sent without sending_speed (0: all at once). Below the "
+                              "dispatch queue's rate, so one tenant's batch leaves room for everyone's other sends."),
     "SWEEP_QUEUED_AFTER_SECONDS": ("300", "A leg queued longer than this is re-enqueued by the sweeper."),
     "SWEEP_FINAL_AFTER_SECONDS": ("259200", "A sent leg with no final report after this is closed as sent."),
     "DISPATCH_CLAIM_LEASE_SECONDS": ("30", "How long a dispatch holds a leg's claim; must outlive the provider "
@@ -97,6 +99,7 @@ class Settings:
     media_url_ttl_seconds: int
     media_fetch_timeout_seconds: float
     media_signing_key: str
+    batch_legs_per_second: float
     sweep_queued_after_seconds: int
     sweep_final_after_seconds: int
     dispatch_claim_lease_seconds: int
@@ -134,6 +137,7 @@ def settings() -> Settings:
         media_url_ttl_seconds=int(env("MEDIA_URL_TTL_SECONDS")),
         media_fetch_timeout_seconds=float(env("MEDIA_FETCH_TIMEOUT_SECONDS")),
         media_signing_key=env("MEDIA_SIGNING_KEY"),
+        batch_legs_per_second=float(env("BATCH_LEGS_PER_SECOND")),
         sweep_queued_after_seconds=int(env("SWEEP_QUEUED_AFTER_SECONDS")),
         sweep_final_after_seconds=int(env("SWEEP_FINAL_AFTER_SECONDS")),
         dispatch_claim_lease_seconds=int(env("DISPATCH_CLAIM_LEASE_SECONDS")),

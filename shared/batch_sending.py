@@ -78,7 +78,7 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
         segments = MMS_SEGMENTS
     gated = batching.gate_recipients(items, channel, segments, first.prices)
     start = timing.scheduled_at or now
-    interval = req.sending_speed.interval_seconds if req.sending_speed else 0.0
+    interval = req.sending_speed.interval_seconds if req.sending_speed else _default_interval(rt)
     _check_spread(req, start, interval, sum(r.error_code is None for r in gated), timing.valid_until, now)
     # the cheap 402 before any media is fetched (the commit decides again on the balance as it then is)
     batching.reserve(gated, tenant, now)
@@ -121,6 +121,14 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
             observe.log_error("batch chunk task not created; the sweeper will", batch_id=batch.id, chunk=index,
                               error=type(error).__name__)
     return Answer(202, _answer_body(batch, request_id, now), kept=idempotency_record is not None)
+
+
+def _default_interval(rt: Runtime) -> float:
+    """A batch without ``sending_speed`` goes at ``BATCH_LEGS_PER_SECOND``, below the dispatch queue's rate: its
+    legs wait as scheduled tasks for their turn instead of filling the queue that every tenant's sends share
+    (and none sits ``queued`` long enough for the sweeper to send it again)."""
+    rate = rt.settings.batch_legs_per_second
+    return 1.0 / rate if rate > 0 else 0.0
 
 
 def _answer_body(batch: Batch, request_id: str, now: dt.datetime) -> dict[str, Any]:

@@ -221,6 +221,7 @@ locals {
     MEDIA_URL_TTL_SECONDS        = tostring(var.media_url_ttl_seconds)
     MEDIA_FETCH_TIMEOUT_SECONDS  = tostring(var.media_fetch_timeout_seconds)
     SWEEP_QUEUED_AFTER_SECONDS   = tostring(var.sweep_queued_after_seconds)
+    BATCH_LEGS_PER_SECOND        = tostring(var.batch_legs_per_second)
     SWEEP_FINAL_AFTER_SECONDS    = tostring(var.sweep_final_after_seconds)
     DISPATCH_CLAIM_LEASE_SECONDS = tostring(var.dispatch_claim_lease_seconds)
     LOG_LEVEL                    = var.log_level

@@ -325,6 +325,17 @@ variable "sweep_time_zone" {
   default     = "Etc/UTC"
 }
 
+variable "batch_legs_per_second" {
+  type        = number
+  description = "BATCH_LEGS_PER_SECOND: the pace of a batch sent without sending_speed (0: all at once). Keep it below dispatch_rate_per_second, so one tenant's batch leaves room on the dispatch queue for every other send."
+  default     = 10
+
+  validation {
+    condition     = var.batch_legs_per_second >= 0 && var.batch_legs_per_second <= 500
+    error_message = "batch_legs_per_second must be in [0, 500] (Cloud Tasks' per-queue maximum rate)."
+  }
+}
+
 variable "sweep_queued_after_seconds" {
   type        = number
   description = "SWEEP_QUEUED_AFTER_SECONDS: a leg queued longer than this is re-enqueued by the sweeper."

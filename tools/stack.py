@@ -109,6 +109,7 @@ class StackConfig:
     notify_queue: str = ENV["NOTIFY_QUEUE"][0]
     media_bucket: str = "mmsgate-media-local"
     sweep_queued_after_seconds: int = int(ENV["SWEEP_QUEUED_AFTER_SECONDS"][0])
+    batch_legs_per_second: float = float(ENV["BATCH_LEGS_PER_SECOND"][0])
     sweep_final_after_seconds: int = int(ENV["SWEEP_FINAL_AFTER_SECONDS"][0])
     claim_lease_seconds: int = int(ENV["DISPATCH_CLAIM_LEASE_SECONDS"][0])
     log_level: str = "INFO"
@@ -135,6 +136,7 @@ class StackConfig:
             "state_dir": Path(state_dir),
             "sweep_interval": 0.0,
             "sweep_queued_after_seconds": 3,
+            "batch_legs_per_second": 0.0,  # a test's batch goes as fast as the machine: its speed is what it says
             "sweep_final_after_seconds": 6,
             "claim_lease_seconds": 15,  # the simulator answers at once; still above the client's 13 s timeouts
             "sim_webhook_delay_ms": 50,
@@ -325,6 +327,7 @@ class Stack:
             "MEDIA_SIGNING_KEY": self.media_signing_key,
             "DISPATCH_MAX_ATTEMPTS": str(c.dispatch_max_attempts),
             "SWEEP_QUEUED_AFTER_SECONDS": str(c.sweep_queued_after_seconds),
+            "BATCH_LEGS_PER_SECOND": str(c.batch_legs_per_second),
             "SWEEP_FINAL_AFTER_SECONDS": str(c.sweep_final_after_seconds),
             "DISPATCH_CLAIM_LEASE_SECONDS": str(c.claim_lease_seconds),
             "PYTHONUNBUFFERED": "1",

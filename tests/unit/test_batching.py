@@ -4,6 +4,7 @@ gates and reservation, each chunk's rows, the speed limit's spread, and the batc
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 
 import pytest
 from pydantic import ValidationError
@@ -238,3 +239,11 @@ def test_the_view_counts_progress_and_says_completed_when_every_row_is_final():
     assert done["status"] == "completed" and done["progress"]["final"] == 4
     assert batch_sending.view(batch)["reserved"] == {"amount": "0.0600", "currency": "USD"}
     assert "progress" not in batch_sending.view(batch)
+
+
+def test_a_batch_without_a_speed_goes_at_the_deployments_pace():
+    def pace(rate: float) -> float:
+        return batch_sending._default_interval(SimpleNamespace(settings=SimpleNamespace(batch_legs_per_second=rate)))
+
+    assert pace(10) == 0.1 and pace(0.5) == 2.0
+    assert pace(0) == 0.0  # 0: all at once
