@@ -40,6 +40,15 @@ MODES: dict[str, dict] = {
         "webhook_sequential": 30, "webhook_concurrent": 60,
         "roundtrip_single": 4, "roundtrip_group": 1, "e2e_legs": 4,
     },
+    # make test's smoke test: every section runs, on the least that makes a figure (not a measurement)
+    "smoke": {
+        "cold_runs": 1,
+        "accept_single": 6, "accept_group": 3, "accept_rounds": 1,
+        "throughput_counts": {1: 4, 8: 8, 32: 32}, "throughput_reps": 1, "throughput_cap_s": 5.0,
+        "legs": 10, "legs_reps": 1, "legs_timeout_s": 60.0,
+        "webhook_sequential": 8, "webhook_concurrent": 16,
+        "roundtrip_single": 2, "roundtrip_group": 1, "e2e_legs": 2,
+    },
 }
 
 CPU_COLUMNS = ("send", "group", "dispatch", "webhook", "firestore", "tasks", "storage", "simulator", "bench")
@@ -202,6 +211,7 @@ def table(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts; finishes in under 2 minutes")
+    parser.add_argument("--smoke", action="store_true", help="the least of each section (make test's smoke test)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results (default {DEFAULT_OUT})")
     parser.add_argument("--cold-runs", type=int, default=None, help="override the cold-start runs per side")
     parser.add_argument("--functions", default="", help="cold start: only these functions (comma-separated)")
@@ -210,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                         "cold,roundtrips,accept,throughput,legs,webhook,e2e,memory")
     args = parser.parse_args(argv)
 
-    mode = "quick" if args.quick else "full"
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     cfg = dict(MODES[mode])
     if args.cold_runs:
         cfg["cold_runs"] = args.cold_runs

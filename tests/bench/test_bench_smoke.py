@@ -1,5 +1,6 @@
-"""Smoke test of the benchmark harness: ``python -m bench.run --quick`` completes and writes valid JSON with
-every section. No timing is asserted (figures depend on the machine; see bench/README.md)."""
+"""Smoke test of the benchmark harness: ``python -m bench.run --smoke`` (``--quick``'s sections on the least
+that makes a figure) completes and writes valid JSON with every section. No timing is asserted (figures depend
+on the machine; see bench/README.md)."""
 
 import json
 import subprocess
@@ -16,12 +17,12 @@ SECTIONS = ("machine", "config", "cold_start", "roundtrips", "accept_latency", "
 @pytest.mark.stack
 def test_quick_bench_completes_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(out)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     results = json.loads(out.read_text())
-    assert results["mode"] == "quick"
+    assert results["mode"] == "smoke"
     for section in SECTIONS:
         assert section in results, section
     assert set(results["cold_start"]["functions"]) >= {"send", "group", "reads", "dispatch", "webhook"}
