@@ -17,7 +17,7 @@ schema = schemathesis.openapi.from_path(ROOT / "docs/openapi.yaml")
 
 @pytest.mark.stack
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[
+@settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
 def test_api_conforms_under_fuzzing(case, env):
     headers = {"X-API-Key": env.api_key} if case.operation.path != "/webhooks/telnyx" else {}

@@ -170,16 +170,16 @@ def test_a_batch_is_its_tenants_alone(env):
 
 
 def test_a_batch_survives_dispatch_and_the_task_queue_killed_mid_fan_out(env):
-    """Two chunks (400 + 60). Dispatch is killed while it writes them, then the tasks emulator (every task it
+    """Two chunks (400 + 20). Dispatch is killed while it writes them, then the tasks emulator (every task it
     held is lost); both come back and the sweeper finds the chunks with work left. Every recipient ends in one
     row with one terminal status, sent once, charged once."""
     tenant_id, key = env.new_tenant(balance_micros=100_000_000, rps=100)
-    to = numbers(460)
+    to = numbers(420)
     with env.client(key) as client:
         response = client.post("/api/v1/messages/batch", json={"to": to, "body": "faults"})
         assert response.status_code == 202, response.text
         batch = response.json()["data"]
-        price = int(round(float(batch["reserved"]["amount"]) * 1_000_000)) // 460
+        price = int(round(float(batch["reserved"]["amount"]) * 1_000_000)) // 420
         env.stack.kill("dispatch")
         env.stack.kill("tasks")
         env.stack.start_component("tasks")
@@ -190,7 +190,7 @@ def test_a_batch_survives_dispatch_and_the_task_queue_killed_mid_fan_out(env):
             response = client.get(f"/api/v1/batches/{batch['id']}")
             assert response.status_code == 200, response.text
             data = response.json()["data"]
-            return data if data["progress"]["final"] == 460 else None
+            return data if data["progress"]["final"] == 420 else None
 
         done = wait_for(settled, 180, "the batch never settled")
         rows = search(client, batch_id=batch["id"])
