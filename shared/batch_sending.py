@@ -79,10 +79,11 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
     gated = batching.gate_recipients(items, channel, segments, first.prices)
     start = timing.scheduled_at or now
     interval = req.sending_speed.interval_seconds if req.sending_speed else _default_interval(rt)
-    _check_spread(req, start, interval, sum(r.error_code is None for r in gated), timing.valid_until, now)
+    count = sum(r.error_code is None for r in gated)
+    _check_spread(req, start, interval, count, timing.valid_until, now)
     # the cheap 402 before any media is fetched (the commit decides again on the balance as it then is)
     batching.reserve(gated, tenant, now)
-    media = _media(rt, tenant, req) if any(r.error_code is None for r in gated) else ()
+    media = _media(rt, tenant, req) if count else ()
     batch_id = ids.new_batch_id()
     window = req.delivery_window.window() if req.delivery_window else None
     template = new_leg(
@@ -90,9 +91,11 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
         subject=req.subject, media_urls=req.all_media_urls, channel=channel, encoding=encoding, segments=segments,
         scheduled_at=None, webhook_url=req.webhook_url or tenant.webhook_url, metadata=req.metadata or {},
         request_id=request_id, now=now,
-    ).with_(media=media, batch_id=batch_id, valid_until=timing.valid_until, delivery_window=window,
-            **controls(tenant, req, sender, now))
-    delete_at = retention.delete_at(tenant, now)
+    ).with_(**controls(tenant, req, sender, now)).with_(
+        media=media, batch_id=batch_id, valid_until=timing.valid_until, delivery_window=window,
+        delete_at=retention.delete_at(tenant, start))  # each leg's counts from its own turn (batching.chunk_rows)
+    # the batch and its chunks are kept as long as its last leg
+    delete_at = retention.delete_at(tenant, start + dt.timedelta(seconds=max(count - 1, 0) * interval))
 
     def decide(current: Tenant) -> BatchAcceptDecision:
         reservation = batching.reserve(gated, current, now)

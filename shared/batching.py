@@ -276,9 +276,11 @@ def chunk_rows(batch: Batch, chunk: BatchChunk, opted_out: set[str], validity: d
             at = due_at(batch, r.slot)
             scheduled = at > now + ON_TIME
             valid_until = at + validity if validity is not None else template.valid_until
+            # kept the tenant's retention from its own turn (the template's counts from the batch's start)
+            delete_at = template.delete_at + (at - batch.start_at) if template.delete_at else None
             moved = transition(leg, Status.SCHEDULED if scheduled else Status.QUEUED, cause="accepted", now=now,
                                price_micros=r.price_micros, scheduled_at=at if scheduled else None,
-                               valid_until=valid_until)
+                               valid_until=valid_until, delete_at=delete_at)
         assert moved is not None  # a pending row may enter any of these
         rows.append(moved)
     return rows, refund

@@ -200,10 +200,12 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     legs = _build_legs(tenant, req, recipients, group_id=group_id, sender=sender, channel=channel,
                        encoding=encoding, segments=segments, media=media, request_id=request_id, now=now)
     window = req.delivery_window.window() if req.delivery_window else None
-    legs = [leg.with_(scheduled_at=timing.scheduled_at, valid_until=timing.valid_until, delivery_window=window)
-            for leg in legs]
+    # kept the tenant's retention from when they are due: a send scheduled past it is not deleted unsent
+    kept_until = retention.delete_at(tenant, timing.scheduled_at or now)
+    legs = [leg.with_(scheduled_at=timing.scheduled_at, valid_until=timing.valid_until, delivery_window=window,
+                      delete_at=kept_until) for leg in legs]
     group = Group(id=group_id, tenant_id=tenant.id, total=len(legs), created_at=now, request_id=request_id,
-                  message_ids=tuple(leg.id for leg in legs), delete_at=retention.delete_at(tenant, now),
+                  message_ids=tuple(leg.id for leg in legs), delete_at=kept_until,
                   conversation_id=legs[0].conversation_id,
                   ) if group_id else None
 

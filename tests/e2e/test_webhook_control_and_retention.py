@@ -135,6 +135,18 @@ def test_the_default_retention_is_90_days(env):
     assert leg["delete_at"] - leg["created_at"] == dt.timedelta(days=90)
 
 
+def test_a_send_scheduled_past_the_retention_is_kept_the_retention_from_when_it_is_due(env):
+    tenant_id, key = env.new_tenant()
+    env.store.accounts.put_tenant(tenant_id, {"retention_days": 7})
+    due = (dt.datetime.now(dt.UTC) + dt.timedelta(days=10)).replace(microsecond=0)
+    response = env.client(key).post("/api/v1/messages/sms", json={"to": fictional(15), "body": "x",
+                                                                 "scheduled_at": due.isoformat()})
+    assert response.status_code == 200, response.text
+    leg = env.leg_doc(response.json()["data"]["id"])
+    assert leg["delete_at"] == due + dt.timedelta(days=7)  # not deleted three days before it is sent
+    assert env.client(key).delete(f"/api/v1/messages/{leg['id']}").status_code == 200
+
+
 # -- redaction ------------------------------------------------------------------------------------------
 def _blob(env, name: str):
     from infra.clients import storage

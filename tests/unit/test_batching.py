@@ -247,3 +247,12 @@ def test_a_batch_without_a_speed_goes_at_the_deployments_pace():
 
     assert pace(10) == 0.1 and pace(0.5) == 2.0
     assert pace(0) == 0.0  # 0: all at once
+
+
+def test_a_paced_leg_is_kept_the_retention_from_its_own_turn():
+    batch, parts = _batch(3, speed=SendingSpeed(amount=1, time_unit="day"))
+    batch = batch.with_(template=batch.template.with_(delete_at=NOW + dt.timedelta(days=7)))
+    rows, _ = batching.chunk_rows(batch, parts[0], set(), None, NOW)
+    sendable = [r for r in rows if r.status is not Status.FAILED]
+    # one a day: the third is due in two days and kept seven days from then, never deleted before it is sent
+    assert [r.delete_at - NOW for r in sendable] == [dt.timedelta(days=d) for d in (7, 8, 9)]
