@@ -66,7 +66,8 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
     items = req.all_recipients()
     batching.check_duplicates(items, "recipients" if req.recipients is not None else "to")
     now = rt.now()
-    tenant, first = first_round_of(rt, who, [], now, _batch_limit, countries=batching.countries_of(items))
+    numbers = batching.numbers_of(items)
+    tenant, first = first_round_of(rt, who, [], now, _batch_limit, countries=batching.countries_of(numbers))
     channel = "mms" if req.is_mms else "sms"
     sender, request_error = request_checks(rt, tenant, req, channel, now)
     if request_error is not None:  # it would fail every recipient: refused whole, nothing written
@@ -76,7 +77,7 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
     encoding, segments = count_segments(req.body or "")
     if channel == "mms":
         segments = MMS_SEGMENTS
-    gated = batching.gate_recipients(items, channel, segments, first.prices)
+    gated = batching.gate_recipients(items, channel, segments, first.prices, numbers)
     start = timing.scheduled_at or now
     interval = req.sending_speed.interval_seconds if req.sending_speed else _default_interval(rt)
     count = sum(r.error_code is None for r in gated)

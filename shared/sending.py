@@ -106,13 +106,14 @@ def _authenticated(caller: Caller, tenant: Tenant | None) -> Tenant:
 
 
 def first_round_of(rt: Runtime, who: Tenant | Caller, recipients: list[Recipient], now: dt.datetime,
-                 limit_of: Callable[[Tenant], RateLimit], *, countries: set[str] | None = None
-                 ) -> tuple[Tenant, FirstRound]:
+                   limit_of: Callable[[Tenant], RateLimit], *, countries: set[str] | None = None
+                   ) -> tuple[Tenant, FirstRound]:
     """One round of waiting: the key (a ``Caller``'s), the tenant and its balance, the recipients' opt-out
     entries and prices in one batch get, and the rate-limit slot claimed alongside when this instance already
     knows the key valid (under the limit it last read; the fresh tenant's limit decides). Otherwise the slot
     is claimed after the reads: a key never seen valid here spends no tenant's slot. A key that names no
-    tenant and is new to this instance is checked on its own first, once per instance."""
+    tenant and is new to this instance is checked on its own first, once per instance. A batch passes no
+    recipients and its ``countries``: their prices are read; its opt-outs are read by its chunk tasks."""
     caller = who if isinstance(who, Caller) else None
     if caller is not None and caller.tenant_id is None:
         who, caller = _authenticated(caller, rt.accounts.tenant_for_api_key(caller.api_key, balance=False)), None
@@ -124,8 +125,6 @@ def first_round_of(rt: Runtime, who: Tenant | Caller, recipients: list[Recipient
             pass
     if countries is None:
         countries = {region_of(n) or "ZZ" for n in numbers}
-    else:
-        numbers = []
     tenant_id = caller.tenant_id if caller is not None else who.id  # type: ignore[union-attr]
     guess = caller.known if caller is not None else who
 
