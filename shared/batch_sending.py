@@ -31,7 +31,7 @@ from shared.answers import meta
 from shared.canceling import CANCELABLE, cancel_step
 from shared.errors import ApiError, ErrorCode
 from shared.leg_changes import announce, change
-from shared.legs import new_leg
+from shared.legs import iso, new_leg
 from shared.media import MediaError, Upload
 from shared.ports import BatchAcceptDecision, DispatchTask, IdempotentAnswer
 from shared.records import Batch, BatchStatus, Leg, StoredMedia, Tenant
@@ -227,8 +227,8 @@ def view(batch: Batch, counts: dict[str, int] | None = None) -> dict[str, Any]:
         "sending_speed": batch.sending_speed, "channel": batch.template.channel, "total": batch.total,
         "accepted": batch.accepted, "rejected": batch.rejected,
         "reserved": {"amount": f"{batch.reserved_micros / 1_000_000:.4f}", "currency": "USD"},
-        "first_dispatch_at": _iso(batch.start_at), "last_dispatch_at": _iso(last),
-        "created_at": _iso(batch.created_at), "canceled_at": _iso(batch.canceled_at),
+        "first_dispatch_at": iso(batch.start_at), "last_dispatch_at": iso(last),
+        "created_at": iso(batch.created_at), "canceled_at": iso(batch.canceled_at),
     }
     if counts is not None:
         by_status = {status: n for status, n in sorted(counts.items()) if n}
@@ -238,10 +238,6 @@ def view(batch: Batch, counts: dict[str, int] | None = None) -> dict[str, Any]:
         if batch.status is BatchStatus.ACCEPTED and final == batch.total:
             data["status"] = "completed"
     return data
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z") if value else None
 
 
 def _own(rt: Runtime, tenant_id: str, batch_id: str) -> Batch:

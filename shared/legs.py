@@ -82,7 +82,8 @@ def mark_event(leg: Leg, event_id: str, now: dt.datetime, *, state: EventState, 
     return with_outbox(leg, {**leg.notifications, event_id: done}, now, due=leg.notify_due)
 
 
-def _iso(value: dt.datetime | None) -> str | None:
+def iso(value: dt.datetime | None) -> str | None:
+    """A timestamp as the API writes it: UTC, milliseconds, ``Z``."""
     if value is None:
         return None
     return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -113,8 +114,8 @@ def view(leg: Leg) -> dict[str, Any]:
         "error_code": leg.error_code,
         "error_message": leg.error_message,
         "provider_id": leg.provider_id,
-        "scheduled_at": _iso(leg.scheduled_at),
-        "expires_at": _iso(leg.valid_until),  # the validity (the stored field is valid_until)
+        "scheduled_at": iso(leg.scheduled_at),
+        "expires_at": iso(leg.valid_until),  # the validity (the stored field is valid_until)
         "delivery_window": leg.delivery_window.to_doc() if leg.delivery_window else None,
         "metadata": dict(leg.metadata),
         "client_ref": leg.client_ref,
@@ -122,7 +123,7 @@ def view(leg: Leg) -> dict[str, Any]:
         "sms_failover": dict(leg.sms_failover) if leg.sms_failover else None,
         "failover_of": leg.failover_of,
         "failover_message_id": leg.failover_message_id,
-        "redacted_at": _iso(leg.redacted_at),
+        "redacted_at": iso(leg.redacted_at),
         # two-way messaging: an inbound message's keyword and its reply; a reply's inbound message
         "direction": leg.direction,
         "keyword": leg.keyword,
@@ -130,15 +131,15 @@ def view(leg: Leg) -> dict[str, Any]:
         "in_reply_to": leg.in_reply_to,
         **({"media": [attachment(m) for m in leg.media]} if leg.direction == "inbound" else {}),
         "price": {"amount": f"{leg.price_micros / 1_000_000:.4f}", "currency": "USD"},
-        "created_at": _iso(leg.created_at),
-        "updated_at": _iso(leg.updated_at),
-        "history": [{"at": _iso(h.at), "from": h.from_, "to": h.to, "cause": h.cause,
+        "created_at": iso(leg.created_at),
+        "updated_at": iso(leg.updated_at),
+        "history": [{"at": iso(h.at), "from": h.from_, "to": h.to, "cause": h.cause,
                      **({"event_id": h.event_id} if h.event_id else {})} for h in leg.history],
         # The customer events and how their delivery went: a webhook URL that fails its check, or an
         # endpoint that does not answer 2xx, shows here with the reason.
         "notifications": [
             {"event_id": event_id, "type": entry.type, "state": entry.state.value, "attempts": entry.attempts,
-             "last_attempt_at": _iso(entry.last_attempt_at), "last_error": entry.last_error}
+             "last_attempt_at": iso(entry.last_attempt_at), "last_error": entry.last_error}
             for event_id, entry in sorted(leg.notifications.items(), key=lambda item: (item[1].created_at, item[0]))
         ],
     }

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import ApiError, ErrorCode
+from shared.legs import iso
 from shared.phone import InvalidNumber, parse_e164
 from shared.records import OptOut
 
@@ -34,15 +34,9 @@ MAX_DETAILS = 20  # bad numbers named in one 400 (the count says how many in all
 LIST_PARAMS = frozenset({"limit", "cursor"})
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def entry_view(entry: OptOut) -> dict[str, Any]:
     return {"number": entry.number, "opted_out": True, "source": entry.source, "keyword": entry.keyword,
-            "message_id": entry.message_id, "opted_out_at": _iso(entry.at)}
+            "message_id": entry.message_id, "opted_out_at": iso(entry.at)}
 
 
 def _invalid(field: str, issue: str) -> ApiError:
