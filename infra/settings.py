@@ -43,6 +43,9 @@ ENV: dict[str, tuple[str | None, str]] = {
     "SWEEP_FINAL_AFTER_SECONDS": ("259200", "A sent leg with no final report after this is closed as sent."),
     "DISPATCH_CLAIM_LEASE_SECONDS": ("30", "How long a dispatch holds a leg's claim; must outlive the provider "
                                      "call's timeouts (connect 3 s + read 10 s)."),
+    "DISPATCH_LOOKUP_HORIZON_SECONDS": ("600", "After a send whose answer was lost, how long Telnyx's detail records "
+                                        "may lag: only a search made this long after the attempt can prove the "
+                                        "message absent and let dispatch send again (docs/decisions.md)."),
     "LOG_LEVEL": ("INFO", "Minimum log level."),
 }
 
@@ -103,6 +106,7 @@ class Settings:
     sweep_queued_after_seconds: int
     sweep_final_after_seconds: int
     dispatch_claim_lease_seconds: int
+    dispatch_lookup_horizon_seconds: int
     # Emulator endpoints: set only in the local stack and tests.
     firestore_emulator_host: str
     storage_emulator_host: str
@@ -141,6 +145,7 @@ def settings() -> Settings:
         sweep_queued_after_seconds=int(env("SWEEP_QUEUED_AFTER_SECONDS")),
         sweep_final_after_seconds=int(env("SWEEP_FINAL_AFTER_SECONDS")),
         dispatch_claim_lease_seconds=int(env("DISPATCH_CLAIM_LEASE_SECONDS")),
+        dispatch_lookup_horizon_seconds=int(env("DISPATCH_LOOKUP_HORIZON_SECONDS")),
         firestore_emulator_host=os.environ.get("FIRESTORE_EMULATOR_HOST", ""),
         storage_emulator_host=os.environ.get("STORAGE_EMULATOR_HOST", ""),
         tasks_emulator_host=os.environ.get("CLOUD_TASKS_EMULATOR_HOST", ""),

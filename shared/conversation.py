@@ -7,8 +7,8 @@ failed ones left out. Then one dispatch task for the whole conversation, carried
 Dispatch of any member (its task, a sweeper re-enqueue, a duplicate delivery) goes through the conversation
 record (``conversations/{cnv_...}``). Its ``dispatch`` is a leg of its own (never in the messages collection)
 to which the one claim/record machinery of shared/dispatching.py applies unchanged: the claim with a lease,
-the provider Idempotency-Key and byte-identical body, reconcile by lookup before any resend, at most once
-when the provider cannot tell. Each decision about it is committed together with its members (one
+reconcile by evidence (a report, or a lookup past the detail-record horizon) before any resend, at most
+once when the provider cannot tell. Each decision about it is committed together with its members (one
 conditioned batch, ``LegStore.mutate_conversation``), and ``follow`` carries it over to them:
 
 - the first claim fixes the members (the legs still ``queued``/``scheduled``: a canceled or expired one
@@ -30,19 +30,21 @@ from typing import TYPE_CHECKING
 
 from shared import failover, ids, observe
 from shared.dispatching import (
+    LOOKUP_HORIZON,
     LOOKUP_SKEW,
     Action,
     Answer,
     Step,
     _finish,
     claim_step,
+    horizon_of,
     record_step,
 )
 from shared.errors import ErrorCode, message_for
 from shared.leg_changes import announce
 from shared.legs import transition, with_send_state
 from shared.ports import ConversationDecision, ConversationMutation, DispatchTask, media_docs
-from shared.provider import GroupOutboundMessage, Kind, Lookup, LookupState, Outcome
+from shared.provider import GroupOutboundMessage, Kind, Lookup, Outcome
 from shared.records import Conversation, HistoryEntry, Leg
 from shared.status import SendState, Status
 
@@ -118,11 +120,11 @@ def claim(conv: Conversation | None, legs: list[Leg], conversation_id: str, grou
 
 
 def record(conv: Conversation | None, legs: list[Leg], outcome: Outcome | Lookup, claimed_at: dt.datetime | None,
-           now: dt.datetime, max_attempts: int) -> ConversationDecision[Step]:
+           now: dt.datetime, max_attempts: int, horizon: dt.timedelta = LOOKUP_HORIZON) -> ConversationDecision[Step]:
     """Record the provider's answer on the conversation (pure); members follow."""
     if conv is None:
         return ConversationDecision(result=Step(Action.DONE, "unknown conversation"))
-    decision = record_step(conv.dispatch, outcome, claimed_at, now, max_attempts)
+    decision = record_step(conv.dispatch, outcome, claimed_at, now, max_attempts, horizon)
     after = conv.with_(dispatch=decision.after) if decision.after is not None else conv
     members, refund = follow(after, legs, now)
     return ConversationDecision(conversation=after if decision.after is not None else None, legs=members,
@@ -209,32 +211,42 @@ def dispatch(rt: Runtime, member: Leg) -> Answer:
     """What one delivery of a member's dispatch task does: at most one group_mms for the conversation."""
     assert member.conversation_id is not None and member.group_id is not None
     conversation_id, group_id = member.conversation_id, member.group_id
-    now = rt.now()
+    step, conv = _claim_and_call(rt, conversation_id, group_id, rt.now())
+    if step.action is Action.AGAIN:  # Telnyx provably never got the group_mms: one fresh claim, now
+        step, conv = _claim_and_call(rt, conversation_id, group_id, rt.now())
+        if step.action is Action.AGAIN:
+            step = Step(Action.FOLLOW_UP, step.outcome, at=rt.now() + dt.timedelta(seconds=1), reason="a")
+    # Follow-up tasks are named after the conversation and carried by the member whose task this was.
+    return _finish(rt, step, conv.dispatch.with_(id=member.id) if conv is not None else None)
+
+
+def _claim_and_call(rt: Runtime, conversation_id: str, group_id: str, now: dt.datetime
+                    ) -> tuple[Step, Conversation | None]:
     lease = dt.timedelta(seconds=rt.settings.dispatch_claim_lease_seconds)
     claimed = _commit(rt, conversation_id, group_id,
                       lambda conv, legs: claim(conv, legs, conversation_id, group_id, now, lease))
     step, conv = claimed.result, claimed.current
     assert step is not None
-    if step.action in (Action.SEND, Action.RECONCILE) and conv is not None:
-        claimed_at = conv.dispatch.claimed_at
-        message = _outbound(rt, conv)
-        if isinstance(message, Outcome):
-            outcome: Outcome | Lookup = message
-        elif step.action is Action.RECONCILE:
-            lookup = rt.provider.find(message, (conv.dispatch.ambiguous_since or now) - LOOKUP_SKEW)
-            observe.metric("dispatch.reconciled", lookup=lookup.state.value)
-            outcome = rt.provider.send_group(message) if lookup.state is LookupState.ABSENT else lookup
-        else:
-            outcome = rt.provider.send_group(message)
-        recorded = _commit(rt, conversation_id, group_id,
-                           lambda current, legs: record(current, legs, outcome, claimed_at, rt.now(),
-                                                        rt.settings.dispatch_max_attempts))
-        step, conv = recorded.result, recorded.current
-        assert step is not None
-        for leg in recorded.legs_after:
-            failover.launch_if_due(rt, leg)
-        if recorded.after is not None and recorded.after.dispatch.status is Status.FAILED \
-                and recorded.after.dispatch.provider_error_code:
-            observe.metric("provider.rejected", code=recorded.after.dispatch.provider_error_code)
-    # Follow-up tasks are named after the conversation and carried by the member whose task this was.
-    return _finish(rt, step, conv.dispatch.with_(id=member.id) if conv is not None else None)
+    if step.action not in (Action.SEND, Action.RECONCILE) or conv is None:
+        return step, conv
+    claimed_at = conv.dispatch.claimed_at
+    message = _outbound(rt, conv)
+    if isinstance(message, Outcome):
+        outcome: Outcome | Lookup = message
+    elif step.action is Action.RECONCILE:
+        outcome = rt.provider.find(message, (conv.dispatch.ambiguous_since or now) - LOOKUP_SKEW)
+        observe.metric("dispatch.reconciled", lookup=outcome.state.value)
+    else:
+        outcome = rt.provider.send_group(message)
+    horizon = horizon_of(rt)
+    recorded = _commit(rt, conversation_id, group_id,
+                       lambda current, legs: record(current, legs, outcome, claimed_at, rt.now(),
+                                                    rt.settings.dispatch_max_attempts, horizon))
+    step, conv = recorded.result, recorded.current
+    assert step is not None
+    for leg in recorded.legs_after:
+        failover.launch_if_due(rt, leg)
+    if recorded.after is not None and recorded.after.dispatch.status is Status.FAILED \
+            and recorded.after.dispatch.provider_error_code:
+        observe.metric("provider.rejected", code=recorded.after.dispatch.provider_error_code)
+    return step, conv

@@ -1,15 +1,24 @@
 """Sending one leg through the provider, exactly once, whatever Cloud Tasks redelivers or kills.
 
 A leg is claimed (``SendState.IN_FLIGHT``, with a lease) in one atomic write before the provider is
-called; while the claim is live another delivery of the task changes nothing. Every call for one leg
-carries the same provider ``Idempotency-Key`` and a byte-identical body (media URLs are signed at the
-leg's first claim time), so the provider itself can refuse to send twice.
+called; while the claim is live another delivery of the task changes nothing. The same write reads the
+recipient's opt-out entry: a STOP stored before it stops the leg (``failed``/``RECIPIENT_OPTED_OUT``,
+refunded), however long ago the leg was accepted.
 
-An attempt with no answer is *ambiguous*: the provider may have the message. It is never sent again
-blindly: dispatch first asks the provider (``Provider.find``). Found: recorded as sent. Absent: sent
-again under the same key. The provider cannot tell: asked again later, and past ``RECONCILE_DEADLINE``
-the leg ends ``failed`` / ``PROVIDER_OUTCOME_UNKNOWN`` rather than risk a second message (at most once;
-docs/decisions.md).
+Telnyx documents no idempotency for message sends (docs/telnyx.md): a second POST is a second message.
+So an attempt with no answer is *ambiguous* and is resolved only by evidence (docs/decisions.md,
+"Exactly once"):
+
+- the leg's own report (its webhook URL names it): the report path records the provider's id, and the
+  next claim sees it;
+- ``Provider.find``: a detail-record search for the leg's route, each candidate retrieved by id and
+  matched on the webhook URL that names the leg. Found: recorded as sent. Absent counts only once the
+  search is made ``DISPATCH_LOOKUP_HORIZON_SECONDS`` after the attempt (detail records appear only after
+  the message is sent, with a lag Telnyx does not document); before that, dispatch asks again later;
+- absent past the horizon: the leg becomes ``RETRYABLE`` and is claimed and sent again;
+- the provider cannot tell (lookups fail) past the reconcile deadline: ``failed`` /
+  ``PROVIDER_OUTCOME_UNKNOWN``, refunded, never resent (at most once). A report that later proves the
+  provider had it moves the leg on and charges it once (shared/status.py, ``can_revive``).
 
 Routine waits (a live claim, a reconcile, a retry after a provider hiccup) answer Cloud Tasks 2xx and
 create a named follow-up task: a 429/503 would make real Cloud Tasks throttle the whole queue. Only real
@@ -27,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from shared import failover, ids, observe, validity
 from shared.errors import ErrorCode, message_for
-from shared.leg_changes import change
+from shared.leg_changes import change, change_unless_opted_out
 from shared.legs import note, transition, with_send_state
 from shared.ports import Decision, DispatchTask, media_docs
 from shared.provider import Kind, Lookup, LookupState, OutboundMessage, Outcome, idempotency_key_for
@@ -43,8 +52,12 @@ if TYPE_CHECKING:
 CLAIM_LEASE = dt.timedelta(seconds=30)
 # After an ambiguous attempt, give the provider's report a moment to arrive before asking the provider.
 RECONCILE_DELAY = dt.timedelta(seconds=3)
-# How long a provider that cannot say whether it has the message is asked again before we give up.
+# How long a provider that cannot say whether it has the message is asked again before we give up (never
+# less than a few horizons: absence cannot be proven before one has passed).
 RECONCILE_DEADLINE = dt.timedelta(minutes=30)
+DEADLINE_HORIZONS = 3
+# The detail-record lag dispatch assumes when none is configured (DISPATCH_LOOKUP_HORIZON_SECONDS).
+LOOKUP_HORIZON = dt.timedelta(minutes=10)
 # Lookups look back this far before the first attempt (clock skew between us and the provider).
 LOOKUP_SKEW = dt.timedelta(seconds=5)
 MAX_RETRY_DELAY = 300.0
@@ -56,6 +69,7 @@ class Action(StrEnum):
     SEND = "send"  # we hold the claim: call the provider
     RECONCILE = "reconcile"  # we hold the claim of an ambiguous leg: ask the provider first
     FOLLOW_UP = "follow_up"  # not now: a named task comes back at ``at``
+    AGAIN = "again"  # the provider provably does not have it: claim again now (a fresh send)
     RESCHEDULE = "reschedule"  # a scheduled leg arrived early (Cloud Tasks' 30-day cap): go round again
     DONE = "done"  # nothing to do
     CONVERSATION = "conversation"  # a conversation's recipient: the conversation is sent as one
@@ -89,40 +103,57 @@ def leg_webhook_url(base: str, message_id: str) -> str:
     return f"{base}?{urllib.parse.urlencode({'leg': message_id})}"
 
 
+def horizon_of(rt: Runtime) -> dt.timedelta:
+    seconds = getattr(rt.settings, "dispatch_lookup_horizon_seconds", None)
+    return dt.timedelta(seconds=seconds) if seconds is not None else LOOKUP_HORIZON
+
+
 def dispatch(rt: Runtime, message_id: str, batch_id: str | None = None) -> Answer:
     now = rt.now()
     if batch_id is not None and (canceled := _batch_canceled(rt, message_id, batch_id, now)) is not None:
         return canceled
-    lease = dt.timedelta(seconds=rt.settings.dispatch_claim_lease_seconds)
-    claim = change(rt, message_id, lambda leg: claim_step(leg, now, lease))
-    step, leg = claim.result, claim.current
-    assert step is not None
+    step, leg = _claim_and_call(rt, message_id, now)
+    if step.action is Action.AGAIN:  # the provider provably never got it: one fresh claim, now
+        step, leg = _claim_and_call(rt, message_id, rt.now())
+        if step.action is Action.AGAIN:
+            step = Step(Action.FOLLOW_UP, step.outcome, at=rt.now() + dt.timedelta(seconds=1), reason="a")
     if step.action is Action.CONVERSATION and leg is not None:
         from shared import conversation  # noqa: PLC0415 - it builds on this module
 
         return conversation.dispatch(rt, leg)
-    if step.action in (Action.SEND, Action.RECONCILE):
-        assert leg is not None
-        claimed_at = leg.claimed_at
-        message = _outbound(rt, leg)
-        if isinstance(message, Outcome):
-            outcome: Outcome | Lookup = message  # media URLs could not be signed: nothing was sent
-        elif step.action is Action.RECONCILE:
-            lookup = rt.provider.find(message, (leg.ambiguous_since or now) - LOOKUP_SKEW)
-            observe.metric("dispatch.reconciled", lookup=lookup.state.value)
-            outcome = rt.provider.send(message) if lookup.state is LookupState.ABSENT else lookup
-        else:
-            outcome = rt.provider.send(message)
-        recorded = change(rt, message_id,
-                          lambda current: record_step(current, outcome, claimed_at, rt.now(),
-                                                      rt.settings.dispatch_max_attempts))
-        step, leg = recorded.result, recorded.current
-        assert step is not None
-        if recorded.changed and leg is not None and leg.status is Status.FAILED and leg.provider_error_code:
-            observe.metric("provider.rejected", code=leg.provider_error_code)
-        if recorded.changed:
-            failover.launch_if_due(rt, leg)
     return _finish(rt, step, leg)
+
+
+def _claim_and_call(rt: Runtime, message_id: str, now: dt.datetime) -> tuple[Step, Leg | None]:
+    """One claim and, if it is ours, one provider call (a send or a lookup) recorded on the leg."""
+    lease = dt.timedelta(seconds=rt.settings.dispatch_claim_lease_seconds)
+    claim = change_unless_opted_out(rt, message_id,
+                                    lambda leg, opted_out: claim_step(leg, now, lease, opted_out=opted_out))
+    step, leg = claim.result, claim.current
+    assert step is not None
+    if step.action not in (Action.SEND, Action.RECONCILE):
+        return step, leg
+    assert leg is not None
+    claimed_at = leg.claimed_at
+    message = _outbound(rt, leg)
+    if isinstance(message, Outcome):
+        outcome: Outcome | Lookup = message  # media URLs could not be signed: nothing was sent
+    elif step.action is Action.RECONCILE:
+        outcome = rt.provider.find(message, (leg.ambiguous_since or now) - LOOKUP_SKEW)
+        observe.metric("dispatch.reconciled", lookup=outcome.state.value)
+    else:
+        outcome = rt.provider.send(message)
+    horizon = horizon_of(rt)
+    recorded = change(rt, message_id,
+                      lambda current: record_step(current, outcome, claimed_at, rt.now(),
+                                                  rt.settings.dispatch_max_attempts, horizon))
+    step, leg = recorded.result, recorded.current
+    assert step is not None
+    if recorded.changed and leg is not None and leg.status is Status.FAILED and leg.provider_error_code:
+        observe.metric("provider.rejected", code=leg.provider_error_code)
+    if recorded.changed:
+        failover.launch_if_due(rt, leg)
+    return step, leg
 
 
 def _batch_canceled(rt: Runtime, message_id: str, batch_id: str, now: dt.datetime) -> Answer | None:
@@ -170,14 +201,24 @@ def _finish(rt: Runtime, step: Step, leg: Leg | None) -> Answer:
     return Answer(step.status, step.outcome, step.retry_after)
 
 
-def claim_step(leg: Leg | None, now: dt.datetime, lease: dt.timedelta = CLAIM_LEASE) -> Decision[Step]:
-    """Decide what one delivery of a leg's dispatch task does (pure)."""
+def claim_step(leg: Leg | None, now: dt.datetime, lease: dt.timedelta = CLAIM_LEASE, *, opted_out: bool = False
+               ) -> Decision[Step]:
+    """Decide what one delivery of a leg's dispatch task does (pure). ``opted_out``: the recipient is on the
+    tenant's opt-out list as read in the same step."""
     if leg is None:
         return Decision(result=Step(Action.DONE, "unknown message"))
     if leg.conversation_id:
         # One recipient of a group conversation: the conversation is claimed and sent as one group_mms
         # (shared/conversation.py), whichever of its recipients' tasks comes first.
         return Decision(result=Step(Action.CONVERSATION, "conversation"))
+    if opted_out and not leg.provider_id and (
+            leg.status in (Status.QUEUED, Status.SCHEDULED)
+            or leg.status is Status.SENDING and leg.send_state is SendState.RETRYABLE):
+        # Not handed to the provider (a retryable leg provably is not there): a STOP stops it.
+        failed = _failed(leg, ErrorCode.RECIPIENT_OPTED_OUT, "recipient opted out before it was sent", now,
+                         message_for(ErrorCode.RECIPIENT_OPTED_OUT), None)
+        return Decision(after=failed, refund_micros=leg.price_micros if failed else 0,
+                        result=Step(Action.DONE, "recipient opted out"))
     if leg.status in (Status.QUEUED, Status.SCHEDULED):
         if validity.past(leg, now):
             return _expire(leg, now, "validity ended before it was sent")
@@ -215,8 +256,8 @@ def claim_step(leg: Leg | None, now: dt.datetime, lease: dt.timedelta = CLAIM_LE
     # Ambiguous, or a claim whose holder died mid-call: the provider may have it. Ask before sending.
     since = leg.ambiguous_since or leg.claimed_at
     reconciling = with_send_state(leg, SendState.AMBIGUOUS, now=now, ambiguous_since=since)
-    reconciling = with_send_state(reconciling, SendState.IN_FLIGHT, now=now, claimed_at=now,
-                                  attempts=leg.attempts + 1)
+    # A lookup is not a send: ``attempts`` counts only calls that may have given the provider a message.
+    reconciling = with_send_state(reconciling, SendState.IN_FLIGHT, now=now, claimed_at=now)
     return Decision(after=reconciling, result=Step(Action.RECONCILE, "reconciled"))
 
 
@@ -237,8 +278,10 @@ def _provider_has_it(leg: Leg, provider_id: str, now: dt.datetime) -> Leg | None
 
 
 def _take(leg: Leg, now: dt.datetime) -> Leg:
+    """The leg claimed for a send: ``last_attempt_at`` (committed before the call) is when the provider may
+    first have got this attempt, the time a lookup's horizon counts from."""
     return with_send_state(leg, SendState.IN_FLIGHT, now=now, claimed_at=now, attempts=leg.attempts + 1,
-                           first_claimed_at=leg.first_claimed_at or now)
+                           first_claimed_at=leg.first_claimed_at or now, last_attempt_at=now)
 
 
 def _failed(leg: Leg, code: ErrorCode, cause: str, now: dt.datetime, detail: str, provider_code: str | None
@@ -256,8 +299,9 @@ def _ended(leg: Leg, failed: Leg | None, outcome: str, opt_out: str | None = Non
 
 
 def record_step(leg: Leg | None, outcome: Outcome | Lookup, claimed_at: dt.datetime | None, now: dt.datetime,
-                max_attempts: int) -> Decision[Step]:
-    """Record what the provider said (or what the lookup found) on the leg we claimed (pure)."""
+                max_attempts: int, horizon: dt.timedelta = LOOKUP_HORIZON) -> Decision[Step]:
+    """Record what the provider said (or what the lookup found) on the leg we claimed (pure). ``horizon``:
+    how long after an attempt a lookup must be made for "absent" to prove the provider never got it."""
     if leg is None:
         return Decision(result=Step(Action.DONE, "unknown message"))
     provider_id = outcome.provider_id if (
@@ -270,16 +314,8 @@ def record_step(leg: Leg | None, outcome: Outcome | Lookup, claimed_at: dt.datet
         # Someone else holds the leg now (our claim ran out, or a report settled it): theirs to record.
         return Decision(result=Step(Action.DONE, "claim lost; not recorded"))
 
-    if isinstance(outcome, Lookup):  # the provider could not say whether it has the message
-        since = leg.ambiguous_since or claimed_at or now
-        if now - since > RECONCILE_DEADLINE:
-            failed = _failed(leg, ErrorCode.PROVIDER_OUTCOME_UNKNOWN, "provider could not confirm; not resent",
-                             now, message_for(ErrorCode.PROVIDER_OUTCOME_UNKNOWN), None)
-            return _ended(leg, failed, "outcome unknown; gave up (at most once)")
-        waiting = with_send_state(leg, SendState.AMBIGUOUS, now=now, ambiguous_since=since,
-                                  last_error=outcome.detail)
-        return Decision(after=waiting, result=Step(Action.FOLLOW_UP, "provider lookup failed; asking again",
-                                                   at=now + _backoff(leg.attempts, None, floor=10), reason="r"))
+    if isinstance(outcome, Lookup):
+        return _looked_up(leg, outcome, claimed_at, now, max_attempts, horizon)
 
     if outcome.kind is Kind.OPT_OUT:
         failed = _failed(leg, ErrorCode.RECIPIENT_OPTED_OUT, f"provider {outcome.code}", now, outcome.detail,
@@ -303,7 +339,7 @@ def record_step(leg: Leg | None, outcome: Outcome | Lookup, claimed_at: dt.datet
         return Decision(after=retryable, result=Step(
             Action.FOLLOW_UP, "provider unavailable, retrying", at=now + _backoff(leg.attempts, outcome.retry_after),
             reason="t"))
-    # Ambiguous: the provider may have it. Never resend before asking it.
+    # Ambiguous: the provider may have it. Never resend before evidence says it does not.
     observe.metric("dispatch.ambiguous", message_id=leg.id)
     if leg.attempts >= max_attempts:
         failed = _failed(leg, ErrorCode.PROVIDER_OUTCOME_UNKNOWN, "no answer on the last attempt; not resent", now,
@@ -313,6 +349,40 @@ def record_step(leg: Leg | None, outcome: Outcome | Lookup, claimed_at: dt.datet
                               last_error=outcome.detail)
     return Decision(after=waiting, result=Step(Action.FOLLOW_UP, "no answer from provider; reconciling",
                                                at=now + RECONCILE_DELAY, reason="r"))
+
+
+def _looked_up(leg: Leg, lookup: Lookup, claimed_at: dt.datetime | None, now: dt.datetime, max_attempts: int,
+               horizon: dt.timedelta) -> Decision[Step]:
+    """A lookup that did not find the message: absent past the horizon frees the leg for a fresh send; absent
+    before it, or no answer, waits; no answer past the deadline ends it unknown (at most once)."""
+    since = leg.ambiguous_since or claimed_at or now
+    # Legs claimed before last_attempt_at existed: the first ambiguous attempt is the best bound we have.
+    attempted = leg.last_attempt_at or since
+    settles_at = attempted + horizon
+    if lookup.state is LookupState.ABSENT and now >= settles_at:
+        if leg.attempts >= max_attempts:
+            failed = _failed(leg, ErrorCode.PROVIDER_UNAVAILABLE, "absent after every attempt; retries exhausted",
+                             now, lookup.detail, None)
+            return _ended(leg, failed, "gave up")
+        absent = with_send_state(leg, SendState.RETRYABLE, now=now,
+                                 last_error=f"provider does not have it {horizon.total_seconds():g} s after the "
+                                            f"attempt: {lookup.detail}")
+        observe.log_warning("provider does not have an ambiguous send past the horizon: sending again",
+                            message_id=leg.id)
+        return Decision(after=absent, result=Step(Action.AGAIN, "provider does not have it; sending again"))
+    if now - since > max(RECONCILE_DEADLINE, DEADLINE_HORIZONS * horizon):
+        failed = _failed(leg, ErrorCode.PROVIDER_OUTCOME_UNKNOWN, "provider could not confirm; not resent",
+                         now, message_for(ErrorCode.PROVIDER_OUTCOME_UNKNOWN), None)
+        return _ended(leg, failed, "outcome unknown; gave up (at most once)")
+    waiting = with_send_state(leg, SendState.AMBIGUOUS, now=now, ambiguous_since=since, last_error=lookup.detail)
+    # Lookups space out as the wait grows (10 s up to 5 min), so a long horizon costs a handful of them.
+    pause = dt.timedelta(seconds=min(MAX_RETRY_DELAY, max(10.0, (now - since).total_seconds())))
+    if lookup.state is LookupState.ABSENT:
+        # Not yet evidence: the detail record may still be on its way. Ask again by the horizon at the latest.
+        return Decision(after=waiting, result=Step(Action.FOLLOW_UP, "not found yet; asking again",
+                                                   at=min(settles_at + ON_TIME, now + pause), reason="h"))
+    return Decision(after=waiting, result=Step(Action.FOLLOW_UP, "provider lookup failed; asking again",
+                                               at=now + pause, reason="r"))
 
 
 def _backoff(attempts: int, retry_after: float | None, floor: float = 1.0) -> dt.timedelta:

@@ -27,6 +27,14 @@ def change(rt: Runtime, message_id: str, decide: Callable[[Leg | None], Decision
     return mutation
 
 
+def change_unless_opted_out(rt: Runtime, message_id: str, decide: Callable[[Leg | None, bool], Decision[T]]
+                            ) -> Mutation[T]:
+    """``change``, with ``decide`` told whether the recipient is on the tenant's opt-out list (dispatch's claim)."""
+    mutation = rt.legs.mutate_unless_opted_out(message_id, decide)
+    announce(rt, mutation.before, mutation.after)
+    return mutation
+
+
 def announce(rt: Runtime, before: Leg | None, after: Leg | None) -> None:
     if after is None:
         return

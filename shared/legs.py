@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.ids import notify_event_id
 from shared.records import EventState, HistoryEntry, Leg, OutboxEntry, StoredMedia
-from shared.status import CUSTOMER_EVENTS, SendState, Status, can_enter, can_send_enter
+from shared.status import CUSTOMER_EVENTS, SendState, Status, can_enter, can_revive, can_send_enter
 
 
 def new_leg(*, message_id: str, leg_key: str, tenant_id: str, group_id: str | None, to: str, from_: str,
@@ -30,9 +30,14 @@ def new_leg(*, message_id: str, leg_key: str, tenant_id: str, group_id: str | No
 
 def transition(leg: Leg, new: Status, *, cause: str, now: dt.datetime, event_id: str | None = None,
                **fields: Any) -> Leg | None:
-    """``leg`` moved to ``new`` (with ``fields`` set), or None when the status machine refuses the move."""
-    if leg.status is new or not can_enter(leg.status, new):
+    """``leg`` moved to ``new`` (with ``fields`` set), or None when the status machine refuses the move. A
+    revived leg (``can_revive``) loses the error of the failure the provider's proof overturned."""
+    if leg.status is new:
         return None
+    if not can_enter(leg.status, new):
+        if not can_revive(leg.status, leg.error_code, new):
+            return None
+        fields = {"error_code": None, "error_message": None, **fields}
     entry = HistoryEntry(at=now, from_=leg.status.value, to=new.value, cause=cause, event_id=event_id)
     moved = leg.with_(status=new, status_since=now, updated_at=now, history=(*leg.history, entry), **fields)
     if new in CUSTOMER_EVENTS:

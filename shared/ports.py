@@ -221,6 +221,12 @@ class LegStore(Protocol):
     def mutate(self, message_id: str, decide: Callable[[Leg | None], Decision[T]], *,
                event: ProviderEventRecord | None = None) -> Mutation[T]: ...
 
+    def mutate_unless_opted_out(self, message_id: str, decide: Callable[[Leg | None, bool], Decision[T]]
+                                ) -> Mutation[T]:
+        """``mutate``, with ``decide`` told whether the leg's recipient is on its tenant's opt-out list as read
+        just before the commit (dispatch's claim: a STOP stops every leg not yet handed to the provider)."""
+        ...
+
     def record_event(self, event: ProviderEventRecord) -> bool: ...
 
     def accept(self, group: Group | None, legs: list[Leg],

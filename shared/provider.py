@@ -2,10 +2,11 @@
 
 Telnyx-specific codes live here as data; the HTTP adapter that implements ``Provider`` is ``infra.telnyx``.
 
-Every call for one leg carries the same idempotency key, and the request body is byte-identical on every
-attempt, so a provider that saw an earlier attempt replays its answer instead of sending again. When an
-attempt's outcome is unknown, ``Provider.find`` asks the provider whether it holds the leg's message
-before anyone sends it again.
+Telnyx's messaging API declares no ``Idempotency-Key`` support (docs/telnyx.md): a repeated send is a new
+message. Every call for one leg still carries the same key and a byte-identical body (it costs nothing,
+and a provider that honours keys would replay instead of sending again), but exactly-once never depends
+on it: an attempt whose outcome is unknown is settled by evidence (a report, or ``Provider.find`` made
+after the detail-record horizon) before anyone sends it again (shared/dispatching.py).
 """
 
 from __future__ import annotations

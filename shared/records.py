@@ -138,6 +138,7 @@ class Leg:
     claimed_at: dt.datetime | None = None
     first_claimed_at: dt.datetime | None = None  # fixes the signed media URLs: every attempt's body is equal
     ambiguous_since: dt.datetime | None = None
+    last_attempt_at: dt.datetime | None = None  # the latest send call: a lookup's horizon counts from it
     last_error: str | None = None
     sent_at: dt.datetime | None = None
     last_report_at: dt.datetime | None = None
@@ -197,7 +198,8 @@ class Leg:
             "attempts": self.attempts, "send_state": self.send_state.value,
             "dispatch_generation": self.dispatch_generation, "claimed_at": self.claimed_at,
             "first_claimed_at": self.first_claimed_at, "ambiguous_since": self.ambiguous_since,
-            "last_error": self.last_error, "sent_at": self.sent_at, "last_report_at": self.last_report_at,
+            "last_attempt_at": self.last_attempt_at, "last_error": self.last_error, "sent_at": self.sent_at,
+            "last_report_at": self.last_report_at,
             "history": [h.to_doc() for h in self.history],
             "notifications": {k: v.to_doc() for k, v in self.notifications.items()},
             "notify_due": self.notify_due,
@@ -233,7 +235,8 @@ class Leg:
             attempts=int(doc.get("attempts") or 0), send_state=SendState(doc.get("send_state") or "none"),
             dispatch_generation=int(doc.get("dispatch_generation") or 0), claimed_at=doc.get("claimed_at"),
             first_claimed_at=doc.get("first_claimed_at"), ambiguous_since=doc.get("ambiguous_since"),
-            last_error=doc.get("last_error"), sent_at=doc.get("sent_at"), last_report_at=doc.get("last_report_at"),
+            last_attempt_at=doc.get("last_attempt_at"), last_error=doc.get("last_error"), sent_at=doc.get("sent_at"),
+            last_report_at=doc.get("last_report_at"),
             history=tuple(HistoryEntry.from_doc(h) for h in doc.get("history") or ()),
             notifications={k: OutboxEntry.from_doc(v) for k, v in (doc.get("notifications") or {}).items()},
             notify_due=doc.get("notify_due"),

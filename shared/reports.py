@@ -102,9 +102,16 @@ def apply_report(leg: Leg | None, report: Report, now: dt.datetime) -> Decision[
         moved = note(leg, cause=cause, now=now, event_id=report.event_id, final=True, **learned)
     if moved is None:
         return Decision(after=leg.with_(**learned) if learned else None, result="stale or duplicate status ignored")
-    if moved.send_state not in (SendState.ACCEPTED, SendState.FAILED):
+    revived = leg.status is Status.FAILED
+    if moved.send_state is not SendState.ACCEPTED and (revived or moved.send_state is not SendState.FAILED):
         # A report proves the provider has the message, even if dispatch never heard its answer.
         moved = with_send_state(moved, SendState.ACCEPTED, now=now)
+    if revived:
+        # It ended PROVIDER_OUTCOME_UNKNOWN and was refunded: the provider had it after all, so it is charged
+        # again, once (only this transition leaves failed, and it cannot happen twice).
+        observe.log_warning("a leg failed PROVIDER_OUTCOME_UNKNOWN was proven sent: revived and charged",
+                            message_id=leg.id, status=moved.status.value)
+        return Decision(after=failover.arm(moved), refund_micros=-leg.price_micros, result="applied (revived)")
     return Decision(after=failover.arm(moved), result="applied")
 
 

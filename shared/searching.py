@@ -100,7 +100,10 @@ def _time(name: str, raw: str) -> dt.datetime:
         raise _invalid(name, "an RFC 3339 date-time with a UTC offset is required") from None
     if value.tzinfo is None:
         raise _invalid(name, "an RFC 3339 date-time with a UTC offset is required")
-    return value.astimezone(dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC (9999-12-31...-01:00, after 9999)
+        raise _invalid(name, "the date-time is outside the years 1 to 9999 once in UTC") from None
 
 
 def _number(name: str, raw: str) -> str:

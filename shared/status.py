@@ -47,6 +47,18 @@ def can_enter(current: Status | str, new: Status | str) -> bool:
     return Status(current) in ALLOWED_FROM[Status(new)]
 
 
+# The one failure a later proof can overturn: PROVIDER_OUTCOME_UNKNOWN means we could not learn whether the
+# provider had the message and did not send it again. A report (or record) that proves it did moves the leg on
+# to what the provider says, refunded price charged back once (docs/decisions.md, "Exactly once"). Never
+# back to sending: nothing is ever resent from here.
+REVIVABLE_ERROR = "PROVIDER_OUTCOME_UNKNOWN"
+REVIVABLE_TO = frozenset({S.SENT, S.DELIVERED, S.UNDELIVERED})
+
+
+def can_revive(current: Status | str, error_code: str | None, new: Status | str) -> bool:
+    return Status(current) is S.FAILED and error_code == REVIVABLE_ERROR and Status(new) in REVIVABLE_TO
+
+
 def is_final(status: Status | str, final_flag: bool = False) -> bool:
     """Terminal, or ``sent`` that will never get a report (``delivery_unconfirmed`` or swept)."""
     return Status(status) in TERMINAL or (Status(status) is S.SENT and final_flag)
@@ -97,7 +109,8 @@ SEND_ALLOWED_FROM: dict[SendState, frozenset[SendState]] = {
     SS.IN_FLIGHT: frozenset({SS.NONE, SS.RETRYABLE, SS.AMBIGUOUS}),
     SS.RETRYABLE: frozenset({SS.IN_FLIGHT}),
     SS.AMBIGUOUS: frozenset({SS.IN_FLIGHT, SS.AMBIGUOUS}),
-    SS.ACCEPTED: frozenset({SS.NONE, SS.IN_FLIGHT, SS.RETRYABLE, SS.AMBIGUOUS}),
+    # from failed only when a report revives a leg that ended PROVIDER_OUTCOME_UNKNOWN (can_revive)
+    SS.ACCEPTED: frozenset({SS.NONE, SS.IN_FLIGHT, SS.RETRYABLE, SS.AMBIGUOUS, SS.FAILED}),
     SS.FAILED: frozenset({SS.NONE, SS.IN_FLIGHT, SS.RETRYABLE, SS.AMBIGUOUS}),
 }
 

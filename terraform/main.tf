@@ -204,27 +204,28 @@ locals {
   # Plain configuration, the same for every function: infra.settings.ENV minus the secrets (those come
   # from Secret Manager, secrets.tf) and minus the local-stack-only escape hatch.
   env = {
-    GOOGLE_CLOUD_PROJECT         = var.project_id
-    TASKS_LOCATION               = var.region
-    DISPATCH_QUEUE               = google_cloud_tasks_queue.dispatch.name
-    NOTIFY_QUEUE                 = google_cloud_tasks_queue.notify.name
-    DISPATCH_URL                 = local.function_urls["dispatch"]
-    NOTIFIER_URL                 = local.function_urls["notifier"]
-    TASKS_INVOKER_SA             = google_service_account.tasks_invoker.email
-    DISPATCH_MAX_ATTEMPTS        = tostring(var.dispatch_max_attempts)
-    TELNYX_BASE_URL              = var.telnyx_base_url
-    TELNYX_WEBHOOK_URL           = local.telnyx_webhook_url
-    MEDIA_BUCKET                 = google_storage_bucket.media.name
-    MEDIA_ALLOWED_HOSTS          = join(",", local.media_allowed_hosts)
-    INBOUND_MEDIA_HOSTS          = join(",", var.inbound_media_hosts)
-    MEDIA_MAX_BYTES              = tostring(var.media_max_bytes)
-    MEDIA_URL_TTL_SECONDS        = tostring(var.media_url_ttl_seconds)
-    MEDIA_FETCH_TIMEOUT_SECONDS  = tostring(var.media_fetch_timeout_seconds)
-    SWEEP_QUEUED_AFTER_SECONDS   = tostring(var.sweep_queued_after_seconds)
-    BATCH_LEGS_PER_SECOND        = tostring(var.batch_legs_per_second)
-    SWEEP_FINAL_AFTER_SECONDS    = tostring(var.sweep_final_after_seconds)
-    DISPATCH_CLAIM_LEASE_SECONDS = tostring(var.dispatch_claim_lease_seconds)
-    LOG_LEVEL                    = var.log_level
+    GOOGLE_CLOUD_PROJECT            = var.project_id
+    TASKS_LOCATION                  = var.region
+    DISPATCH_QUEUE                  = google_cloud_tasks_queue.dispatch.name
+    NOTIFY_QUEUE                    = google_cloud_tasks_queue.notify.name
+    DISPATCH_URL                    = local.function_urls["dispatch"]
+    NOTIFIER_URL                    = local.function_urls["notifier"]
+    TASKS_INVOKER_SA                = google_service_account.tasks_invoker.email
+    DISPATCH_MAX_ATTEMPTS           = tostring(var.dispatch_max_attempts)
+    TELNYX_BASE_URL                 = var.telnyx_base_url
+    TELNYX_WEBHOOK_URL              = local.telnyx_webhook_url
+    MEDIA_BUCKET                    = google_storage_bucket.media.name
+    MEDIA_ALLOWED_HOSTS             = join(",", local.media_allowed_hosts)
+    INBOUND_MEDIA_HOSTS             = join(",", var.inbound_media_hosts)
+    MEDIA_MAX_BYTES                 = tostring(var.media_max_bytes)
+    MEDIA_URL_TTL_SECONDS           = tostring(var.media_url_ttl_seconds)
+    MEDIA_FETCH_TIMEOUT_SECONDS     = tostring(var.media_fetch_timeout_seconds)
+    SWEEP_QUEUED_AFTER_SECONDS      = tostring(var.sweep_queued_after_seconds)
+    BATCH_LEGS_PER_SECOND           = tostring(var.batch_legs_per_second)
+    SWEEP_FINAL_AFTER_SECONDS       = tostring(var.sweep_final_after_seconds)
+    DISPATCH_CLAIM_LEASE_SECONDS    = tostring(var.dispatch_claim_lease_seconds)
+    DISPATCH_LOOKUP_HORIZON_SECONDS = tostring(var.dispatch_lookup_horizon_seconds)
+    LOG_LEVEL                       = var.log_level
   }
 
   # --- Source archive --------------------------------------------------------------------------------

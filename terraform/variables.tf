@@ -278,6 +278,17 @@ variable "dispatch_claim_lease_seconds" {
   }
 }
 
+variable "dispatch_lookup_horizon_seconds" {
+  type        = number
+  description = "DISPATCH_LOOKUP_HORIZON_SECONDS: after a Telnyx send whose answer was lost, how long after the attempt a detail-record search must be made before \"not found\" counts as proof that Telnyx never got the message (and dispatch sends it again). Telnyx does not document how late its detail records appear: set it above the largest lag you observe on your account (docs/decisions.md, Exactly once)."
+  default     = 600
+
+  validation {
+    condition     = var.dispatch_lookup_horizon_seconds >= 60 && var.dispatch_lookup_horizon_seconds <= 14400 && floor(var.dispatch_lookup_horizon_seconds) == var.dispatch_lookup_horizon_seconds
+    error_message = "dispatch_lookup_horizon_seconds must be a whole number from 60 to 14400 (4 hours, Telnyx's queue limit)."
+  }
+}
+
 variable "notify_rate_per_second" {
   type        = number
   description = "Customer-webhook queue max_dispatches_per_second."

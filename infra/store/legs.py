@@ -139,6 +139,26 @@ class FirestoreLegs(LinkedWrites):
                event: ProviderEventRecord | None = None) -> Mutation[T]:
         """Read-decide-write one leg atomically. With ``event``, the provider event is recorded in the same
         commit when it changes anything, and a replay of it answers ``duplicate`` without calling ``decide``."""
+        return self._mutate(message_id, lambda leg: decide(leg), event=event)
+
+    def mutate_unless_opted_out(self, message_id: str, decide: Callable[[Leg | None, bool], Decision[T]]
+                                ) -> Mutation[T]:
+        """``mutate``, with ``decide`` told whether the recipient is on the tenant's opt-out list. The entry is
+        read after the leg (its tenant and number come from it) and before the commit, so a STOP stored
+        before this read stops the leg; one stored after it races the provider call, as it would a moment
+        later (docs/decisions.md, Opt-outs)."""
+
+        def decide_with_list(leg: Leg | None) -> Decision[T]:
+            if leg is None or leg.is_final:
+                return decide(leg, False)
+            entry = (self.db.collection(C.TENANTS).document(leg.tenant_id).collection(C.OPT_OUTS)
+                     .document(leg.to).get())
+            return decide(leg, bool(entry.exists))
+
+        return self._mutate(message_id, decide_with_list, event=None)
+
+    def _mutate(self, message_id: str, decide: Callable[[Leg | None], Decision[T]], *,
+                event: ProviderEventRecord | None) -> Mutation[T]:
         ref = self._ref(message_id)
         event_ref = self.db.collection(C.PROVIDER_EVENTS).document(event.event_id) if event else None
 

@@ -21,6 +21,7 @@ class FakeLegs:
     refunds: list[tuple[str, int]] = field(default_factory=list)
     opt_outs: list[tuple[str, str]] = field(default_factory=list)
     events: set[str] = field(default_factory=set)
+    opted_out: set[tuple[str, str]] = field(default_factory=set)  # (tenant, number) on the opt-out list
 
     def get(self, message_id: str) -> Leg | None:
         return self.legs.get(message_id)
@@ -41,6 +42,12 @@ class FakeLegs:
         if event is not None:
             self.events.add(event.event_id)
         return Mutation(before=before, after=after, result=decision.result)
+
+    def mutate_unless_opted_out(self, message_id: str, decide: Callable[[Leg | None, bool], Decision[T]]
+                                ) -> Mutation[T]:
+        leg = self.legs.get(message_id)
+        opted_out = leg is not None and (leg.tenant_id, leg.to) in self.opted_out
+        return self.mutate(message_id, lambda current: decide(current, opted_out))
 
 
 @dataclass
@@ -78,13 +85,15 @@ class FakeMedia:
 
 
 class FakeRuntime:
-    def __init__(self, clock: FixedClock, *, max_attempts: int = 5, lease_seconds: int = 20) -> None:
+    def __init__(self, clock: FixedClock, *, max_attempts: int = 5, lease_seconds: int = 20,
+                 horizon_seconds: int = 600) -> None:
         self.clock = clock
         self.legs = FakeLegs()
         self.queue = FakeQueue()
         self.provider = FakeProvider()
         self.media = FakeMedia()
         self.settings = SimpleNamespace(dispatch_max_attempts=max_attempts, dispatch_claim_lease_seconds=lease_seconds,
+                                        dispatch_lookup_horizon_seconds=horizon_seconds,
                                         telnyx_webhook_url="https://gw.example/webhooks/telnyx")
 
     def now(self) -> dt.datetime:

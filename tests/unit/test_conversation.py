@@ -162,6 +162,9 @@ class ConversationLegs:
         decision = decide(before)
         return Mutation(before=before, after=decision.after, result=decision.result)
 
+    def mutate_unless_opted_out(self, message_id, decide):
+        return self.mutate(message_id, lambda leg: decide(leg, False))
+
     def mutate_conversation(self, conversation_id: str, group_id: str,
                             decide: Callable[[Conversation | None, list[Leg]], ConversationDecision]
                             ) -> ConversationMutation:

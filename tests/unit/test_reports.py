@@ -169,3 +169,39 @@ def test_dispatchs_answer_is_recorded_after_a_report_taught_the_id():
     assert taught is not None and taught.provider_id == "tx-1" and taught.status is S.SENDING
     recorded = record_step(taught, Outcome(Kind.ACCEPTED, provider_id="tx-1"), T0, at(2), 5).after
     assert recorded is not None and recorded.status is S.SENT and recorded.send_state is SS.ACCEPTED
+
+
+# -- a leg given up as PROVIDER_OUTCOME_UNKNOWN that the provider had after all ---------------------------
+def _unknown_leg():
+    return claimed(at_=T0, webhook_url=HOOK, price_micros=20_000).with_(
+        status=S.FAILED, send_state=SS.FAILED, error_code="PROVIDER_OUTCOME_UNKNOWN",
+        error_message="unknown")
+
+
+def test_a_report_revives_an_unknown_failure_and_charges_it_once():
+    decision = apply_report(_unknown_leg(), DELIVERED, at(5))
+    after = decision.after
+    assert after is not None
+    assert (after.status, after.send_state, after.provider_id) == (S.DELIVERED, SS.ACCEPTED, "tx-1")
+    assert after.error_code is None and after.error_message is None
+    assert decision.refund_micros == -20_000  # the refund given at the failure is taken back
+    assert notify_event_id(after.id, "delivered") in after.notifications
+    # The same report again, or a later one, changes the status no further and charges nothing more.
+    again = apply_report(after, DELIVERED, at(6))
+    assert again.refund_micros == 0
+    assert again.after is None or again.after.status is S.DELIVERED
+
+
+def test_a_sent_report_revives_it_as_sent_and_its_final_report_charges_nothing_more():
+    sent = apply_report(_unknown_leg(), SENT, at(5))
+    assert sent.after is not None and sent.after.status is S.SENT and sent.refund_micros == -20_000
+    final = apply_report(sent.after, DELIVERED, at(6))
+    assert final.after is not None and final.after.status is S.DELIVERED and final.refund_micros == 0
+
+
+@pytest.mark.parametrize("code", ["PROVIDER_REJECTED", "RECIPIENT_OPTED_OUT", "PROVIDER_UNAVAILABLE", None])
+def test_no_other_failure_is_revived(code):
+    failed = _unknown_leg().with_(error_code=code)
+    decision = apply_report(failed, DELIVERED, at(5))
+    assert decision.refund_micros == 0
+    assert decision.after is None or decision.after.status is S.FAILED

@@ -168,3 +168,21 @@ def test_a_forged_payload_with_its_own_mac_needs_the_key():
 def test_no_master_secret_no_cursor_key():
     with pytest.raises(ValueError):
         searching.cursor_key("")
+
+
+@pytest.mark.parametrize(("field", "raw"), [
+    ("created_after", "0001-01-01T00:00:00+01:00"),
+    ("created_after", "0001-01-01T00:00:00+23:59"),
+    ("created_before", "9999-12-31T23:59:59-01:00"),
+])
+def test_a_date_outside_the_calendar_once_in_utc_is_a_400_naming_its_field(field, raw):
+    # Regression: these overflowed converting to UTC and answered 500 INTERNAL.
+    error = refused({field: raw})
+    assert error.code.value == "VALIDATION_ERROR"
+    assert error.details[0]["field"] == field
+
+
+def test_the_calendar_ends_themselves_are_accepted_in_utc():
+    query, _ = parse({"created_after": "0001-01-01T00:00:00Z", "created_before": "9999-12-31T23:59:59Z"})
+    assert query.created_after == dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+    assert query.created_before == dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)

@@ -62,7 +62,8 @@ SEND_MOVES: dict[str, set[str]] = {
     "retryable": {"in_flight", "accepted", "failed"},
     "ambiguous": {"in_flight", "ambiguous", "accepted", "failed"},
     "accepted": set(),
-    "failed": set(),
+    # a report that proves the provider had a leg given up as PROVIDER_OUTCOME_UNKNOWN (status.can_revive)
+    "failed": {"accepted"},
 }
 
 ALL = [s.value for s in Status]
