@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -124,10 +124,29 @@ def receiver():
 
 
 def make_config(private_key: str, **overrides) -> SimConfig:
+    """Fast timings for tests. ``mdr_lag_s`` is 0 here so that the search tests see a record as soon as its
+    message is sent; the lag itself (default 60 s) has its own tests. Idempotency replay stays at its
+    default (off): the tests of the replay experiment turn it on explicitly."""
     values = dict(api_key=API_KEY, signing_key=private_key, webhook_delay_ms=20, webhook_retry_pause_ms=10,
-                  media_limit_bytes=10_000, log_requests=False)
+                  media_limit_bytes=10_000, log_requests=False, mdr_lag_s=0.0)
     values.update(overrides)
     return SimConfig(**values)
+
+
+@pytest.fixture
+def run_sim(keys):
+    """Start simulators with a given configuration (make_config overrides); all are stopped at teardown."""
+    started = []
+
+    def run(**overrides):
+        server, thread = start_server("127.0.0.1", 0, make_config(keys[0], **overrides))
+        started.append((server, thread))
+        return server
+
+    yield run
+    for server, thread in started:
+        server.shutdown()
+        thread.join(5)
 
 
 @pytest.fixture
@@ -165,6 +184,19 @@ def first_error(response):
     return response.json()["errors"][0]
 
 
+def wait_all_sent(api, count: int) -> list[dict]:
+    """Wait until the simulator holds ``count`` messages and every recipient of each has been sent."""
+    def ready():
+        messages = sim_messages(api)
+        done = len(messages) == count and all(r["sent_at"] for m in messages for r in m["recipients"])
+        return messages if done else None
+
+    return wait_for(ready)
+
+
+LOST_ANSWER = (httpx.RemoteProtocolError, httpx.ReadError)  # what a client sees when the connection drops
+
+
 # ------------------------------------------------------------------ signing helpers
 
 
@@ -187,6 +219,34 @@ def test_outcome_code_parsing():
     assert outcome_code("+14155550298") == 0  # last four must be 01XX
     assert outcome_code("+14156660198") == 0  # digits 4-6 must be 555
     assert outcome_code("+447700900123") == 0
+    # The lost-answer block +1NPA55503XX: 300 + XX, outside the other blocks' codes.
+    assert [outcome_code(f"+1415555030{d}") for d in (0, 9)] == [300, 309]
+    assert [outcome_code(f"+141555503{xx}") for xx in (49, 50, 99)] == [349, 350, 399]
+    assert outcome_code("+14155550400") == 0
+
+
+def test_config_defaults_play_telnyx_as_documented():
+    config = SimConfig.from_env({})
+    assert config.idempotency_replay is False  # the messaging reference declares no Idempotency-Key
+    assert config.idempotency_ttl_s == 86_400
+    assert config.mdr_lag_s == 60.0  # records lag; the delay is undocumented, so it is long
+    assert config.message_retention_s == 10 * 86_400  # GET /v2/messages/{id}: up to 10 days old
+    direct = SimConfig(api_key="k")
+    assert (direct.idempotency_replay, direct.mdr_lag_s, direct.message_retention_s) == (False, 60.0, 864_000.0)
+
+
+def test_config_from_env():
+    config = SimConfig.from_env({"TELNYX_SIM_IDEMPOTENCY_REPLAY": "1", "TELNYX_SIM_IDEMPOTENCY_TTL_S": "0",
+                                 "TELNYX_SIM_MDR_LAG_S": "0.5", "TELNYX_SIM_MESSAGE_RETENTION_S": "120"})
+    assert (config.idempotency_replay, config.idempotency_ttl_s) == (True, 0)
+    assert (config.mdr_lag_s, config.message_retention_s) == (0.5, 120)
+    assert SimConfig.from_env({"TELNYX_SIM_IDEMPOTENCY_REPLAY": "0"}).idempotency_replay is False
+    assert SimConfig.from_env({"TELNYX_SIM_MDR_LAG_S": "120"}).mdr_lag_s == 120
+    for name, bad in [("TELNYX_SIM_IDEMPOTENCY_REPLAY", "maybe"), ("TELNYX_SIM_MDR_LAG_S", "-1"),
+                      ("TELNYX_SIM_MDR_LAG_S", "soon"), ("TELNYX_SIM_MDR_LAG_S", "nan"),
+                      ("TELNYX_SIM_MESSAGE_RETENTION_S", "inf")]:
+        with pytest.raises(ValueError, match=name):
+            SimConfig.from_env({name: bad})
 
 
 # ------------------------------------------------------------------ auth and validation
@@ -382,6 +442,104 @@ def test_99_sent_but_never_finalized(api, receiver, sim):
     assert event_types(receiver.events(message_id)) == ["message.sent"]
     assert sim_messages(api)[0]["status"] == "sent"
     assert api.get(f"/v2/messages/{message_id}").json()["data"]["to"][0]["status"] == "sent"
+
+
+def assert_no_webhooks(api, receiver, sim):
+    time.sleep(sim.config.webhook_delay_ms / 1000 * 5)  # a webhook POST follows its status change closely
+    assert receiver.events() == []
+    assert api.get("/_sim/webhooks").json()["data"] == []
+
+
+@pytest.mark.parametrize("to", ["+14155550300", "+12125550349"])
+def test_silent_lost_answer_is_stored_and_delivered_but_never_answered_or_reported(api, receiver, sim, to):
+    with pytest.raises(LOST_ANSWER):
+        send(api, to, receiver=receiver)
+    [record] = sim_messages(api)
+    assert record["to"] == to and record["attempt"] == 1
+    wait_for(lambda: sim_messages(api)[0]["status"] == "delivered")
+    assert_no_webhooks(api, receiver, sim)
+    # Only the carrier's own views tell: retrieval by id, and the detail record (lag 0 in this fixture).
+    got = api.get(f"/v2/messages/{record['id']}").json()["data"]
+    assert got["to"][0]["status"] == "delivered" and got["webhook_url"] == receiver.url + "/hooks"
+    [mdr] = mdrs(api, **{"filter[cld]": to})["data"]
+    assert (mdr["uuid"], mdr["status"]) == (record["id"], "delivered")
+
+    again = send(api, to, receiver=receiver)  # a later attempt: answered, a new message, just as silent
+    assert again.status_code == 200
+    second = again.json()["data"]["id"]
+    assert second != record["id"] and again.json()["data"]["to"][0]["status"] == "queued"
+    wait_for(lambda: {m["status"] for m in sim_messages(api)} == {"delivered"} and len(sim_messages(api)) == 2)
+    assert_no_webhooks(api, receiver, sim)
+    assert {r["uuid"] for r in mdrs(api, **{"filter[cld]": to})["data"]} == {record["id"], second}
+
+
+def test_silent_lost_answer_also_withholds_the_profile_webhooks(run_sim, receiver):
+    server = run_sim(profile_webhook_url=receiver.url + "/profile")
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10) as client:
+        with pytest.raises(LOST_ANSWER):
+            send(client, "+14155550301")
+        wait_for(lambda: sim_messages(client) and sim_messages(client)[0]["status"] == "delivered")
+        assert sim_messages(client)[0]["webhook_url"] == receiver.url + "/profile"
+        assert_no_webhooks(client, receiver, server)
+
+
+@pytest.mark.parametrize("to", ["+14155550350", "+12125550399"])
+def test_lost_before_stored_drops_and_stores_nothing_then_a_retry_is_delivered(api, receiver, sim, to):
+    with pytest.raises(LOST_ANSWER):
+        send(api, to, receiver=receiver)
+    time.sleep(sim.config.webhook_delay_ms / 1000 * 3)
+    assert sim_messages(api) == []
+    assert mdrs(api)["data"] == []
+    assert_no_webhooks(api, receiver, sim)
+    with pytest.raises(LOST_ANSWER):  # another text is another first attempt
+        send(api, to, text="other", receiver=receiver)
+    assert sim_messages(api) == []
+
+    again = send(api, to, receiver=receiver)
+    assert again.status_code == 200
+    message_id = again.json()["data"]["id"]
+    events = wait_for(lambda: len(receiver.events(message_id)) == 2 and receiver.events(message_id))
+    assert event_types(events) == ["message.sent", "message.finalized"]
+    assert events[1]["json"]["data"]["payload"]["to"][0]["status"] == "delivered"
+    assert [m["id"] for m in sim_messages(api)] == [message_id]
+
+
+def test_group_with_a_lost_before_stored_recipient_loses_the_whole_first_request(api, receiver):
+    body = {"from": FROM, "to": ["+12125550100", "+14155550350"], "text": "g",
+            "webhook_url": receiver.url + "/g"}
+    with pytest.raises(LOST_ANSWER):
+        api.post("/v2/messages/group_mms", json=body)
+    assert sim_messages(api) == []
+    r = api.post("/v2/messages/group_mms", json=body)
+    assert r.status_code == 200
+    events = wait_for(lambda: len(receiver.events(r.json()["data"]["id"])) == 4 and receiver.events())
+    assert {e["json"]["data"]["payload"]["to"][0]["phone_number"] for e in events} == set(body["to"])
+
+
+def test_group_with_a_silent_recipient_withholds_only_its_webhooks(api, receiver, sim):
+    body = {"from": FROM, "to": ["+12125550100", "+14155550300"], "text": "g",
+            "webhook_url": receiver.url + "/g"}
+    with pytest.raises(LOST_ANSWER):
+        api.post("/v2/messages/group_mms", json=body)
+    [record] = sim_messages(api)
+    wait_for(lambda: sim_messages(api)[0]["status"] == "delivered")
+    time.sleep(sim.config.webhook_delay_ms / 1000 * 5)
+    events = receiver.events(record["id"])
+    assert event_types(events) == ["message.sent", "message.finalized"]
+    assert {e["json"]["data"]["payload"]["to"][0]["phone_number"] for e in events} == {"+12125550100"}
+    assert {e["to"] for e in api.get("/_sim/webhooks").json()["data"]} == {"+12125550100"}
+
+
+def test_by_default_a_keyed_retry_after_a_lost_answer_is_a_second_message(api, receiver):
+    """The XX=98 case against Telnyx as documented: the key does not save a resend from being a second send."""
+    body = {"from": FROM, "to": "+14155550198", "text": "lost answer", "webhook_url": receiver.url + "/hooks"}
+    with pytest.raises(LOST_ANSWER):
+        keyed(api, body, "mmsgate:msg_98")
+    [first] = sim_messages(api)
+    retry = keyed(api, body, "mmsgate:msg_98")
+    assert retry.status_code == 200 and retry.json()["data"]["id"] != first["id"]
+    assert len(sim_messages(api)) == 2
+    assert stats(api)["idempotency"]["replays"] == 0
 
 
 # ------------------------------------------------------------------ webhooks
@@ -639,112 +797,170 @@ def stats(api):
     return api.get("/_sim/stats").json()["data"]
 
 
-def test_identical_keyed_request_replays_the_first_answer_and_sends_nothing(api, receiver):
+@pytest.fixture
+def replay_sim(run_sim):
+    """A simulator with TELNYX_SIM_IDEMPOTENCY_REPLAY=1: the generic idempotency page, an experiment only."""
+    return run_sim(idempotency_replay=True)
+
+
+@pytest.fixture
+def replay_api(replay_sim):
+    with httpx.Client(base_url=replay_sim.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10) as c:
+        yield c
+
+
+def test_by_default_a_keyed_resend_creates_a_second_message(api, receiver):
+    body = {"from": FROM, "to": "+12125550100", "text": "once?", "webhook_url": receiver.url + "/hooks"}
+    first, again = keyed(api, body, "mmsgate:msg_one"), keyed(api, body, "mmsgate:msg_one")
+    assert first.status_code == again.status_code == 200
+    ids = [first.json()["data"]["id"], again.json()["data"]["id"]]
+    assert ids[0] != ids[1]
+    assert sorted(m["id"] for m in sim_messages(api)) == sorted(ids)
+    for message_id in ids:  # two messages, each with its own reports
+        events = wait_for(lambda m=message_id: len(receiver.events(m)) == 2 and receiver.events(m))
+        assert event_types(events) == ["message.sent", "message.finalized"]
+    idempotency = stats(api)["idempotency"]
+    assert idempotency["replay"] is False and idempotency["replays"] == 0 and idempotency["ignored"] == 2
+    assert idempotency["records"] == 0
+
+
+def test_by_default_group_mms_ignores_the_key_too(api):
+    body = {"from": FROM, "to": ["+12125550101", "+12125550102"], "text": "g"}
+    answers = [keyed(api, body, "k-group", path="/v2/messages/group_mms") for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json()["data"]["id"] != answers[1].json()["data"]["id"]
+    assert len(sim_messages(api)) == 2
+
+
+def test_by_default_the_key_is_neither_checked_nor_compared(api):
+    body = {"from": FROM, "to": "+12125550100", "text": "first"}
+    assert keyed(api, body, "k-1").status_code == 200
+    assert keyed(api, {**body, "text": "second"}, "k-1").status_code == 200  # no 422
+    for key in ["", "has space", "slash/no", "x" * 256, "semi;colon"]:  # no format check
+        assert keyed(api, body, key).status_code == 200
+    assert len(sim_messages(api)) == 7
+    assert stats(api)["idempotency"]["conflicts"] == 0
+
+
+def test_identical_keyed_request_replays_the_first_answer_and_sends_nothing(replay_api, receiver):
     body = {"from": FROM, "to": "+12125550100", "text": "once", "webhook_url": receiver.url + "/hooks"}
-    first = keyed(api, body, "mmsgate:msg_one")
+    first = keyed(replay_api, body, "mmsgate:msg_one")
     assert first.status_code == 200, first.text
     message_id = first.json()["data"]["id"]
     # Headers are not part of the request's identity: another User-Agent still gets the replay.
-    again = keyed(api, body, "mmsgate:msg_one", **{"User-Agent": "another-client/2"})
+    again = keyed(replay_api, body, "mmsgate:msg_one", **{"User-Agent": "another-client/2"})
     assert again.status_code == 200
     assert again.content == first.content  # the same answer, byte for byte (same id, status queued)
-    assert [m["id"] for m in sim_messages(api)] == [message_id]
-    assert sim_messages(api)[0]["idempotency_key"] == "mmsgate:msg_one"
-    assert stats(api)["idempotency"]["replays_by_key"] == {"mmsgate:msg_one": 1}
+    assert [m["id"] for m in sim_messages(replay_api)] == [message_id]
+    assert sim_messages(replay_api)[0]["idempotency_key"] == "mmsgate:msg_one"
+    assert stats(replay_api)["idempotency"]["replays_by_key"] == {"mmsgate:msg_one": 1}
     events = wait_for(lambda: len(receiver.events(message_id)) == 2 and receiver.events())
     assert event_types(events) == ["message.sent", "message.finalized"]  # one message's reports, not two
 
 
-def test_same_key_with_another_body_or_query_is_422_and_sends_nothing(api):
+def test_same_key_with_another_body_or_query_is_422_and_sends_nothing(replay_api):
     body = {"from": FROM, "to": "+12125550100", "text": "first"}
-    assert keyed(api, body, "k-1").status_code == 200
-    changed = keyed(api, {**body, "text": "second"}, "k-1")
+    assert keyed(replay_api, body, "k-1").status_code == 200
+    changed = keyed(replay_api, {**body, "text": "second"}, "k-1")
     assert changed.status_code == 422
     assert first_error(changed)["code"] == "10012" and "k-1" in first_error(changed)["detail"]
     # Same fields, other bytes (key order, spacing) is another body too: Telnyx compares bytes.
     reordered = json.dumps({"text": "first", "to": "+12125550100", "from": FROM}).encode()
-    assert keyed(api, reordered, "k-1").status_code == 422
-    with_query = api.post("/v2/messages?x=1", content=json.dumps(body, separators=(",", ":"), sort_keys=True),
+    assert keyed(replay_api, reordered, "k-1").status_code == 422
+    with_query = replay_api.post("/v2/messages?x=1", content=json.dumps(body, separators=(",", ":"), sort_keys=True),
                           headers={"Content-Type": "application/json", "Idempotency-Key": "k-1"})
     assert with_query.status_code == 422
-    assert [m["text"] for m in sim_messages(api)] == ["first"]
-    assert stats(api)["idempotency"]["conflicts_by_key"] == {"k-1": 3}
-    assert keyed(api, body, "k-1").status_code == 200  # the original request still replays
+    assert [m["text"] for m in sim_messages(replay_api)] == ["first"]
+    assert stats(replay_api)["idempotency"]["conflicts_by_key"] == {"k-1": 3}
+    assert keyed(replay_api, body, "k-1").status_code == 200  # the original request still replays
 
 
-def test_a_key_is_scoped_to_its_path(api):
-    assert keyed(api, {"from": FROM, "to": "+12125550100", "text": "x"}, "shared-key").status_code == 200
-    group = keyed(api, {"from": FROM, "to": ["+12125550101", "+12125550102"], "text": "x"}, "shared-key",
+def test_a_key_is_scoped_to_its_path(replay_api):
+    assert keyed(replay_api, {"from": FROM, "to": "+12125550100", "text": "x"}, "shared-key").status_code == 200
+    group = keyed(replay_api, {"from": FROM, "to": ["+12125550101", "+12125550102"], "text": "x"}, "shared-key",
                   path="/v2/messages/group_mms")
     assert group.status_code == 200
-    assert len(sim_messages(api)) == 2
+    assert len(sim_messages(replay_api)) == 2
 
 
 @pytest.mark.parametrize("to, status", [("+14155550193", 500), ("+14155550196", 429)])
-def test_a_failed_keyed_attempt_is_not_stored_so_its_retry_runs(api, to, status):
+def test_a_failed_keyed_attempt_is_not_stored_so_its_retry_runs(replay_api, to, status):
     body = {"from": FROM, "to": to, "text": "retry me"}
-    assert keyed(api, body, "k-fail").status_code == status
-    assert sim_messages(api) == [] and stats(api)["idempotency"]["records"] == 0
-    second = keyed(api, body, "k-fail")  # runs for real: the outcome table accepts a second attempt
+    assert keyed(replay_api, body, "k-fail").status_code == status
+    assert sim_messages(replay_api) == [] and stats(replay_api)["idempotency"]["records"] == 0
+    second = keyed(replay_api, body, "k-fail")  # runs for real: the outcome table accepts a second attempt
     assert second.status_code == 200
-    third = keyed(api, body, "k-fail")  # and now that success is what replays
+    third = keyed(replay_api, body, "k-fail")  # and now that success is what replays
     assert third.status_code == 200 and third.json()["data"]["id"] == second.json()["data"]["id"]
-    assert len(sim_messages(api)) == 1
-    assert stats(api)["idempotency"]["replays"] == 1
+    assert len(sim_messages(replay_api)) == 1
+    assert stats(replay_api)["idempotency"]["replays"] == 1
 
 
-def test_a_rejected_keyed_request_stays_rejected_and_unrecorded(api):
+def test_a_rejected_keyed_request_stays_rejected_and_unrecorded(replay_api):
     body = {"from": FROM, "to": "+14155550190", "text": "stop"}
     for _ in range(2):
-        r = keyed(api, body, "k-stop")
+        r = keyed(replay_api, body, "k-stop")
         assert r.status_code == 409 and first_error(r)["code"] == "40300"
-    assert stats(api)["idempotency"] == {"records": 0, "replays": 0, "conflicts": 0, "replays_by_key": {},
-                                         "conflicts_by_key": {}}
+    assert stats(replay_api)["idempotency"] == {"replay": True, "ignored": 0, "records": 0, "replays": 0,
+                                                "conflicts": 0, "replays_by_key": {}, "conflicts_by_key": {}}
 
 
-def test_98_with_a_key_the_retry_gets_the_replay_one_message(api, receiver):
+def test_98_with_a_key_the_retry_gets_the_replay_one_message(replay_api, receiver):
     body = {"from": FROM, "to": "+14155550198", "text": "lost answer", "webhook_url": receiver.url + "/hooks"}
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-        keyed(api, body, "mmsgate:msg_98")
-    [record] = sim_messages(api)
-    retry = keyed(api, body, "mmsgate:msg_98")
+        keyed(replay_api, body, "mmsgate:msg_98")
+    [record] = sim_messages(replay_api)
+    retry = keyed(replay_api, body, "mmsgate:msg_98")
     assert retry.status_code == 200
     assert retry.json()["data"]["id"] == record["id"]
-    assert [m["id"] for m in sim_messages(api)] == [record["id"]]
-    assert stats(api)["idempotency"]["replays_by_key"] == {"mmsgate:msg_98": 1}
-    wait_for(lambda: sim_messages(api)[0]["status"] == "delivered")
+    assert [m["id"] for m in sim_messages(replay_api)] == [record["id"]]
+    assert stats(replay_api)["idempotency"]["replays_by_key"] == {"mmsgate:msg_98": 1}
+    wait_for(lambda: sim_messages(replay_api)[0]["status"] == "delivered")
+
+
+def test_replay_on_silent_and_lost_before_stored_retries(replay_api, receiver):
+    silent = {"from": FROM, "to": "+14155550300", "text": "s", "webhook_url": receiver.url + "/hooks"}
+    with pytest.raises(LOST_ANSWER):
+        keyed(replay_api, silent, "k-silent")
+    [record] = sim_messages(replay_api)
+    assert keyed(replay_api, silent, "k-silent").json()["data"]["id"] == record["id"]  # stored, so replayed
+    lost = {"from": FROM, "to": "+14155550350", "text": "l", "webhook_url": receiver.url + "/hooks"}
+    with pytest.raises(LOST_ANSWER):
+        keyed(replay_api, lost, "k-lost")
+    assert len(sim_messages(replay_api)) == 1  # nothing stored, so no record to replay
+    retry = keyed(replay_api, lost, "k-lost")
+    assert retry.status_code == 200
+    assert len(sim_messages(replay_api)) == 2 and stats(replay_api)["idempotency"]["replays"] == 1
 
 
 @pytest.mark.parametrize("key", ["", "has space", "slash/no", "x" * 256, "semi;colon"])
-def test_a_malformed_key_is_400_and_nothing_is_sent(api, key):
-    r = keyed(api, {"from": FROM, "to": "+12125550100", "text": "x"}, key)
+def test_a_malformed_key_is_400_and_nothing_is_sent(replay_api, key):
+    r = keyed(replay_api, {"from": FROM, "to": "+12125550100", "text": "x"}, key)
     assert r.status_code == 400
     assert first_error(r)["code"] == "10015" and first_error(r)["source"] == {"parameter": "Idempotency-Key"}
-    assert sim_messages(api) == []
+    assert sim_messages(replay_api) == []
 
 
-def test_longest_valid_key_is_accepted(api):
-    assert keyed(api, {"from": FROM, "to": "+12125550100", "text": "x"}, "a:_-" * 63 + "abc").status_code == 200
+def test_longest_valid_key_is_accepted(replay_api):
+    assert keyed(replay_api, {"from": FROM, "to": "+12125550100", "text": "x"}, "a:_-" * 63 + "abc").status_code == 200
 
 
-def test_after_the_ttl_the_same_request_is_a_new_send(keys):
-    server, thread = start_server("127.0.0.1", 0, make_config(keys[0], idempotency_ttl_s=0))
-    try:
-        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
-            body = {"from": FROM, "to": "+12125550100", "text": "x"}
-            first, second = keyed(client, body, "k-ttl"), keyed(client, body, "k-ttl")
-            assert first.status_code == second.status_code == 200
-            assert first.json()["data"]["id"] != second.json()["data"]["id"]
-    finally:
-        server.shutdown()
-        thread.join(5)
+def test_replay_on_with_ttl_0_never_replays(run_sim):
+    server = run_sim(idempotency_replay=True, idempotency_ttl_s=0)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
+        body = {"from": FROM, "to": "+12125550100", "text": "x"}
+        first, second = keyed(client, body, "k-ttl"), keyed(client, body, "k-ttl")
+        assert first.status_code == second.status_code == 200
+        assert first.json()["data"]["id"] != second.json()["data"]["id"]
+        assert len(sim_messages(client)) == 2
+        assert stats(client)["idempotency"]["replays"] == 0
 
 
-def test_concurrent_identical_keyed_requests_send_once(sim):
+def test_concurrent_identical_keyed_requests_send_once(replay_sim):
     body = {"from": FROM, "to": "+12125550100", "text": "race"}
 
     def one(_):
-        with httpx.Client(base_url=sim.url, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
+        with httpx.Client(base_url=replay_sim.url, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
             r = keyed(client, body, "k-race")
             return r.status_code, r.json()["data"]["id"]
 
@@ -752,14 +968,14 @@ def test_concurrent_identical_keyed_requests_send_once(sim):
         answers = list(pool.map(one, range(8)))
     assert {status for status, _ in answers} == {200}
     assert len({message_id for _, message_id in answers}) == 1
-    assert len(httpx.get(sim.url + "/_sim/messages").json()["data"]) == 1
+    assert len(httpx.get(replay_sim.url + "/_sim/messages").json()["data"]) == 1
 
 
-def test_reset_forgets_idempotency_records(api):
+def test_reset_forgets_idempotency_records(replay_api):
     body = {"from": FROM, "to": "+12125550100", "text": "x"}
-    first = keyed(api, body, "k-reset").json()["data"]["id"]
-    api.post("/_sim/reset")
-    assert keyed(api, body, "k-reset").json()["data"]["id"] != first
+    first = keyed(replay_api, body, "k-reset").json()["data"]["id"]
+    replay_api.post("/_sim/reset")
+    assert keyed(replay_api, body, "k-reset").json()["data"]["id"] != first
 
 
 # ------------------------------------------------------------------ retrieval and detail records
@@ -788,11 +1004,81 @@ def mdrs(api, **filters):
     return r.json()
 
 
+def age_message(server, message_id: str, *, received=None, sent=None) -> None:
+    """Move a stored message's received_at and its recipients' sent_at into the past (timedeltas)."""
+    message = server.store.get(message_id)
+    with message.lock:
+        if received is not None:
+            message.received_at -= received
+        for recipient in message.recipients:
+            if sent is not None and recipient.sent_at is not None:
+                recipient.sent_at -= sent
+
+
+def test_retrieval_by_id_works_for_10_days_then_404(api, sim):
+    message_id = send(api, "+12125550100").json()["data"]["id"]
+    wait_all_sent(api, 1)
+    age_message(sim, message_id, received=timedelta(days=10) - timedelta(minutes=1))
+    assert api.get(f"/v2/messages/{message_id}").status_code == 200
+    age_message(sim, message_id, received=timedelta(minutes=1, seconds=1))  # now 10 days and 1 s old
+    gone = api.get(f"/v2/messages/{message_id}")
+    assert gone.status_code == 404 and first_error(gone)["code"] == "10005"
+    # Older messages are found through detail records (telnyx.md §1.1).
+    assert [r["uuid"] for r in mdrs(api)["data"]] == [message_id]
+
+
+def test_retrieval_retention_is_configurable(run_sim):
+    server = run_sim(message_retention_s=1.0)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10) as client:
+        message_id = send(client, "+12125550100").json()["data"]["id"]
+        assert client.get(f"/v2/messages/{message_id}").status_code == 200
+        wait_for(lambda: client.get(f"/v2/messages/{message_id}").status_code == 404, timeout=10)
+
+
+def test_a_detail_record_appears_only_once_sent_and_the_lag_has_passed(run_sim):
+    lag = 1.0
+    server = run_sim(mdr_lag_s=lag, webhook_delay_ms=200)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10) as client:
+        message_id = send(client, "+12125550100").json()["data"]["id"]
+        assert sim_messages(client)[0]["recipients"][0]["sent_at"] is None
+        assert mdrs(client)["data"] == []  # queued: not in MDRs
+        [message] = wait_all_sent(client, 1)
+        assert mdrs(client)["data"] == []  # sent, but within the lag
+        records = wait_for(lambda: mdrs(client)["data"], timeout=10)
+        seen = datetime.now(UTC)
+        assert [r["uuid"] for r in records] == [message_id]
+        sent_at = datetime.fromisoformat(message["recipients"][0]["sent_at"].replace("Z", "+00:00"))
+        assert (seen - sent_at).total_seconds() >= lag - 0.001  # never before the lag (ms rounding of sent_at)
+
+
+def test_detail_records_with_the_default_lag(run_sim):
+    """The default (60 s) as one deterministic check: records are moved in time instead of waited for."""
+    server = run_sim(mdr_lag_s=SimConfig(api_key="k").mdr_lag_s)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10) as client:
+        message_id = send(client, "+12125550100").json()["data"]["id"]
+        wait_for(lambda: sim_messages(client)[0]["status"] == "delivered")
+        assert mdrs(client)["data"] == []
+        age_message(server, message_id, received=timedelta(seconds=59), sent=timedelta(seconds=59))
+        assert mdrs(client)["data"] == []
+        age_message(server, message_id, received=timedelta(seconds=2), sent=timedelta(seconds=2))
+        assert [r["uuid"] for r in mdrs(client)["data"]] == [message_id]
+
+
+def test_a_message_never_sent_has_no_detail_record_however_old(run_sim):
+    server = run_sim(mdr_lag_s=0.0, webhook_delay_ms=60_000)  # stays queued for the whole test
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10) as client:
+        message_id = send(client, "+12125550100").json()["data"]["id"]
+        age_message(server, message_id, received=timedelta(days=1))
+        assert sim_messages(client)[0]["status"] == "queued"
+        assert mdrs(client)["data"] == []
+
+
 def test_detail_records_are_filtered_by_sender_recipient_and_direction(api):
     other_from = "+15005550007"
     a = send(api, "+12125550100").json()["data"]["id"]
     b = send(api, "+12125550101").json()["data"]["id"]
     c = api.post("/v2/messages", json={"from": other_from, "to": "+12125550100", "text": "x"}).json()["data"]["id"]
+    wait_all_sent(api, 3)
 
     page = mdrs(api, **{"filter[cli]": FROM, "filter[cld]": "+12125550100", "filter[direction]": "outbound"})
     assert [r["uuid"] for r in page["data"]] == [a]
@@ -816,6 +1102,7 @@ def test_detail_records_by_creation_time(api):
     # Filters take ISO 8601 date-times (fractions too): this instant lies between the two messages.
     boundary = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     after = send(api, "+12125550100", text="late").json()["data"]["id"]
+    wait_all_sent(api, 2)
     assert [r["uuid"] for r in mdrs(api, **{"filter[created_at][gte]": boundary})["data"]] == [after]
     assert [r["uuid"] for r in mdrs(api, **{"filter[created_at][lt]": boundary})["data"]] == [before]
     assert mdrs(api, **{"filter[created_at][gt]": "2999-01-01"})["data"] == []
@@ -830,6 +1117,7 @@ def test_detail_records_pages_and_group_recipients(api):
     group = api.post("/v2/messages/group_mms", json={"from": FROM, "to": ["+12125550101", "+12125550102"],
                                                       "text": "g"}).json()["data"]["id"]
     single = send(api, "+12125550103").json()["data"]["id"]
+    wait_all_sent(api, 2)
     first = mdrs(api, **{"page[size]": "2", "sort": "created_at"})
     assert first["meta"] == {"page_number": 1, "page_size": 2, "total_pages": 2, "total_results": 3}
     assert [(r["uuid"], r["cld"]) for r in first["data"]] == [(group, "+12125550101"), (group, "+12125550102")]

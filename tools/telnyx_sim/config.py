@@ -18,6 +18,9 @@ ENV_WEBHOOK_TIMEOUT_MS = "TELNYX_SIM_WEBHOOK_TIMEOUT_MS"
 ENV_MEDIA_TIMEOUT_MS = "TELNYX_SIM_MEDIA_TIMEOUT_MS"
 ENV_WEBHOOK_WORKERS = "TELNYX_SIM_WEBHOOK_WORKERS"
 ENV_IDEMPOTENCY_TTL_S = "TELNYX_SIM_IDEMPOTENCY_TTL_S"
+ENV_IDEMPOTENCY_REPLAY = "TELNYX_SIM_IDEMPOTENCY_REPLAY"
+ENV_MDR_LAG_S = "TELNYX_SIM_MDR_LAG_S"
+ENV_MESSAGE_RETENTION_S = "TELNYX_SIM_MESSAGE_RETENTION_S"
 ENV_INBOUND_MEDIA_TTL_MS = "TELNYX_SIM_INBOUND_MEDIA_TTL_MS"
 
 
@@ -41,7 +44,16 @@ class SimConfig:
     media_timeout_s: float = 5.0
     webhook_workers: int = 32  # threads doing webhook POSTs (waits between steps hold no thread)
     log_requests: bool = True  # one line per request on stderr
-    idempotency_ttl_s: float = 86_400.0  # how long a successful keyed answer is replayed (Telnyx: 24 h)
+    # Telnyx's messaging reference declares no Idempotency-Key support (telnyx.md §1.9): by default the header
+    # is accepted and ignored. True plays the generic idempotency page instead (replay, 422, key format), for
+    # experiments only; idempotency_ttl_s is then how long a successful keyed answer is replayed (0: never).
+    idempotency_replay: bool = False
+    idempotency_ttl_s: float = 86_400.0
+    # A detail record shows up only once its recipient is sent, and this long after (telnyx.md §9: queued
+    # messages are not in MDRs; the delay is undocumented, so the simulator makes it long).
+    mdr_lag_s: float = 60.0
+    # GET /v2/messages/{id} finds a message this long after it was received (telnyx.md §9: 10 days).
+    message_retention_s: float = 10 * 86_400.0
     inbound_media_ttl_ms: int = 60_000  # how long an inbound message's media links work (Telnyx's are ephemeral)
 
     @classmethod
@@ -60,6 +72,26 @@ class SimConfig:
                 raise ValueError(f"{name} must not be negative")
             return value
 
+        def seconds(name: str, default: float) -> float:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError as exc:
+                raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from exc
+            if not value >= 0 or value == float("inf"):
+                raise ValueError(f"{name} must be a finite number, not negative")
+            return value
+
+        def flag(name: str) -> bool:
+            raw = env.get(name, "").strip().lower()
+            if raw in ("", "0", "false", "no", "off"):
+                return False
+            if raw in ("1", "true", "yes", "on"):
+                return True
+            raise ValueError(f"{name} must be 1 or 0, got {raw!r}")
+
         values = dict(
             api_key=env.get(ENV_API_KEY, ""),
             signing_key=env.get(ENV_SIGNING_KEY) or None,
@@ -72,7 +104,10 @@ class SimConfig:
             webhook_timeout_s=num(ENV_WEBHOOK_TIMEOUT_MS, 2000) / 1000.0,
             media_timeout_s=num(ENV_MEDIA_TIMEOUT_MS, 5000) / 1000.0,
             webhook_workers=max(1, num(ENV_WEBHOOK_WORKERS, 32)),
-            idempotency_ttl_s=float(num(ENV_IDEMPOTENCY_TTL_S, 86_400)),
+            idempotency_replay=flag(ENV_IDEMPOTENCY_REPLAY),
+            idempotency_ttl_s=seconds(ENV_IDEMPOTENCY_TTL_S, 86_400.0),
+            mdr_lag_s=seconds(ENV_MDR_LAG_S, 60.0),
+            message_retention_s=seconds(ENV_MESSAGE_RETENTION_S, 10 * 86_400.0),
             inbound_media_ttl_ms=num(ENV_INBOUND_MEDIA_TTL_MS, 60_000),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -12,6 +12,11 @@ accepted here); ``filter[<attribute>]=<value>`` on any record attribute (``filte
 The simulator's readings where the docs are silent: times are UTC; a date-only value means that day's
 00:00; a named range covers the whole period (weeks start on Monday); the default sort is newest first;
 a group message has one record per recipient (Telnyx: "individual message detail records per recipient").
+
+When a record appears: Telnyx says queued messages that are not yet sent are not in MDR reports
+(developers.telnyx.com, messaging/messages/configuration-and-usage) and does not say how long a record
+takes after that. The simulator shows a recipient's record only once it is ``sent`` and ``mdr_lag_s``
+seconds (default 60) have passed since its ``sent_at``; a request that never created a message has none.
 """
 
 from __future__ import annotations
@@ -46,12 +51,18 @@ def _stamp(ts: datetime | None) -> str | None:
     return None if ts is None else ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def detail_records(message: Message) -> list[tuple[datetime, dict]]:
-    """(created_at, record) per recipient. Call with ``message.lock`` held."""
+def detail_records(message: Message, now: datetime | None = None,
+                   lag_s: float = 0.0) -> list[tuple[datetime, dict]]:
+    """(created_at, record) per recipient that is visible at ``now``: sent, and ``lag_s`` seconds ago or
+    more (with ``now`` None, every sent recipient). Call with ``message.lock`` held."""
     req = message.request
     out = []
     unit = message.unit_cost()
     for recipient in message.recipients:
+        if recipient.sent_at is None:
+            continue  # queued, not yet sent: not in MDRs
+        if now is not None and (now - recipient.sent_at).total_seconds() < lag_s:
+            continue
         final = _MDR_STATUS.get(recipient.status)
         out.append((message.received_at, {
             "record_type": "message_detail_record",
@@ -140,8 +151,9 @@ def _int_param(query: dict[str, list[str]], name: str, default: int, low: int, h
     return value
 
 
-def search(messages: list[Message], query: dict[str, list[str]], now: datetime) -> dict:
-    """Answer a detail record search, or raise ``ApiError`` for a bad query."""
+def search(messages: list[Message], query: dict[str, list[str]], now: datetime, lag_s: float = 0.0) -> dict:
+    """Answer a detail record search, or raise ``ApiError`` for a bad query. Only records visible at
+    ``now`` (sent, ``lag_s`` seconds ago or more) are searched."""
     types = query.get("filter[record_type]")
     record_type = types[-1] if types else None
     if not record_type:
@@ -179,7 +191,7 @@ def search(messages: list[Message], query: dict[str, list[str]], now: datetime) 
     if record_type == "messaging":
         for message in messages:
             with message.lock:
-                found.extend(detail_records(message))
+                found.extend(detail_records(message, now, lag_s))
 
     def keep(created: datetime, record: dict) -> bool:
         if not all(_TIME_OPS[op](created, bound) for op, bound in time_tests):

@@ -18,7 +18,14 @@ from urllib.parse import parse_qs
 from . import inbound, net
 from .config import SimConfig
 from .media import fetch_all
-from .outcomes import is_blocked, is_drop_first, is_rate_limited_first, is_server_error_first, outcome_code
+from .outcomes import (
+    is_blocked,
+    is_drop_first,
+    is_lost_before_stored_first,
+    is_rate_limited_first,
+    is_server_error_first,
+    outcome_code,
+)
 from .records import search as search_detail_records
 from .signing import generate_keypair, load_private_key, public_key_b64
 from .state import IdempotencyRecord, Store
@@ -43,7 +50,7 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 class _DropConnection(Exception):
-    """Close the TCP connection without writing any HTTP response (outcome 98)."""
+    """Close the TCP connection without writing any HTTP response (outcomes 98, 55503XX)."""
 
 
 def _number(value: str) -> str:
@@ -116,12 +123,15 @@ class SimServer(ThreadingHTTPServer):
     # -------------------------------------------------------------- the simulated API
 
     def send(self, body: Any, group: bool, idempotency_key: str | None = None) -> tuple[dict, bool]:
-        """Process a send. Returns (response body, drop the connection instead of answering)."""
+        """Process a send. Returns (response body, drop the connection instead of answering); raises
+        ``_DropConnection`` when the request dies before anything is stored."""
         req = parse_send(body, group)
         generation = self.store.generation
         attempt = self.store.next_attempt(req.attempt_key)
         first = attempt == 1
         codes = [outcome_code(n) for n in req.to]
+        if first and any(is_lost_before_stored_first(c) for c in codes):
+            raise _DropConnection  # the request died before Telnyx stored it: no message, no record
         if first and any(is_rate_limited_first(c) for c in codes):
             raise rate_limited()
         if first and any(is_server_error_first(c) for c in codes):
@@ -146,10 +156,12 @@ class SimServer(ThreadingHTTPServer):
 
     def send_keyed(self, key: str, method: str, path: str, query: str, raw: bytes,
                    parse: Any) -> tuple[int, bytes, bool]:
-        """A send carrying ``Idempotency-Key``, as Telnyx documents it: the record is keyed by key, method
-        and path; an identical request (body byte for byte, query) within the TTL replays the first
-        successful answer and does nothing else; a different one is a 422 while the record lives; a failed
-        attempt leaves no record, so its retry runs for real. Returns (status, body, drop the connection)."""
+        """A send carrying ``Idempotency-Key`` with ``idempotency_replay`` on (an experiment: Telnyx's
+        messaging reference declares no key support, so by default the key is ignored). Plays Telnyx's
+        generic idempotency page: the record is keyed by key, method and path; an identical request (body
+        byte for byte, query) within the TTL replays the first successful answer and does nothing else; a
+        different one is a 422 while the record lives; a failed attempt leaves no record, so its retry runs
+        for real. Returns (status, body, drop the connection)."""
         if not IDEMPOTENCY_KEY.match(key):
             raise invalid_idempotency_key(key)
         record_key = (key, method, path)
@@ -171,10 +183,15 @@ class SimServer(ThreadingHTTPServer):
         return 200, response, drop
 
     def retrieve(self, message_id: str) -> dict:
+        """``GET /v2/messages/{id}``: Telnyx "returns messages up to 10 days old" (``message_retention_s``);
+        an older one is not found, like an unknown id."""
         message = self.store.get(message_id)
         if message is None:
             raise not_found(f"Message {message_id} was not found.")
         with message.lock:
+            age = (now_utc() - message.received_at).total_seconds()
+            if age >= self.config.message_retention_s:
+                raise not_found(f"Message {message_id} was not found.")
             return {"data": message.payload()}
 
     def receive(self, body: Any) -> dict:
@@ -286,8 +303,9 @@ class SimHandler(BaseHTTPRequestHandler):
             if method == "GET" and path == "/_sim/webhooks":
                 return self._send_json(200, server.sim_webhooks(query))
             if method == "GET" and path == "/_sim/stats":
+                idempotency = {"replay": server.config.idempotency_replay, **server.store.idempotency_stats()}
                 return self._send_json(200, {"data": {"messages": len(server.store.messages()),
-                                                      "idempotency": server.store.idempotency_stats()}})
+                                                      "idempotency": idempotency}})
             if method == "POST" and path == "/_sim/reset":
                 server.store.reset()
                 server.inbound.reset()
@@ -308,17 +326,23 @@ class SimHandler(BaseHTTPRequestHandler):
             self._authenticate()
             if method == "POST" and path in ("/v2/messages", "/v2/messages/group_mms"):
                 key = self.headers.get("Idempotency-Key")
-                if key is not None:
+                if key is not None and server.config.idempotency_replay:
                     status, answer, drop = server.send_keyed(key.strip(), method, path, raw_query, raw, self._json)
                     if drop:
                         raise _DropConnection
                     return self._send_body(status, answer)
-                body, drop = server.send(self._json(raw), group=path.endswith("/group_mms"))
+                if key is not None:
+                    # Telnyx's messaging reference declares no Idempotency-Key: accepted, ignored (no replay,
+                    # no 422, no format check). Kept on the message for /_sim/messages only.
+                    server.store.count_ignored()
+                body, drop = server.send(self._json(raw), group=path.endswith("/group_mms"),
+                                         idempotency_key=None if key is None else key.strip())
                 if drop:
                     raise _DropConnection
                 return self._send_json(200, body)
             if method == "GET" and path == "/v2/detail_records":
-                return self._send_json(200, search_detail_records(server.store.messages(), query, now_utc()))
+                return self._send_json(200, search_detail_records(server.store.messages(), query, now_utc(),
+                                                                  lag_s=server.config.mdr_lag_s))
             parts = path.split("/")
             if method == "GET" and len(parts) == 4 and parts[2] == "messages" and parts[3] != "group_mms":
                 return self._send_json(200, server.retrieve(parts[3]))

@@ -1,4 +1,5 @@
-"""In-memory state: messages, per-key attempt counters, idempotency records, the webhook delivery log."""
+"""In-memory state: messages, per-key attempt counters, idempotency records (only with replay on), the webhook
+delivery log."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from .wire import Message
 
 @dataclass(frozen=True)
 class IdempotencyRecord:
-    """A successful keyed answer, replayed to an identical request while it lives (Telnyx: 24 h)."""
+    """A successful keyed answer, replayed to an identical request while it lives (only with
+    ``idempotency_replay`` on; the generic idempotency page says 24 h)."""
 
     key: str
     method: str
@@ -36,6 +38,7 @@ class Store:
         self._key_locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._replays: Counter[str] = Counter()
         self._conflicts: Counter[str] = Counter()
+        self._ignored = 0  # keyed sends whose key was ignored (idempotency_replay off)
         self.generation = 0  # bumped by reset(); background work of an older generation goes quiet
 
     def next_attempt(self, key: tuple) -> int:
@@ -95,9 +98,14 @@ class Store:
         with self._lock:
             self._conflicts[key] += 1
 
+    def count_ignored(self) -> None:
+        with self._lock:
+            self._ignored += 1
+
     def idempotency_stats(self) -> dict[str, Any]:
         with self._lock:
             return {
+                "ignored": self._ignored,
                 "records": len(self._idempotency),
                 "replays": sum(self._replays.values()),
                 "conflicts": sum(self._conflicts.values()),
@@ -115,3 +123,4 @@ class Store:
             self._key_locks.clear()
             self._replays.clear()
             self._conflicts.clear()
+            self._ignored = 0

@@ -6,6 +6,9 @@ Per (message, recipient) the timeline is: wait ``webhook_delay_ms`` → status `
 receiver that answers promptly sees the two events in order. A delivery is up to ``webhook_attempts``
 POSTs to the primary URL, then as many to the failover URL, ``webhook_retry_pause_ms`` apart; the event
 id is the same on every attempt and ``meta.attempt`` counts them from 1.
+
+A "silent" recipient (``+1NPA55503`` 00-49) follows the same timeline, but none of its events is POSTed or
+logged: its status moves on as if it had no webhook URL.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import net
 from .config import SimConfig
-from .outcomes import UNDELIVERABLE_ERROR, final_status
+from .outcomes import UNDELIVERABLE_ERROR, final_status, is_silent
 from .scheduler import Scheduler
 from .signing import sign_with
 from .state import Store
@@ -120,7 +123,8 @@ class WebhookDispatcher:
                                       lambda: self._final_step(message, index, generation))
         if final_status(recipient.outcome, message.request.type) is None:
             after = _nothing
-        self._start_delivery(message, recipient.phone_number, "message.sent", payload, generation, after)
+        self._start_delivery(message, recipient.phone_number, "message.sent", payload, generation, after,
+                             silent=is_silent(recipient.outcome))
 
     def _final_step(self, message: Message, index: int, generation: int) -> None:
         if not self._alive(generation):
@@ -135,15 +139,15 @@ class WebhookDispatcher:
                 recipient.errors = [dict(UNDELIVERABLE_ERROR, meta=dict(UNDELIVERABLE_ERROR["meta"]))]
             payload = message.payload(index)
         self._start_delivery(message, recipient.phone_number, "message.finalized", payload, generation,
-                             _nothing)
+                             _nothing, silent=is_silent(recipient.outcome))
 
     # -------------------------------------------------------------- delivery with retry and failover
 
     def _start_delivery(self, message: Message, recipient: str, event_type: str, payload: dict,
-                        generation: int, then: Callable[[], None]) -> None:
+                        generation: int, then: Callable[[], None], silent: bool = False) -> None:
         urls = [u for u in (message.webhook_url, message.webhook_failover_url) if u]
-        if not urls:
-            then()  # no webhook configured: the status still moves on
+        if not urls or silent:
+            then()  # no webhook configured (or a silent recipient): the status still moves on
             return
         data = {"record_type": "event", "id": str(uuid.uuid4()), "event_type": event_type,
                 "occurred_at": iso(now_utc()), "payload": payload}
