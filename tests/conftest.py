@@ -233,6 +233,32 @@ def wait_for(predicate: Callable[[], object], timeout: float = 15.0, message: st
         time.sleep(0.05)
 
 
+def settlement(env: Env, message_ids: list[str]) -> tuple[int, list[float]]:
+    """How many legs ended ``PROVIDER_OUTCOME_UNKNOWN``, and for every leg that was ever ambiguous (a send whose
+    answer was lost, or whose dispatch died mid-call), the seconds from then until it was settled."""
+    import datetime as dt
+
+    unknown, settled = 0, []
+    for message_id in message_ids:
+        doc = env.leg_doc(message_id) or {}
+        unknown += doc.get("error_code") == "PROVIDER_OUTCOME_UNKNOWN"
+        since = doc.get("ambiguous_since")
+        ends = [h["at"] for h in doc.get("history") or [] if h["to"] in ("sent", "delivered", "undelivered", "failed")]
+        if since is not None and ends:
+            settled.append((min(ends) - since).total_seconds() if isinstance(ends[0], dt.datetime) else 0.0)
+    return unknown, settled
+
+
+def describe_settlement(label: str, env: Env, message_ids: list[str], horizon: int) -> str:
+    import statistics
+
+    unknown, settled = settlement(env, message_ids)
+    spread = (f"{len(settled)} ambiguous legs settled in {min(settled):.1f}-{max(settled):.1f} s (median "
+              f"{statistics.median(settled):.1f} s)") if settled else "no ambiguous leg"
+    return (f"\n{label}: {len(message_ids)} legs, {unknown} ended PROVIDER_OUTCOME_UNKNOWN; {spread}; "
+            f"lookup horizon {horizon} s")
+
+
 @pytest.fixture
 def env(stack, receiver) -> Env:
     from tools.seed import DEV_API_KEY, seed, upload_sample

@@ -48,6 +48,7 @@ import contextlib
 import http.client
 import importlib
 import json
+import math
 import os
 import re
 import secrets
@@ -95,6 +96,9 @@ class StackError(RuntimeError):
     """A component did not start (the message carries the end of its log), or a reset call failed."""
 
 
+# tools/telnyx_sim/config.py's default detail-record lag (docs/simulator.md).
+SIM_DEFAULT_MDR_LAG_SECONDS = 60.0
+
 @dataclass
 class StackConfig:
     project: str = "demo-mmsgate"
@@ -125,6 +129,11 @@ class StackConfig:
     entry_points: list[str] | None = None  # None: the keys of main.ENTRY_POINTS
     simulator_cmd: list[str] | None = None  # None: .venv/bin/python -m tools.telnyx_sim (host/port appended)
     sim_env: dict[str, str] = field(default_factory=dict)  # extra TELNYX_SIM_* variables
+    # The simulator's detail-record lag (TELNYX_SIM_MDR_LAG_S; None: the shell's, else the simulator's 60 s) and
+    # dispatch's DISPATCH_LOOKUP_HORIZON_SECONDS (None: the shell's, else derived from that lag: the horizon
+    # must outlast it, as it must outlast Telnyx's on a real account; docs/decisions.md, Exactly once).
+    sim_mdr_lag_seconds: float | None = None
+    lookup_horizon_seconds: int | None = None
     startup_timeout: float = 60.0
     stop_timeout: float = 5.0  # SIGTERM grace before SIGKILL
 
@@ -140,6 +149,11 @@ class StackConfig:
             "sweep_final_after_seconds": 6,
             "claim_lease_seconds": 15,  # the simulator answers at once; still above the client's 13 s timeouts
             "sim_webhook_delay_ms": 50,
+            # Telnyx as documented (no replay of keyed sends, detail records that lag), on a short clock: a
+            # record shows 2 s after its message is sent, and absence counts 8 s after an attempt. A lag set in
+            # the shell (TELNYX_SIM_MDR_LAG_S=120 make test) is played instead, with the horizon derived from it.
+            **({} if os.environ.get("TELNYX_SIM_MDR_LAG_S", "").strip() else {
+                "sim_mdr_lag_seconds": 2.0, "lookup_horizon_seconds": 8}),
             "tasks_min_backoff": 0.05,
             "tasks_max_backoff": 0.5,
             "tasks_throttle_min": 0.2,
@@ -330,11 +344,30 @@ class Stack:
             "BATCH_LEGS_PER_SECOND": str(c.batch_legs_per_second),
             "SWEEP_FINAL_AFTER_SECONDS": str(c.sweep_final_after_seconds),
             "DISPATCH_CLAIM_LEASE_SECONDS": str(c.claim_lease_seconds),
+            "DISPATCH_LOOKUP_HORIZON_SECONDS": str(self.lookup_horizon_seconds()),
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": c.log_level,
         }
         env.update(c.env_overrides)
         return env
+
+    def sim_mdr_lag_seconds(self) -> float:
+        if self.config.sim_mdr_lag_seconds is not None:
+            return self.config.sim_mdr_lag_seconds
+        raw = os.environ.get("TELNYX_SIM_MDR_LAG_S", "").strip()
+        return float(raw) if raw else SIM_DEFAULT_MDR_LAG_SECONDS
+
+    def lookup_horizon_seconds(self) -> int:
+        """Dispatch's horizon: the configured one, the shell's, or the simulator's lag plus a margin for a loaded
+        machine (a record shows ``lag`` after the simulator sends the message, itself a moment after the
+        attempt)."""
+        if self.config.lookup_horizon_seconds is not None:
+            return self.config.lookup_horizon_seconds
+        raw = os.environ.get("DISPATCH_LOOKUP_HORIZON_SECONDS", "").strip()
+        if raw:
+            return int(raw)
+        lag = self.sim_mdr_lag_seconds()
+        return math.ceil(lag + max(10.0, lag / 2))
 
     def _child_env(self, extra: dict[str, str]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _STRIP_ENV}
@@ -369,6 +402,7 @@ class Stack:
             "TELNYX_SIM_SIGNING_KEY": self.sim_private_key,
             "TELNYX_SIM_WEBHOOK_DELAY_MS": str(c.sim_webhook_delay_ms),
             "TELNYX_SIM_PROFILE_WEBHOOK_URL": f"http://{HOST}:{port['gateway']}/webhooks/telnyx",
+            "TELNYX_SIM_MDR_LAG_S": f"{self.sim_mdr_lag_seconds():g}",
             **c.sim_env,
         }), ROOT)
         source = Path(c.functions_source).resolve()

@@ -21,14 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shared.status import Status
-from tests.conftest import wait_for
+from tests.conftest import describe_settlement, settlement, wait_for
 
 pytestmark = pytest.mark.stack
 
 MMS_PRICE = 20_000  # tools/admin.py seed_pricing: one US MMS (every area code below is a US one)
-# Every row of the simulator's outcome table, twice per burst group (see tools/telnyx_sim/outcomes.py).
-ENDINGS = [0, 33, 66, 80, 85, 90, 93, 96, 98, 99]
-REFUSED = {90, 91, 92}  # the provider refuses these numbers: nothing is sent, the leg is refunded
+# Every row of the simulator's outcome table (docs/simulator.md), once per group: 55501XX, and the two lost
+# answers of 55503XX that only the carrier's records settle (10: Telnyx has it but never reports it; 60: the
+# request died before Telnyx stored it, so dispatch must send it again once the records prove it absent).
+ENDINGS = [f"55501{xx:02d}" for xx in (0, 33, 66, 80, 85, 90, 93, 96, 98, 99)] + ["5550310", "5550360"]
+REFUSED = {"5550190"}  # the provider refuses these numbers: nothing is sent, the leg is refunded
 ORDER = [Status.PENDING, Status.QUEUED, Status.SCHEDULED, Status.SENDING, Status.SENT]
 BURSTS = [
     # (component killed mid-burst, seconds it stays down, area codes of the burst's recipients)
@@ -51,7 +53,7 @@ def _burst(env, client, area_codes: list[str], kill: str, down_for: float, webho
 
     def send(npa: str) -> list[str]:
         started.wait(5) if npa != area_codes[0] else None
-        recipients = [f"+1{npa}55501{xx:02d}" for xx in ENDINGS]
+        recipients = [f"+1{npa}{ending}" for ending in ENDINGS]
         response = client.post("/api/v1/messages/group", json={"to": recipients, "body": f"faults {npa}",
                                                                  "webhook_url": webhook_url},
                                headers={"Idempotency-Key": f"faults-{npa}"})
@@ -69,13 +71,15 @@ def _burst(env, client, area_codes: list[str], kill: str, down_for: float, webho
         return [message_id for f in futures for message_id in f.result()]
 
 
-def test_no_leg_lost_no_double_send_no_double_charge_under_kills(env, receiver):
+def test_no_leg_lost_no_double_send_no_double_charge_under_kills(env, receiver, capsys):
     tenant_id, api_key = env.new_tenant(balance_micros=100_000_000, rps=100)
     client = env.client(api_key)
     legs: list[str] = []
     for kill, down_for, area_codes in BURSTS:
         legs += _burst(env, client, area_codes, kill, down_for, receiver.url)
-    assert len(legs) == len(BURSTS) * 3 * len(ENDINGS) == 120
+    assert len(legs) == len(BURSTS) * 3 * len(ENDINGS) == 144
+    # Lost answers settle a lookup horizon after their attempt at the latest (twice: a resend can lose its own).
+    horizon = env.stack.lookup_horizon_seconds()
 
     def unsettled() -> list[dict]:
         reads = [client.get(f"/api/v1/messages/{message_id}").json()["data"] for message_id in legs]
@@ -85,23 +89,32 @@ def test_no_leg_lost_no_double_send_no_double_charge_under_kills(env, receiver):
         assert env.stack.sweep()[0] == 200
         return not unsettled()
 
-    wait_for(all_final, 240, "some legs never became final")
+    wait_for(all_final, 240 + 2 * horizon, "some legs never became final")
 
     sent = Counter(m["to"] if isinstance(m["to"], str) else m["to"][0] for m in env.sim_messages())
     messages = [client.get(f"/api/v1/messages/{message_id}").json()["data"] for message_id in legs]
     taken = 0
     for m in messages:
-        xx = int(m["to"][-2:])
-        expected = 0 if xx in REFUSED else 1
-        assert sent[m["to"]] == expected, (m["to"], sent[m["to"]], m["status"], m["history"])
+        refused = m["to"][-7:] in REFUSED
+        expected = 0 if refused else 1
+        if m["error_code"] == "PROVIDER_OUTCOME_UNKNOWN":
+            # Allowed (at most once): refunded, and the provider has it at most once.
+            assert sent[m["to"]] <= 1, (m["to"], sent[m["to"]], m["history"])
+            expected = 0
+        else:
+            assert sent[m["to"]] == expected, (m["to"], sent[m["to"]], m["status"], m["history"])
         taken += expected
         ranks = [_rank(h["to"]) for h in m["history"]]
         assert ranks == sorted(ranks), (m["to"], [h["to"] for h in m["history"]])
         assert m["status"] in {"delivered", "undelivered", "sent", "failed"}
-        if xx in REFUSED:
+        if refused:
             assert (m["status"], m["error_code"]) == ("failed", "RECIPIENT_OPTED_OUT")
-        else:
+        elif m["error_code"] != "PROVIDER_OUTCOME_UNKNOWN":
             assert m["provider_id"] is not None, m
+    _, settled = settlement(env, legs)
+    assert settled, "no leg was ever ambiguous: the faults missed the case this test is about"
+    with capsys.disabled():  # the figures the issue asks every run to show
+        print(describe_settlement("fault injection", env, legs, horizon))
 
     # One charge per message the provider took, and not one more (refunds for the refused ones).
     assert env.balance(tenant_id) == 100_000_000 - taken * MMS_PRICE
