@@ -49,7 +49,7 @@ from shared.sending import (
 from shared.status import Status, is_final
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
     from shared.batching import BatchRequest
     from shared.ports import Caller
 

@@ -26,7 +26,7 @@ from shared.records import Leg
 from shared.status import Status
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
 
 CANCELABLE = frozenset({Status.QUEUED, Status.SCHEDULED})
 

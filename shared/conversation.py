@@ -49,7 +49,7 @@ from shared.records import Conversation, HistoryEntry, Leg
 from shared.status import SendState, Status
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
 
 WAITING = frozenset({Status.QUEUED, Status.SCHEDULED})
 

@@ -45,7 +45,7 @@ from shared.status import SendState, Status
 from shared.windows import next_opening
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
 
 # A claim outlives the provider call's own timeouts (connect 3 s + read 10 s) with room to spare
 # (DISPATCH_CLAIM_LEASE_SECONDS; this is its default).
@@ -104,8 +104,7 @@ def leg_webhook_url(base: str, message_id: str) -> str:
 
 
 def horizon_of(rt: Runtime) -> dt.timedelta:
-    seconds = getattr(rt.settings, "dispatch_lookup_horizon_seconds", None)
-    return dt.timedelta(seconds=seconds) if seconds is not None else LOOKUP_HORIZON
+    return dt.timedelta(seconds=rt.settings.dispatch_lookup_horizon_seconds)
 
 
 def dispatch(rt: Runtime, message_id: str, batch_id: str | None = None) -> Answer:

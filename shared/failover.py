@@ -36,7 +36,7 @@ from shared.segments import count_segments
 from shared.status import Status
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
 
 # Failures that say the carrier could not take or deliver this MMS. Not: opt-outs, our own gates, the
 # provider being unreachable or unsure (PROVIDER_UNAVAILABLE, PROVIDER_OUTCOME_UNKNOWN: the MMS may still

@@ -18,7 +18,7 @@ from shared import ids, observe
 from shared.ports import DispatchTask
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
 
 KEY = "fanout"
 MAX_TASKS = 100  # a group has at most 20 legs; more in one body is not ours

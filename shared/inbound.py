@@ -36,7 +36,7 @@ from shared.records import Leg, OptOut, ProviderEventRecord, StoredMedia, Tenant
 from shared.ssrf import UrlPolicy, media_url_policy
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
     from shared.telnyx_events import Report
 
 COPY_WORKERS = 4

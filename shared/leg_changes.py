@@ -15,7 +15,7 @@ from shared.ports import Decision, Mutation
 from shared.records import Leg, ProviderEventRecord
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
 
 T = TypeVar("T")
 

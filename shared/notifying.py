@@ -24,7 +24,7 @@ from shared.signatures import signing_secrets, webhook_headers
 from shared.ssrf import UrlRejected, check_url, webhook_url_policy
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
 
 GIVE_UP_AFTER = dt.timedelta(hours=24)
 TIMEOUT_SECONDS = 10.0

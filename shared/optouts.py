@@ -25,7 +25,7 @@ from shared.phone import InvalidNumber, parse_e164
 from shared.records import OptOut
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
     from shared.models import OptOutImport  # pydantic: loaded by the import route only
 
 DEFAULT_LIMIT = 50

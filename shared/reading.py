@@ -10,7 +10,7 @@ from shared.legs import view
 from shared.status import Status
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
 
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 _FAILED = frozenset({Status.FAILED, Status.UNDELIVERED, Status.EXPIRED, Status.CANCELED})

@@ -25,7 +25,7 @@ from shared.segments import MMS_SEGMENTS, count_segments
 from shared.status import Status
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
     from shared.telnyx_events import Report
 
 MAX_ATTACHMENTS = 10  # Telnyx's MMS limit; more are recorded unavailable, never fetched

@@ -26,7 +26,7 @@ from shared.ports import Decision
 from shared.records import Leg
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
 
 
 def redact_step(leg: Leg | None, tenant_id: str, now: dt.datetime) -> Decision[str]:

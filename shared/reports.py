@@ -26,7 +26,7 @@ from shared.status import SendState, Status, from_provider
 from shared.telnyx_events import Report, parse_report
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
 
 
 def ingest(rt: Runtime, raw: bytes, timestamp: str | None, signature: str | None) -> dict[str, str]:

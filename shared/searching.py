@@ -32,7 +32,7 @@ from shared.legs import view
 from shared.status import Status
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100

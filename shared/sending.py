@@ -33,7 +33,7 @@ from shared.ssrf import UrlPolicy, UrlRejected, check_url, media_url_policy, web
 from shared.status import Status
 
 if TYPE_CHECKING:  # the models import pydantic: the handlers pass plain requests where they can
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
     from shared.batching import BatchRequest
     from shared.models import GroupRequest, SendRequest, SmsFailover
 

@@ -25,7 +25,7 @@ from shared.records import Leg
 from shared.status import Status
 
 if TYPE_CHECKING:
-    from infra.runtime import Runtime
+    from shared.ports import Runtime
 
 
 @dataclass(frozen=True)
