@@ -38,7 +38,7 @@ class Floor:
         self.client = bench.tasks()
 
     def _task(self) -> tuple[dict, object]:
-        from shared import ids
+        from shared.rules import ids
 
         leg = copy.copy(self.template)
         leg["id"] = ids.new_message_id()
@@ -81,7 +81,7 @@ class MmsFloor(Floor):
 
         from infra import collections as C
         from infra.store.balance import FirestoreBalance
-        from shared.ids import api_key_hash
+        from shared.rules.ids import api_key_hash
 
         tenant = bench.tenant
         tenants = self.db.collection(C.TENANTS)

@@ -232,7 +232,7 @@ SITECUSTOMIZE = textwrap.dedent('''
 # -- numbers ---------------------------------------------------------------------------------------
 def area_codes(n: int) -> list[str]:
     """``n`` US area codes (in order) whose +1NPA55501XX numbers are valid, US and priced like any US number."""
-    from shared.phone import InvalidNumber, describe
+    from shared.rules.phone import InvalidNumber, describe
 
     found = []
     for npa in range(200, 1000):

@@ -153,7 +153,7 @@ def warm_up(env: dict[str, str]) -> float:
 def build_cases(bench: BenchStack, runs: int) -> list[Case]:
     """Prepare the data every run needs (fresh legs per run), with both queues paused."""
     from infra import collections as C
-    from shared.ids import api_key_hash
+    from shared.rules.ids import api_key_hash
 
     s = bench.stack
     env = s.function_env()

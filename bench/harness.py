@@ -228,7 +228,7 @@ class BenchStack:
         return store()
 
     def new_tenant(self, **fields) -> Tenant:
-        from shared import ids
+        from shared.rules import ids
         from tools.seed import seed
 
         tenant_id = ids.new_tenant_id()
@@ -404,7 +404,7 @@ class BenchStack:
         """``n`` copies of a real ``sent`` leg, each with its own id and provider id, written in batches
         (webhook benchmarks need many legs waiting for a final report; dispatching each is slow)."""
         from infra import collections as C
-        from shared import ids
+        from shared.rules import ids
 
         db = self.store.db
         legs = []

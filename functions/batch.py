@@ -1,11 +1,11 @@
 """POST /api/v1/messages/batch: one payload to up to 10,000 recipients, answered 202; the rows are written by
-chunk tasks (shared/batch_sending.py)."""
+chunk tasks (shared/services/batch_sending.py)."""
 
 import functions_framework
 
 from infra.runtime import runtime
 from infra.web import Reply, idempotent, parse, serve
-from shared.batching import MAX_BODY_BYTES
+from shared.rules.batching import MAX_BODY_BYTES
 
 
 @functions_framework.http
@@ -14,8 +14,8 @@ def batch(request):
 
 
 def _batch(ctx) -> Reply:
-    from shared.batch_sending import accept_batch
-    from shared.batching import BatchRequest
+    from shared.api.batch_request import BatchRequest
+    from shared.services.batch_sending import accept_batch
 
     req, raw = parse(ctx.request, BatchRequest, max_bytes=MAX_BODY_BYTES)
 

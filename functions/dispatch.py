@@ -7,10 +7,11 @@ import functions_framework
 import infra.web  # noqa: F401 - Flask's own errors (404, crashes) answer in the JSON envelope
 from infra import log
 from infra.runtime import runtime
-from shared import batching, fanout
-from shared.dispatching import Answer
-from shared.dispatching import dispatch as dispatch_leg
 from shared.ports import Contended
+from shared.rules import batching
+from shared.services import fanout
+from shared.services.dispatch_steps import Answer
+from shared.services.dispatching import dispatch as dispatch_leg
 
 
 @functions_framework.http
@@ -52,7 +53,7 @@ def _fan_out(request, tasks):
 
 
 def _chunk(request, batch_id: str, index: int):
-    from shared.batch_sending import run_chunk  # noqa: PLC0415 - only chunk tasks need the accept's modules
+    from shared.services.batch_sending import run_chunk  # noqa: PLC0415 - only chunk tasks need the accept's modules
 
     with log.task_context(request.headers):
         try:

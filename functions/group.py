@@ -6,11 +6,11 @@ import functions_framework
 
 from infra.runtime import runtime
 from infra.web import Reply, idempotent, parse_plain, serve
-from shared.plain_requests import plain_group
-from shared.sending import send_group
+from shared.api.plain_requests import plain_group
+from shared.services.sending import send_group
 
 if TYPE_CHECKING:
-    from shared.models import GroupRequest
+    from shared.api.models import GroupRequest
 
 
 @functions_framework.http
@@ -30,6 +30,6 @@ def _group(ctx) -> Reply:
 
 
 def _model():
-    from shared.models import GroupRequest  # pydantic: only for bodies that are not plain
+    from shared.api.models import GroupRequest  # pydantic: only for bodies that are not plain
 
     return GroupRequest

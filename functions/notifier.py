@@ -8,7 +8,7 @@ import functions_framework
 import infra.web  # noqa: F401 - Flask's own errors (404, crashes) answer in the JSON envelope
 from infra import log
 from infra.runtime import runtime
-from shared.notifying import deliver
+from shared.services.notifying import deliver
 
 
 @functions_framework.http
@@ -28,8 +28,9 @@ def notifier(request):
 
 
 def _inbound(request, message_id: str):
-    """An inbound message's remaining work: media copies, keyword reply, message.received (shared/inbound.py)."""
-    from shared import inbound  # noqa: PLC0415 - only inbound tasks need it
+    """An inbound message's remaining work: media copies, keyword reply, message.received
+    (shared/services/inbound.py)."""
+    from shared.services import inbound  # noqa: PLC0415 - only inbound tasks need it
 
     with log.task_context(request.headers):
         status, outcome = inbound.process(runtime(), message_id)

@@ -7,8 +7,8 @@ import re
 
 from infra.runtime import runtime
 from infra.web import Context, Reply, meta, parse
-from shared import optouts
-from shared.errors import ApiError, ErrorCode
+from shared.rules.errors import ApiError, ErrorCode
+from shared.services import optouts
 
 PREFIX = re.compile(r"^/api/v1/opt-outs(?:/|$)")
 _LIST = re.compile(r"^/api/v1/opt-outs/?$")
@@ -27,7 +27,7 @@ def route(ctx: Context) -> Reply:
     if _IMPORT.match(path):
         if method != "POST":
             raise _not_allowed(ctx, "POST")
-        from shared.models import OptOutImport  # noqa: PLC0415 - pydantic, for this route only
+        from shared.api.models import OptOutImport  # noqa: PLC0415 - pydantic, for this route only
 
         req, _ = parse(ctx.request, OptOutImport, max_bytes=IMPORT_MAX_BYTES)
         return Reply(200, {"data": optouts.import_numbers(runtime(), tenant_id, req), "meta": meta(ctx.request_id)})

@@ -10,8 +10,8 @@ import functions_framework
 
 from infra.runtime import runtime
 from infra.web import Reply, meta, serve
-from shared import canceling, reading, redaction, searching
-from shared.errors import ApiError, ErrorCode
+from shared.rules.errors import ApiError, ErrorCode
+from shared.services import canceling, reading, redaction
 
 _GROUP = re.compile(r"^/api/v1/messages/group/([A-Za-z0-9_]{1,64})/?$")
 _MESSAGE = re.compile(r"^/api/v1/messages/([A-Za-z0-9_]{1,64})/?$")
@@ -42,7 +42,7 @@ def _route(ctx) -> Reply:
 
 
 def _batch(ctx) -> Reply:
-    from shared import batch_sending  # noqa: PLC0415 - the batch reads only
+    from shared.services import batch_sending  # noqa: PLC0415 - the batch reads only
 
     match = _BATCH.match(ctx.request.path)
     if match is None:
@@ -83,7 +83,7 @@ def _cancel(ctx) -> Reply:
 def _reads(ctx) -> Reply:
     path = ctx.request.path
     if _SEARCH.match(path):
-        body = searching.search(runtime(), ctx.tenant_id, ctx.request.args.to_dict(flat=False))
+        body = reading.search(runtime(), ctx.tenant_id, ctx.request.args.to_dict(flat=False))
         return Reply(200, {**body, "meta": meta(ctx.request_id)})
     if match := _GROUP.match(path):
         data = reading.group(runtime(), ctx.tenant_id, match[1])

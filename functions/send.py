@@ -6,11 +6,11 @@ import functions_framework
 
 from infra.runtime import runtime
 from infra.web import Reply, idempotent, parse_plain, serve
-from shared.plain_requests import plain_send
-from shared.sending import send_single
+from shared.api.plain_requests import plain_send
+from shared.services.sending import send_single
 
 if TYPE_CHECKING:
-    from shared.models import SendRequest
+    from shared.api.models import SendRequest
 
 
 @functions_framework.http
@@ -30,6 +30,6 @@ def _send(ctx) -> Reply:
 
 
 def _model():
-    from shared.models import SendRequest  # pydantic: only for bodies that are not plain
+    from shared.api.models import SendRequest  # pydantic: only for bodies that are not plain
 
     return SendRequest

@@ -7,7 +7,7 @@ import functions_framework
 import infra.web  # noqa: F401 - Flask's own errors (404, crashes) answer in the JSON envelope
 from infra import log
 from infra.runtime import runtime
-from shared.sweeping import sweep
+from shared.services.sweeping import sweep
 
 
 @functions_framework.http

@@ -9,7 +9,7 @@ import functions_framework
 
 from infra.runtime import runtime
 from infra.web import Reply, serve
-from shared.reports import ingest
+from shared.services.reports import ingest
 
 
 @functions_framework.http

@@ -17,7 +17,7 @@ from infra.settings import settings
 def firestore():
     from google.cloud import firestore as fs
 
-    return fs.Client(project=settings().project)
+    return fs.Client(project=settings().project, database=settings().firestore_database)
 
 
 @functools.cache

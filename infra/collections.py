@@ -3,7 +3,7 @@
 Terraform creates the indexes and TTL policies from the same facts; a contract test keeps them equal.
 """
 
-from shared.searching import SEARCH_INDEXES
+from shared.rules.searching import SEARCH_INDEXES
 
 TENANTS = "tenants"
 API_KEYS = "api_keys"
@@ -15,7 +15,7 @@ RATE_LIMITS = "rate_limits"
 PRICING = "pricing"
 OPT_OUTS = "opt_outs"  # subcollection: tenants/{tenant_id}/opt_outs/{e164}
 CONVERSATIONS = "conversations"  # one per group conversation (one Telnyx group_mms)
-BATCHES = "batches"  # one per batch send (shared/batch_sending.py)
+BATCHES = "batches"  # one per batch send (shared/services/batch_sending.py)
 BATCH_CHUNKS = "batch_chunks"  # a batch's recipients, at most batching.CHUNK per document
 
 ALL = (TENANTS, API_KEYS, MESSAGES, GROUPS, IDEMPOTENCY, PROVIDER_EVENTS, RATE_LIMITS, PRICING, OPT_OUTS,
@@ -23,7 +23,7 @@ ALL = (TENANTS, API_KEYS, MESSAGES, GROUPS, IDEMPOTENCY, PROVIDER_EVENTS, RATE_L
 
 # collection -> field holding the expiry timestamp Firestore TTL deletes on
 TTL_FIELDS = {
-    # the tenant's retention (shared/retention.py)
+    # the tenant's retention (shared/rules/retention.py)
     MESSAGES: "delete_at",
     GROUPS: "delete_at",
     CONVERSATIONS: "delete_at",
@@ -44,6 +44,6 @@ COMPOSITE_INDEXES = (
     (MESSAGES, (("status", "ASCENDING"), ("valid_until", "ASCENDING"))),
     # the sweeper: batch chunks whose work is not done (their task may have been lost)
     (BATCH_CHUNKS, (("todo", "ASCENDING"), ("updated_at", "ASCENDING"))),
-    # message search (shared/searching.py): tenant_id, the equality filters it allows, newest first
+    # message search (shared/rules/searching.py): tenant_id, the equality filters it allows, newest first
     *((MESSAGES, fields) for fields in SEARCH_INDEXES),
 )

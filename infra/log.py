@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from shared import observe as _observe
+from shared.services import observe as _observe
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 # The incoming request's trace header (X-Cloud-Trace-Context or traceparent), when the caller sets it;
@@ -189,5 +189,5 @@ def task_context(headers: Any) -> Iterator[None]:
         trace_header.reset(trace)
 
 
-# The domain's metric lines (shared.observe) go through ``metric`` above, whatever LOG_LEVEL is.
+# The domain's metric lines (shared.services.observe) go through ``metric`` above, whatever LOG_LEVEL is.
 _observe.set_metric_sink(metric)

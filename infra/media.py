@@ -1,11 +1,11 @@
 """Media I/O: fetching a media URL safely, our content-addressed copy in Cloud Storage, V4 signed URLs.
 
-``Media.prepare`` runs once per accepted request (``shared.sending._accept``): every distinct URL is
-fetched once, concurrently; uploads are decoded; ``shared.media`` checks the types and makes the total fit;
+``Media.prepare`` runs once per accepted request (``shared.services.sending._accept``): every distinct URL is
+fetched once, concurrently; uploads are decoded; ``shared.rules.media`` checks the types and makes the total fit;
 each distinct content is stored once as ``media/{tenant}/{sha256}``. ``Media.signed_urls`` runs at dispatch:
 the provider is given short-lived V4 signed URLs of exactly the bytes we checked.
 
-The fetcher (``Fetcher``) never resolves a name itself. ``shared.ssrf.check_url`` resolves and vets the
+The fetcher (``Fetcher``) never resolves a name itself. ``shared.rules.ssrf.check_url`` resolves and vets the
 host once per hop; the request then goes to ``scheme://<vetted address>:port/path`` with the original
 ``Host`` header and, for HTTPS, the host name as TLS SNI and as the name the certificate is verified
 against. The connection pool underneath can only open connections to that hop's vetted (address, port)
@@ -13,7 +13,7 @@ pairs, and every socket operation (connect, TLS handshake, each read and write) 
 of the fetch's overall deadline, so a slow-drip body ends at the deadline, not at deadline + read timeout.
 A redirect is followed only after its target passed the same check (at most ``MAX_REDIRECTS``). The body is
 read raw (``Accept-Encoding: identity``; an encoded body is refused) and reading stops as soon as it passes
-the cap: ``shared.media.MAX_SOURCE_BYTES`` for a resizable image, the message limit for anything else.
+the cap: ``shared.rules.media.MAX_SOURCE_BYTES`` for a resizable image, the message limit for anything else.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from infra.pinned import (
     netloc,
     path_of,
 )
-from shared import media as rules
-from shared.errors import ApiError, ErrorCode
-from shared.media import MediaError, Upload
-from shared.ssrf import Resolver, UrlPolicy, UrlRejected, VettedUrl, check_url
+from shared.rules import media as rules
+from shared.rules.errors import ApiError, ErrorCode
+from shared.rules.media import MediaError, Upload
+from shared.rules.ssrf import Resolver, UrlPolicy, UrlRejected, VettedUrl, check_url
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 3
@@ -303,7 +303,7 @@ class Media:
         every attempt of a leg sends the provider the same body under the same Idempotency-Key; dispatch
         passes the leg's first claim time. ``None`` signs as of now. With IAM signBlob (production) Google
         may rotate the service account's signing key between two attempts: the URLs then differ, Telnyx
-        answers 422 for the reused key, and that 422 is AMBIGUOUS (shared.provider.classify), resolved by
+        answers 422 for the reused key, and that 422 is AMBIGUOUS (shared.carriers.provider.classify), resolved by
         ``Provider.find``, never by a blind resend.
         """
         from google.cloud.storage._signing import generate_signed_url_v4  # noqa: PLC0415

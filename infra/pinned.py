@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from shared.ssrf import VettedUrl
+from shared.rules.ssrf import VettedUrl
 
 
 @functools.cache

@@ -77,18 +77,18 @@ class CloudTasksQueue:
         return dict(_pool.map(one, tasks_))
 
     def enqueue_fanout(self, name: str, tasks_: Sequence[DispatchTask]) -> None:
-        """One task, to the dispatch function, that creates ``tasks_`` (shared/fanout.py)."""
-        from shared import fanout
+        """One task, to the dispatch function, that creates ``tasks_`` (shared/services/fanout.py)."""
+        from shared.services import fanout
 
         s = self.settings
         self._create(s.dispatch_queue, self._task(s.dispatch_queue, s.dispatch_url, name, fanout.payload(tasks_), None))
 
     def enqueue_batch_chunks(self, batch_id: str, indexes: Sequence[int], *, purpose: str = "write"
                              ) -> dict[int, Exception | None]:
-        """A batch's chunk tasks (shared/batch_sending.py), to the dispatch function, created concurrently and
+        """A batch's chunk tasks (shared/services/batch_sending.py), to the dispatch function, created concurrently and
         named after (batch, chunk, purpose): an accept or a cancel that creates them again creates each once.
         Each chunk's error (None: created)."""
-        from shared import batching
+        from shared.rules import batching
 
         s = self.settings
 

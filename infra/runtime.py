@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         Provider,
         TaskQueue,
     )
-    from shared.ssrf import VettedUrl
+    from shared.rules.ssrf import VettedUrl
 
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="request")
 R = TypeVar("R")
@@ -96,7 +96,7 @@ class Runtime:
 
     @staticmethod
     def resolver(host: str, port: int) -> list[str]:
-        from shared.ssrf import system_resolver
+        from shared.rules.ssrf import system_resolver
 
         return system_resolver(host, port)
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 # name -> (default, description). A default of None means "required in production".
 ENV: dict[str, tuple[str | None, str]] = {
     "GOOGLE_CLOUD_PROJECT": (None, "Project that holds Firestore, Cloud Tasks and Cloud Storage."),
+    "FIRESTORE_DATABASE": ("(default)", "Firestore database of this deployment: one per deployment (Terraform names it "
+                           "<prefix>-db); the emulator's is the default one."),
     "TASKS_LOCATION": ("us-central1", "Region of the Cloud Tasks queues."),
     "DISPATCH_QUEUE": ("mms-dispatch", "Queue id carrying one task per recipient leg."),
     "NOTIFY_QUEUE": ("mms-notify", "Queue id carrying customer webhook deliveries."),
@@ -58,7 +60,7 @@ LOCAL_ONLY_ENV: frozenset[str] = frozenset({"MEDIA_TRUSTED_ORIGINS", "MEDIA_SIGN
 SECRET_ENV: dict[str, tuple[str, ...]] = {
     "TELNYX_API_KEY": ("dispatch",),
     "TELNYX_PUBLIC_KEY": ("webhook",),
-    # reads derives the search cursor key from it (shared/searching.py)
+    # reads derives the search cursor key from it (shared/rules/searching.py)
     "WEBHOOK_SIGNING_KEY": ("notifier", "reads"),
 }
 
@@ -82,6 +84,7 @@ def env_optional(name: str) -> str:
 @dataclass(frozen=True)
 class Settings:
     project: str
+    firestore_database: str
     tasks_location: str
     dispatch_queue: str
     notify_queue: str
@@ -121,6 +124,7 @@ def _csv(value: str) -> tuple[str, ...]:
 def settings() -> Settings:
     return Settings(
         project=env("GOOGLE_CLOUD_PROJECT"),
+        firestore_database=env("FIRESTORE_DATABASE"),
         tasks_location=env("TASKS_LOCATION"),
         dispatch_queue=env("DISPATCH_QUEUE"),
         notify_queue=env("NOTIFY_QUEUE"),

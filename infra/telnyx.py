@@ -1,4 +1,4 @@
-"""Telnyx Messaging API v2 adapter: ``TelnyxProvider`` implements ``shared.provider.Provider``.
+"""Telnyx Messaging API v2 adapter: ``TelnyxProvider`` implements ``shared.carriers.provider.Provider``.
 
 ``send`` is one call with no automatic retries (Cloud Tasks retries, and only after we have classified
 the failure). Every attempt of a leg carries the leg's ``Idempotency-Key`` and a byte-identical body
@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from shared.provider import GroupOutboundMessage, Kind, Lookup, LookupState, OutboundMessage, Outcome, classify
+from shared.carriers.provider import GroupOutboundMessage, Kind, Lookup, LookupState, OutboundMessage, Outcome, classify
 
 # Connect quickly or not at all: a connect failure is safe to retry. Reading may take longer, and a
 # read that times out is ambiguous (the provider may have the message).

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from infra import log
-from shared.errors import ApiError, ErrorCode
-from shared.ids import new_request_id
 from shared.ports import Caller
-from shared.records import Tenant
+from shared.rules.errors import ApiError, ErrorCode
+from shared.rules.ids import new_request_id
+from shared.rules.records import Tenant
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -166,7 +166,7 @@ def parse(request, model: type[M], *, max_bytes: int = MAX_BODY_BYTES) -> tuple[
 
 def parse_plain(request, plain: Callable[[dict[str, Any]], P | None], model: Callable[[], type[M]]
                 ) -> tuple[P | M, bytes]:
-    """``parse``, where a body ``plain`` accepts needs no model (shared/plain_requests.py: pydantic is not even
+    """``parse``, where a body ``plain`` accepts needs no model (shared/api/plain_requests.py: pydantic is not even
     imported for the common bodies, which keeps it off the cold path); any other is validated by ``model()``."""
     payload, data = _json_object(request, MAX_BODY_BYTES)
     checked = plain(payload)

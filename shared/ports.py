@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from shared.provider import Provider as Provider  # noqa: PLC0414 - re-exported: one place lists the ports
-from shared.records import (
+from shared.carriers.provider import Provider as Provider  # noqa: PLC0414 - re-exported: one place lists the ports
+from shared.rules.decisions import Decision as Decision  # noqa: PLC0414 - re-exported: the stores take it
+from shared.rules.records import (
     Batch,
     BatchChunk,
     Conversation,
@@ -29,8 +30,8 @@ from shared.records import (
 )
 
 if TYPE_CHECKING:
-    from shared.searching import Query as SearchQuery
-    from shared.ssrf import VettedUrl
+    from shared.rules.searching import Query as SearchQuery
+    from shared.rules.ssrf import VettedUrl
 
 T = TypeVar("T")
 
@@ -41,16 +42,6 @@ class Contended(Exception):
 
 class PreInsertFailed(Exception):
     """The recipients could not be recorded: nothing was written, nothing will be sent."""
-
-
-@dataclass(frozen=True)
-class Decision(Generic[T]):
-    """What a pure ``decide`` function asks the store to write for one leg, in one commit."""
-
-    after: Leg | None = None  # the leg's new state; None writes nothing to the leg
-    result: T | None = None  # handed back to the caller in Mutation.result
-    refund_micros: int = 0  # credited back to the leg's tenant
-    opt_out: str | None = None  # number added to the leg's tenant's opt-out list
 
 
 @dataclass(frozen=True)
@@ -84,7 +75,7 @@ class AcceptDecision:
 @dataclass(frozen=True)
 class BatchAcceptDecision:
     """A batch accept's one atomic write: the batch, its chunks, and the tenant's balance and usage after the
-    reservation (shared/batch_sending.py)."""
+    reservation (shared/services/batch_sending.py)."""
 
     batch: Batch
     chunks: list[BatchChunk]
@@ -108,7 +99,7 @@ class Caller:
     """An API key whose check waits for the request's first round of reads (``infra.web.serve(defer_auth=True)``):
     its key document is read in the same round as its tenant, the opt-outs and the prices.
 
-    ``tenant_id`` is the tenant the key names (``shared.ids.tenant_named_by``) or the one this instance found for
+    ``tenant_id`` is the tenant the key names (``shared.rules.ids.tenant_named_by``) or the one this instance found for
     it before (None: neither; the key is then checked on its own first). ``known`` is the tenant as this instance
     last read it for this key, once the key had been found valid: only then is the request's rate-limit slot
     claimed in the first round too, so a key this instance never saw valid cannot spend a tenant's slots.
@@ -144,7 +135,8 @@ class IdempotentAnswer:
 
 @dataclass(frozen=True)
 class InboundDecision:
-    """An inbound message's first write (shared/inbound.py): the leg to create, and the change its keyword makes
+    """An inbound message's first write (shared/services/inbound.py): the leg to create, and the change its
+    keyword makes
     to the sender's entry on the tenant's opt-out list (``opt_out`` written, or ``opt_in``: entry removed)."""
 
     leg: Leg
@@ -301,7 +293,7 @@ class AccountStore(Protocol):
 
     def tenants_owning(self, number: str) -> list[str]: ...
 
-    # -- the opt-out API (shared/optouts.py) ----------------------------------------------------
+    # -- the opt-out API (shared/services/optouts.py) ----------------------------------------------------
     def get_opt_out(self, tenant_id: str, number: str) -> OptOut | None: ...
 
     def list_opt_outs(self, tenant_id: str, after: str | None, limit: int) -> list[OptOut]: ...

@@ -212,7 +212,7 @@ class Env:
                         f"{message_id} never reached {wanted}")
 
     def new_tenant(self, **fields) -> tuple[str, str]:
-        from shared import ids
+        from shared.rules import ids
         from tools.seed import seed
 
         tenant_id = ids.new_tenant_id()

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from shared import ids
-from shared.phone import parse_e164
+from shared.rules import ids
+from shared.rules.phone import parse_e164
 
 # USD per SMS segment / per MMS message, in micro-dollars.
 DEFAULT_PRICING = {

@@ -1,7 +1,8 @@
 """mmsgate-admin: operate mmsgate's tenants, API keys, balances, senders, webhooks, prices and opt-outs.
 
 Where it works (read once, at the start of each command):
-  a real project   GOOGLE_CLOUD_PROJECT=<project id> and Application Default Credentials
+  a real project   GOOGLE_CLOUD_PROJECT=<project id>, FIRESTORE_DATABASE=<the deployment's database,
+                   `terraform output -raw firestore_database`> and Application Default Credentials
                    (`gcloud auth application-default login`, or a service account's key/identity)
   the emulators    FIRESTORE_EMULATOR_HOST=127.0.0.1:8681 and GOOGLE_CLOUD_PROJECT=demo-mmsgate
   `make dev`       --local: the running local stack's settings, from .dev/stack.json
@@ -136,7 +137,7 @@ def connect(args: argparse.Namespace) -> Ctx:
 
     try:
         with _environ({"FIRESTORE_EMULATOR_HOST": emulator or None}):
-            db = firestore.Client(project=project)
+            db = firestore.Client(project=project, database=env.get("FIRESTORE_DATABASE") or "(default)")
     except Exception as exc:  # noqa: BLE001 - google.auth's DefaultCredentialsError and kin: one line
         raise CliError(f"cannot reach Firestore in project {project}: {_first_line(exc)} (for a real project: "
                        "gcloud auth application-default login)") from None
@@ -161,7 +162,7 @@ def tenant_id_arg(value: str) -> str:
 
 
 def e164_arg(value: str) -> str:
-    from shared.phone import InvalidNumber, parse_e164
+    from shared.rules.phone import InvalidNumber, parse_e164
 
     try:
         return parse_e164(value)
@@ -211,7 +212,7 @@ def _trusted_origins(ctx: Ctx) -> list[str]:
 
 def check_webhook_url(ctx: Ctx, option: str, url: str) -> str:
     """The notifier's own SSRF check, now rather than at the first event (which would only log it)."""
-    from shared.ssrf import UrlRejected, check_url, system_resolver, webhook_url_policy
+    from shared.rules.ssrf import UrlRejected, check_url, system_resolver, webhook_url_policy
 
     try:
         return check_url(url, webhook_url_policy(_trusted_origins(ctx)), system_resolver).url
@@ -247,10 +248,10 @@ def _tenants(ctx: Ctx):
 
 
 def _with_shards(ctx: Ctx, tenant_id: str, doc: dict[str, Any]) -> dict[str, Any]:
-    """The document with the balance and usage traffic keeps on the tenant's shards (shared/balance.py) added:
+    """The document with the balance and usage traffic keeps on the tenant's shards (shared/rules/balance.py) added:
     the document alone holds only the base (top-ups)."""
-    from shared.balance import SHARD_COLLECTION, Shard, overlay
-    from shared.records import Tenant
+    from shared.rules.balance import SHARD_COLLECTION, Shard, overlay
+    from shared.rules.records import Tenant
 
     shards = [Shard.from_doc(int(snap.id), snap.to_dict())
               for snap in _tenants(ctx).document(tenant_id).collection(SHARD_COLLECTION).stream()]
@@ -321,7 +322,7 @@ def _tenant_view(tenant_id: str, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _retention_days(doc: dict[str, Any]) -> int:
-    from shared.retention import clamp_days
+    from shared.rules.retention import clamp_days
 
     return clamp_days(doc.get("retention_days"))
 
@@ -338,7 +339,7 @@ def tenants_show(ctx: Ctx, args: argparse.Namespace) -> Any:
 
 
 def tenants_create(ctx: Ctx, args: argparse.Namespace) -> Any:
-    from shared import ids
+    from shared.rules import ids
     from tools.admin import create_tenant
 
     tenant_id = args.id or ids.new_tenant_id()
@@ -384,7 +385,7 @@ def keys_list(ctx: Ctx, args: argparse.Namespace) -> Any:
 def keys_revoke(ctx: Ctx, args: argparse.Namespace) -> Any:
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    from shared.ids import api_key_hash
+    from shared.rules.ids import api_key_hash
 
     given = args.prefix
     if args.tenant:
@@ -483,7 +484,7 @@ def senders_remove(ctx: Ctx, args: argparse.Namespace) -> Any:
 # ------------------------------------------------------------------------------------------ retention
 
 def retention_days_arg(value: str) -> int:
-    from shared.retention import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
+    from shared.rules.retention import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS
 
     try:
         days = int(value)
@@ -527,8 +528,8 @@ def webhooks_set(ctx: Ctx, args: argparse.Namespace) -> Any:
 
 
 def _secret_answer(ctx: Ctx, tenant_id: str, doc: dict[str, Any], key: str) -> dict[str, Any]:
-    from shared.records import Tenant
-    from shared.signatures import ROTATION_OVERLAP_SECONDS, signing_secrets, tenant_secret
+    from shared.carriers.signatures import ROTATION_OVERLAP_SECONDS, signing_secrets, tenant_secret
+    from shared.rules.records import Tenant
 
     tenant = Tenant.from_doc(tenant_id, doc)
     answer: dict[str, Any] = {"tenant_id": tenant_id, "secret": tenant_secret(key, tenant_id,

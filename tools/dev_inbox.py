@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from infra import collections as C
-from shared.signatures import BadSignature, tenant_secret, verify_webhook
+from shared.carriers.signatures import BadSignature, tenant_secret, verify_webhook
 
 CONSOLE_DIR = Path(__file__).resolve().parent / "console"
 MAX_EVENTS = 500  # the inbox keeps the newest

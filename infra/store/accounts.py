@@ -13,9 +13,9 @@ from google.cloud.firestore_v1.field_path import FieldPath
 from infra import collections as C
 from infra.store.balance import FirestoreBalance
 from infra.store.commit import commit_if_unchanged, utcnow
-from shared.ids import api_key_hash, tenant_named_by
 from shared.ports import Caller, Contended, FirstRound
-from shared.records import OptOut, Rates, Tenant
+from shared.rules.ids import api_key_hash, tenant_named_by
+from shared.rules.records import OptOut, Rates, Tenant
 
 IMPORT_BATCH = 500  # Firestore's limit of writes per commit
 
@@ -23,7 +23,7 @@ IMPORT_BATCH = 500  # Firestore's limit of writes per commit
 class FirestoreAccounts:
     def __init__(self, db: firestore.Client) -> None:
         self.db = db
-        self.balance = FirestoreBalance(db)  # balance and usage live on shards (shared/balance.py)
+        self.balance = FirestoreBalance(db)  # balance and usage live on shards (shared/rules/balance.py)
         self._key_tenant: dict[str, str] = {}  # API key hash -> its tenant (a key never changes tenant)
         self._known: dict[str, Tenant] = {}  # API key hash -> its tenant as last read, the key found valid
 
@@ -176,7 +176,7 @@ class FirestoreAccounts:
     def remove_opt_out(self, tenant_id: str, number: str) -> None:
         self._opt_outs(tenant_id).document(number).delete()
 
-    # -- the opt-out API (shared/optouts.py) ----------------------------------------------------------
+    # -- the opt-out API (shared/services/optouts.py) ----------------------------------------------------------
     def get_opt_out(self, tenant_id: str, number: str) -> OptOut | None:
         snap = self._opt_outs(tenant_id).document(number).get()
         return OptOut.from_doc(snap.id, snap.to_dict() or {}) if snap.exists else None

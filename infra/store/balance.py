@@ -1,4 +1,4 @@
-"""The tenant's balance shards in Firestore (shared/balance.py has the rules and the overspend bound).
+"""The tenant's balance shards in Firestore (shared/rules/balance.py has the rules and the overspend bound).
 
 The store's tenant reads and writes go through this adapter: ``refs`` joins the shards to a batch get that
 already reads the tenant document, ``seen`` turns what it read into the tenant as the gate sees it (with
@@ -15,8 +15,8 @@ from typing import Any
 from google.cloud import firestore
 
 from infra import collections as C
-from shared.balance import SHARD_COLLECTION, SHARDS, Shard, overlay, plan, shard_for
-from shared.records import Tenant
+from shared.rules.balance import SHARD_COLLECTION, SHARDS, Shard, overlay, plan, shard_for
+from shared.rules.records import Tenant
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class FirestoreBalance:
 
     def debit(self, batch: Any, seen: Seen, key: str, balance_micros: int, usage_day: str | None,
               usage_count: int, *, every_shard: bool = False) -> list[Shard]:
-        """The accept's shard writes (shared/balance.py ``plan``: its own shard, or every shard when the money
+        """The accept's shard writes (shared/rules/balance.py ``plan``: its own shard, or every shard when the money
         is dealt again), each conditioned on the version ``seen`` read: a concurrent accept that wrote one of
         them first makes the commit fail, and the caller reads and decides again. Returns the shards as
         written."""

@@ -1,6 +1,6 @@
 """Batch sends in Firestore: the accept's one commit (the batch, its chunks, the reservation on the balance
 shards and the idempotent answer), the chunk tasks' reads and their one commit of rows, the cancel, and the
-progress counts. Rules stay in ``shared/batch_sending.py``: this module reads, asks a pure ``decide`` what to
+progress counts. Rules stay in ``shared/services/batch_sending.py``: this module reads, asks a pure ``decide`` what to
 write, and writes it."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from infra.store.balance import FirestoreBalance, Seen
 from infra.store.commit import commit_if_unchanged, io
 from infra.store.idempotency import keep_answer
 from shared.ports import BatchAcceptDecision, ChunkState, IdempotentAnswer
-from shared.records import Batch, BatchChunk, BatchStatus, Leg, Tenant, chunk_doc_id
+from shared.rules.records import Batch, BatchChunk, BatchStatus, Leg, Tenant, chunk_doc_id
 
 
 class FirestoreBatches:
@@ -55,7 +55,7 @@ class FirestoreBatches:
             decision = decide(seen.tenant)
             batch_id[:] = [decision.batch.id]
             batch = self.db.batch()
-            # every shard, conditioned: the batch's quota decision is exact (shared/balance.py ``plan``)
+            # every shard, conditioned: the batch's quota decision is exact (shared/rules/balance.py ``plan``)
             self.balance.debit(batch, seen, decision.batch.id, decision.balance_micros, decision.usage_day,
                                decision.usage_count, every_shard=True)
             fastwrite.create(batch, self._batch_ref(decision.batch.id), decision.batch.to_doc())

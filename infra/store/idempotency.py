@@ -10,7 +10,7 @@ from google.cloud import firestore
 
 from infra import collections as C
 from shared.ports import IdempotentAnswer
-from shared.records import IdempotencyRecord, IdempotencyState
+from shared.rules.records import IdempotencyRecord, IdempotencyState
 
 
 def keep_answer(db: firestore.Client, batch: Any, kept: IdempotentAnswer | None) -> None:

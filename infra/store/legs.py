@@ -19,7 +19,6 @@ from infra.store.balance import FirestoreBalance, Seen
 from infra.store.commit import changed_fields, commit_if_unchanged, io, utcnow
 from infra.store.idempotency import keep_answer
 from infra.store.linked import LinkedWrites
-from shared.balance import Shard
 from shared.ports import (
     AcceptDecision,
     Decision,
@@ -29,8 +28,9 @@ from shared.ports import (
     Mutation,
     PreInsertFailed,
 )
-from shared.records import Group, Leg, OptOut, ProviderEventRecord, Tenant
-from shared.searching import Query as SearchQuery
+from shared.rules.balance import Shard
+from shared.rules.records import Group, Leg, OptOut, ProviderEventRecord, Tenant
+from shared.rules.searching import Query as SearchQuery
 
 T = TypeVar("T")
 EVENT_TTL = dt.timedelta(days=30)
@@ -118,7 +118,7 @@ class FirestoreLegs(LinkedWrites):
         )
 
     def search(self, query: SearchQuery, limit: int) -> list[Leg]:
-        """One page of a tenant's messages, newest first (shared/searching.py; each equality set it allows has
+        """One page of a tenant's messages, newest first (shared/rules/searching.py; each equality set it allows has
         its composite index in COMPOSITE_INDEXES). Ties on created_at (a group's legs) break on the id."""
         q = self.db.collection(C.MESSAGES).where(filter=FieldFilter("tenant_id", "==", query.tenant_id))
         for name, value in query.equals:

@@ -1,7 +1,8 @@
 """Writes that span more than one leg: an SMS failover created beside the MMS it replaces, a conversation
 (one group_mms) and its member legs, and the reference check of a redacted message's media.
 
-Same rules as ``infra.store.legs``: read, ask a pure ``decide`` (shared/failover.py, shared/conversation.py)
+Same rules as ``infra.store.legs``: read, ask a pure ``decide`` (shared/services/failover.py,
+shared/services/conversation.py)
 what to write, commit one batch conditioned on the versions read (or on absence, ``create``), and on a
 conflict read and decide again. A mixin of ``FirestoreLegs``: it uses its client and references.
 """
@@ -19,7 +20,7 @@ from infra import collections as C
 from infra.store.balance import FirestoreBalance
 from infra.store.commit import changed_fields, commit_if_unchanged
 from shared.ports import ConversationDecision, ConversationMutation, SpawnDecision, Spawned
-from shared.records import Conversation, Leg, Tenant
+from shared.rules.records import Conversation, Leg, Tenant
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from shared.errors import HTTP_STATUS, ErrorCode
+from shared.rules.errors import HTTP_STATUS, ErrorCode
 from tests.conftest import ROOT, fictional, wait_for
 
 
@@ -155,7 +155,7 @@ def test_a_single_send_gate_failure_names_the_field_and_the_stored_message(env):
 def test_inbound_messages_their_events_and_the_opt_out_api_match_the_spec(env):
     import base64
 
-    from shared.received import message_id
+    from shared.services.received import message_id
     from tools.seed import DEV_SENDER, sample_png
 
     env.store.accounts.put_tenant(env.tenant_id, {"webhook_url": env.receiver.url})

@@ -12,7 +12,7 @@ import pytest
 from infra import collections as C
 from infra.store.balance import FirestoreBalance
 from infra.store.commit import commit_if_unchanged
-from shared.records import Tenant
+from shared.rules.records import Tenant
 
 pytestmark = pytest.mark.stack
 

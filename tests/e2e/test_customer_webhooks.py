@@ -2,7 +2,7 @@
 
 import json
 
-from shared.signatures import tenant_secret, verify_webhook
+from shared.carriers.signatures import tenant_secret, verify_webhook
 from tests.conftest import fictional, wait_for
 
 

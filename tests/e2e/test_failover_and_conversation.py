@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 
-from shared import ids
+from shared.rules import ids
 from tests.conftest import fictional, wait_for
 from tools.telnyx_sim import sign
 

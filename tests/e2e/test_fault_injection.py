@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared.status import Status
+from shared.rules.status import Status
 from tests.conftest import describe_settlement, settlement, wait_for
 
 pytestmark = pytest.mark.stack

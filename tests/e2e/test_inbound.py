@@ -15,8 +15,8 @@ import pytest
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from infra import collections as C
-from shared import received
-from shared.signatures import tenant_secret, verify_webhook
+from shared.carriers.signatures import tenant_secret, verify_webhook
+from shared.services import received
 from tests.conftest import fictional, wait_for
 from tools.seed import DEV_SENDER, sample_png
 from tools.telnyx_sim import sign
@@ -317,7 +317,7 @@ def _signed_stop(env, sender: str) -> tuple[bytes, str, str]:
 
 def test_a_webhook_that_dies_after_storing_still_gets_exactly_one_reply_out(env, monkeypatch):
     from infra.runtime import Runtime
-    from shared import reports
+    from shared.services import reports
 
     sender = fictional(55)
     body, ts, signature = _signed_stop(env, sender)
@@ -343,8 +343,8 @@ def test_a_webhook_that_dies_after_storing_still_gets_exactly_one_reply_out(env,
 
 def test_a_webhook_that_cannot_queue_its_task_answers_500_and_telnyx_retry_finishes(env, monkeypatch):
     from infra.runtime import Runtime
-    from shared import reports
-    from shared.errors import ApiError
+    from shared.rules.errors import ApiError
+    from shared.services import reports
 
     sender = fictional(56)
     body, ts, signature = _signed_stop(env, sender)

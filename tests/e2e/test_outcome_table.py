@@ -101,7 +101,7 @@ def test_sweeper_closes_a_leg_with_no_final_report(env):
     from infra.runtime import Runtime
     from infra.settings import settings
     from shared.ports import FixedClock
-    from shared.sweeping import sweep
+    from shared.services.sweeping import sweep
 
     message_id = env.api.post("/api/v1/messages/sms", json={"to": fictional(99), "body": "x"}).json()["data"]["id"]
     env.wait_status(message_id, "sent", final=False)

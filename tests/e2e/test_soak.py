@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from infra import collections as C
-from shared.status import Status, is_final
+from shared.rules.status import Status, is_final
 from tests.conftest import describe_settlement, wait_for
 from tools.telnyx_sim import sign
 
@@ -95,7 +95,7 @@ def test_soak_every_leg_terminal_one_send_each_no_regressions(env, capsys):
     from infra.runtime import Runtime
     from infra.settings import settings
     from shared.ports import FixedClock
-    from shared.sweeping import sweep
+    from shared.services.sweeping import sweep
 
     rt = Runtime(clock=FixedClock(dt.datetime.now(dt.UTC)
                                   + dt.timedelta(seconds=env.stack.config.sweep_final_after_seconds + 1)))

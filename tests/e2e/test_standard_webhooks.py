@@ -15,7 +15,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from infra import collections as C
-from shared.signatures import tenant_secret
+from shared.carriers.signatures import tenant_secret
 from tests.conftest import ROOT, fictional, wait_for
 
 

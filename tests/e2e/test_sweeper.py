@@ -1,6 +1,6 @@
 """The sweeper: a leg whose Cloud Task was lost still gets sent, exactly once.
 
-The sweeper runs in this process (``shared.sweeping.sweep``) on a ``Runtime`` whose clock is set past
+The sweeper runs in this process (``shared.services.sweeping.sweep``) on a ``Runtime`` whose clock is set past
 the sweeper's windows, instead of sleeping through them: the test process has the stack's environment,
 so it talks to the same emulators, and the tasks it creates reach the stack's functions."""
 
@@ -20,7 +20,7 @@ def _sweep_at(env, when: dt.datetime) -> dict[str, int]:
     from infra.runtime import Runtime
     from infra.settings import settings
     from shared.ports import FixedClock
-    from shared.sweeping import sweep
+    from shared.services.sweeping import sweep
 
     rt = Runtime(clock=FixedClock(when))
     rt.settings = settings.__wrapped__()
@@ -90,7 +90,7 @@ def test_customer_events_whose_tasks_were_lost_are_sent_again(env):
 
 
 def test_a_pending_row_whose_request_never_finished_ends_failed(env):
-    from shared.legs import new_leg
+    from shared.rules.legs import new_leg
 
     now = dt.datetime.now(dt.UTC)
     leg = new_leg(message_id="msg_abandoned", leg_key="single:msg_abandoned", tenant_id=env.tenant_id, group_id=None,

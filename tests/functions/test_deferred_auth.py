@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from infra import collections as C
-from shared import ids
+from shared.rules import ids
 from tests.conftest import fictional
 from tools.admin import create_api_key
 

@@ -50,7 +50,7 @@ def test_per_leg_key_and_id(env):
     group_id = response.json()["group_id"]
     leg = env.leg_doc(response.json()["messages"][0]["id"])
     assert leg["leg_key"] == f"group-mms:{group_id}:{fictional(1)}"
-    from shared.ids import leg_message_id
+    from shared.rules.ids import leg_message_id
 
     assert leg["id"] == leg_message_id(leg["leg_key"])
 

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder
 
 from infra.web import MAX_JSON_DEPTH, parse
-from shared.errors import ApiError, ErrorCode
-from shared.models import GroupRequest, SendRequest
+from shared.api.models import GroupRequest, SendRequest
+from shared.rules.errors import ApiError, ErrorCode
 from tests.conftest import ROOT, fictional
 from tools.telnyx_sim import sign
 

@@ -84,7 +84,7 @@ def test_missing_or_unknown_key_is_401(env, key):
 
 @pytest.mark.stack
 def test_revoked_key_is_401(env):
-    from shared.ids import api_key_hash
+    from shared.rules.ids import api_key_hash
 
     env.store.accounts.revoke_api_key(api_key_hash(env.api_key))
     _envelope(_post(env, body={"to": fictional(1), "body": "x"}), 401, "UNAUTHORIZED")

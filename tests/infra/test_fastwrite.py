@@ -12,8 +12,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
 from infra.store import fastwrite
-from shared.legs import new_leg, transition
-from shared.status import Status
+from shared.rules.legs import new_leg, transition
+from shared.rules.status import Status
 
 NOW = dt.datetime(2026, 3, 8, 9, 59, 58, 123456, tzinfo=dt.UTC)
 

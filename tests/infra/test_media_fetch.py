@@ -27,10 +27,10 @@ from cryptography.x509.oid import NameOID
 from PIL import Image
 
 from infra.media import Fetcher, Media
-from shared import media as rules
-from shared.errors import ErrorCode
-from shared.media import MediaError, Upload
-from shared.ssrf import UrlPolicy, check_url
+from shared.rules import media as rules
+from shared.rules.errors import ErrorCode
+from shared.rules.media import MediaError, Upload
+from shared.rules.ssrf import UrlPolicy, check_url
 
 # Real local servers on loopback (and their timeouts): not part of the fast pure-Python tier.
 pytestmark = pytest.mark.stack

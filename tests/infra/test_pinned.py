@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from infra.pinned import post
-from shared.ssrf import VettedUrl
+from shared.rules.ssrf import VettedUrl
 
 # Real local servers on loopback (and their timeouts): not part of the fast pure-Python tier.
 pytestmark = pytest.mark.stack

@@ -14,7 +14,7 @@ import pytest
 
 from infra import telnyx
 from infra.telnyx import TelnyxProvider, names_leg, request_body
-from shared.provider import Kind, LookupState, OutboundMessage
+from shared.carriers.provider import Kind, LookupState, OutboundMessage
 from tools.telnyx_sim import SimConfig, generate_keypair, start_server
 
 # Real local servers on loopback (and their timeouts): not part of the fast pure-Python tier.

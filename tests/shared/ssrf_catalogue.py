@@ -1,4 +1,4 @@
-"""A catalogue of SSRF attempts that ``shared.ssrf.check_url`` must reject, and URLs it must accept.
+"""A catalogue of SSRF attempts that ``shared.rules.ssrf.check_url`` must reject, and URLs it must accept.
 
 Each attempt names the policy it is checked against ("media" or "webhook"), what the fake resolver
 answers for the host (``RAISES`` = the name does not resolve), and the reason expected (a prefix of
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.ssrf import UrlPolicy, media_url_policy, webhook_url_policy
+from shared.rules.ssrf import UrlPolicy, media_url_policy, webhook_url_policy
 
 BUCKET = "mmsgate-media"
 TRUSTED_ORIGINS = ("http://localhost:9023", "http://127.0.0.1:9023")

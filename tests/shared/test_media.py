@@ -1,4 +1,4 @@
-"""Media rules (shared.media): sniffing, allowed types, declared-type matching, the size budget and
+"""Media rules (shared.rules.media): sniffing, allowed types, declared-type matching, the size budget and
 downscaling. Pure: no stack, no network. Test images are made with Pillow."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from shared import media
-from shared.errors import ErrorCode
-from shared.media import ALLOWED, Item, MediaError
+from shared.rules import media
+from shared.rules.errors import ErrorCode
+from shared.rules.media import ALLOWED, Item, MediaError
 
 LIMIT = 1_048_576
 

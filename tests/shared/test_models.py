@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shared.models import MAX_BODY, MAX_MEDIA, GroupRequest, SendRequest
+from shared.api.models import MAX_BODY, MAX_MEDIA, GroupRequest, SendRequest
 
 url = st.from_regex(r"https://storage\.googleapis\.com/b/[a-z0-9]{1,12}\.png", fullmatch=True)
 

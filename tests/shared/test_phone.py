@@ -1,4 +1,4 @@
-"""Tests for shared.phone: strict E.164 parsing and the NANP (US/Canada) gate."""
+"""Tests for shared.rules.phone: strict E.164 parsing and the NANP (US/Canada) gate."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from shared.phone import InvalidNumber, is_nanp, parse_e164, region_of
+from shared.rules.phone import InvalidNumber, is_nanp, parse_e164, region_of
 
 FORMAT = "phone number must be in E.164 format (+ and 8 to 15 digits)"
 
@@ -133,7 +133,7 @@ def test_american_samoa_is_allowed() -> None:
 
 def test_fictional_fallback_when_metadata_calls_555_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
     """If a future phonenumbers release called 555-01XX invalid, the examples still work."""
-    from shared import phone
+    from shared.rules import phone
 
     phone._parse_text.cache_clear()  # valid numbers parsed before are remembered; parse these anew
     monkeypatch.setattr(phonenumbers, "is_valid_number", lambda number: False)
@@ -159,7 +159,7 @@ NANP_REGIONS = sorted({
     "AG", "AI", "BB", "BM", "BS", "DM", "DO", "GD", "JM", "KN", "KY", "LC", "MS", "SX", "TC", "TT", "VC", "VG",
 })
 # The contract's "NANP (US/Canada, E.164 +1)": the US and Canada, and the US territories served under US
-# numbering administration (shared/phone.py's docstring). Not the Caribbean countries.
+# numbering administration (shared/rules/phone.py's docstring). Not the Caribbean countries.
 MMS_ALLOWED = frozenset({"US", "CA", "AS", "GU", "MP", "PR", "VI"})
 
 

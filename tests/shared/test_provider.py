@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.provider import (
+from shared.carriers.provider import (
     IDEMPOTENCY_MISMATCH_CODE,
     Kind,
     Lookup,

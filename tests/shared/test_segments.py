@@ -1,4 +1,4 @@
-"""Tests for shared.segments: GSM-7 / UCS-2 detection and segment counts."""
+"""Tests for shared.rules.segments: GSM-7 / UCS-2 detection and segment counts."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.segments import GSM7_BASIC, GSM7_EXTENSION, MMS_SEGMENTS, count_segments, is_gsm7
+from shared.rules.segments import GSM7_BASIC, GSM7_EXTENSION, MMS_SEGMENTS, count_segments, is_gsm7
 
 # 3GPP TS 23.038 (GSM 03.38) §6.2.1, the default alphabet by code (0x00..0x7F), written out here from the
-# spec's table, independently of shared/segments.py. 0x1B is the escape to the extension table.
+# spec's table, independently of shared/rules/segments.py. 0x1B is the escape to the extension table.
 ESC = None
 SPEC_DEFAULT_ALPHABET = [
     "@", "\u00a3", "$", "\u00a5", "\u00e8", "\u00e9", "\u00f9", "\u00ec",  # 0x00 @ £ $ ¥ è é ù ì

@@ -1,4 +1,4 @@
-"""Tests for shared.ssrf. No test touches the network: every check gets a fake resolver, and
+"""Tests for shared.rules.ssrf. No test touches the network: every check gets a fake resolver, and
 ``socket.getaddrinfo`` is replaced for the whole module so an accidental real lookup fails loudly."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.ssrf import (
+from shared.rules.ssrf import (
     UrlPolicy,
     UrlRejected,
     VettedUrl,

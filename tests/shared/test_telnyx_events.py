@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.errors import ApiError, ErrorCode
-from shared.signatures import BadSignature, tenant_secret, verify_telnyx, verify_webhook, webhook_headers
-from shared.telnyx_events import Report, parse_report
+from shared.carriers.signatures import BadSignature, tenant_secret, verify_telnyx, verify_webhook, webhook_headers
+from shared.carriers.telnyx_events import Report, parse_report
+from shared.rules.errors import ApiError, ErrorCode
 from tools.telnyx_sim import generate_keypair, sign
 
 PRIVATE, PUBLIC = generate_keypair()

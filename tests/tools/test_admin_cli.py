@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.signatures import tenant_secret
+from shared.carriers.signatures import tenant_secret
 from tests.conftest import fictional
 from tools.admin_cli import main
 

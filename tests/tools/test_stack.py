@@ -395,7 +395,7 @@ def test_gateway_404s_everything_else(standin, method, path):
 
 
 def test_gateway_passes_a_4_mib_batch_body_and_refuses_what_no_function_takes(standin):
-    # The batch route takes 4 MiB (shared/batching.MAX_BODY_BYTES); the function, not the gateway, refuses more.
+    # The batch route takes 4 MiB (shared/rules/batching.MAX_BODY_BYTES); the function, not the gateway, refuses more.
     body = b'{"to": []}' + b" " * (4 * 1024 * 1024 - 10)
     status, payload = _gateway(standin, "POST", "/api/v1/messages/batch", body,
                                {"Content-Type": "application/json"})

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
+from shared.carriers.provider import Lookup, LookupState, OutboundMessage, Outcome
 from shared.ports import Decision, DispatchTask, FixedClock, Mutation
-from shared.provider import Lookup, LookupState, OutboundMessage, Outcome
-from shared.records import Leg, ProviderEventRecord
+from shared.rules.records import Leg, ProviderEventRecord
 
 T = TypeVar("T")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from shared.records import HistoryEntry, Leg
-from shared.status import SendState, Status
+from shared.rules.records import HistoryEntry, Leg
+from shared.rules.status import SendState, Status
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 HOOK = "https://hooks.example.com/mmsgate"

@@ -1,4 +1,4 @@
-"""Sharded balance and usage (shared/balance.py): the overlay the gate sees, an accept's debit on one shard,
+"""Sharded balance and usage (shared/rules/balance.py): the overlay the gate sees, an accept's debit on one shard,
 and the overspend bound, including a simulation of concurrent accepts under optimistic per-shard commits."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from shared import balance
-from shared.balance import Shard
-from shared.records import Tenant
+from shared.rules import balance
+from shared.rules.balance import Shard
+from shared.rules.records import Tenant
 
 DAY, YESTERDAY = "2026-12-01", "2026-11-30"
 

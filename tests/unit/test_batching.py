@@ -1,5 +1,6 @@
-"""Batch send rules (shared/batching.py): the request's shape, duplicates, deterministic rows, chunks, the accept's
-gates and reservation, each chunk's rows, the speed limit's spread, and the batch's view with its progress."""
+"""Batch send rules (shared/rules/batching.py, shared/api/batch_request.py): the request's shape, duplicates,
+deterministic rows, chunks, the accept's gates and reservation, each chunk's rows, the speed limit's spread, and
+the batch's view with its progress."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from shared import batch_sending, batching
-from shared.batching import BatchRecipient, BatchRequest, SendingSpeed
-from shared.errors import ApiError, ErrorCode
-from shared.legs import new_leg
-from shared.records import Batch, BatchChunk, BatchStatus, ChunkRecipient, Rates, Tenant
-from shared.status import Status
+from shared.api.batch_request import BatchRecipient, BatchRequest, SendingSpeed
+from shared.rules import batching
+from shared.rules.errors import ApiError, ErrorCode
+from shared.rules.legs import new_leg
+from shared.rules.records import Batch, BatchChunk, BatchStatus, ChunkRecipient, Rates, Tenant
+from shared.rules.status import Status
+from shared.services import batch_sending
 
 
 def numbers(n: int) -> list[str]:

@@ -1,4 +1,4 @@
-"""Cancel (shared/canceling.py), pure decisions and the service over in-memory ports.
+"""Cancel (shared/services/canceling.py), pure decisions and the service over in-memory ports.
 
 Rules (docs/decisions.md): a leg the provider does not have yet (``queued``, ``scheduled``) ends
 ``canceled``, refunded, with ``message.canceled``; any other leg is not cancelable and keeps its status;
@@ -13,13 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared.canceling import cancel_group, cancel_message, cancel_step
-from shared.dispatching import Action, claim_step
-from shared.errors import ApiError
-from shared.ids import notify_event_id
 from shared.ports import FixedClock
-from shared.records import Group
-from shared.status import SendState, Status
+from shared.rules.errors import ApiError
+from shared.rules.ids import notify_event_id
+from shared.rules.records import Group
+from shared.rules.status import SendState, Status
+from shared.services.canceling import cancel_group, cancel_message, cancel_step
+from shared.services.dispatch_steps import Action, claim_step
 from tests.unit.fakes import FakeRuntime
 from tests.unit.legs import HOOK, T0, at, claimed, leg
 

@@ -11,13 +11,14 @@ import pydantic
 import pytest
 
 from infra.telnyx import group_request_body, names_leg
-from shared import conversation, ids
-from shared.dispatching import Action
+from shared.carriers.provider import GroupOutboundMessage, Kind, Outcome
+from shared.carriers.telnyx_events import Report
 from shared.ports import ConversationDecision, ConversationMutation, DispatchTask, FixedClock
-from shared.provider import GroupOutboundMessage, Kind, Outcome
-from shared.records import Conversation, Leg
-from shared.status import SendState, Status
-from shared.telnyx_events import Report
+from shared.rules import ids
+from shared.rules.records import Conversation, Leg
+from shared.rules.status import SendState, Status
+from shared.services import conversation
+from shared.services.dispatch_steps import Action
 from tests.unit.fakes import FakeRuntime
 from tests.unit.legs import HOOK, T0, at, leg
 
@@ -190,7 +191,7 @@ class GroupProvider:
 
 
 def test_every_members_task_delivered_twice_makes_one_group_mms():
-    from shared.dispatching import dispatch
+    from shared.services.dispatching import dispatch
 
     rt = FakeRuntime(FixedClock(at(1)))
     store = ConversationLegs({m.id: m for m in (member(1), member(2), member(3))})
@@ -240,7 +241,7 @@ def test_a_report_names_its_conversation_and_recipient():
     (["+14155550101", "12"], "12"),
 ])
 def test_a_conversation_is_one_to_eight_nanp_numbers(to, issue):
-    from shared.models import GroupRequest
+    from shared.api.models import GroupRequest
 
     with pytest.raises(pydantic.ValidationError) as caught:
         GroupRequest.model_validate({"to": to, "body": "x", "conversation": True})

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from shared.dispatching import dispatch
+from shared.carriers.provider import Kind, Lookup, LookupState, Outcome
 from shared.ports import FixedClock
-from shared.provider import Kind, Lookup, LookupState, Outcome
-from shared.status import SendState, Status
+from shared.rules.status import SendState, Status
+from shared.services.dispatching import dispatch
 from tests.unit.fakes import FakeRuntime
 from tests.unit.legs import T0, leg
 
@@ -177,7 +177,7 @@ def test_a_live_claim_answers_2xx_and_names_a_follow_up_at_the_lease_end():
 
 
 def test_signed_media_urls_do_not_change_between_attempts():
-    from shared.records import StoredMedia
+    from shared.rules.records import StoredMedia
 
     rt, message_id = _runtime(media=(StoredMedia(object="t/a.png", content_type="image/png", size=10),))
     rt.provider.answers += [Outcome(Kind.TRANSIENT, http_status=500), Outcome(Kind.ACCEPTED, provider_id="tx-3")]
@@ -200,7 +200,7 @@ class _Batches:
 
 
 def _batch(status):
-    from shared.records import Batch, BatchStatus
+    from shared.rules.records import Batch, BatchStatus
 
     template = leg(S.PENDING)
     return Batch(id="bat_1", tenant_id=template.tenant_id, status=BatchStatus(status), total=1, accepted=1, rejected=0,

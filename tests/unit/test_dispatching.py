@@ -1,4 +1,4 @@
-"""Dispatch decisions (shared/dispatching.py), pure: what one delivery of a leg's task does, and what is
+"""Dispatch decisions (shared/services/dispatching.py), pure: what one delivery of a leg's task does, and what is
 recorded from the provider's answer. Expected values come from the module's rules:
 
 - a leg is claimed (sending, in_flight, a lease) before the provider is called; while the claim is live
@@ -16,10 +16,17 @@ import datetime as dt
 
 import pytest
 
-from shared.dispatching import CLAIM_LEASE, RECONCILE_DEADLINE, RECONCILE_DELAY, Action, claim_step, record_step
-from shared.ids import notify_event_id
-from shared.provider import Kind, Lookup, LookupState, Outcome
-from shared.status import SendState, Status
+from shared.carriers.provider import Kind, Lookup, LookupState, Outcome
+from shared.rules.ids import notify_event_id
+from shared.rules.status import SendState, Status
+from shared.services.dispatch_steps import (
+    CLAIM_LEASE,
+    RECONCILE_DEADLINE,
+    RECONCILE_DELAY,
+    Action,
+    claim_step,
+    record_step,
+)
 from tests.unit.legs import HOOK, T0, at, claimed, leg
 
 S, SS = Status, SendState

@@ -8,14 +8,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from shared import failover, ids
-from shared.dispatching import record_step
+from shared.carriers.provider import Kind, Outcome
+from shared.carriers.telnyx_events import Report
 from shared.ports import FixedClock, SpawnDecision, Spawned
-from shared.provider import Kind, Outcome
-from shared.records import Leg, Rates, Tenant
-from shared.reports import apply_report
-from shared.status import SendState, Status
-from shared.telnyx_events import Report
+from shared.rules import ids
+from shared.rules.records import Leg, Rates, Tenant
+from shared.rules.status import SendState, Status
+from shared.services import failover
+from shared.services.dispatch_steps import record_step
+from shared.services.reports import apply_report
 from tests.unit.fakes import FakeRuntime
 from tests.unit.legs import HOOK, T0, at, claimed, leg
 

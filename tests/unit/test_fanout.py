@@ -1,4 +1,5 @@
-"""shared/fanout.py: a group's tasks created by one task, with the accept creating them itself if that fails."""
+"""shared/services/fanout.py: a group's tasks created by one task, with the accept creating them itself if that
+fails."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from shared import fanout, ids
 from shared.ports import DispatchTask
+from shared.rules import ids
+from shared.services import fanout
 
 AT = dt.datetime(2026, 5, 1, 12, 30, tzinfo=dt.UTC)
 TASKS = [DispatchTask("msg_a", ids.task_name("group-mms:grp_x:+14155550101")),

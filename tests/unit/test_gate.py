@@ -1,11 +1,11 @@
-"""The accept's decision (shared/sending.py ``gate``), pure: per leg, in order, the daily quota and the
+"""The accept's decision (shared/services/sending.py ``gate``), pure: per leg, in order, the daily quota and the
 balance; an accepted leg is debited and counted, a failed one is neither."""
 
 from __future__ import annotations
 
-from shared.records import Tenant
-from shared.sending import Recipient, gate
-from shared.status import Status
+from shared.rules.records import Tenant
+from shared.rules.status import Status
+from shared.services.sending import Recipient, gate
 from tests.unit.legs import T0, leg
 
 S = Status
@@ -14,7 +14,7 @@ DAY = "2026-03-01"  # T0's UTC day
 
 
 def _legs(n: int, *, errors: dict[int, str] | None = None, price: int = MMS):
-    from shared.errors import ErrorCode
+    from shared.rules.errors import ErrorCode
 
     legs, recipients = [], {}
     for i in range(n):

@@ -1,4 +1,5 @@
-"""Keyword compliance and inbound records, pure (shared/keywords.py, shared/received.py, shared/inbound.py's
+"""Keyword compliance and inbound records, pure (shared/rules/keywords.py, shared/services/received.py,
+shared/services/inbound.py's
 decisions): which texts are keywords, what each changes for a sender on or off the list, who answers, the reply
 texts, and the inbound leg with its events and reply, decided once."""
 
@@ -8,12 +9,13 @@ import json
 
 import pytest
 
-from shared import inbound, keywords, received
-from shared.ids import notify_event_id
-from shared.keywords import Kind
-from shared.records import StoredMedia, Tenant
-from shared.status import Status
-from shared.telnyx_events import Report
+from shared.carriers.telnyx_events import Report
+from shared.rules import keywords
+from shared.rules.ids import notify_event_id
+from shared.rules.keywords import Kind
+from shared.rules.records import StoredMedia, Tenant
+from shared.rules.status import Status
+from shared.services import inbound, received
 from tests.unit.legs import HOOK, T0, at
 
 TENANT = Tenant(id="tnt_unit", name="Acme", webhook_url=HOOK)
@@ -214,7 +216,7 @@ def test_opt_event_bodies_name_the_recipient_and_the_keyword():
 def test_a_stored_copy_missing_from_a_view_is_never_given_a_url():
     leg = _leg(_report("pic", media=[{"url": "https://media.telnyx.com/a.jpg"}]))
     leg = leg.with_(media=(StoredMedia(object="", content_type="image/jpeg", extra={"state": "unavailable"}),))
-    from shared.legs import view
+    from shared.rules.legs import view
 
     assert view(leg)["media"] == [{"content_type": "image/jpeg", "size": None, "status": "unavailable",
                                    "error": None, "url": None}]

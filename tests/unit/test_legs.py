@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.ids import notify_event_id
-from shared.legs import mark_event, new_leg, note, transition, view, with_event, with_outbox, with_send_state
-from shared.records import EventState, HistoryEntry, OutboxEntry
-from shared.status import SendState, Status
+from shared.rules.ids import notify_event_id
+from shared.rules.legs import mark_event, new_leg, note, transition, view, with_event, with_outbox, with_send_state
+from shared.rules.records import EventState, HistoryEntry, OutboxEntry
+from shared.rules.status import SendState, Status
 from tests.unit.legs import HOOK, T0, at, claimed, leg, statuses
 
 S, SS = Status, SendState

@@ -1,4 +1,4 @@
-"""shared/plain_requests.py against the pydantic models: whatever the plain path accepts, the models accept with
+"""shared/api/plain_requests.py against the pydantic models: whatever the plain path accepts, the models accept with
 the same values; plain bodies take the plain path; anything else is left to the models."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shared import models, plain_requests
-from shared.models import GroupRequest, SendRequest
-from shared.plain_requests import PlainRequest, plain_group, plain_send
+from shared.api import models, plain_requests
+from shared.api.models import GroupRequest, SendRequest
+from shared.api.plain_requests import PlainRequest, plain_group, plain_send
 
 PROPERTIES = ("all_media_urls", "is_mms")
 

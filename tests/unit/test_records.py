@@ -1,4 +1,4 @@
-"""Records map to their stored documents and back without losing anything (shared/records.py)."""
+"""Records map to their stored documents and back without losing anything (shared/rules/records.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.records import (
+from shared.rules.records import (
     EventState,
     Group,
     HistoryEntry,
@@ -17,7 +17,7 @@ from shared.records import (
     OutboxEntry,
     StoredMedia,
 )
-from shared.status import SendState, Status
+from shared.rules.status import SendState, Status
 
 text = st.text(min_size=1, max_size=20)
 times = st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2100, 1, 1),

@@ -1,4 +1,4 @@
-"""Applying provider reports (shared/reports.py ``apply_report``), pure. Reports arrive duplicated, late and
+"""Applying provider reports (shared/services/reports.py ``apply_report``), pure. Reports arrive duplicated, late and
 out of order; each is applied only where the status machine allows. A late carrier report on a leg closed
 ``sent``/final is applied (the latest truth, never backwards); terminal statuses never change."""
 
@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.ids import notify_event_id
-from shared.reports import apply_report
-from shared.status import SendState, Status
-from shared.telnyx_events import Report
+from shared.carriers.telnyx_events import Report
+from shared.rules.ids import notify_event_id
+from shared.rules.status import SendState, Status
+from shared.services.reports import apply_report
 from tests.unit.legs import HOOK, T0, at, claimed
 
 S, SS = Status, SendState
@@ -161,8 +161,8 @@ def test_a_report_proves_the_provider_has_it_even_after_an_ambiguous_attempt():
 
 
 def test_dispatchs_answer_is_recorded_after_a_report_taught_the_id():
-    from shared.dispatching import record_step
-    from shared.provider import Kind, Outcome
+    from shared.carriers.provider import Kind, Outcome
+    from shared.services.dispatch_steps import record_step
 
     sending = claimed(at_=T0)
     taught = apply_report(sending, report("message.finalized", "sending"), at(1)).after

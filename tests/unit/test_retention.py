@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from infra import collections as C
-from shared import retention
-from shared.models import SendRequest
-from shared.records import Conversation, Group, Leg, StoredMedia, Tenant
-from shared.redaction import redact_step
-from shared.sending import controls
-from shared.status import Status
+from shared.api.models import SendRequest
+from shared.rules import retention
+from shared.rules.records import Conversation, Group, Leg, StoredMedia, Tenant
+from shared.rules.status import Status
+from shared.services.redaction import redact_step
+from shared.services.sending import controls
 from tests.unit.legs import T0, at, leg
 
 ROOT = Path(__file__).resolve().parents[2]

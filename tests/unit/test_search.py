@@ -1,4 +1,4 @@
-"""Message search rules (shared/searching.py): which filters combine, their validation, the signed cursor,
+"""Message search rules (shared/rules/searching.py): which filters combine, their validation, the signed cursor,
 and that every combination the parser lets through has its composite index declared."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import itertools
 import pytest
 
 from infra import collections as C
-from shared import searching
-from shared.errors import ApiError, ErrorCode
+from shared.rules import searching
+from shared.rules.errors import ApiError, ErrorCode
 
 KEY = searching.cursor_key("master-secret-for-tests")
 TENANT = "ten_a"

@@ -14,8 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from shared.records import Tenant
-from shared.signatures import (
+from shared.carriers.signatures import (
     BadSignature,
     signing_secrets,
     tenant_secret,
@@ -23,6 +22,7 @@ from shared.signatures import (
     verify_webhook,
     webhook_headers,
 )
+from shared.rules.records import Tenant
 
 NOW = 1_800_000_000
 BODY = b'{"data":{"id":"0f1e2d3c","event_type":"message.finalized","payload":{"id":"tx-1"}}}'

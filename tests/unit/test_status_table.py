@@ -1,5 +1,5 @@
 """The status machine, checked pair by pair against rules written here from the domain (README "Statuses",
-the docstrings of shared/status.py), not read from ``ALLOWED_FROM``: adding or removing any single entry of
+the docstrings of shared/rules/status.py), not read from ``ALLOWED_FROM``: adding or removing any single entry of
 either table fails one of these tests.
 
 Leg statuses
@@ -28,7 +28,7 @@ import itertools
 
 import pytest
 
-from shared.status import (
+from shared.rules.status import (
     ALLOWED_FROM,
     SEND_ALLOWED_FROM,
     TERMINAL,
@@ -151,7 +151,7 @@ def test_from_provider_sent_event_delivery_unconfirmed_is_final():
 
 def test_every_telnyx_outbound_status_is_mapped_explicitly():
     # A status Telnyx documents but the mapping forgets would silently be "no change".
-    from shared.status import PROVIDER_STATUS
+    from shared.rules.status import PROVIDER_STATUS
 
     documented = {"queued", "sending", "sent", "delivered", "sending_failed", "delivery_failed",
                   "delivery_unconfirmed", "expired"}

@@ -1,4 +1,4 @@
-"""The sweeper's pure decisions (shared/sweeping.py) at fixed times: an abandoned pending row fails
+"""The sweeper's pure decisions (shared/services/sweeping.py) at fixed times: an abandoned pending row fails
 uncharged, a lost task is re-enqueued once per bump, a silent sent leg is closed final and announced, and
 an outbox is looked at again only after another grace period."""
 
@@ -8,11 +8,11 @@ import datetime as dt
 
 import pytest
 
-from shared.dispatching import CLAIM_LEASE
-from shared.ids import notify_event_id
-from shared.records import EventState, OutboxEntry
-from shared.status import Status
-from shared.sweeping import SweepPolicy, abandon, bump, close_silent, push_due
+from shared.rules.ids import notify_event_id
+from shared.rules.records import EventState, OutboxEntry
+from shared.rules.status import Status
+from shared.services.dispatch_steps import CLAIM_LEASE
+from shared.services.sweeping import SweepPolicy, abandon, bump, close_silent, push_due
 from tests.unit.legs import HOOK, T0, at, leg
 
 S = Status

@@ -17,15 +17,16 @@ import datetime as dt
 
 import pytest
 
-from shared.dispatching import Action, claim_step, dispatch
-from shared.ids import notify_event_id
-from shared.models import SendRequest
+from shared.api.models import SendRequest
+from shared.carriers.provider import Kind, Outcome
 from shared.ports import FixedClock
-from shared.provider import Kind, Outcome
-from shared.status import SendState, Status
-from shared.sweeping import waiting_for_window
-from shared.validity import FieldError, expire, plan
-from shared.windows import Window
+from shared.rules.ids import notify_event_id
+from shared.rules.status import SendState, Status
+from shared.rules.validity import FieldError, expire, plan
+from shared.rules.windows import Window
+from shared.services.dispatch_steps import Action, claim_step
+from shared.services.dispatching import dispatch
+from shared.services.sweeping import waiting_for_window
 from tests.unit.fakes import FakeRuntime
 from tests.unit.legs import HOOK, T0, at, claimed, leg
 

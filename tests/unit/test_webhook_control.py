@@ -7,12 +7,12 @@ import json
 import pydantic
 import pytest
 
-from shared.legs import transition, view
-from shared.models import GroupRequest, SendRequest
-from shared.notifying import event_body, target_urls
-from shared.records import OutboxEntry, Tenant
-from shared.sending import controls
-from shared.status import Status
+from shared.api.models import GroupRequest, SendRequest
+from shared.rules.legs import transition, view
+from shared.rules.records import OutboxEntry, Tenant
+from shared.rules.status import Status
+from shared.services.notifying import event_body, target_urls
+from shared.services.sending import controls
 from tests.unit.legs import HOOK, T0, at, leg
 
 FAILOVER = "https://backup.example.com/hooks"

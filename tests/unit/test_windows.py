@@ -1,4 +1,4 @@
-"""Delivery windows (shared/windows.py), pure. Expected instants are worked out by hand from the zones' rules:
+"""Delivery windows (shared/rules/windows.py), pure. Expected instants are worked out by hand from the zones' rules:
 
 - America/New_York 2026: clocks go forward on Sunday 8 March at 02:00 EST (07:00 UTC) to 03:00 EDT, and
   back on Sunday 1 November at 02:00 EDT (06:00 UTC) to 01:00 EST. EST is UTC-5, EDT UTC-4.
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.windows import UnknownTimeZone, Window, is_open, next_opening, zone
+from shared.rules.windows import UnknownTimeZone, Window, is_open, next_opening, zone
 
 MON, TUE, WED, THU, FRI, SAT, SUN = range(7)
 WEEKDAYS = frozenset({MON, TUE, WED, THU, FRI})

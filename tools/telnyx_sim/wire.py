@@ -116,7 +116,7 @@ def bad_parameter(name: str, detail: str, code: str = "10015", title: str = "Bad
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_:-]{1,255}$")
 # Telnyx documents HTTP 422 for a key reused with a different body or query, but not the error code in it:
 # the simulator uses 10012 "Duplicate resource", the closest documented code (unconfirmed). Keep in step with
-# shared.provider.IDEMPOTENCY_MISMATCH_CODE (tests/shared/test_provider.py checks).
+# shared.carriers.provider.IDEMPOTENCY_MISMATCH_CODE (tests/shared/test_provider.py checks).
 IDEMPOTENCY_MISMATCH_CODE = "10012"
 
 

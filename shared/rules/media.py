@@ -1,0 +1,416 @@
+"""Media rules: which attachments a message may carry, what their bytes really are, and how a message whose
+media is too large is made to fit.
+
+Pure: bytes in, decisions out; no network, no Cloud SDK (fetching, storing and signing are
+``infra.media``). Pillow is imported only by :func:`is_animated` and :func:`downscale`, i.e. only when a
+message's media is over the limit, so a send without media never loads it. Keeping the image work here
+rather than in ``infra`` keeps it testable without any stack: it is a function of bytes.
+
+Rules (docs/media.md has the reasons):
+
+- Allowed types (``ALLOWED``): JPEG, PNG, GIF, WebP, BMP, MP4, 3GPP, MP3, AMR, vCard, iCalendar, PDF and
+  plain text. Anything else is ``MEDIA_TYPE_UNSUPPORTED``.
+- The declared type (a URL's ``Content-Type`` header, an upload's ``content_type``) must be what the bytes
+  are, judged by their magic numbers (:func:`sniff`). Aliases (``image/jpg``, ``audio/mp3``, ...) are
+  accepted, parameters (``; charset=utf-8``) ignored, and two families are lenient: ``text/plain``
+  covers vCard and iCalendar text, ``video/mp4`` and ``video/3gpp`` are both ISO media files. A URL
+  answered with no type or ``application/octet-stream`` (a common storage default) takes the sniffed
+  type; an upload must declare its type.
+- The media total of a message must stay *below* ``limit`` bytes (Telnyx: "less than 1 MB"). When it
+  does not, the resizable images (JPEG, PNG, GIF and WebP that are not animated) share what the others
+  leave (:func:`budget`, largest first), and each one over its share is downscaled and re-encoded in its
+  own format, keeping its aspect ratio (:func:`downscale`). If that cannot work: ``MEDIA_TOO_LARGE``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shared.rules.errors import ErrorCode
+
+OCTET_STREAM = "application/octet-stream"
+
+# Canonical content type -> what we call it in messages and docs.
+ALLOWED: dict[str, str] = {
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/gif": "GIF",
+    "image/webp": "WebP",
+    "image/bmp": "BMP",
+    "video/mp4": "MP4",
+    "video/3gpp": "3GPP",
+    "audio/mpeg": "MP3",
+    "audio/amr": "AMR",
+    "text/vcard": "vCard",
+    "text/calendar": "iCalendar",
+    "application/pdf": "PDF",
+    "text/plain": "plain text",
+}
+
+# Other spellings of allowed types, as servers and clients send them.
+ALIASES: dict[str, str] = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "image/x-png": "image/png",
+    "image/x-bmp": "image/bmp",
+    "image/x-ms-bmp": "image/bmp",
+    "audio/mp3": "audio/mpeg",
+    "audio/mpeg3": "audio/mpeg",
+    "audio/x-mp3": "audio/mpeg",
+    "audio/x-mpeg-3": "audio/mpeg",
+    "audio/3gpp": "video/3gpp",
+    "text/x-vcard": "text/vcard",
+    "text/directory": "text/vcard",
+    "text/x-vcalendar": "text/calendar",
+    "application/x-pdf": "application/pdf",
+}
+
+# A declared type also accepts these sniffed types (same kind of file, looser label).
+COMPATIBLE: dict[str, frozenset[str]] = {
+    "text/plain": frozenset({"text/vcard", "text/calendar"}),
+    "video/mp4": frozenset({"video/3gpp"}),
+    "video/3gpp": frozenset({"video/mp4"}),
+}
+
+# Declared types that say nothing: only a fetched URL may use them (its server's default).
+GENERIC: frozenset[str] = frozenset({"", OCTET_STREAM, "binary/octet-stream"})
+
+# Images Pillow can downscale and re-encode in their own format; the value is Pillow's format name.
+RESIZABLE: dict[str, str] = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF", "image/webp": "WEBP"}
+
+SNIFF_BYTES = 64  # enough for every magic number of sniff() (the PDF marker may sit further in; see there)
+MAX_SOURCE_BYTES = 8 * 1024 * 1024  # largest resizable image read at all (a phone photo is 2-6 MB)
+MAX_PIXELS = 40_000_000  # largest image decoded for downscaling (~120 MB as RGB)
+MIN_SIDE = 16  # a downscaled image narrower or lower than this is no longer worth sending
+MIN_SHARE = 4096  # bytes: a resizable image given less than this cannot become a useful picture
+
+
+class MediaError(Exception):
+    """A media rule failed. ``code`` is one of the MEDIA_* codes; ``message`` is safe to show."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.message = message
+
+
+def unsupported(message: str) -> MediaError:
+    return MediaError(ErrorCode.MEDIA_TYPE_UNSUPPORTED, message)
+
+
+def too_large(message: str) -> MediaError:
+    return MediaError(ErrorCode.MEDIA_TOO_LARGE, message)
+
+
+# ------------------------------------------------------------------------------------------- types
+
+
+def normalize(content_type: str | None) -> str:
+    """Lower-case, without parameters, aliases resolved: ``"Image/JPG; q=1"`` -> ``"image/jpeg"``."""
+    base = (content_type or "").split(";", 1)[0].strip().lower()
+    return ALIASES.get(base, base)
+
+
+_MP4_BRANDS = (b"iso", b"mp4", b"avc", b"dash", b"M4V", b"mmp4", b"MSNV", b"f4v", b"NDSC", b"NDAS")
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1",
+                          b"msf1", b"avif", b"avis"})
+_TEXT_FORBIDDEN = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")  # C0 controls but \t \n \v \f \r
+
+
+def _iso_media(data: bytes) -> str:
+    """An ISO base media file (``ftyp`` box): MP4, 3GPP, or something we do not send."""
+    box_size = int.from_bytes(data[:4], "big")
+    brands = [data[8:12]] + [data[i:i + 4] for i in range(16, min(box_size, len(data), 64) - 3, 4)]
+    major = brands[0]
+    if major.startswith(b"3gp"):
+        return "video/3gpp"
+    if major.startswith(b"3g2"):
+        return "video/3gpp2"
+    if major == b"qt  ":
+        return "video/quicktime"
+    if major in (b"M4A ", b"M4B ", b"M4P "):
+        return "audio/mp4"
+    if major in _HEIF_BRANDS:
+        return "image/heif"
+    if any(b.startswith(_MP4_BRANDS) for b in brands):
+        return "video/mp4"
+    if any(b.startswith(b"3gp") for b in brands):
+        return "video/3gpp"
+    return "video/iso-media"
+
+
+def _is_bmp(data: bytes) -> bool:
+    # "BM" alone is two letters of text; the DIB header size that follows the file header is not.
+    return (len(data) >= 18 and data[:2] == b"BM"
+            and int.from_bytes(data[14:18], "little") in (12, 16, 40, 52, 56, 64, 108, 124))
+
+
+def _is_mpeg_audio(data: bytes) -> bool:
+    """An MPEG audio frame header: 11 sync bits, then a valid version, layer, bitrate and sample rate."""
+    if len(data) < 4 or data[0] != 0xFF or data[1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (data[1] >> 3) & 3, (data[1] >> 1) & 3
+    bitrate, rate = data[2] >> 4, (data[2] >> 2) & 3
+    return version != 1 and layer != 0 and bitrate != 15 and rate != 3
+
+
+def _text(data: bytes) -> str | None:
+    """The text, if ``data`` is UTF-8 (a BOM allowed) with no control characters but whitespace."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if _TEXT_FORBIDDEN.search(data):
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def sniff(data: bytes) -> str:
+    """What the bytes are, by their magic numbers: a canonical type (allowed or not, e.g.
+    ``image/tiff``, ``text/html``), or ``application/octet-stream`` when nothing is recognised."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and len(data) >= 12:
+        return {b"WEBP": "image/webp", b"WAVE": "audio/wav", b"AVI ": "video/x-msvideo"}.get(data[8:12], OCTET_STREAM)
+    if _is_bmp(data):
+        return "image/bmp"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "image/tiff"
+    if len(data) >= 12 and data[4:8] == b"ftyp":
+        return _iso_media(data)
+    if data.startswith(b"#!AMR\n"):
+        return "audio/amr"
+    if data.startswith(b"#!AMR-WB\n"):
+        return "audio/amr-wb"
+    if data.startswith(b"ID3") or _is_mpeg_audio(data):
+        return "audio/mpeg"
+    if data.startswith(b"OggS"):
+        return "audio/ogg"
+    if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "application/zip"
+    if data.lstrip(b" \t\r\n").startswith(b"%PDF-"):
+        return "application/pdf"
+    text = _text(data)
+    if text is None:
+        return OCTET_STREAM
+    head = text[:1024].lstrip().lower()
+    if head.startswith("begin:vcard"):
+        return "text/vcard"
+    if head.startswith("begin:vcalendar"):
+        return "text/calendar"
+    if head.startswith(("<!doctype html", "<html", "<head", "<body", "<script", "<iframe")):
+        return "text/html"
+    if head.startswith("<svg") or (head.startswith("<?xml") and "<svg" in head):
+        return "image/svg+xml"
+    if head.startswith("<?xml"):
+        return "application/xml"
+    return "text/plain"
+
+
+def check_type(declared: str | None, data: bytes, *, label: str, generic_ok: bool) -> str:
+    """The content type to store ``data`` under, or ``MEDIA_TYPE_UNSUPPORTED``.
+
+    ``generic_ok``: ``declared`` may be missing or ``application/octet-stream`` (a fetched URL), and the
+    sniffed type is used. The stored type is the declared one, canonical, when the two agree."""
+    if not data:
+        raise unsupported(f"{label} is empty")
+    actual = sniff(data)
+    wanted = normalize(declared)
+    if wanted in GENERIC:
+        if not generic_ok:
+            raise unsupported(f"{label} must declare its content type")
+        if actual not in ALLOWED:
+            raise unsupported(f"{label} is {_describe(actual)}, which is not a supported type")
+        return actual
+    if wanted not in ALLOWED:
+        raise unsupported(f"{label} declares {wanted}, which is not a supported type")
+    if actual != wanted and actual not in COMPATIBLE.get(wanted, ()):
+        raise unsupported(f"{label} declares {wanted} but its content is {_describe(actual)}")
+    return wanted
+
+
+def _describe(content_type: str) -> str:
+    return "unrecognised binary data" if content_type == OCTET_STREAM else content_type
+
+
+def source_cap(head: bytes, limit: int) -> int:
+    """How many bytes of a fetched item to read at most, once its first bytes are known: a resizable
+    image may be larger than the message limit (it can be downscaled); anything else may not."""
+    return MAX_SOURCE_BYTES if sniff(head) in RESIZABLE else limit - 1
+
+
+# ------------------------------------------------------------------------------------------ budget
+
+
+def budget(sizes: Sequence[int], resizable: Sequence[bool], limit: int) -> list[int | None]:
+    """The byte share of each item so that the total stays below ``limit``: ``None`` keeps an item as
+    it is, a number is what a resizable item must shrink to. Raises ``MEDIA_TOO_LARGE``.
+
+    Water-filling: the fixed items (not resizable) are kept; the room they leave is shared so that small
+    images stay untouched and the largest ones come down to one common cap."""
+    total = sum(sizes)
+    if total < limit:
+        return [None] * len(sizes)
+    fixed = sum(s for s, r in zip(sizes, resizable, strict=True) if not r)
+    room = limit - 1 - fixed
+    order = sorted((s, i) for i, (s, r) in enumerate(zip(sizes, resizable, strict=True)) if r)
+    if not order:
+        raise too_large(f"the media total {total} bytes; it must be less than {limit} bytes and none of "
+                        "it is an image that can be downscaled")
+    if room < MIN_SHARE * len(order):
+        raise too_large(f"the attachments that cannot be downscaled total {fixed} bytes, which leaves no "
+                        f"room under the {limit}-byte limit for the images")
+    shares: list[int | None] = [None] * len(sizes)
+    for k, (size, _) in enumerate(order):
+        left = len(order) - k
+        if size * left <= room:
+            room -= size  # fits as it is, with an equal share left for every larger one
+            continue
+        cap = room // left
+        for _, j in order[k:]:
+            shares[j] = cap
+        break
+    return shares
+
+
+# ---------------------------------------------------------------------------------------- downscale
+
+
+def is_animated(content_type: str, data: bytes) -> bool:
+    """An animated GIF, WebP or PNG (APNG): more than one frame. Never downscaled (it would lose frames)."""
+    if content_type not in ("image/gif", "image/webp", "image/png"):
+        return False
+    from PIL import Image  # noqa: PLC0415 - only when a message is over the limit
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return bool(getattr(im, "is_animated", False))
+    except Exception:  # noqa: BLE001 - undecodable: downscale() reports it
+        return False
+
+
+def _orientation_swaps(im) -> bool:
+    try:
+        return im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is ignored, as viewers do
+        return False
+
+
+def _encode(im, fmt: str) -> bytes:
+    out = io.BytesIO()
+    if fmt == "JPEG":
+        im.save(out, "JPEG", quality=85, optimize=True)
+    elif fmt == "PNG":
+        im.save(out, "PNG", optimize=True)
+    elif fmt == "GIF":
+        im.save(out, "GIF", optimize=True)
+    else:
+        im.save(out, "WEBP", quality=80, method=4)
+    return out.getvalue()
+
+
+def downscale(data: bytes, content_type: str, target: int, *, label: str = "an image") -> bytes:
+    """Re-encode the image at the largest size (same format, same aspect ratio, EXIF orientation applied)
+    whose encoding is at most ``target`` bytes. Raises ``MEDIA_TOO_LARGE`` or, for bytes that do not
+    decode as the image they claim to be, ``MEDIA_TYPE_UNSUPPORTED``."""
+    from PIL import Image, ImageOps  # noqa: PLC0415 - only when a message is over the limit
+
+    fmt = RESIZABLE[content_type]
+    try:
+        im: Image.Image = Image.open(io.BytesIO(data))
+        if im.format != fmt:
+            raise unsupported(f"{label} does not decode as {ALLOWED[content_type]}")
+        width, height = im.size
+        if width * height > MAX_PIXELS:
+            raise too_large(f"{label} has {width}x{height} pixels; at most {MAX_PIXELS} can be downscaled")
+        if _orientation_swaps(im):
+            width, height = height, width
+        scale = min(1.0, math.sqrt(target / len(data)) * 0.95)
+        if fmt == "JPEG":
+            # Decode at 1/2, 1/4 or 1/8 size when that is still larger than we need: far less memory.
+            im.draft("RGB", (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))))
+        im = ImageOps.exif_transpose(im)
+        has_alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
+        if fmt == "JPEG":
+            im = im.convert("RGB") if im.mode not in ("RGB", "L") else im
+        elif im.mode not in ("RGB", "RGBA", "L"):
+            im = im.convert("RGBA" if has_alpha else "RGB")
+        im.load()
+    except MediaError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken files
+        raise unsupported(f"{label} does not decode as {ALLOWED[content_type]} ({type(exc).__name__})") from None
+
+    def dimensions(s: float) -> tuple[int, int]:
+        return max(1, round(width * s)), max(1, round(height * s))
+
+    # Encoded size grows roughly with the pixel count: guess the scale from the last try, within the
+    # bracket [largest that fitted, smallest that did not]; stop once within 15 % under the target.
+    best, fits, fails = None, 0.0, math.inf
+    for _ in range(10):
+        size = dimensions(scale)
+        if min(size) < MIN_SIDE <= min(width, height):
+            break
+        out = _encode(im.resize(size, Image.Resampling.LANCZOS), fmt)
+        if len(out) <= target:
+            best, fits = out, scale
+            if len(out) >= 0.85 * target or scale >= 1.0:
+                break
+        else:
+            fails = scale
+        guess = min(1.0, scale * math.sqrt(target / len(out)) * 0.97)
+        if not fits < guess < fails:
+            guess = (fits + fails) / 2 if fails < math.inf else 1.0
+        if dimensions(guess) == size:
+            break
+        scale = guess
+    if best is None:
+        raise too_large(f"{label} cannot be downscaled to {target} bytes")
+    return best
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A base64 attachment of the request (``media: [{content_type, blob, filename?}]``), decoded."""
+
+    content_type: str
+    data: bytes
+    filename: str | None = None
+
+
+@dataclass(frozen=True)
+class Item:
+    """One attachment of a message, checked: its bytes and the type they are stored under."""
+
+    content_type: str
+    data: bytes
+    label: str
+    filename: str | None = None
+    original_size: int | None = None  # set when downscaled
+
+
+def fit(items: Sequence[Item], limit: int) -> list[Item]:
+    """The items, with resizable images downscaled if needed so the total is below ``limit``."""
+    sizes = [len(item.data) for item in items]
+    if sum(sizes) < limit:
+        return list(items)
+    resizable = [item.content_type in RESIZABLE and not is_animated(item.content_type, item.data)
+                 for item in items]
+    shares = budget(sizes, resizable, limit)
+    out = []
+    for item, share in zip(items, shares, strict=True):
+        if share is None:
+            out.append(item)
+            continue
+        data = downscale(item.data, item.content_type, share, label=item.label)
+        out.append(Item(item.content_type, data, item.label, item.filename, original_size=len(item.data)))
+    return out

@@ -1,0 +1,519 @@
+"""Accepting a send: the single message and the group fan-out share one path, in named steps.
+
+The order is the contract's: the key, the tenant, the opt-outs and the prices (one round of reads, with the
+rate-limit slot) -> request-level checks (nothing written but the slot) -> per-recipient number gates -> the
+balance pre-flight -> media (fetched once) -> a group's recipients pre-inserted as ``pending`` (a single
+send has one row: it skips this) -> one atomic commit applies the remaining gates, debits the balance, writes
+each leg ``queued``/``scheduled`` or ``failed`` and keeps the answer under the request's Idempotency-Key ->
+the tasks (one, or a group's fan-out task that creates one per accepted leg).
+
+Once that commit has happened the request is accepted, whatever happens next: a task or a customer event
+that cannot be created is left to the sweeper, never answered as an error, so a client that retries
+with its Idempotency-Key gets the same answer and never a second send or charge.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared.api.answers import error_body, meta
+from shared.ports import AcceptDecision, Caller, Contended, DispatchTask, FirstRound, IdempotentAnswer, PreInsertFailed
+from shared.rules import ids, retention, validity
+from shared.rules.errors import ApiError, ErrorCode, message_for
+from shared.rules.legs import new_leg, transition
+from shared.rules.media import MediaError, Upload
+from shared.rules.phone import InvalidNumber, is_nanp, parse_e164, region_of
+from shared.rules.records import Group, Leg, Rates, StoredMedia, Tenant
+from shared.rules.segments import MMS_SEGMENTS, count_segments
+from shared.rules.ssrf import UrlPolicy, UrlRejected, check_url, media_url_policy, webhook_url_policy
+from shared.rules.status import Status
+from shared.services import conversation, fanout, observe
+from shared.services.leg_changes import announce
+
+if TYPE_CHECKING:  # the models import pydantic: the handlers pass plain requests where they can
+    from shared.api.batch_request import BatchRequest
+    from shared.api.models import GroupRequest, SendRequest, SmsFailover
+    from shared.ports import Runtime
+
+GROUP_REQUESTS_PER_MINUTE = 30
+MAX_SCHEDULE_AHEAD = dt.timedelta(days=180)
+DEFAULT_RPS = 10
+
+
+@dataclass
+class Recipient:
+    raw: str
+    message_id: str
+    leg_key: str
+    e164: str | None = None
+    price_micros: int = 0
+    error: ErrorCode | None = None
+    error_message: str | None = None  # when the gate has more to say than its code (media)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    key: str
+    limit: int
+    window_seconds: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The HTTP answer of an accept. ``kept``: it is already stored under the request's Idempotency-Key."""
+
+    status: int
+    body: dict[str, Any]
+    kept: bool = False
+
+
+Render = Callable[[str | None, list[Leg], str, dt.datetime], tuple[int, dict[str, Any]]]
+
+
+def send_single(rt: Runtime, who: Tenant | Caller, req: SendRequest, request_id: str,
+                idempotency_record: str | None = None) -> Answer:
+    """A single send waits on three rounds of Firestore/Cloud Tasks round trips (docs/decisions.md): its first
+    round reads the key (``who`` is a ``Caller`` whose key is not checked yet), the tenant, the recipient's
+    opt-out entry and price in one batch get while it claims its rate-limit slot; then one commit creates the
+    leg in its decided state with the debit and the idempotent answer; then its Cloud Task. Media, if any, is
+    fetched and stored between the first round and the commit."""
+    message_id = ids.new_message_id()
+    recipient = Recipient(raw=req.to, message_id=message_id, leg_key=f"single:{message_id}")
+    tenant, first = first_round_of(rt, who, [recipient], rt.now(), _single_limit)
+    return _accept(rt, tenant, req, [recipient], group_id=None, channel="mms" if req.is_mms else "sms",
+                   request_id=request_id, limit=_single_limit(tenant), render=single_answer,
+                   idempotency_record=idempotency_record, first=first)
+
+
+def _single_limit(tenant: Tenant) -> RateLimit:
+    return RateLimit(f"{tenant.id}:rps", tenant.rps or DEFAULT_RPS, 1)
+
+
+def _group_limit(tenant: Tenant) -> RateLimit:
+    return RateLimit(f"{tenant.id}:group", GROUP_REQUESTS_PER_MINUTE, 60)
+
+
+UNAUTHORIZED = "Missing, unknown or revoked API key"
+
+
+def _authenticated(caller: Caller, tenant: Tenant | None) -> Tenant:
+    if tenant is None or tenant.disabled:
+        raise ApiError(ErrorCode.UNAUTHORIZED, UNAUTHORIZED)
+    caller.authenticated = tenant
+    return tenant
+
+
+def first_round_of(rt: Runtime, who: Tenant | Caller, recipients: list[Recipient], now: dt.datetime,
+                   limit_of: Callable[[Tenant], RateLimit], *, countries: set[str] | None = None
+                   ) -> tuple[Tenant, FirstRound]:
+    """One round of waiting: the key (a ``Caller``'s), the tenant and its balance, the recipients' opt-out
+    entries and prices in one batch get, and the rate-limit slot claimed alongside when this instance already
+    knows the key valid (under the limit it last read; the fresh tenant's limit decides). Otherwise the slot
+    is claimed after the reads: a key never seen valid here spends no tenant's slot. A key that names no
+    tenant and is new to this instance is checked on its own first, once per instance. A batch passes no
+    recipients and its ``countries``: their prices are read; its opt-outs are read by its chunk tasks."""
+    caller = who if isinstance(who, Caller) else None
+    if caller is not None and caller.tenant_id is None:
+        who, caller = _authenticated(caller, rt.accounts.tenant_for_api_key(caller.api_key, balance=False)), None
+    numbers = []
+    for r in recipients:
+        try:
+            numbers.append(parse_e164(r.raw))
+        except InvalidNumber:
+            pass
+    if countries is None:
+        countries = {region_of(n) or "ZZ" for n in numbers}
+    tenant_id = caller.tenant_id if caller is not None else who.id  # type: ignore[union-attr]
+    guess = caller.known if caller is not None else who
+
+    def reads() -> FirstRound:
+        assert tenant_id is not None
+        return rt.accounts.first_round(tenant_id, caller.api_key if caller else None, numbers, countries)
+
+    guessed = limit_of(guess) if isinstance(guess, Tenant) else None
+    if guessed is not None:
+        first, claimed = rt.concurrently(
+            reads, lambda: rt.limits.claim(guessed.key, guessed.limit, guessed.window_seconds, now))
+    else:
+        first, claimed = reads(), None
+    if caller is not None:
+        tenant = _authenticated(caller, first.tenant)
+    elif first.tenant is None:
+        raise ApiError(ErrorCode.UNAUTHORIZED, UNAUTHORIZED)
+    else:
+        tenant = first.tenant
+    limit = limit_of(tenant)
+    if claimed is None or guessed is None or guessed.key != limit.key or (
+            claimed[0] is None and limit.limit > guessed.limit):
+        claimed = rt.limits.claim(limit.key, limit.limit, limit.window_seconds, now)
+    slot, retry_after = claimed
+    if slot is None or slot >= limit.limit:
+        raise ApiError(ErrorCode.RATE_LIMITED, f"Rate limit of {limit.limit} requests per {limit.window_seconds} s "
+                       "exceeded", headers={"Retry-After": str(retry_after)})
+    return tenant, first
+
+
+def send_group(rt: Runtime, who: Tenant | Caller, req: GroupRequest, request_id: str,
+               idempotency_record: str | None = None) -> Answer:
+    duplicates = sorted({n for n in req.to if req.to.count(n) > 1})
+    if duplicates:
+        raise ApiError(ErrorCode.DUPLICATE_RECIPIENTS, "Each recipient may appear only once",
+                       details=[{"field": "to", "issue": f"duplicate recipient {n}"} for n in duplicates])
+    group_id = ids.new_group_id()
+    recipients = []
+    for raw in req.to:
+        key = ids.leg_key(group_id, raw)
+        recipients.append(Recipient(raw=raw, message_id=ids.leg_message_id(key), leg_key=key))
+    # The key, the tenant, the opt-outs and prices in one round, as a single send's (the group keeps its
+    # pending pre-insert: no recipient dropped between rows).
+    tenant, first = first_round_of(rt, who, recipients, rt.now(), _group_limit)
+    # The group endpoint is the group MMS product: every leg is an MMS, media or not.
+    return _accept(rt, tenant, req, recipients, group_id=group_id, channel="mms", request_id=request_id,
+                   limit=_group_limit(tenant), render=group_answer, idempotency_record=idempotency_record,
+                   first=first)
+
+
+def media_policy(rt: Runtime) -> UrlPolicy:
+    s = rt.settings
+    return media_url_policy(s.media_bucket, s.media_allowed_hosts, s.media_trusted_origins)
+
+
+def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipients: list[Recipient], *,
+            group_id: str | None, channel: str, request_id: str, limit: RateLimit, render: Render,
+            idempotency_record: str | None, first: FirstRound | None = None) -> Answer:
+    now = rt.now()
+    sender, request_error = request_checks(rt, tenant, req, channel, now)
+    timing = plan_timing(req, now)
+    encoding, segments = count_segments(req.body or "")
+    if channel == "mms":
+        segments = MMS_SEGMENTS
+    _number_gates(recipients, request_error, channel)
+    if first is None:
+        _limit_and_list_gates(rt, tenant, recipients, limit, channel, segments, now)
+    else:  # its first round read the lists and claimed its slot
+        _list_gates(recipients, first.opted_out, first.prices, channel, segments)
+    _balance_preflight(tenant, recipients)
+    media = _prepare_media(rt, tenant, req, recipients)
+    legs = _build_legs(tenant, req, recipients, group_id=group_id, sender=sender, channel=channel,
+                       encoding=encoding, segments=segments, media=media, request_id=request_id, now=now)
+    window = req.delivery_window.window() if req.delivery_window else None
+    # kept the tenant's retention from when they are due: a send scheduled past it is not deleted unsent
+    kept_until = retention.delete_at(tenant, timing.scheduled_at or now)
+    legs = [leg.with_(scheduled_at=timing.scheduled_at, valid_until=timing.valid_until, delivery_window=window,
+                      delete_at=kept_until) for leg in legs]
+    group = Group(id=group_id, tenant_id=tenant.id, total=len(legs), created_at=now, request_id=request_id,
+                  message_ids=tuple(leg.id for leg in legs), delete_at=kept_until,
+                  conversation_id=legs[0].conversation_id,
+                  ) if group_id else None
+
+    def answer(accepted: list[Leg]) -> IdempotentAnswer | None:
+        if idempotency_record is None:
+            return None
+        status, body = render(group_id, accepted, request_id, now)
+        return IdempotentAnswer(idempotency_record, status, body)
+
+    target = Status.SCHEDULED if timing.scheduled_at else Status.QUEUED
+    if first is None or group is not None:
+        accepted = _commit(rt, group, legs, recipients, target=target, now=now, answer=answer,
+                           version=first.version if first is not None else None)
+    else:  # a single send: one commit, conditioned on the balance its first round read
+        accepted = _commit_one(rt, tenant, first.version, legs, recipients, target=target, now=now, answer=answer)
+    _after_accept(rt, legs, accepted)
+    status, body = render(group_id, accepted, request_id, now)
+    return Answer(status, body, kept=idempotency_record is not None)
+
+
+def plan_timing(req: SendRequest | GroupRequest | BatchRequest, now: dt.datetime) -> validity.Timing:
+    """When the legs are due (a closed delivery window defers them to its next opening) and until when they
+    are valid; a timing the request makes impossible is a 400 naming the field."""
+    try:
+        return validity.plan(now, scheduled_at=req.scheduled_at, validity_period=req.validity_period,
+                             expires_at=req.expires_at,
+                             window=req.delivery_window.window() if req.delivery_window else None)
+    except validity.FieldError as exc:
+        raise invalid_field(exc.field, exc.issue) from None
+
+
+def request_checks(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest | BatchRequest, channel: str,
+                    now: dt.datetime) -> tuple[str, ErrorCode | None]:
+    """Checks that concern the whole request. Shape errors raise (nothing is written); gate failures
+    are returned, to fail every recipient's row."""
+    if req.scheduled_at is not None:
+        if req.scheduled_at <= now:
+            raise invalid_field("scheduled_at", "must be in the future")
+        if req.scheduled_at > now + MAX_SCHEDULE_AHEAD:
+            raise invalid_field("scheduled_at", "must be at most 180 days ahead")
+    for name, url in (("webhook_url", req.webhook_url), ("webhook_failover_url", req.webhook_failover_url)):
+        if url:
+            try:
+                check_url(url, webhook_url_policy(rt.settings.media_trusted_origins), rt.resolver)
+            except UrlRejected as exc:
+                raise invalid_field(name, exc.reason) from None
+
+    sender = req.from_ or tenant.default_from or ""
+    failover_checks(tenant, req.sms_failover, sender, channel)
+    capabilities = tenant.senders.get(sender)
+    if capabilities is None or not capabilities.allows(channel):
+        return sender, ErrorCode.SENDER_NOT_ALLOWED
+    policy = media_policy(rt)
+    for url in req.all_media_urls:
+        try:
+            check_url(url, policy, rt.resolver)
+        except UrlRejected:
+            return sender, ErrorCode.MEDIA_URL_REJECTED
+    return sender, None
+
+
+def failover_checks(tenant: Tenant, failover: SmsFailover | None, sender: str, channel: str) -> None:
+    """An SMS failover belongs to an MMS, and goes from one of the tenant's SMS-capable senders (the MMS's
+    own sender unless it names another). Refused before anything is written."""
+    if failover is None:
+        return
+    if channel != "mms":
+        raise invalid_field("sms_failover", "applies only to an MMS (a message with media)")
+    failover_from = failover.from_ or sender
+    capabilities = tenant.senders.get(failover_from)
+    if capabilities is None or not capabilities.sms:
+        issue = ("not an SMS-capable sender of this account" if failover.from_
+                 else "the message's sender cannot send SMS: name an SMS-capable sender")
+        raise ApiError(ErrorCode.SENDER_NOT_ALLOWED, "The SMS failover sender is not one of this account's "
+                       "SMS-capable numbers", details=[{"field": "sms_failover.from", "issue": issue}])
+
+
+def invalid_field(field: str, issue: str) -> ApiError:
+    return ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid", details=[{"field": field, "issue": issue}])
+
+
+def _number_gates(recipients: list[Recipient], request_error: ErrorCode | None, channel: str) -> None:
+    for r in recipients:
+        try:
+            r.e164 = parse_e164(r.raw)
+        except InvalidNumber:
+            r.error = ErrorCode.INVALID_PHONE_NUMBER
+            continue
+        if request_error:
+            r.error = request_error
+        elif channel == "mms" and not is_nanp(r.e164):
+            r.error = ErrorCode.MMS_NANP_ONLY
+
+
+def _limit_and_list_gates(rt: Runtime, tenant: Tenant, recipients: list[Recipient], limit: RateLimit,
+                          channel: str, segments: int, now: dt.datetime) -> None:
+    """The rate limit, the opt-out list and the prices are independent reads: one round trip of waiting."""
+    eligible = [r.e164 for r in recipients if r.e164 and not r.error]
+    countries = {region_of(n) or "ZZ" for n in eligible}
+    hit, reads = rt.concurrently(
+        lambda: rt.limits.hit_window(limit.key, limit.limit, limit.window_seconds, now),
+        lambda: rt.accounts.gate_reads(tenant.id, eligible, countries),
+    )
+    allowed, retry_after = hit
+    opted_out, prices = reads
+    if not allowed:
+        raise ApiError(ErrorCode.RATE_LIMITED, f"Rate limit of {limit.limit} requests per {limit.window_seconds} s "
+                       "exceeded", headers={"Retry-After": str(retry_after)})
+    _list_gates(recipients, opted_out, prices, channel, segments)
+
+
+def _list_gates(recipients: list[Recipient], opted_out: set[str], prices: dict[str, Rates | None], channel: str,
+                segments: int) -> None:
+    for r in recipients:
+        if r.error or r.e164 is None:
+            continue
+        if r.e164 in opted_out:
+            r.error = ErrorCode.RECIPIENT_OPTED_OUT
+            continue
+        rates: Rates | None = prices.get(region_of(r.e164) or "ZZ")
+        price = rates.price(channel, segments) if rates else None
+        if price is None:
+            r.error = ErrorCode.PRICE_UNAVAILABLE
+        else:
+            r.price_micros = price
+
+
+def _balance_preflight(tenant: Tenant, recipients: list[Recipient]) -> None:
+    """A request the balance cannot cover writes nothing."""
+    cost = sum(r.price_micros for r in recipients if not r.error)
+    if cost > tenant.balance_micros:
+        raise ApiError(ErrorCode.INSUFFICIENT_BALANCE, f"The balance cannot cover this request ({cost / 1e6:.4f} USD "
+                       "needed)")
+
+
+def _prepare_media(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest,
+                   recipients: list[Recipient]) -> tuple[StoredMedia, ...]:
+    """Media, once per request whatever the number of recipients (docs/media.md). It comes after every
+    cheaper check, so a request answered 402, or one no recipient can receive, fetches nothing; and before
+    anything is written, so an instance that dies mid-fetch leaves no pending row. A media failure is a
+    request-level gate: every recipient's row ends failed with the media error."""
+    if not (req.all_media_urls or req.media) or all(r.error is not None for r in recipients):
+        return ()
+    uploads = [Upload(m.content_type, m.data, m.filename) for m in req.media or []]
+    try:
+        refs = rt.media.prepare(tenant.id, req.all_media_urls, uploads, media_policy(rt))
+    except MediaError as exc:
+        for r in recipients:
+            if r.error is not ErrorCode.INVALID_PHONE_NUMBER:
+                r.error, r.error_message = exc.code, exc.message
+        return ()
+    return tuple(StoredMedia.from_doc(ref) for ref in refs)
+
+
+def _build_legs(tenant: Tenant, req: SendRequest | GroupRequest, recipients: list[Recipient], *,
+                group_id: str | None, sender: str, channel: str, encoding: str, segments: int,
+                media: tuple[StoredMedia, ...], request_id: str, now: dt.datetime) -> list[Leg]:
+    return [
+        new_leg(message_id=r.message_id, leg_key=r.leg_key, tenant_id=tenant.id, group_id=group_id,
+                to=r.e164 or r.raw, from_=sender, body=req.body, subject=req.subject, media_urls=req.all_media_urls,
+                channel=channel, encoding=encoding, segments=segments, scheduled_at=req.scheduled_at,
+                webhook_url=req.webhook_url or tenant.webhook_url, metadata=req.metadata or {},
+                request_id=request_id, now=now).with_(media=media,  # our stored copies; dispatch signs them
+                                                      **controls(tenant, req, sender, now, group_id))
+        for r in recipients
+    ]
+
+
+def controls(tenant: Tenant, req: SendRequest | GroupRequest | BatchRequest, sender: str, now: dt.datetime,
+             group_id: str | None = None) -> dict[str, Any]:
+    """The leg fields of webhook control, SMS failover, retention and group conversation a request sets
+    (docs/decisions.md)."""
+    failover = req.sms_failover
+    conversation = bool(getattr(req, "conversation", False)) and group_id is not None  # a group request's
+    return {
+        "conversation_id": ids.conversation_id(group_id) if conversation and group_id else None,
+        "webhook_failover_url": req.webhook_failover_url or tenant.webhook_failover_url,
+        "request_dlr": req.request_dlr,
+        "client_ref": req.client_ref,
+        "sms_failover": {"text": failover.text, "from": failover.from_ or sender} if failover else None,
+        "delete_at": retention.delete_at(tenant, now),
+    }
+
+
+def gate(legs: list[Leg], recipients: dict[str, Recipient], account: Tenant, target: Status,
+         now: dt.datetime) -> AcceptDecision:
+    """The accept's decision (pure): quota and balance per leg, in order; each leg queued or failed."""
+    day = now.strftime("%Y-%m-%d")
+    balance, used = account.balance_micros, account.used_on(day)
+    decided = []
+    for leg in legs:
+        r = recipients[leg.id]
+        error = r.error
+        if error is None and account.daily_quota is not None and used + 1 > account.daily_quota:
+            error = ErrorCode.QUOTA_EXCEEDED
+        if error is None and r.price_micros > balance:
+            error = ErrorCode.INSUFFICIENT_BALANCE
+        if error is None:
+            balance -= r.price_micros
+            used += 1
+            moved = transition(leg, target, cause="accepted", now=now, price_micros=r.price_micros)
+        else:
+            moved = transition(leg, Status.FAILED, cause=f"gate {error.value}", now=now, error_code=error.value,
+                               error_message=r.error_message or message_for(error))
+        decided.append(moved or leg)
+    return AcceptDecision(legs=decided, balance_micros=balance, usage_day=day, usage_count=used)
+
+
+def _commit(rt: Runtime, group: Group | None, legs: list[Leg], recipients: list[Recipient], *, target: Status,
+            now: dt.datetime, answer: Callable[[list[Leg]], IdempotentAnswer | None], version: Any = None
+            ) -> list[Leg]:
+    by_id = {r.message_id: r for r in recipients}
+    try:
+        accepted = rt.legs.accept(group, legs, lambda account, stored: gate(stored, by_id, account, target, now),
+                                  answer, version)
+    except PreInsertFailed as exc:
+        raise ApiError(ErrorCode.INTERNAL, "Could not record the recipients; nothing was sent") from exc
+    except Contended:
+        # The rows exist as pending and nothing was charged; the sweeper never sends a pending leg.
+        raise ApiError(ErrorCode.RATE_LIMITED, "Too many concurrent requests for this account; retry shortly",
+                       headers={"Retry-After": "1"}) from None
+    observe.metric("leg.accepted", tenant_id=group.tenant_id if group else legs[0].tenant_id,
+                   count=sum(leg.status in (Status.QUEUED, Status.SCHEDULED) for leg in accepted))
+    return accepted
+
+
+def _commit_one(rt: Runtime, tenant: Tenant, version: Any, legs: list[Leg], recipients: list[Recipient], *,
+                target: Status, now: dt.datetime, answer: Callable[[list[Leg]], IdempotentAnswer | None]
+                ) -> list[Leg]:
+    """A single send's one commit (``LegStore.accept_one``): nothing is written unless all of it is."""
+    by_id = {r.message_id: r for r in recipients}
+    try:
+        accepted = rt.legs.accept_one(legs[0], tenant, version,
+                                      lambda account, stored: gate(stored, by_id, account, target, now), answer)
+    except Contended:
+        raise ApiError(ErrorCode.RATE_LIMITED, "Too many concurrent requests for this account; retry shortly",
+                       headers={"Retry-After": "1"}) from None
+    observe.metric("leg.accepted", tenant_id=tenant.id,
+                   count=sum(leg.status in (Status.QUEUED, Status.SCHEDULED) for leg in accepted))
+    return accepted
+
+
+def _after_accept(rt: Runtime, before: list[Leg], after: list[Leg]) -> None:
+    """Create the dispatch tasks of accepted legs and the customer events of failed ones. Never raises: the
+    request is accepted already, and the sweeper re-enqueues a queued leg whose task is missing."""
+    tasks = [DispatchTask(leg.id, ids.task_name(leg.leg_key), leg.scheduled_at)
+             for leg in after if leg.status in (Status.QUEUED, Status.SCHEDULED)]
+    tasks = conversation.one_task(tasks, after)  # a conversation's legs share one dispatch task
+    if tasks:
+        try:
+            errors = fanout.enqueue(rt, after[0].group_id, tasks)  # a group's several: one task creates them
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            errors = {task.message_id: exc for task in tasks}
+        for message_id, error in errors.items():
+            if error is not None:
+                observe.log_error("dispatch task not created; the sweeper will re-enqueue", message_id=message_id,
+                                  error=type(error).__name__)
+    for leg_before, leg_after in zip(before, after, strict=True):
+        announce(rt, leg_before, leg_after)
+
+
+# The request field a single send's gate failure is about (none for the account's own limits).
+_GATE_FIELDS = {
+    ErrorCode.INVALID_PHONE_NUMBER: "to", ErrorCode.MMS_NANP_ONLY: "to", ErrorCode.RECIPIENT_OPTED_OUT: "to",
+    ErrorCode.PRICE_UNAVAILABLE: "to", ErrorCode.SENDER_NOT_ALLOWED: "from",
+    ErrorCode.MEDIA_URL_REJECTED: "media_urls", ErrorCode.MEDIA_FETCH_FAILED: "media_urls",
+    ErrorCode.MEDIA_TYPE_UNSUPPORTED: "media_urls", ErrorCode.MEDIA_TOO_LARGE: "media_urls",
+}
+
+
+def single_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt.datetime) -> tuple[int, dict]:
+    """The single send answers like the message it created; a failed gate answers as an error that names
+    the field at fault in ``details`` and carries the stored message's id in ``error.message_id`` (the
+    failed message can be read like any other)."""
+    leg = legs[0]
+    if leg.status is Status.FAILED:
+        code = ErrorCode(leg.error_code or ErrorCode.INTERNAL.value)
+        field = _GATE_FIELDS.get(code)
+        if field == "media_urls" and not leg.media_urls:
+            field = "media"  # inline blobs only
+        details = [{"field": field, "issue": leg.error_message or message_for(code)}] if field else None
+        error = ApiError(code, leg.error_message, details=details)
+        body = error_body(error, request_id, now)
+        body["error"]["message_id"] = leg.id
+        return error.status, body
+    data = {"id": leg.id, "status": leg.status.value, "channel": leg.channel, "segments": leg.segments}
+    return 200, {"data": data, "meta": meta(request_id, now)}
+
+
+def group_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt.datetime) -> tuple[int, dict]:
+    """One item per recipient, keyed ``id`` as in every read (``message_id`` repeats it, deprecated). The
+    summary counts what this answer decided: ``accepted`` (queued for sending), ``scheduled``, ``failed``;
+    ``succeeded`` repeats ``accepted`` (deprecated: the contract's first draft named it so)."""
+    messages = []
+    summary = {"total": len(legs), "accepted": 0, "failed": 0, "scheduled": 0}
+    for leg in legs:
+        item: dict[str, Any] = {"id": leg.id, "message_id": leg.id, "to": leg.to, "status": leg.status.value}
+        if leg.status is Status.FAILED:
+            item["error_code"] = leg.error_code
+            item["error_message"] = leg.error_message
+            summary["failed"] += 1
+        elif leg.status is Status.SCHEDULED:
+            summary["scheduled"] += 1
+        else:
+            summary["accepted"] += 1
+        messages.append(item)
+    summary["succeeded"] = summary["accepted"]
+    status = 207 if summary["failed"] else 200
+    extra = {"conversation_id": legs[0].conversation_id} if legs and legs[0].conversation_id else {}
+    return status, {"group_id": group_id, **extra, "messages": messages, "summary": summary,
+                    "meta": meta(request_id, now)}
