@@ -22,8 +22,10 @@ locals {
   ]
 }
 
+# enable_apis = false leaves this to the caller (an organisation's project factory, say): local.services is
+# the list to enable, also in the module's README.
 resource "google_project_service" "this" {
-  for_each = toset(local.services)
+  for_each = var.enable_apis ? toset(local.services) : toset([])
 
   project            = var.project_id
   service            = each.value

@@ -1,11 +1,16 @@
 # Firestore in Native mode, the composite indexes the code's queries need, and TTL policies for the
 # records that expire. Collections and fields come from locals that restate infra/collections.py.
+#
+# Each deployment has its own named database, <prefix>-db by default, whose name the functions read from
+# FIRESTORE_DATABASE (infra/settings.py): two deployments in one project keep their data apart. A project can
+# hold 100 databases, and the free tier goes to the first database created in the project, named or not
+# (https://cloud.google.com/firestore/quotas, "Free tier usage").
 
 locals {
-  firestore_database = "(default)"
+  firestore_database = var.firestore_database != "" ? var.firestore_database : "${var.name_prefix}-db"
 }
 
-resource "google_firestore_database" "default" {
+resource "google_firestore_database" "this" {
   count = var.create_firestore_database ? 1 : 0
 
   project                           = var.project_id
@@ -37,7 +42,7 @@ resource "google_firestore_index" "composite" {
     }
   }
 
-  depends_on = [google_firestore_database.default]
+  depends_on = [google_firestore_database.this]
 }
 
 # TTL policy per expiring collection. The empty index_config exempts the expiry timestamp from single-field
@@ -53,5 +58,10 @@ resource "google_firestore_field" "ttl" {
   ttl_config {}
   index_config {}
 
-  depends_on = [google_firestore_database.default]
+  depends_on = [google_firestore_database.this]
+}
+
+moved {
+  from = google_firestore_database.default
+  to   = google_firestore_database.this
 }

@@ -52,8 +52,9 @@ resource "google_cloudfunctions2_function" "public" {
 
     source {
       storage_source {
-        bucket = google_storage_bucket_object.source.bucket
-        object = google_storage_bucket_object.source.name
+        bucket     = local.source.bucket
+        object     = local.source.object
+        generation = local.source.generation
       }
     }
   }
@@ -71,7 +72,7 @@ resource "google_cloudfunctions2_function" "public" {
     environment_variables            = local.env
 
     dynamic "secret_environment_variables" {
-      for_each = { for name, fns in local.secret_env : name => google_secret_manager_secret.this[name].secret_id if contains(fns, each.key) }
+      for_each = { for name, fns in local.secret_env : name => data.google_secret_manager_secret.this[name].secret_id if contains(fns, each.key) }
       content {
         key        = secret_environment_variables.key
         project_id = data.google_project.this.number
@@ -81,13 +82,10 @@ resource "google_cloudfunctions2_function" "public" {
     }
   }
 
+  # The build account's and the runtime account's grants, and the time they take to propagate (iam.tf).
   depends_on = [
     google_project_service.this,
-    google_project_iam_member.build_log_writer,
-    google_artifact_registry_repository_iam_member.build_writer,
-    google_storage_bucket_iam_member.build_source_reader,
-    google_project_iam_member.build_staged_source_reader,
-    google_secret_manager_secret_iam_member.accessor,
+    time_sleep.iam_propagation,
   ]
 }
 
@@ -109,8 +107,9 @@ resource "google_cloudfunctions2_function" "private" {
 
     source {
       storage_source {
-        bucket = google_storage_bucket_object.source.bucket
-        object = google_storage_bucket_object.source.name
+        bucket     = local.source.bucket
+        object     = local.source.object
+        generation = local.source.generation
       }
     }
   }
@@ -128,7 +127,7 @@ resource "google_cloudfunctions2_function" "private" {
     environment_variables            = local.env
 
     dynamic "secret_environment_variables" {
-      for_each = { for name, fns in local.secret_env : name => google_secret_manager_secret.this[name].secret_id if contains(fns, each.key) }
+      for_each = { for name, fns in local.secret_env : name => data.google_secret_manager_secret.this[name].secret_id if contains(fns, each.key) }
       content {
         key        = secret_environment_variables.key
         project_id = data.google_project.this.number
@@ -138,23 +137,22 @@ resource "google_cloudfunctions2_function" "private" {
     }
   }
 
+  # The build account's and the runtime account's grants, and the time they take to propagate (iam.tf).
   depends_on = [
     google_project_service.this,
-    google_project_iam_member.build_log_writer,
-    google_artifact_registry_repository_iam_member.build_writer,
-    google_storage_bucket_iam_member.build_source_reader,
-    google_project_iam_member.build_staged_source_reader,
-    google_secret_manager_secret_iam_member.accessor,
+    time_sleep.iam_propagation,
   ]
 }
 
 # The code reaches functions at the deterministic URLs above. Should Cloud Run ever not serve one (it
-# assigns them when the service-name DNS label fits in 63 characters), this check warns at plan/apply.
+# assigns them when the service-name DNS label fits in 63 characters), this check warns at plan/apply. The
+# service is looked up by name, not through the function resource, so that the check is decided at plan time
+# once the function exists (before that, at the first plan, the lookup finds nothing and only warns).
 check "deterministic_function_urls" {
   data "google_cloud_run_v2_service" "dispatch" {
     project  = var.project_id
     location = var.region
-    name     = google_cloudfunctions2_function.private["dispatch"].name
+    name     = "${var.name_prefix}-dispatch"
   }
 
   assert {

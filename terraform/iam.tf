@@ -5,14 +5,20 @@
 #  function  Firestore  enqueue on        actAs tasks-invoker  media bucket  signs URLs  secret
 #  send      yes        dispatch, notify  yes                  objectAdmin   yes         -
 #  group     yes        dispatch, notify  yes                  objectAdmin   yes         -
-#  batch     yes        dispatch, notify  yes                  objectAdmin   yes         -
-#  reads     yes        dispatch, notify  yes                  objectAdmin   -           -
+#  batch     yes        dispatch          yes                  objectAdmin   yes         -
+#  reads     yes        dispatch, notify  yes                  objectAdmin   yes         WEBHOOK_SIGNING_KEY
 #  webhook   yes        dispatch, notify  yes                  -             -           TELNYX_PUBLIC_KEY
 #  sweeper   yes        dispatch, notify  yes                  -             -           -
 #  dispatch  yes        dispatch, notify  yes                  objectAdmin   yes         TELNYX_API_KEY
 #  notifier  yes        dispatch, notify  yes                  objectAdmin   yes         WEBHOOK_SIGNING_KEY
-#  (the notifier also copies inbound media into the bucket, signs its URLs in message.received, and queues
-#  keyword replies: shared/inbound.py)
+#  Why each queue (the contract test derives them from the code): send and group enqueue their legs and
+#  announce legs that end at once (message.failed); batch only enqueues its chunk tasks (the chunks write and
+#  announce the legs, in dispatch); reads cancels (message.canceled) and cancels batches (chunk tasks);
+#  webhook records reports and inbound messages (customer events, inbound tasks) and starts SMS failovers
+#  (their legs); dispatch re-enqueues rescheduled legs, fans out groups, writes batch chunks and announces
+#  results; the notifier retries customer events and sends keyword replies (their legs); the sweeper
+#  re-enqueues both. (The notifier also copies inbound media into the bucket and signs its URLs in
+#  message.received: shared/inbound.py.)
 
 resource "google_service_account" "function" {
   for_each = local.functions
@@ -164,4 +170,36 @@ resource "google_project_iam_member" "build_staged_source_reader" {
 locals {
   # Cloud Functions (2nd gen) staging bucket for sources, one per project and region.
   gcf_sources_bucket = "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
+}
+
+# A prebuilt archive (var.source_archive) sits in the caller's bucket: the build account reads it there.
+resource "google_storage_bucket_iam_member" "build_archive_reader" {
+  count = var.source_archive != null ? 1 : 0
+
+  bucket = var.source_archive.bucket
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.build.email}"
+}
+
+# IAM is eventually consistent: a grant "typically" takes effect within 2 minutes and "could potentially take
+# 7 minutes or longer" (https://cloud.google.com/iam/docs/access-change-propagation). A function deployed
+# right after its build account's grants fails about half the time on the gcf-v2-sources bucket
+# (hashicorp/terraform-provider-google#20571), and a revision whose runtime account cannot read its secret
+# yet does not start. So the functions wait for this sleep, which starts once every grant they need exists.
+# It runs again only when those grants change (triggers), not on every apply.
+resource "time_sleep" "iam_propagation" {
+  create_duration = "${var.iam_propagation_seconds}s"
+
+  triggers = {
+    grants = sha256(jsonencode(concat(
+      [
+        google_project_iam_member.build_log_writer.id,
+        google_artifact_registry_repository_iam_member.build_writer.id,
+        google_storage_bucket_iam_member.build_source_reader.id,
+        google_project_iam_member.build_staged_source_reader.id,
+      ],
+      [for grant in google_storage_bucket_iam_member.build_archive_reader : grant.id],
+      [for key in sort(keys(google_secret_manager_secret_iam_member.accessor)) : google_secret_manager_secret_iam_member.accessor[key].id],
+    )))
+  }
 }

@@ -1,22 +1,25 @@
 # What is deployed and how the pieces refer to each other. The literal maps below restate facts the Python
 # code owns (main.ENTRY_POINTS, infra.settings.ENV/SECRET_ENV, infra.collections); the contract test
-# tests/deploy/test_terraform_contract.py fails whenever the two drift apart.
+# tests/deploy/test_terraform_contract.py fails whenever the two drift apart, and the Terraform tests
+# (tests/*.tftest.hcl) check the plan's invariants. The module reads nothing outside its own folder: the
+# code comes in through var.source_dir or var.source_archive.
 
+# The project's number, for the functions' deterministic URLs. Read at plan time (Cloud Resource Manager is
+# one of the APIs bootstrap.sh enables before Terraform runs), so the plan shows every URL.
 data "google_project" "this" {
   project_id = var.project_id
-
-  depends_on = [google_project_service.this]
 }
 
 locals {
-  repo_root          = abspath("${path.module}/..")
   gateway_region     = var.gateway_region != "" ? var.gateway_region : var.region
   firestore_location = var.firestore_location != "" ? var.firestore_location : var.region
   labels             = merge({ app = "mmsgate", "managed-by" = "terraform" }, var.labels)
 
   # Every function of main.ENTRY_POINTS (entry point = key). public: reachable through API Gateway;
-  # enqueues: the Cloud Tasks queues its code creates tasks on (dispatch re-enqueues a leg whose send is
-  # rescheduled onto its own queue); media: stores or signs media in the media bucket.
+  # enqueues: the Cloud Tasks queues its code creates tasks on, and no other (the contract test follows each
+  # entry point's calls to the queue helpers): dispatch carries legs, fan-outs and batch chunks, notify
+  # customer events and inbound messages. media: stores or signs media in the media bucket.
+  # timeout: at least the longest API Gateway deadline of the paths it serves (openapi-gateway.yaml.tftpl).
   functions = {
     send = {
       description = "POST /api/v1/messages/sms: accept one MMS and enqueue its leg."
@@ -36,13 +39,13 @@ locals {
       description = "POST /api/v1/messages/batch: accept up to 10,000 recipients and enqueue chunk tasks on the dispatch queue."
       public      = true
       timeout     = 60
-      enqueues    = ["dispatch", "notify"]
+      enqueues    = ["dispatch"]
       media       = true
     }
     reads = {
       description = "GET message, group, batch and pricing reads; DELETE cancels a message, a group's or a batch's messages; POST redacts; the opt-out API."
       public      = true
-      timeout     = 30
+      timeout     = 60
       enqueues    = ["dispatch", "notify"]
       media       = true
     }
@@ -225,34 +228,46 @@ locals {
     SWEEP_FINAL_AFTER_SECONDS       = tostring(var.sweep_final_after_seconds)
     DISPATCH_CLAIM_LEASE_SECONDS    = tostring(var.dispatch_claim_lease_seconds)
     DISPATCH_LOOKUP_HORIZON_SECONDS = tostring(var.dispatch_lookup_horizon_seconds)
+    FIRESTORE_DATABASE              = local.firestore_database
     LOG_LEVEL                       = var.log_level
   }
 
-  # --- Source archive --------------------------------------------------------------------------------
-  # Only what the functions import goes into the archive: main.py and requirements.txt at its root, and
-  # the packages below. Tests, tools, bench, docs, terraform, virtualenvs and caches stay out.
+  # --- Source --------------------------------------------------------------------------------------------
+  # With var.source_dir, only what the functions import goes into the archive: main.py and requirements.txt
+  # at its root, and the packages below; tests, tools, bench, docs, terraform, virtualenvs and caches stay
+  # out. With var.source_archive, the caller's prebuilt zip (the same layout) is used as it is.
   source_dirs       = ["functions", "shared", "infra"]
   source_extensions = ["py", "json", "yaml", "yml", "csv", "txt"]
-  source_files = toset(concat(
+  source_files = var.source_dir == null ? toset([]) : toset(concat(
     ["main.py", "requirements.txt"],
     flatten([
       for dir in local.source_dirs : [
-        for ext in local.source_extensions : tolist(fileset(local.repo_root, "${dir}/**/*.${ext}"))
+        for ext in local.source_extensions : tolist(fileset(var.source_dir, "${dir}/**/*.${ext}"))
       ]
     ]),
   ))
+
+  # Where every function's build reads the code from.
+  source = var.source_archive != null ? var.source_archive : {
+    bucket     = one(google_storage_bucket_object.source[*].bucket)
+    object     = one(google_storage_bucket_object.source[*].name)
+    generation = null
+  }
 }
 
 # One archive for every function, built from file contents only (no timestamps or modes), so its hash
-# changes exactly when the code or the dependency list changes.
+# changes exactly when the code or the dependency list changes. Written under the root module's .terraform
+# folder, which exists wherever the module is called from (the module's own folder may be read-only).
 data "archive_file" "source" {
+  count = var.source_dir != null && var.source_archive == null ? 1 : 0
+
   type        = "zip"
-  output_path = "${path.module}/.terraform/${var.name_prefix}-source.zip"
+  output_path = "${path.root}/.terraform/${var.name_prefix}-source.zip"
 
   dynamic "source" {
     for_each = local.source_files
     content {
-      content  = file("${local.repo_root}/${source.value}")
+      content  = file("${var.source_dir}/${source.value}")
       filename = source.value
     }
   }
@@ -261,8 +276,15 @@ data "archive_file" "source" {
 # Named by the archive's hash: a code change is a new object, which changes every function's
 # build_config and so redeploys them.
 resource "google_storage_bucket_object" "source" {
-  name         = "source/${data.archive_file.source.output_sha256}.zip"
+  count = length(data.archive_file.source)
+
+  name         = "source/${data.archive_file.source[0].output_sha256}.zip"
   bucket       = google_storage_bucket.source.name
-  source       = data.archive_file.source.output_path
+  source       = data.archive_file.source[0].output_path
   content_type = "application/zip"
+}
+
+moved {
+  from = google_storage_bucket_object.source
+  to   = google_storage_bucket_object.source[0]
 }

@@ -6,8 +6,12 @@
 # match only this deployment's Cloud Run services (<prefix>-<function>) and queues.
 
 locals {
-  # Log lines of this deployment's functions (a gen2 function runs as the Cloud Run service of its name).
-  function_logs = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=~\"^${var.name_prefix}-(${join("|", keys(local.functions))})$\""
+  # This deployment's Cloud Run services (a gen2 function runs as the service of its name), exactly: a bare
+  # "<prefix>-.*" would also match another deployment whose prefix starts with this one ("mms" and "mms-eu").
+  service_names = "${var.name_prefix}-(${join("|", keys(local.functions))})"
+
+  # Log lines of this deployment's functions.
+  function_logs = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=~\"^${local.service_names}$\""
 
   # Counters: one per log line of the event. labels: label name -> the JSON field it is taken from.
   log_counters = {
@@ -168,12 +172,28 @@ resource "google_monitoring_dashboard" "overview" {
     metric = local.log_metric_types
     # PromQL name of a Cloud Monitoring metric: domain dots to "_", the first "/" to ":", the rest to "_".
     prom           = { for name in keys(local.log_metric_types) : name => "logging_googleapis_com:${replace("user/${local.metric_prefix}${name}", "/[^a-zA-Z0-9_]/", "_")}" }
-    services_regex = "${var.name_prefix}-(${join("|", keys(local.functions))})"
+    services_regex = local.service_names
     dispatch_queue = local.queue_ids.dispatch
     notify_queue   = local.queue_ids.notify
   })
 
   depends_on = [google_logging_metric.counter, google_logging_metric.distribution]
+}
+
+# Cloud Monitoring refuses an alert policy on a log-based metric created moments before: "Cannot find
+# metric(s) ... If a metric was created recently, it could take up to 10 minutes to become available"
+# (hashicorp/terraform-provider-google#11102, open). The alerts on log-based metrics wait for this sleep,
+# which starts when the metrics exist; on a first apply it runs alongside the function builds (longer), so
+# it costs no time there. It runs again only when the set of metrics changes (triggers).
+resource "time_sleep" "log_metrics_visible" {
+  create_duration = "${var.log_metric_wait_seconds}s"
+
+  triggers = {
+    metrics = join(",", sort(concat(
+      [for metric in google_logging_metric.counter : metric.id],
+      [for metric in google_logging_metric.distribution : metric.id],
+    )))
+  }
 }
 
 # --- Alerts ---------------------------------------------------------------------------------------------
@@ -194,8 +214,8 @@ resource "google_monitoring_alert_policy" "function_errors" {
     display_name = "5xx share of a function's requests > ${var.alert_function_error_ratio}"
 
     condition_threshold {
-      filter             = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = monitoring.regex.full_match(\"${var.name_prefix}-.*\") AND metric.type = \"run.googleapis.com/request_count\" AND metric.labels.response_code_class = \"5xx\""
-      denominator_filter = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = monitoring.regex.full_match(\"${var.name_prefix}-.*\") AND metric.type = \"run.googleapis.com/request_count\""
+      filter             = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = monitoring.regex.full_match(\"${local.service_names}\") AND metric.type = \"run.googleapis.com/request_count\" AND metric.labels.response_code_class = \"5xx\""
+      denominator_filter = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = monitoring.regex.full_match(\"${local.service_names}\") AND metric.type = \"run.googleapis.com/request_count\""
       comparison         = "COMPARISON_GT"
       threshold_value    = var.alert_function_error_ratio
       duration           = "300s"
@@ -319,7 +339,7 @@ resource "google_monitoring_alert_policy" "webhook_gave_up" {
     mime_type = "text/markdown"
   }
 
-  depends_on = [google_logging_metric.counter]
+  depends_on = [time_sleep.log_metrics_visible]
 }
 
 # A burst of Telnyx webhook requests with bad signatures: a misconfigured public key, or someone probing.
@@ -356,5 +376,5 @@ resource "google_monitoring_alert_policy" "invalid_signatures" {
     mime_type = "text/markdown"
   }
 
-  depends_on = [google_logging_metric.counter]
+  depends_on = [time_sleep.log_metrics_visible]
 }

@@ -43,8 +43,13 @@ output "queues" {
 }
 
 output "secrets" {
-  description = "Secret Manager secret id per secret environment variable. Terraform creates them empty; add each value with: printf '%s' \"$VALUE\" | gcloud secrets versions add <secret id> --data-file=-"
-  value       = { for name, secret in google_secret_manager_secret.this : name => secret.secret_id }
+  description = "Secret Manager secret id per secret environment variable (the operator creates them with their values; the functions read version latest)."
+  value       = local.secret_ids
+}
+
+output "firestore_database" {
+  description = "Firestore database of this deployment (FIRESTORE_DATABASE): pass it to mmsgate-admin and gcloud firestore."
+  value       = local.firestore_database
 }
 
 output "service_accounts" {
@@ -61,8 +66,8 @@ output "service_accounts" {
 }
 
 output "source_object" {
-  description = "Source archive every function was built from (named by its SHA-256)."
-  value       = "gs://${google_storage_bucket_object.source.bucket}/${google_storage_bucket_object.source.name}"
+  description = "Source archive every function was built from: the module's own (named by its SHA-256) from source_dir, or source_archive."
+  value       = try("gs://${local.source.bucket}/${local.source.object}", null)
 }
 
 output "log_metrics" {

@@ -1,19 +1,33 @@
-# Secret Manager secrets for infra.settings.SECRET_ENV. Terraform creates the secrets and who may read
-# them, never their values: the operator adds each value with gcloud (docs/deploy.md), so no secret value
-# is ever a Terraform variable or lands in Terraform state.
+# Secret Manager secrets for infra.settings.SECRET_ENV. The operator creates each secret with its value
+# before the first apply (`gcloud secrets create <id> --data-file=-`, docs/deploy.md step 3): Terraform never
+# holds a value, and reads only each secret's metadata (the data source below reads no version, so nothing of
+# a value reaches the plan or the state). A plan therefore fails, naming the secret
+# ("projects/<project>/secrets/<id> not found"), when a secret is missing, instead of deploying functions
+# whose revisions cannot start. Terraform grants each secret to the functions that read it, and nothing more.
 
-resource "google_secret_manager_secret" "this" {
-  for_each = local.secret_env
+locals {
+  # SECRET_ENV name -> secret id: var.secret_ids, else <prefix>-<name in lower case, dashes for underscores>.
+  secret_ids = {
+    for name in keys(local.secret_env) :
+    name => lookup(var.secret_ids, name, "${var.name_prefix}-${lower(replace(name, "_", "-"))}")
+  }
+}
+
+data "google_secret_manager_secret" "this" {
+  for_each = local.secret_ids
 
   project   = var.project_id
-  secret_id = "${var.name_prefix}-${lower(replace(each.key, "_", "-"))}"
-  labels    = local.labels
+  secret_id = each.value
+}
 
-  replication {
-    auto {}
+# Until this version the module created the (empty) secrets itself. Existing states forget them without
+# deleting them: the secrets and their values stay, and the data source above reads them.
+removed {
+  from = google_secret_manager_secret.this
+
+  lifecycle {
+    destroy = false
   }
-
-  depends_on = [google_project_service.this]
 }
 
 locals {
@@ -29,7 +43,7 @@ resource "google_secret_manager_secret_iam_member" "accessor" {
   for_each = local.secret_grants
 
   project   = var.project_id
-  secret_id = google_secret_manager_secret.this[each.value.secret].secret_id
+  secret_id = data.google_secret_manager_secret.this[each.value.secret].secret_id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.function[each.value.function].email}"
 }

@@ -17,23 +17,55 @@ variable "region" {
   type        = string
   description = "Region of the functions, Cloud Tasks queues, Cloud Scheduler job and buckets."
   default     = "us-central1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a Google Cloud region such as us-central1."
+  }
 }
 
 variable "gateway_region" {
   type        = string
   description = "Region of the API Gateway gateway. Empty means var.region; API Gateway is offered in fewer regions than Cloud Run functions (e.g. us-central1, us-east1, europe-west1, europe-west2, asia-northeast1, australia-southeast1)."
   default     = ""
+
+  validation {
+    condition     = var.gateway_region == "" || can(regex("^[a-z]+-[a-z]+[0-9]+$", var.gateway_region))
+    error_message = "gateway_region must be empty or a Google Cloud region such as us-central1."
+  }
 }
 
 variable "firestore_location" {
   type        = string
   description = "Firestore database location (a region such as us-central1, or a multi-region such as nam5). Empty means var.region. Cannot be changed after the database exists."
   default     = ""
+
+  validation {
+    condition     = var.firestore_location == "" || can(regex("^([a-z]+-[a-z]+[0-9]+|nam[0-9]+|eur[0-9]+)$", var.firestore_location))
+    error_message = "firestore_location must be empty, a region such as us-central1, or a multi-region such as nam5 or eur3."
+  }
 }
 
 variable "create_firestore_database" {
   type        = bool
-  description = "Create the project's (default) Firestore database in Native mode. Set false if the project already has one (it must be in Native mode)."
+  description = "Create the deployment's Firestore database (firestore_database) in Native mode. Set false if it exists already (it must be in Native mode)."
+  default     = true
+}
+
+variable "firestore_database" {
+  type        = string
+  description = "Firestore database the deployment uses (FIRESTORE_DATABASE). Empty means <name_prefix>-db, so two deployments in one project keep their data apart. \"(default)\" keeps a deployment made before named databases on the project's default database (with create_firestore_database = false). Cannot be changed after the database exists."
+  default     = ""
+
+  validation {
+    condition     = var.firestore_database == "" || var.firestore_database == "(default)" || can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.firestore_database))
+    error_message = "firestore_database must be empty, \"(default)\", or a database id: 4-63 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen."
+  }
+}
+
+variable "enable_apis" {
+  type        = bool
+  description = "Enable the Google APIs the deployment uses (apis.tf). Set false when the caller manages the project's APIs; they must then be enabled before the apply (terraform/README.md lists them)."
   default     = true
 }
 
@@ -52,12 +84,50 @@ variable "labels" {
   type        = map(string)
   description = "Labels added to every resource that takes labels."
   default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", k)) && can(regex("^[a-z0-9_-]{0,63}$", v))])
+    error_message = "labels keys must start with a lowercase letter, and keys and values hold at most 63 lowercase letters, digits, underscores or hyphens."
+  }
 }
 
 variable "deletion_protection" {
   type        = bool
   description = "Protect the Firestore database from deletion and refuse to delete non-empty buckets on destroy."
   default     = true
+}
+
+# --- Source --------------------------------------------------------------------------------------------
+
+variable "source_dir" {
+  type        = string
+  description = "Directory holding the code to deploy: main.py, requirements.txt, functions/, shared/ and infra/ (the repository's root, as examples/basic passes it). The module archives what the functions import and uploads it, named by its SHA-256. Set exactly one of source_dir and source_archive."
+  default     = null
+
+  validation {
+    condition     = var.source_dir == null || (fileexists("${coalesce(var.source_dir, ".")}/main.py") && fileexists("${coalesce(var.source_dir, ".")}/requirements.txt"))
+    error_message = "source_dir must be a directory holding main.py and requirements.txt (the repository's root)."
+  }
+}
+
+variable "source_archive" {
+  type = object({
+    bucket     = string
+    object     = string
+    generation = optional(number)
+  })
+  description = "A prebuilt zip of the code in Cloud Storage (main.py and requirements.txt at its root, with functions/, shared/ and infra/), as GoogleCloudPlatform/terraform-google-cloud-functions takes its storage_source. The build account is granted Object Viewer on its bucket. Give each code version a new object name (or generation) so the functions redeploy. Set exactly one of source_dir and source_archive."
+  default     = null
+
+  validation {
+    condition     = (var.source_dir == null) != (var.source_archive == null)
+    error_message = "Set exactly one of source_dir (a directory holding main.py, requirements.txt, functions/, shared/ and infra/) and source_archive (a zip of that layout in Cloud Storage)."
+  }
+
+  validation {
+    condition     = var.source_archive == null || try(can(regex("^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$", var.source_archive.bucket)) && endswith(var.source_archive.object, ".zip"), false)
+    error_message = "source_archive must name a bucket (without gs://) and a .zip object in it."
+  }
 }
 
 # --- Functions ------------------------------------------------------------------------------------------
@@ -129,6 +199,11 @@ variable "function_cpu" {
   type        = string
   description = "vCPUs of each function instance. At least 1 is needed for function_concurrency > 1."
   default     = "1"
+
+  validation {
+    condition     = can(regex("^(0\\.(08|[1-9][0-9]?)|[1-8])$", var.function_cpu))
+    error_message = "function_cpu must be a fraction below 1 (e.g. 0.5) or a whole number of vCPUs from 1 to 8."
+  }
 }
 
 variable "function_concurrency" {
@@ -161,6 +236,28 @@ variable "log_level" {
   validation {
     condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
     error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+variable "secret_ids" {
+  type        = map(string)
+  description = "Secret Manager secret id of a secret environment variable (TELNYX_API_KEY, TELNYX_PUBLIC_KEY, WEBHOOK_SIGNING_KEY) where it is not <name_prefix>-<name in lower case with dashes>, e.g. one Telnyx key shared by two deployments. The secrets must exist, with a value, before the apply (docs/deploy.md, step 3)."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for name, id in var.secret_ids : contains(["TELNYX_API_KEY", "TELNYX_PUBLIC_KEY", "WEBHOOK_SIGNING_KEY"], name) && can(regex("^[a-zA-Z0-9_-]{1,255}$", id))])
+    error_message = "secret_ids keys must be TELNYX_API_KEY, TELNYX_PUBLIC_KEY or WEBHOOK_SIGNING_KEY, and values secret ids (letters, digits, - and _)."
+  }
+}
+
+variable "iam_propagation_seconds" {
+  type        = number
+  description = "How long the functions' deployment waits after the grants it needs (the build account's, the secrets' accessors) are made: IAM changes typically take 2 minutes to propagate, sometimes 7 or more. Waited only when those grants change."
+  default     = 180
+
+  validation {
+    condition     = var.iam_propagation_seconds >= 0 && var.iam_propagation_seconds <= 900 && floor(var.iam_propagation_seconds) == var.iam_propagation_seconds
+    error_message = "iam_propagation_seconds must be a whole number from 0 to 900."
   }
 }
 
@@ -328,12 +425,22 @@ variable "sweep_schedule" {
   type        = string
   description = "Cron schedule of the sweeper's Cloud Scheduler job."
   default     = "* * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.sweep_schedule))) == 5
+    error_message = "sweep_schedule must be a cron expression of five fields."
+  }
 }
 
 variable "sweep_time_zone" {
   type        = string
   description = "Time zone of sweep_schedule."
   default     = "Etc/UTC"
+
+  validation {
+    condition     = can(regex("^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", var.sweep_time_zone))
+    error_message = "sweep_time_zone must be a tz database name such as Etc/UTC or America/New_York."
+  }
 }
 
 variable "batch_legs_per_second" {
@@ -458,5 +565,16 @@ variable "alert_invalid_signatures" {
   validation {
     condition     = var.alert_invalid_signatures >= 0 && floor(var.alert_invalid_signatures) == var.alert_invalid_signatures
     error_message = "alert_invalid_signatures must be a whole number >= 0."
+  }
+}
+
+variable "log_metric_wait_seconds" {
+  type        = number
+  description = "How long the alert policies on log-based metrics wait after the metrics are created: Cloud Monitoring may take up to 10 minutes to accept a new metric in an alert. Waited only when the set of metrics changes; on a first apply it overlaps the function builds."
+  default     = 600
+
+  validation {
+    condition     = var.log_metric_wait_seconds >= 0 && var.log_metric_wait_seconds <= 1800 && floor(var.log_metric_wait_seconds) == var.log_metric_wait_seconds
+    error_message = "log_metric_wait_seconds must be a whole number from 0 to 1800."
   }
 }

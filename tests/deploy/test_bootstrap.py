@@ -1,5 +1,6 @@
 """terraform/bootstrap.sh gives the Cloud Build deployer account a role for every kind of resource the
-module manages (and the deployer is not Owner)."""
+module manages (and the deployer is not Owner), and the planner, which pull-request builds run as, only
+read-only roles: enough for cloudbuild.yaml's plan of a pull request, not to apply or to read a secret."""
 
 from __future__ import annotations
 
@@ -45,14 +46,27 @@ ROLE_FOR = {
     "google_monitoring_dashboard": "roles/monitoring.editor",
     "google_monitoring_alert_policy": "roles/monitoring.editor",
     "archive_file": None,  # local: no Google API
+    "time_sleep": None,  # local: a wait
+}
+
+# What a pull request's plan (terraform plan -refresh=false -lock=false) reads: the data sources only.
+PLANNER_ROLE_FOR = {
+    "google_project": "roles/browser",  # resourcemanager.projects.get
+    "google_secret_manager_secret": "roles/secretmanager.viewer",  # secret metadata, never a version's data
+    "google_cloud_run_v2_service": "roles/run.viewer",
+    "archive_file": None,
 }
 
 
-def deployer_roles() -> list[str]:
+def script_roles(name: str) -> list[str]:
     text = SCRIPT.read_text()
-    block = re.search(r"^DEPLOYER_ROLES=\((.*?)^\)", text, re.M | re.S)
-    assert block, "no DEPLOYER_ROLES=( ... ) in bootstrap.sh"
+    block = re.search(rf"^{name}=\((.*?)^\)", text, re.M | re.S)
+    assert block, f"no {name}=( ... ) in bootstrap.sh"
     return re.findall(r'"(roles/[\w.]+)"', block.group(1))
+
+
+def deployer_roles() -> list[str]:
+    return script_roles("DEPLOYER_ROLES")
 
 
 def test_bootstrap_is_valid_bash():
@@ -90,3 +104,35 @@ def test_docs_list_the_same_roles():
     for role, name in names.items():
         assert role in deployer_roles()
         assert " ".join(name.split()) in flat, name
+
+
+def test_planner_reads_what_a_pull_request_plan_reads_and_nothing_more():
+    roles = set(script_roles("PLANNER_ROLES"))
+    data_types = {rtype for kind, rtype, _provider in declared_types() if kind == "data"}
+    for rtype in data_types:
+        assert rtype in PLANNER_ROLE_FOR, f"data {rtype}: which read-only role lets a pull request's plan read it?"
+        if PLANNER_ROLE_FOR[rtype]:
+            assert PLANNER_ROLE_FOR[rtype] in roles, f"data {rtype} needs {PLANNER_ROLE_FOR[rtype]} for the planner"
+    assert roles == {r for r in PLANNER_ROLE_FOR.values() if r} | {"roles/logging.logWriter"}, roles
+    for role in roles:  # read-only, except writing its own build logs
+        assert role == "roles/logging.logWriter" or re.search(r"(viewer|browser)$", role, re.I), role
+        assert "secretAccessor" not in role and "serviceAccount" not in role and "admin" not in role.lower()
+    text = SCRIPT.read_text()
+    # State: read on the state bucket alone (no lock, no write).
+    assert re.search(r'buckets add-iam-policy-binding "gs://\$STATE_BUCKET" --member="serviceAccount:\$PLANNER_EMAIL"'
+                     r' \\\n\s+--role=roles/storage\.objectViewer', text), "the planner reads the state bucket"
+    assert "PLANNER_EMAIL" not in text.split("DEPLOYER_ROLES=(")[1].split(")")[0]
+
+
+def test_pull_request_plans_need_no_more_than_the_planner_has():
+    import yaml
+
+    build = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
+    plan = next(s for s in build["steps"] if s["id"] == "terraform-plan")["args"][-1]
+    # Outside an applying build: no refresh (it would read every resource) and no lock (a write).
+    assert 'mode="-refresh=false -lock=false"' in plan
+    assert '[ -z "$$PR_NUMBER" ]' in plan
+
+
+def test_docs_say_eight_functions():
+    assert "seven" not in SCRIPT.read_text()

@@ -32,15 +32,13 @@ if str(ROOT) not in sys.path:
 import main  # noqa: E402 - after the path fix above
 from infra import collections as fs_collections  # noqa: E402
 from infra import settings  # noqa: E402
+from tests.deploy.code_facts import ENQUEUE_CALLS, CallGraph, firestore_queries, index_need, queues_by_function  # noqa: E402
 
 PRIVATE_FUNCTIONS = {"dispatch", "notifier", "sweeper"}
 PUBLIC_FUNCTIONS = {"send", "group", "batch", "reads", "webhook"}
 # Local-stack-only variables (SSRF exemption for the emulators, the emulator's URL-signing key).
 LOCAL_ONLY_ENV = settings.LOCAL_ONLY_ENV
-# Queue helpers of infra/queue.py -> the queue they create tasks on.
-ENQUEUE_CALLS = {"enqueue_dispatch": "dispatch", "enqueue_notify": "notify", "enqueue_inbound": "notify",
-                 "enqueue_batch_chunks": "dispatch"}
-# reads: a redaction deletes media copies; notifier: copies inbound media (shared/inbound.py)
+# reads: a redaction deletes media copies; notifier: copies inbound media (shared/services/inbound.py)
 MEDIA_FUNCTIONS = {"send", "group", "batch", "dispatch", "reads", "notifier"}
 # Public paths of the gateway -> function serving them.
 GATEWAY_ROUTES = {
@@ -261,19 +259,37 @@ def test_functions_share_one_hash_named_archive_and_a_python_runtime():
     c = cfg()
     assert re.fullmatch(r"python3(1[1-9])", c.default("python_runtime"))
     obj = c.resource("google_storage_bucket_object", "source")
-    assert re.search(r"data\.archive_file\.source\.output_(md5|sha256)", obj["name"]), obj["name"]
-    assert obj["source"] == "data.archive_file.source.output_path"
+    assert re.search(r"data\.archive_file\.source\[0\]\.output_(md5|sha256)", obj["name"]), obj["name"]
+    assert obj["source"] == "data.archive_file.source[0].output_path"
+    # The functions build from local.source: the module's own archive, or the caller's (var.source_archive).
+    source = c.locals["source"]
+    assert "var.source_archive != null ? var.source_archive" in source, source
+    assert "google_storage_bucket_object.source[*].name" in source, source
     for name, (_rname, body) in function_resources().items():
         bc = block(body, "build_config")
         assert bc["runtime"] == Expr("var.python_runtime"), name
         storage = block(block(bc, "source"), "storage_source")
-        assert storage["object"] == "google_storage_bucket_object.source.name", name
-        assert storage["bucket"] == "google_storage_bucket_object.source.bucket", name
+        assert storage == {"bucket": "local.source.bucket", "object": "local.source.object",
+                           "generation": "local.source.generation"}, name
         sc = block(body, "service_config")
         assert sc["service_account_email"] == "google_service_account.function[each.key].email", name
     accounts = c.resource("google_service_account", "function")
     assert accounts["for_each"] == "local.functions"
     assert accounts["account_id"] == "${var.name_prefix}-fn-${each.key}"
+
+
+def test_module_reads_nothing_outside_its_folder():
+    # Vendored, or fetched from a registry, the module has only its own folder: the code comes in through
+    # var.source_dir or var.source_archive, never through a path relative to the module.
+    for path in sorted(TF_DIR.glob("*.tf")):
+        text = path.read_text()
+        for m in re.finditer(r"path\.module\}?([^\s\"]*)", text):
+            assert not m.group(1).startswith("/.."), f"{path.name} reads {m.group(0)} outside the module"
+        assert "path.cwd" not in text, path.name
+    variables = cfg().variables
+    assert variables["source_dir"]["default"] is None and variables["source_archive"]["default"] is None
+    conditions = [v["condition"] for v in variables["source_archive"]["validation"]]
+    assert "(var.source_dir == null) != (var.source_archive == null)" in conditions, conditions
 
 
 def test_archive_holds_every_deployable_file_and_nothing_else():
@@ -291,11 +307,11 @@ def test_archive_holds_every_deployable_file_and_nothing_else():
     for d in dirs:
         for path in (ROOT / d).rglob("*"):
             rel = path.relative_to(ROOT).as_posix()
-            if path.is_dir() or "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo"):
+            if path.is_dir() or "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo", ".md"):
                 continue
             assert rel in covered, f"{rel} is deployable but not in the source archive (add its extension)"
     archive = c.data["archive_file"]["source"]
-    assert archive["output_path"].startswith("${path.module}/.terraform/"), "keep the zip out of git"
+    assert archive["output_path"].startswith("${path.root}/.terraform/"), "keep the zip out of git"
     assert dynamic_block(archive, "source")["for_each"] == "local.source_files"
 
     # What the archive leaves out must not be imported by what it holds.
@@ -356,7 +372,7 @@ def function_secrets(name: str) -> set[str]:
     _, body = function_resources()[name]
     dyn = dynamic_block(block(body, "service_config"), "secret_environment_variables")
     assert re.fullmatch(
-        r"\{for (\w+), (\w+) in local\.secret_env : \1 => google_secret_manager_secret\.this\[\1\]\.secret_id"
+        r"\{for (\w+), (\w+) in local\.secret_env : \1 => data\.google_secret_manager_secret\.this\[\1\]\.secret_id"
         r" if contains\(\2, each\.key\)\}",
         dyn["for_each"],
     ), dyn["for_each"]
@@ -454,15 +470,28 @@ def test_media_limits_are_typed_described_and_validated():
 
 
 def test_secret_values_never_reach_terraform():
+    # The operator creates each secret with its value (docs/deploy.md, step 3); Terraform reads only its
+    # metadata (the google_secret_manager_secret data source reads no version), so a missing secret fails
+    # the plan by name, and no value is ever in a variable, the plan or the state.
     c = cfg()
-    assert "google_secret_manager_secret_version" not in c.resources
-    assert "google_secret_manager_secret_version" not in c.data
-    assert "secret_data" not in c.text()
-    assert c.resource("google_secret_manager_secret", "this")["for_each"] == "local.secret_env"
+    text = c.text()
+    for reader in ("google_secret_manager_secret_version", "google_secret_manager_secret_version_access"):
+        assert reader not in c.resources and reader not in c.data, reader
+    assert "secret_data" not in text
+    assert "google_secret_manager_secret" not in c.resources, "the module does not create secrets (empty ones)"
+    secrets = c.data["google_secret_manager_secret"]["this"]
+    assert secrets["for_each"] == "local.secret_ids" and secrets["secret_id"] == "each.value"
+    assert c.locals["secret_ids"] == (
+        '{for name in keys(local.secret_env) : name => lookup(var.secret_ids, name, '
+        '"${var.name_prefix}-${lower(replace(name, "_", "-"))}")}')
+    # Earlier states created the secrets: they are forgotten, never destroyed (their values stay).
+    removed = [b for p in c.files for b in hcl2.loads(p.read_text()).get("removed", [])]
+    assert any(norm(b)["from"] == "google_secret_manager_secret.this"
+               and block(norm(b), "lifecycle") == {"destroy": False} for b in removed), removed
     grants = c.resource("google_secret_manager_secret_iam_member", "accessor")
     assert grants["for_each"] == "local.secret_grants"
     assert grants["role"] == "roles/secretmanager.secretAccessor"
-    assert grants["secret_id"] == "google_secret_manager_secret.this[each.value.secret].secret_id"
+    assert grants["secret_id"] == "data.google_secret_manager_secret.this[each.value.secret].secret_id"
     assert grants["member"] == "serviceAccount:${google_service_account.function[each.value.function].email}"
     assert "local.secret_env" in c.locals["secret_grants"]
 
@@ -507,59 +536,23 @@ def test_notify_queue_retries_customer_webhooks_for_24_hours():
     assert 600 <= _seconds(retry["max_backoff"]) <= 86400
 
 
-def _module_path(module: str) -> Path | None:
-    for candidate in (ROOT / f"{module.replace('.', '/')}.py", ROOT / module.replace(".", "/") / "__init__.py"):
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def import_closure(module: str, seen: set[str] | None = None) -> set[str]:
-    """The repository modules a module imports, transitively."""
-    seen = set() if seen is None else seen
-    path = _module_path(module)
-    if module in seen or path is None:
-        return seen
-    seen.add(module)
-    if module == "infra.queue":
-        # The queue adapter's own imports (shared.fanout, which the dispatch function runs) are not calls the
-        # importing function makes: what a function enqueues is what its own modules call.
-        return seen
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        else:
-            continue
-        for name in names:
-            if name.split(".")[0] in ("functions", "shared", "infra"):
-                import_closure(name, seen)
-    return seen
-
-
-def queues_used_by(name: str) -> set[str]:
-    """The queues a function's code creates tasks on: calls of the infra.queue helpers anywhere in the
-    modules it imports (module granularity, so it can only over-approximate)."""
-    used = set()
-    for module in import_closure(main.ENTRY_POINTS[name]):
-        if module == "infra.queue":
-            continue  # where the helpers are defined, not called
-        text = _module_path(module).read_text()
-        used |= {queue for call, queue in ENQUEUE_CALLS.items() if re.search(rf"\.{call}(_many)?\(", text)}
-    return used
-
-
 def test_enqueue_grants_are_exactly_what_each_function_needs():
     c = cfg()
     fns = c.locals["functions"]
-    assert (ROOT / "infra" / "queue.py").exists(), "the queue helpers moved: update ENQUEUE_CALLS"
-    written = [n for n in main.ENTRY_POINTS if (ROOT / "functions" / f"{n}.py").exists()]
-    if written:
-        assert any(queues_used_by(n) for n in written), "no function enqueues anything: has the queue API changed?"
-    for name in written:
-        # Least privilege both ways: every queue the code enqueues on, and no other.
-        assert set(fns[name]["enqueues"]) == queues_used_by(name), name
+    queue_py = (ROOT / "infra" / "queue.py").read_text()
+    helpers = set(re.findall(r"^    def (enqueue_\w+)\(", queue_py, re.M))
+    assert helpers == set(ENQUEUE_CALLS), f"the queue helpers changed: update code_facts.ENQUEUE_CALLS ({helpers})"
+    # The call graph follows module-level functions; a class method that enqueued would hide behind calls on
+    # objects it cannot follow (rt.x.y()), so none may, besides the queue adapter itself.
+    graph = CallGraph()
+    hidden = [name for name, queues in graph.enqueues.items()
+              if queues and name.split(".")[-2][:1].isupper() and not name.startswith("infra.queue.")]
+    assert not hidden, f"enqueue calls inside class methods: {hidden}"
+    used = queues_by_function()
+    assert used["batch"] == {"dispatch"} and used["dispatch"] == {"dispatch", "notify"}, used
+    for name in main.ENTRY_POINTS:
+        # Least privilege both ways: every queue the code can enqueue on, and no other.
+        assert set(fns[name]["enqueues"]) == used[name], (name, used[name])
     grant = c.resource("google_cloud_tasks_queue_iam_member", "enqueuer")
     assert grant["for_each"] == "local.enqueue_grants"
     assert grant["role"] == "roles/cloudtasks.enqueuer"
@@ -610,78 +603,41 @@ def test_composite_indexes_match_collections():
     assert block(dyn, "content") == {"field_path": "fields.value[0]", "order": "fields.value[1]"}
 
 
-RANGE_OPS = {"<", "<=", ">", ">=", "!=", "not-in"}
-
-
-def _const(node):
-    """A string literal, or an attribute of infra.collections (C.MESSAGES), else None."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    if isinstance(node, ast.Attribute) and isinstance(getattr(fs_collections, node.attr, None), str):
-        return getattr(fs_collections, node.attr)
-    return None
-
-
-def firestore_queries() -> list[tuple[str, list[tuple[str, str]], list[str], Path, int]]:
-    """Every db.collection(X).where(...).order_by(...) chain in the deployed code:
-    (collection, [(field, op)], [order_by fields], file, line)."""
-    found = []
-    sources = [p for d in ("functions", "shared", "infra") for p in sorted((ROOT / d).rglob("*.py"))]
-    for path in sources:
-        tree = ast.parse(path.read_text())
-        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-        for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in ("collection", "collection_group") and node.args):
-                continue
-            collection = _const(node.args[0])
-            filters, orders, cur = [], [], node
-            while True:
-                attr = parents.get(cur)
-                call = parents.get(attr)
-                if not (isinstance(attr, ast.Attribute) and isinstance(call, ast.Call) and call.func is attr):
-                    break
-                if attr.attr == "where":
-                    ff = next((k.value for k in call.keywords if k.arg == "filter"), None)
-                    args = ff.args if isinstance(ff, ast.Call) else call.args
-                    if len(args) >= 2 and _const(args[0]) and _const(args[1]):
-                        filters.append((_const(args[0]), _const(args[1])))
-                elif attr.attr == "order_by" and call.args and _const(call.args[0]):
-                    orders.append(_const(call.args[0]))
-                cur = call
-            if collection and (filters or orders):
-                found.append((collection, filters, orders, path.relative_to(ROOT), node.lineno))
-    return found
-
-
 def test_every_query_that_needs_a_composite_index_has_one():
     # Firestore serves equality and array-contains filters by merging single-field indexes; a query that
     # also has an inequality or an order on a second field needs a composite index: its equality fields
-    # first, then the inequality / order field.
+    # first, then the inequality / order field (code_facts.index_need).
     queries = firestore_queries()
     assert queries, "found no Firestore query in the deployed code: has the query style changed?"
     indexes = {(coll, tuple(f for f, _ in fields)) for coll, fields in fs_collections.COMPOSITE_INDEXES}
     needing = 0
     for collection, filters, orders, path, line in queries:
-        ranged = [f for f, op in filters if op in RANGE_OPS] + orders
-        fields = {f for f, _ in filters} | set(orders)
-        if not ranged or len(fields) < 2:
+        need = index_need(filters, orders)
+        if need is None:
             continue
         needing += 1
-        equality = {f for f, op in filters if op not in RANGE_OPS}
-        tail = list(dict.fromkeys(ranged))
+        equality, tail = need
         ok = any(
-            coll == collection and set(idx[: len(idx) - len(tail)]) == equality and list(idx[-len(tail):]) == tail
+            coll == collection and sorted(idx[: len(idx) - len(tail)]) == equality and list(idx[-len(tail):]) == tail
             for coll, idx in indexes
         )
         assert ok, f"{path}:{line}: query on {collection} {filters} order_by {orders} has no composite index"
     assert needing >= 1
 
 
-def test_firestore_database_is_native_default():
-    db = cfg().resource("google_firestore_database", "default")
+def test_each_deployment_has_its_own_firestore_database():
+    c = cfg()
+    db = c.resource("google_firestore_database", "this")
     assert db["type"] == "FIRESTORE_NATIVE" and db["name"] == Expr("local.firestore_database")
-    assert cfg().locals["firestore_database"] == "(default)"
+    assert c.locals["firestore_database"] == \
+        'var.firestore_database != "" ? var.firestore_database : "${var.name_prefix}-db"'
+    for rtype, name in (("google_firestore_index", "composite"), ("google_firestore_field", "ttl")):
+        assert c.resource(rtype, name)["database"] == Expr("local.firestore_database"), rtype
+    # The functions read it (infra/clients.py), and the local stack keeps the emulator's default database.
+    assert resolve_env("env")["FIRESTORE_DATABASE"] == Expr("local.firestore_database")
+    assert settings.ENV["FIRESTORE_DATABASE"][0] == "(default)"
+    clients = (ROOT / "infra" / "clients.py").read_text()
+    assert "database=settings().firestore_database" in clients
 
 
 # --- Storage --------------------------------------------------------------------------------------------
@@ -739,8 +695,38 @@ def test_build_account_reads_the_gen2_staging_bucket_and_nothing_else():
     assert expression == 'resource.name.startsWith("projects/_/buckets/${local.gcf_sources_bucket}")', expression
     assert c.locals["gcf_sources_bucket"] == "gcf-v2-sources-${data.google_project.this.number}-${var.region}"
     for _name, (_rname, body) in function_resources().items():
-        assert "google_project_iam_member.build_staged_source_reader" in body["depends_on"]
         assert block(body, "build_config")["service_account"] == Expr("google_service_account.build.id")
+
+
+def test_functions_wait_for_their_grants_to_propagate():
+    # IAM grants propagate in minutes (hashicorp/terraform-provider-google#20571): the functions wait for a
+    # time_sleep that starts once every grant their deployment needs exists, and again only when they change.
+    c = cfg()
+    sleep = c.resource("time_sleep", "iam_propagation")
+    assert sleep["create_duration"] == "${var.iam_propagation_seconds}s"
+    triggers = str(sleep["triggers"])
+    for grant in ("google_project_iam_member.build_log_writer",
+                  "google_artifact_registry_repository_iam_member.build_writer",
+                  "google_storage_bucket_iam_member.build_source_reader",
+                  "google_project_iam_member.build_staged_source_reader",
+                  "google_storage_bucket_iam_member.build_archive_reader",
+                  "google_secret_manager_secret_iam_member.accessor"):
+        assert grant in triggers, grant
+    for _name, (_rname, body) in function_resources().items():
+        assert "time_sleep.iam_propagation" in body["depends_on"]
+
+
+def test_alerts_on_log_based_metrics_wait_until_the_metrics_exist():
+    # Cloud Monitoring refuses an alert on a log-based metric for up to 10 minutes after its creation
+    # (hashicorp/terraform-provider-google#11102): those alerts wait for a time_sleep after the metrics.
+    c = cfg()
+    sleep = c.resource("time_sleep", "log_metrics_visible")
+    assert sleep["create_duration"] == "${var.log_metric_wait_seconds}s"
+    assert "google_logging_metric.counter" in str(sleep["triggers"])
+    assert "google_logging_metric.distribution" in str(sleep["triggers"])
+    for name, policy in c.resources["google_monitoring_alert_policy"].items():
+        reads_log_metric = "log_metric_types" in str(policy["conditions"])
+        assert reads_log_metric == ("time_sleep.log_metrics_visible" in policy.get("depends_on", [])), name
 
 
 # --- Invokers and ingress -------------------------------------------------------------------------------
@@ -863,6 +849,24 @@ def test_gateway_routes_public_paths_to_the_right_functions():
         assert c.resource(rtype, "this")["provider"] == "google-beta", rtype
 
 
+def test_no_function_times_out_before_the_gateway_gives_up():
+    # API Gateway waits `deadline` seconds for a backend; a function with a shorter timeout would cut the
+    # request (the opt-out import's 60 s on the reads function, which once had 30 s).
+    template = (TF_DIR / "openapi-gateway.yaml.tftpl").read_text()
+    doc = yaml.safe_load(re.sub(r"\$\{(\w+)\}", lambda m: f"https://{m.group(1)}.backend.test", template))
+    fns = cfg().locals["functions"]
+    longest: dict[str, float] = {}
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            backend = op["x-google-backend"]
+            name = re.fullmatch(r"https://(\w+)_url\.backend\.test", backend["address"]).group(1)
+            longest[name] = max(longest.get(name, 0), float(backend.get("deadline", 15.0)))
+    assert longest["reads"] == 60.0, longest
+    for name, deadline in longest.items():
+        timeout = fns[name]["timeout"]
+        assert timeout >= deadline, f"{name}: timeout {timeout} s < gateway deadline {deadline} s"
+
+
 def test_sweeper_is_scheduled_with_an_oidc_token():
     c = cfg()
     job = c.resource("google_cloud_scheduler_job", "sweep")
@@ -885,26 +889,35 @@ def test_providers_are_pinned_and_apis_enabled():
         for rp in tf.get("required_providers", []):
             providers.update(rp)
         assert "backend" not in tf, "the module has no backend: the root module (examples/) chooses it"
+    # A module accepts a range of major versions (terraform-google-modules style); the root modules pin
+    # exact versions through their lock files.
     for name in ("google", "google-beta"):
         assert providers[name]["source"] == f"hashicorp/{name}"
-        assert re.match(r"~>\s*\d", providers[name]["version"]), providers[name]
-    assert providers["google"]["version"] == providers["google-beta"]["version"]
+        assert providers[name]["version"] == ">= 6.50, < 8", providers[name]
+    assert providers["time"]["source"] == "hashicorp/time"
     assert not re.search(r'^provider\s+"', c.text(), re.M), "the module configures no provider"
     services = c.locals["services"]
     for api in ("cloudfunctions", "run", "cloudbuild", "cloudtasks", "cloudscheduler", "firestore",
                 "secretmanager", "apigateway", "iamcredentials", "artifactregistry", "logging", "monitoring"):
         assert f"{api}.googleapis.com" in services, api
-    assert c.resource("google_project_service", "this")["for_each"] == Expr("toset(local.services)")
+    # enable_apis = false leaves API enablement to the caller.
+    assert c.resource("google_project_service", "this")["for_each"] == \
+        Expr("var.enable_apis ? toset(local.services) : toset([])")
+    readme = (TF_DIR / "README.md").read_text()
+    for api in services:
+        assert api in readme, f"terraform/README.md must list {api} for callers with enable_apis = false"
 
 
-def test_every_variable_is_typed_and_described_and_every_output_described():
+def test_every_variable_is_typed_described_and_validated_and_every_output_described():
     c = cfg()
     for name, var in c.variables.items():
         assert var.get("type"), f"variable {name} has no type"
         assert len(var.get("description", "")) > 10, f"variable {name} has no description"
+        if var["type"] != Expr("bool"):
+            assert var.get("validation"), f"variable {name} has no validation"
     for name, out in c.outputs.items():
         assert len(out.get("description", "")) > 10, f"output {name} has no description"
-    for name in ("gateway_url", "function_urls", "media_bucket", "queues", "secrets"):
+    for name in ("gateway_url", "function_urls", "media_bucket", "queues", "secrets", "firestore_database"):
         assert name in c.outputs, name
 
 
@@ -921,7 +934,9 @@ def test_example_is_a_root_module_calling_the_module(example):
     assert required <= set(values), required - set(values)
     text = c.text()
     assert re.search(r'^provider\s+"google"', text, re.M) and re.search(r'^provider\s+"google-beta"', text, re.M)
-    assert re.search(r'backend\s+"gcs"', text), "the example keeps state in GCS"
+    # State stays local until the operator adds the backend: backend.tf.example holds the GCS one.
+    assert not re.search(r'backend\s+"', text), "no backend block in an example: backend.tf.example holds it"
+    assert re.search(r'backend\s+"gcs"', (example / "backend.tf.example").read_text())
     calls = [body for blk in (hcl2.loads(p.read_text()).get("module", []) for p in c.files) for b in blk
              for body in norm(b).values()]
     assert len(calls) == 1 and calls[0]["source"] == "../..", calls
@@ -929,6 +944,10 @@ def test_example_is_a_root_module_calling_the_module(example):
     assert args <= set(module.variables), args - set(module.variables)
     module_required = {n for n, v in module.variables.items() if "default" not in v}
     assert module_required <= args, module_required - args
+    # The code: the checkout's root (basic) or a prebuilt archive (source_archive), never both.
+    assert ("source_dir" in args) != ("source_archive" in args), args
+    if "source_dir" in args:
+        assert calls[0]["source_dir"] == "${path.module}/../../.."
 
 
 def test_cloudbuild_tests_then_plans_and_applies_only_when_told():
@@ -943,9 +962,14 @@ def test_cloudbuild_tests_then_plans_and_applies_only_when_told():
     assert "-out=tfplan" in steps["terraform-plan"]["args"][-1]
     apply = steps["terraform-apply"]
     assert "APPLY=${_APPLY}" in apply["env"] and "BUILD_BRANCH=$BRANCH_NAME" in apply["env"]
+    assert "PR_NUMBER=$_PR_NUMBER" in apply["env"]
     script = apply["args"][-1]
     assert '"$$APPLY" = "true"' in script and '"$$BUILD_BRANCH" = "$$APPLY_BRANCH"' in script
+    assert '[ -z "$$PR_NUMBER" ]' in script, "a pull request's build never applies"
     assert "apply -input=false" in script and "tfplan" in script
+    # The example keeps no backend block: the pipeline uses its backend.tf.example.
+    init = steps["terraform-init"]["args"][-1]
+    assert "cp backend.tf.example backend.tf" in init and '-backend-config="bucket=$$STATE_BUCKET"' in init
     assert build["substitutions"]["_APPLY"] == "false" and build["substitutions"]["_APPLY_BRANCH"] == "main"
     # Plan and apply run in a root module (with providers and a backend), the repository's example by default.
     tf_dir = build["substitutions"]["_TF_DIR"]
@@ -962,13 +986,15 @@ def test_cloudbuild_refuses_to_apply_before_every_secret_has_a_value():
     assert steps.index("secrets-check") < steps.index("terraform-apply")
     assert build["steps"][steps.index("terraform-apply")]["waitFor"] == ["secrets-check"]
     script = check["args"][-1]
+    # The ids: the secret data sources the plan read (whatever secret_ids the root module passes) ...
+    assert "terraform show -json tfplan > tfplan.json" in build["steps"][steps.index("terraform-plan")]["args"][-1]
+    assert 'r.get("type") == "google_secret_manager_secret"' in script and "tfplan.json" in script
+    # ... else the module's default ids, <prefix>-<SECRET_ENV name, lower, dashes>.
     m = re.search(r"for secret in ([\w\- ]+); do", script)
     assert m, script
-    # The secret ids it checks are the ones secrets.tf creates: <prefix>-<SECRET_ENV name, lower, dashes>.
-    assert cfg().resource("google_secret_manager_secret", "this")["secret_id"] == \
-        '${var.name_prefix}-${lower(replace(each.key, "_", "-"))}'
+    assert cfg().locals["secret_ids"].endswith('"${var.name_prefix}-${lower(replace(name, "_", "-"))}")}')
     assert set(m.group(1).split()) == {k.lower().replace("_", "-") for k in settings.SECRET_ENV}
-    assert '"$$NAME_PREFIX-$$secret"' in script and "state=ENABLED" in script and "exit 1" in script
+    assert "$$NAME_PREFIX-$$secret" in script and "state=ENABLED" in script and "exit 1" in script
     assert "NAME_PREFIX=${_NAME_PREFIX}" in check["env"]
     assert "TF_VAR_name_prefix=${_NAME_PREFIX}" in build["steps"][steps.index("terraform-plan")]["env"]
 
@@ -1004,7 +1030,10 @@ def test_every_business_event_has_a_log_based_metric():
     assert not unknown, unknown
     counter = c.resource("google_logging_metric", "counter")
     assert counter["filter"] == '${local.function_logs} AND jsonPayload.event=\"${each.value.event}\"'
-    assert "var.name_prefix" in c.locals["function_logs"]
+    assert "local.service_names" in c.locals["function_logs"]
+    # Exactly this deployment's services: "<prefix>-.*" would match a deployment whose prefix extends it.
+    assert c.locals["service_names"] == '${var.name_prefix}-(${join("|", keys(local.functions))})'
+    assert not re.search(r"^[^#]*name_prefix\}-\.\*", c.text(), re.M), "a filter matches <prefix>-.*"
 
 
 def test_alerts_cover_errors_queue_age_and_depth_give_ups_and_signatures():

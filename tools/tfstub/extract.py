@@ -10,7 +10,7 @@ copies it into each schema file) or the module starts using a new resource or da
 (tests/deploy/test_terraform_plan.py fails until then).
 
 Why these packages: the provider binaries come only from the Terraform registry, which our machines cannot
-reach, but `@cdktf/provider-google` (and -google-beta, -archive) are generated from the providers'
+reach, but `@cdktf/provider-google` (and -google-beta, -archive, -time) are generated from the providers'
 schemas and are on the npm registry. Each resource's compiled module carries, in its inline source map,
 the generated TypeScript, which states for every attribute `computed / optional / required`, how it is
 written in HCL (attribute or block, list / set / map / single) and its element type, and the
@@ -40,9 +40,11 @@ PACKAGES = {
     "google": ("@cdktf/provider-google", "16.12.1"),
     "google-beta": ("@cdktf/provider-google-beta", "16.12.1"),
     "archive": ("@cdktf/provider-archive", "11.0.1"),
+    # time_sleep: the waits for IAM and log-based-metric propagation (terraform/iam.tf, monitoring.tf).
+    "time": ("@cdktf/provider-time", "11.0.1"),
 }
 # Resource-type prefix of each provider (google-beta serves google_* types too).
-TYPE_PREFIX = {"google": "google", "google-beta": "google", "archive": "archive"}
+TYPE_PREFIX = {"google": "google", "google-beta": "google", "archive": "archive", "time": "time"}
 
 FLAGS = re.compile(r"^\s*// (\w+) - computed: (true|false), optional: (true|false), required: (true|false)\s*$")
 HCL_ENTRY = re.compile(
@@ -276,7 +278,7 @@ def types_used(tf_dir: Path = TF_DIR, provider: str | None = None) -> dict[str, 
 
 def module_dirs(kind: str, rtype: str, prefix: str) -> list[str]:
     """Where cdktf puts a type's module: data sources under data-<type>; resources under the type without
-    the provider's prefix when the provider's name is that prefix (google, archive), else the whole type
+    the provider's prefix when the provider's name is that prefix (google, archive, time), else the whole type
     (google-beta)."""
     if kind == "data":
         return ["data-" + rtype.replace("_", "-")]
