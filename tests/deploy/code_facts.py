@@ -18,7 +18,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from infra import collections as fs_collections  # noqa: E402
-from shared.rules import searching  # noqa: E402
 
 RANGE_OPS = {"<", "<=", ">", ">=", "!=", "not-in"}
 
