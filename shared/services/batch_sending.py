@@ -35,9 +35,9 @@ from shared.rules.media import MediaError, Upload
 from shared.rules.records import Batch, BatchStatus, Leg, StoredMedia, Tenant
 from shared.rules.segments import MMS_SEGMENTS, count_segments
 from shared.rules.status import Status, is_final
-from shared.services import observe
+from shared.services import leg_changes, observe
 from shared.services.canceling import CANCELABLE, cancel_step
-from shared.services.leg_changes import announce, change
+from shared.services.leg_changes import change
 from shared.services.sending import (
     Answer,
     RateLimit,
@@ -184,12 +184,9 @@ def run_chunk(rt: Runtime, batch_id: str, index: int) -> tuple[int, str]:
         rows = rt.batches.rows(message_ids)
     else:
         rows, refund = batching.chunk_rows(batch, chunk, opted_out, _relative_validity(batch), now)
-        if rt.batches.write_rows(rows, refund, f"batch-chunk:{batch_id}:{index}"):
+        if leg_changes.write_batch_rows(rt, rows, refund, f"batch-chunk:{batch_id}:{index}"):
             observe.metric("leg.accepted", tenant_id=batch.tenant_id,
                            count=sum(leg.status in (Status.QUEUED, Status.SCHEDULED) for leg in rows))
-            for leg in rows:
-                if leg.status not in (Status.QUEUED, Status.SCHEDULED):
-                    announce(rt, None, leg)  # its message.failed / message.canceled
         else:
             rows = rt.batches.rows(message_ids)
     current = rt.batches.get(batch_id)  # read after the rows' commit: a cancel before it is seen here

@@ -35,7 +35,7 @@ from shared.rules.errors import ErrorCode, message_for
 from shared.rules.legs import transition, with_send_state
 from shared.rules.records import Conversation, HistoryEntry, Leg
 from shared.rules.status import SendState, Status
-from shared.services import failover, observe
+from shared.services import failover, leg_changes, observe
 from shared.services.dispatch_steps import (
     LOOKUP_HORIZON,
     LOOKUP_SKEW,
@@ -47,7 +47,6 @@ from shared.services.dispatch_steps import (
     horizon_of,
     record_step,
 )
-from shared.services.leg_changes import announce
 
 if TYPE_CHECKING:
     from shared.ports import Runtime
@@ -202,10 +201,7 @@ def _outbound(rt: Runtime, conv: Conversation) -> GroupOutboundMessage | Outcome
 def _commit(rt: Runtime, conversation_id: str, group_id: str,
             decide: Callable[[Conversation | None, list[Leg]], ConversationDecision[Step]]
             ) -> ConversationMutation[Step]:
-    mutation = rt.legs.mutate_conversation(conversation_id, group_id, decide)
-    for leg in mutation.legs_after:
-        announce(rt, mutation.legs_before.get(leg.id), leg)
-    return mutation
+    return leg_changes.change_conversation(rt, conversation_id, group_id, decide)
 
 
 def dispatch(rt: Runtime, member: Leg) -> Answer:

@@ -33,8 +33,7 @@ from shared.rules.legs import new_leg, transition
 from shared.rules.records import Leg, Rates, Tenant
 from shared.rules.segments import count_segments
 from shared.rules.status import Status
-from shared.services import observe
-from shared.services.leg_changes import announce
+from shared.services import leg_changes, observe
 
 if TYPE_CHECKING:
     from shared.ports import Runtime
@@ -113,9 +112,9 @@ def launch(rt: Runtime, message_id: str) -> str:
         opted, prices = rt.accounts.gate_reads(parent.tenant_id, [parent.to], [region_of(parent.to) or "ZZ"])
         rates = prices.get(region_of(parent.to) or "ZZ")
         now = rt.now()
-        spawned = rt.legs.spawn(parent.id, ids.failover_message_id(parent.id), parent.tenant_id,
-                                lambda leg, exists, tenant: decide_spawn(leg, exists, tenant, rates,
-                                                                         parent.to in opted, now))
+        spawned = leg_changes.spawn(rt, parent.id, ids.failover_message_id(parent.id), parent.tenant_id,
+                                    lambda leg, exists, tenant: decide_spawn(leg, exists, tenant, rates,
+                                                                             parent.to in opted, now))
     except Exception as exc:  # noqa: BLE001 - see the docstring
         observe.log_error("SMS failover not created yet; the sweeper will", message_id=message_id,
                           error=type(exc).__name__)
@@ -123,7 +122,6 @@ def launch(rt: Runtime, message_id: str) -> str:
     child = spawned.child
     if child is None:
         return spawned.result
-    announce(rt, None, child)
     if child.status is Status.QUEUED:
         try:
             rt.queue.enqueue_dispatch(DispatchTask(child.id, ids.task_name(child.leg_key)))

@@ -33,8 +33,8 @@ from shared.rules.media import MediaError
 from shared.rules.phone import InvalidNumber, parse_e164
 from shared.rules.records import Leg, OptOut, ProviderEventRecord, StoredMedia, Tenant
 from shared.rules.ssrf import UrlPolicy, media_url_policy
-from shared.services import observe, received
-from shared.services.leg_changes import announce, change
+from shared.services import leg_changes, observe, received
+from shared.services.leg_changes import change
 
 if TYPE_CHECKING:
     from shared.carriers.telnyx_events import Report
@@ -69,12 +69,8 @@ def ingest(rt: Runtime, report: Report) -> dict[str, str]:
             return InboundDecision(leg=leg, opt_out=entry)
         return InboundDecision(leg=leg, opt_in=action is not None and action.opt == "in")
 
-    written = rt.legs.record_inbound(received.message_id(msg.key), tenant.id, sender, decide)
+    written = leg_changes.record_inbound(rt, received.message_id(msg.key), tenant.id, sender, decide)
     leg = written.leg
-    if written.created:
-        announce(rt, None, leg)
-    else:
-        _announce_undelivered(rt, leg)  # a replay after a crash between the commit and the enqueues
     remaining = finish(rt, leg)
     if remaining:
         try:
@@ -115,14 +111,13 @@ def send_reply(rt: Runtime, parent: Leg) -> bool:
     """Create the keyword reply if it is due, then its dispatch task. False if it could not be created now."""
     now = rt.now()
     try:
-        spawned = rt.legs.spawn(parent.id, received.reply_id(parent.id), parent.tenant_id,
-                                lambda leg, exists, tenant: decide_reply(leg, exists, tenant, now))
+        spawned = leg_changes.spawn(rt, parent.id, received.reply_id(parent.id), parent.tenant_id,
+                                    lambda leg, exists, tenant: decide_reply(leg, exists, tenant, now))
     except Exception as exc:  # noqa: BLE001 - the inbound task tries again
         observe.log_error("keyword reply not created yet", message_id=parent.id, error=type(exc).__name__)
         return False
     child = spawned.child
     if child is not None:
-        announce(rt, None, child)
         try:
             rt.queue.enqueue_dispatch(DispatchTask(child.id, dispatch_task_name(child.leg_key)))
         except Exception as exc:  # noqa: BLE001 - the sweeper re-enqueues a queued leg without a task
@@ -207,11 +202,6 @@ def _e164(number: str | None) -> str | None:
         return parse_e164(number)
     except InvalidNumber:
         return None
-
-
-def _announce_undelivered(rt: Runtime, leg: Leg) -> None:
-    delivered = {k: v for k, v in leg.notifications.items() if not v.state.undelivered}
-    announce(rt, leg.with_(notifications=delivered), leg)
 
 
 def _outcome(leg: Leg, created: bool) -> str:

@@ -20,7 +20,7 @@ from shared.ports import Decision
 from shared.rules.legs import mark_event, view
 from shared.rules.records import EventState, Leg, OutboxEntry, Tenant
 from shared.rules.ssrf import UrlRejected, check_url, webhook_url_policy
-from shared.services import observe
+from shared.services import leg_changes, observe
 from shared.services.leg_changes import change
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
     attempts = marked.notifications[event_id].attempts if marked and event_id in marked.notifications else 1
     at = now + retry_delay(attempts)
     try:
-        rt.queue.enqueue_notify(event_id, message_id, name=f"{event_id}-a{attempts}", at=at)
+        leg_changes.resend(rt, message_id, event_id, name=f"{event_id}-a{attempts}", at=at)
     except Exception:  # noqa: BLE001 - keep this task alive instead
         return 503, f"attempt failed: {error}; retry not scheduled"
     return 200, f"attempt failed: {error}; retrying"

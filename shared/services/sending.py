@@ -30,8 +30,7 @@ from shared.rules.records import Group, Leg, Rates, StoredMedia, Tenant
 from shared.rules.segments import MMS_SEGMENTS, count_segments
 from shared.rules.ssrf import UrlPolicy, UrlRejected, check_url, media_url_policy, webhook_url_policy
 from shared.rules.status import Status
-from shared.services import conversation, fanout, observe
-from shared.services.leg_changes import announce
+from shared.services import conversation, fanout, leg_changes, observe
 
 if TYPE_CHECKING:  # the models import pydantic: the handlers pass plain requests where they can
     from shared.api.batch_request import BatchRequest
@@ -221,7 +220,7 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
                            version=first.version if first is not None else None)
     else:  # a single send: one commit, conditioned on the balance its first round read
         accepted = _commit_one(rt, tenant, first.version, legs, recipients, target=target, now=now, answer=answer)
-    _after_accept(rt, legs, accepted)
+    _after_accept(rt, accepted)
     status, body = render(group_id, accepted, request_id, now)
     return Answer(status, body, kept=idempotency_record is not None)
 
@@ -419,8 +418,9 @@ def _commit(rt: Runtime, group: Group | None, legs: list[Leg], recipients: list[
             ) -> list[Leg]:
     by_id = {r.message_id: r for r in recipients}
     try:
-        accepted = rt.legs.accept(group, legs, lambda account, stored: gate(stored, by_id, account, target, now),
-                                  answer, version)
+        accepted = leg_changes.accept(rt, group, legs,
+                                      lambda account, stored: gate(stored, by_id, account, target, now), answer,
+                                      version)
     except PreInsertFailed as exc:
         raise ApiError(ErrorCode.INTERNAL, "Could not record the recipients; nothing was sent") from exc
     except Contended:
@@ -438,8 +438,8 @@ def _commit_one(rt: Runtime, tenant: Tenant, version: Any, legs: list[Leg], reci
     """A single send's one commit (``LegStore.accept_one``): nothing is written unless all of it is."""
     by_id = {r.message_id: r for r in recipients}
     try:
-        accepted = rt.legs.accept_one(legs[0], tenant, version,
-                                      lambda account, stored: gate(stored, by_id, account, target, now), answer)
+        accepted = leg_changes.accept_one(rt, legs[0], tenant, version,
+                                          lambda account, stored: gate(stored, by_id, account, target, now), answer)
     except Contended:
         raise ApiError(ErrorCode.RATE_LIMITED, "Too many concurrent requests for this account; retry shortly",
                        headers={"Retry-After": "1"}) from None
@@ -448,9 +448,9 @@ def _commit_one(rt: Runtime, tenant: Tenant, version: Any, legs: list[Leg], reci
     return accepted
 
 
-def _after_accept(rt: Runtime, before: list[Leg], after: list[Leg]) -> None:
-    """Create the dispatch tasks of accepted legs and the customer events of failed ones. Never raises: the
-    request is accepted already, and the sweeper re-enqueues a queued leg whose task is missing."""
+def _after_accept(rt: Runtime, after: list[Leg]) -> None:
+    """Create the dispatch tasks of accepted legs (the accept's commit announced the failed ones' events). Never
+    raises: the request is accepted already, and the sweeper re-enqueues a queued leg whose task is missing."""
     tasks = [DispatchTask(leg.id, ids.task_name(leg.leg_key), leg.scheduled_at)
              for leg in after if leg.status in (Status.QUEUED, Status.SCHEDULED)]
     tasks = conversation.one_task(tasks, after)  # a conversation's legs share one dispatch task
@@ -463,8 +463,6 @@ def _after_accept(rt: Runtime, before: list[Leg], after: list[Leg]) -> None:
             if error is not None:
                 observe.log_error("dispatch task not created; the sweeper will re-enqueue", message_id=message_id,
                                   error=type(error).__name__)
-    for leg_before, leg_after in zip(before, after, strict=True):
-        announce(rt, leg_before, leg_after)
 
 
 # The request field a single send's gate failure is about (none for the account's own limits).

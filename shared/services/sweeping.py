@@ -20,7 +20,7 @@ from shared.rules.errors import ErrorCode
 from shared.rules.legs import note, transition, with_event
 from shared.rules.records import Leg
 from shared.rules.status import Status
-from shared.services import failover
+from shared.services import failover, leg_changes
 from shared.services.dispatch_steps import CLAIM_LEASE, RECONCILE_DELAY
 from shared.services.leg_changes import change
 from shared.services.notifying import GIVE_UP_AFTER, give_up, retry_delay
@@ -108,7 +108,7 @@ def _resend_events(rt: Runtime, now: dt.datetime, grace: dt.timedelta, due: list
                 continue  # its own retry task is not late yet
             else:
                 try:
-                    rt.queue.enqueue_notify(event_id, leg.id, name=f"{event_id}-s{int(now.timestamp())}")
+                    leg_changes.resend(rt, leg.id, event_id, name=f"{event_id}-s{int(now.timestamp())}")
                     resent += 1
                 except Exception:  # noqa: BLE001, S112 - the next sweep tries again (notify_due stays set)
                     continue

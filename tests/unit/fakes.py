@@ -54,12 +54,15 @@ class FakeLegs:
 class FakeQueue:
     dispatches: list[DispatchTask] = field(default_factory=list)
     notifies: list[tuple[str, str]] = field(default_factory=list)
+    notify_tasks: list[tuple[str | None, dt.datetime | None]] = field(default_factory=list)
 
     def enqueue_dispatch(self, task: DispatchTask) -> None:
         self.dispatches.append(task)
 
-    def enqueue_notify(self, event_id: str, message_id: str) -> None:
+    def enqueue_notify(self, event_id: str, message_id: str, *, name: str | None = None,
+                       at: dt.datetime | None = None) -> None:
         self.notifies.append((event_id, message_id))
+        self.notify_tasks.append((name, at))
 
 
 @dataclass
