@@ -104,6 +104,21 @@ def test_docs_list_the_same_roles():
     for role, name in names.items():
         assert role in deployer_roles()
         assert " ".join(name.split()) in flat, name
+    planner = {"roles/browser": "Browser", "roles/secretmanager.viewer": "Secret Manager Viewer",
+               "roles/run.viewer": "Cloud Run Viewer", "roles/logging.logWriter": "Logs Writer"}
+    assert set(planner) == set(script_roles("PLANNER_ROLES"))
+    for name in planner.values():
+        assert name in flat, name
+
+
+def test_deploy_doc_walks_one_apply_and_a_pipeline_pull_requests_cannot_use():
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    flat = " ".join(docs.split())
+    assert "apply -target" not in docs and "apply` again" not in docs, "the first deployment is one apply"
+    assert "gcloud secrets create mmsgate-telnyx-api-key" in docs  # the values exist before the apply
+    assert '--service-account="$PLANNER"' in docs and '--service-account="$DEPLOYER"' in docs
+    assert "--comment-control=COMMENTS_ENABLED_FOR_EXTERNAL_CONTRIBUTORS_ONLY" in docs
+    assert "cp backend.tf.example backend.tf" in flat
 
 
 def test_planner_reads_what_a_pull_request_plan_reads_and_nothing_more():
