@@ -306,7 +306,6 @@ class AccountStore(Protocol):
 
 
 class LimitStore(Protocol):
-    def hit_window(self, key: str, limit: int, window_seconds: int, now: dt.datetime) -> tuple[bool, int]: ...
 
     def claim(self, key: str, limit: int, window_seconds: int, now: dt.datetime) -> tuple[int | None, int]: ...
 

@@ -28,11 +28,6 @@ class FirestoreLimits:
         self.db = db
         self._next_slot: dict[str, int] = {}  # rate-limit window -> first slot not known to be taken
 
-    def hit_window(self, key: str, limit: int, window_seconds: int, now: dt.datetime) -> tuple[bool, int]:
-        """True if one more request fits in the current window; and the seconds until the window ends."""
-        slot, retry_after = self.claim(key, limit, window_seconds, now)
-        return slot is not None, retry_after
-
     def claim(self, key: str, limit: int, window_seconds: int, now: dt.datetime) -> tuple[int | None, int]:
         """Claim a free slot below ``limit`` in the current window: its number (None if every slot is taken),
         and the seconds until the window ends. A request is admitted if its slot is below the limit in force,

@@ -18,10 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from shared.rules import ids
+from shared.rules import gates, ids
 from shared.rules.errors import ApiError, ErrorCode, message_for
 from shared.rules.legs import transition
-from shared.rules.phone import InvalidNumber, describe
 from shared.rules.records import Batch, BatchChunk, BatchStatus, ChunkRecipient, HistoryEntry, Leg, Rates, Tenant
 from shared.rules.status import Status
 
@@ -103,49 +102,32 @@ def chunk_of(body: dict[str, Any]) -> tuple[str, int]:
     return batch_id, index
 
 
-Number = tuple[str, str | None, bool]  # E.164, region, NANP (shared/rules/phone.describe)
+Number = gates.Number
 
 
 def numbers_of(items: Sequence[Recipient]) -> list[Number | None]:
     """Each recipient's number parsed once (None: not a valid number): the accept needs the countries before
     its first round of reads and the rest after, and 10,000 parses are a good part of the time to 202."""
-    out: list[Number | None] = []
-    for item in items:
-        try:
-            out.append(describe(item.to))
-        except InvalidNumber:
-            out.append(None)
-    return out
+    return [gates.parse(item.to) for item in items]
 
 
 def countries_of(numbers: Iterable[Number | None]) -> set[str]:
-    return {n[1] or "ZZ" for n in numbers if n is not None}
+    return {gates.country(n) for n in numbers if n is not None}
 
 
 def gate_recipients(items: Sequence[Recipient], channel: str, segments: int,
                     prices: dict[str, Rates | None], numbers: Sequence[Number | None] | None = None
                     ) -> list[ChunkRecipient]:
-    """The gates an accept applies at once, in order: the number, MMS to US/Canada only, a price for its
-    country. A recipient that fails one carries its error code (its row is written failed, nothing reserved).
-    ``numbers``: ``numbers_of(items)``, when the caller has it already."""
+    """The accept's gates (shared/rules/gates.py) but the opt-out list, which each chunk task reads when it
+    writes its rows. A recipient that fails one carries its error code (its row is written failed, nothing
+    reserved). ``numbers``: ``numbers_of(items)``, when the caller has it already."""
     out = []
     for item, number in zip(items, numbers if numbers is not None else numbers_of(items), strict=True):
-        error: ErrorCode | None = None
-        to, price = item.to, 0
-        if number is None:
-            error = ErrorCode.INVALID_PHONE_NUMBER
-        else:
-            to, region, nanp = number
-            if channel == "mms" and not nanp:
-                error = ErrorCode.MMS_NANP_ONLY
-            else:
-                rates = prices.get(region or "ZZ")
-                quoted = rates.price(channel, segments) if rates else None
-                if quoted is None:
-                    error = ErrorCode.PRICE_UNAVAILABLE
-                else:
-                    price = quoted
-        out.append(ChunkRecipient(to=to, price_micros=price if error is None else 0,
+        price, error = 0, gates.number_gate(number, channel)
+        if error is None and number is not None:
+            price, error = gates.list_gate(number, (), prices, channel, segments)
+        out.append(ChunkRecipient(to=number[0] if number is not None else item.to,
+                                  price_micros=price if error is None else 0,
                                   error_code=error.value if error else None, metadata=dict(item.metadata or {}),
                                   client_ref=item.client_ref))
     return out

@@ -31,7 +31,7 @@ from shared.ports import BatchAcceptDecision, DispatchTask, IdempotentAnswer
 from shared.rules import batching, ids, retention
 from shared.rules.errors import ApiError, ErrorCode
 from shared.rules.legs import iso, new_leg
-from shared.rules.media import MediaError, Upload
+from shared.rules.media import MediaError
 from shared.rules.records import Batch, BatchStatus, Leg, StoredMedia, Tenant
 from shared.rules.segments import MMS_SEGMENTS, count_segments
 from shared.rules.status import Status, is_final
@@ -44,8 +44,8 @@ from shared.services.sending import (
     controls,
     first_round_of,
     invalid_field,
-    media_policy,
     plan_timing,
+    prepare_media,
     request_checks,
 )
 
@@ -156,15 +156,11 @@ def _check_spread(req: BatchRequest, start: dt.datetime, interval: float, count:
 def _media(rt: Runtime, tenant: Tenant, req: BatchRequest) -> tuple[StoredMedia, ...]:
     """Fetched and stored once for the whole batch; a media failure refuses the request (it would fail every
     recipient)."""
-    if not (req.all_media_urls or req.media):
-        return ()
-    uploads = [Upload(m.content_type, m.data, m.filename) for m in req.media or []]
     try:
-        refs = rt.media.prepare(tenant.id, req.all_media_urls, uploads, media_policy(rt))
+        return prepare_media(rt, tenant, req)
     except MediaError as exc:
         raise ApiError(exc.code, exc.message, details=[{"field": "media_urls" if req.all_media_urls else "media",
                                                          "issue": exc.message}]) from None
-    return tuple(StoredMedia.from_doc(ref) for ref in refs)
 
 
 def run_chunk(rt: Runtime, batch_id: str, index: int) -> tuple[int, str]:

@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from shared.api.answers import error_body, meta
 from shared.ports import AcceptDecision, Caller, Contended, DispatchTask, FirstRound, IdempotentAnswer, PreInsertFailed
-from shared.rules import ids, retention, validity
+from shared.rules import gates, ids, retention, validity
 from shared.rules.errors import ApiError, ErrorCode, message_for
 from shared.rules.legs import new_leg, transition
 from shared.rules.media import MediaError, Upload
-from shared.rules.phone import InvalidNumber, is_nanp, parse_e164, region_of
-from shared.rules.records import Group, Leg, Rates, StoredMedia, Tenant
+from shared.rules.records import Group, Leg, StoredMedia, Tenant
 from shared.rules.segments import MMS_SEGMENTS, count_segments
 from shared.rules.ssrf import UrlPolicy, UrlRejected, check_url, media_url_policy, webhook_url_policy
 from shared.rules.status import Status
@@ -47,6 +46,7 @@ class Recipient:
     raw: str
     message_id: str
     leg_key: str
+    number: gates.Number | None = None  # parsed once, in the first round
     e164: str | None = None
     price_micros: int = 0
     error: ErrorCode | None = None
@@ -83,7 +83,7 @@ def send_single(rt: Runtime, who: Tenant | Caller, req: SendRequest, request_id:
     recipient = Recipient(raw=req.to, message_id=message_id, leg_key=f"single:{message_id}")
     tenant, first = first_round_of(rt, who, [recipient], rt.now(), _single_limit)
     return _accept(rt, tenant, req, [recipient], group_id=None, channel="mms" if req.is_mms else "sms",
-                   request_id=request_id, limit=_single_limit(tenant), render=single_answer,
+                   request_id=request_id, render=single_answer,
                    idempotency_record=idempotency_record, first=first)
 
 
@@ -117,14 +117,12 @@ def first_round_of(rt: Runtime, who: Tenant | Caller, recipients: list[Recipient
     caller = who if isinstance(who, Caller) else None
     if caller is not None and caller.tenant_id is None:
         who, caller = _authenticated(caller, rt.accounts.tenant_for_api_key(caller.api_key, balance=False)), None
-    numbers = []
     for r in recipients:
-        try:
-            numbers.append(parse_e164(r.raw))
-        except InvalidNumber:
-            pass
+        r.number = gates.parse(r.raw)
+        r.e164 = r.number[0] if r.number is not None else None
+    numbers = [r.e164 for r in recipients if r.e164 is not None]
     if countries is None:
-        countries = {region_of(n) or "ZZ" for n in numbers}
+        countries = {gates.country(r.number) for r in recipients if r.number is not None}
     tenant_id = caller.tenant_id if caller is not None else who.id  # type: ignore[union-attr]
     guess = caller.known if caller is not None else who
 
@@ -171,7 +169,7 @@ def send_group(rt: Runtime, who: Tenant | Caller, req: GroupRequest, request_id:
     tenant, first = first_round_of(rt, who, recipients, rt.now(), _group_limit)
     # The group endpoint is the group MMS product: every leg is an MMS, media or not.
     return _accept(rt, tenant, req, recipients, group_id=group_id, channel="mms", request_id=request_id,
-                   limit=_group_limit(tenant), render=group_answer, idempotency_record=idempotency_record,
+                   render=group_answer, idempotency_record=idempotency_record,
                    first=first)
 
 
@@ -181,21 +179,24 @@ def media_policy(rt: Runtime) -> UrlPolicy:
 
 
 def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipients: list[Recipient], *,
-            group_id: str | None, channel: str, request_id: str, limit: RateLimit, render: Render,
-            idempotency_record: str | None, first: FirstRound | None = None) -> Answer:
+            group_id: str | None, channel: str, request_id: str, render: Render,
+            idempotency_record: str | None, first: FirstRound) -> Answer:
     now = rt.now()
     sender, request_error = request_checks(rt, tenant, req, channel, now)
     timing = plan_timing(req, now)
     encoding, segments = count_segments(req.body or "")
     if channel == "mms":
         segments = MMS_SEGMENTS
-    _number_gates(recipients, request_error, channel)
-    if first is None:
-        _limit_and_list_gates(rt, tenant, recipients, limit, channel, segments, now)
-    else:  # its first round read the lists and claimed its slot
-        _list_gates(recipients, first.opted_out, first.prices, channel, segments)
+    # Its first round read the lists and claimed its rate-limit slot.
+    _gate(recipients, request_error, first, channel, segments)
     _balance_preflight(tenant, recipients)
-    media = _prepare_media(rt, tenant, req, recipients)
+    try:
+        media = prepare_media(rt, tenant, req) if any(r.error is None for r in recipients) else ()
+    except MediaError as exc:  # a request-level gate: every valid recipient's row ends failed with it
+        media = ()
+        for r in recipients:
+            if r.error is not ErrorCode.INVALID_PHONE_NUMBER:
+                r.error, r.error_message = exc.code, exc.message
     legs = _build_legs(tenant, req, recipients, group_id=group_id, sender=sender, channel=channel,
                        encoding=encoding, segments=segments, media=media, request_id=request_id, now=now)
     window = req.delivery_window.window() if req.delivery_window else None
@@ -215,11 +216,8 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
         return IdempotentAnswer(idempotency_record, status, body)
 
     target = Status.SCHEDULED if timing.scheduled_at else Status.QUEUED
-    if first is None or group is not None:
-        accepted = _commit(rt, group, legs, recipients, target=target, now=now, answer=answer,
-                           version=first.version if first is not None else None)
-    else:  # a single send: one commit, conditioned on the balance its first round read
-        accepted = _commit_one(rt, tenant, first.version, legs, recipients, target=target, now=now, answer=answer)
+    accepted = _commit(rt, tenant, group, legs, recipients, target=target, now=now, answer=answer,
+                       version=first.version)
     _after_accept(rt, accepted)
     status, body = render(group_id, accepted, request_id, now)
     return Answer(status, body, kept=idempotency_record is not None)
@@ -286,50 +284,13 @@ def invalid_field(field: str, issue: str) -> ApiError:
     return ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid", details=[{"field": field, "issue": issue}])
 
 
-def _number_gates(recipients: list[Recipient], request_error: ErrorCode | None, channel: str) -> None:
+def _gate(recipients: list[Recipient], request_error: ErrorCode | None, first: FirstRound, channel: str,
+          segments: int) -> None:
+    """Each recipient through the accept's gates (shared/rules/gates.py), with the lists its first round read."""
     for r in recipients:
-        try:
-            r.e164 = parse_e164(r.raw)
-        except InvalidNumber:
-            r.error = ErrorCode.INVALID_PHONE_NUMBER
-            continue
-        if request_error:
-            r.error = request_error
-        elif channel == "mms" and not is_nanp(r.e164):
-            r.error = ErrorCode.MMS_NANP_ONLY
-
-
-def _limit_and_list_gates(rt: Runtime, tenant: Tenant, recipients: list[Recipient], limit: RateLimit,
-                          channel: str, segments: int, now: dt.datetime) -> None:
-    """The rate limit, the opt-out list and the prices are independent reads: one round trip of waiting."""
-    eligible = [r.e164 for r in recipients if r.e164 and not r.error]
-    countries = {region_of(n) or "ZZ" for n in eligible}
-    hit, reads = rt.concurrently(
-        lambda: rt.limits.hit_window(limit.key, limit.limit, limit.window_seconds, now),
-        lambda: rt.accounts.gate_reads(tenant.id, eligible, countries),
-    )
-    allowed, retry_after = hit
-    opted_out, prices = reads
-    if not allowed:
-        raise ApiError(ErrorCode.RATE_LIMITED, f"Rate limit of {limit.limit} requests per {limit.window_seconds} s "
-                       "exceeded", headers={"Retry-After": str(retry_after)})
-    _list_gates(recipients, opted_out, prices, channel, segments)
-
-
-def _list_gates(recipients: list[Recipient], opted_out: set[str], prices: dict[str, Rates | None], channel: str,
-                segments: int) -> None:
-    for r in recipients:
-        if r.error or r.e164 is None:
-            continue
-        if r.e164 in opted_out:
-            r.error = ErrorCode.RECIPIENT_OPTED_OUT
-            continue
-        rates: Rates | None = prices.get(region_of(r.e164) or "ZZ")
-        price = rates.price(channel, segments) if rates else None
-        if price is None:
-            r.error = ErrorCode.PRICE_UNAVAILABLE
-        else:
-            r.price_micros = price
+        r.error = gates.number_gate(r.number, channel, request_error)
+        if r.error is None and r.number is not None:
+            r.price_micros, r.error = gates.list_gate(r.number, first.opted_out, first.prices, channel, segments)
 
 
 def _balance_preflight(tenant: Tenant, recipients: list[Recipient]) -> None:
@@ -340,22 +301,16 @@ def _balance_preflight(tenant: Tenant, recipients: list[Recipient]) -> None:
                        "needed)")
 
 
-def _prepare_media(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest,
-                   recipients: list[Recipient]) -> tuple[StoredMedia, ...]:
-    """Media, once per request whatever the number of recipients (docs/media.md). It comes after every
-    cheaper check, so a request answered 402, or one no recipient can receive, fetches nothing; and before
-    anything is written, so an instance that dies mid-fetch leaves no pending row. A media failure is a
-    request-level gate: every recipient's row ends failed with the media error."""
-    if not (req.all_media_urls or req.media) or all(r.error is not None for r in recipients):
+def prepare_media(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest | BatchRequest
+                  ) -> tuple[StoredMedia, ...]:
+    """Media, fetched and stored once per request whatever the number of recipients (docs/media.md). Callers
+    come here after every cheaper check, so a request answered 402, or one no recipient can receive, fetches
+    nothing; and before anything is written, so an instance that dies mid-fetch leaves no pending row.
+    Raises ``MediaError``: what it fails is the caller's (every row of a single or group, the whole batch)."""
+    if not (req.all_media_urls or req.media):
         return ()
     uploads = [Upload(m.content_type, m.data, m.filename) for m in req.media or []]
-    try:
-        refs = rt.media.prepare(tenant.id, req.all_media_urls, uploads, media_policy(rt))
-    except MediaError as exc:
-        for r in recipients:
-            if r.error is not ErrorCode.INVALID_PHONE_NUMBER:
-                r.error, r.error_message = exc.code, exc.message
-        return ()
+    refs = rt.media.prepare(tenant.id, req.all_media_urls, uploads, media_policy(rt))
     return tuple(StoredMedia.from_doc(ref) for ref in refs)
 
 
@@ -413,34 +368,25 @@ def gate(legs: list[Leg], recipients: dict[str, Recipient], account: Tenant, tar
     return AcceptDecision(legs=decided, balance_micros=balance, usage_day=day, usage_count=used)
 
 
-def _commit(rt: Runtime, group: Group | None, legs: list[Leg], recipients: list[Recipient], *, target: Status,
-            now: dt.datetime, answer: Callable[[list[Leg]], IdempotentAnswer | None], version: Any = None
+def _commit(rt: Runtime, tenant: Tenant, group: Group | None, legs: list[Leg], recipients: list[Recipient], *,
+            target: Status, now: dt.datetime, answer: Callable[[list[Leg]], IdempotentAnswer | None], version: Any
             ) -> list[Leg]:
+    """The accept's one atomic commit, conditioned on the balance the first round read: a single send's leg is
+    created already gated (``accept_one``); a group's pending pre-insert is gated (``accept``)."""
     by_id = {r.message_id: r for r in recipients}
+
+    def decide(account: Tenant, stored: list[Leg]) -> AcceptDecision:
+        return gate(stored, by_id, account, target, now)
+
     try:
-        accepted = leg_changes.accept(rt, group, legs,
-                                      lambda account, stored: gate(stored, by_id, account, target, now), answer,
-                                      version)
+        if group is None:
+            accepted = leg_changes.accept_one(rt, legs[0], tenant, version, decide, answer)
+        else:
+            accepted = leg_changes.accept(rt, group, legs, decide, answer, version)
     except PreInsertFailed as exc:
         raise ApiError(ErrorCode.INTERNAL, "Could not record the recipients; nothing was sent") from exc
     except Contended:
-        # The rows exist as pending and nothing was charged; the sweeper never sends a pending leg.
-        raise ApiError(ErrorCode.RATE_LIMITED, "Too many concurrent requests for this account; retry shortly",
-                       headers={"Retry-After": "1"}) from None
-    observe.metric("leg.accepted", tenant_id=group.tenant_id if group else legs[0].tenant_id,
-                   count=sum(leg.status in (Status.QUEUED, Status.SCHEDULED) for leg in accepted))
-    return accepted
-
-
-def _commit_one(rt: Runtime, tenant: Tenant, version: Any, legs: list[Leg], recipients: list[Recipient], *,
-                target: Status, now: dt.datetime, answer: Callable[[list[Leg]], IdempotentAnswer | None]
-                ) -> list[Leg]:
-    """A single send's one commit (``LegStore.accept_one``): nothing is written unless all of it is."""
-    by_id = {r.message_id: r for r in recipients}
-    try:
-        accepted = leg_changes.accept_one(rt, legs[0], tenant, version,
-                                          lambda account, stored: gate(stored, by_id, account, target, now), answer)
-    except Contended:
+        # Nothing was charged; a group's rows exist as pending, and the sweeper never sends a pending leg.
         raise ApiError(ErrorCode.RATE_LIMITED, "Too many concurrent requests for this account; retry shortly",
                        headers={"Retry-After": "1"}) from None
     observe.metric("leg.accepted", tenant_id=tenant.id,

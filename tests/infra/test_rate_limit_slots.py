@@ -28,15 +28,14 @@ def test_forty_concurrent_hits_admit_exactly_the_limit_in_each_window(env, windo
     def hit(_: int) -> bool:
         limits = FirestoreLimits(env.store.db)
         barrier.wait()
-        allowed, _retry = limits.hit_window(f"{env.tenant_id}:test", 10, 60, now)
-        return allowed
+        return limits.claim(f"{env.tenant_id}:test", 10, 60, now)[0] is not None
 
     with ThreadPoolExecutor(40) as pool:
         admitted = list(pool.map(hit, range(40)))
 
     assert admitted.count(True) == 10
     # And one instance that keeps hitting afterwards (its hint path) is refused too.
-    assert FirestoreLimits(env.store.db).hit_window(f"{env.tenant_id}:test", 10, 60, now)[0] is False
+    assert FirestoreLimits(env.store.db).claim(f"{env.tenant_id}:test", 10, 60, now)[0] is None
 
 
 def test_two_instances_taking_turns_admit_exactly_the_limit(env):
@@ -44,7 +43,7 @@ def test_two_instances_taking_turns_admit_exactly_the_limit(env):
     started from an integer count must walk the same slot names, or both fill the limit."""
     now = dt.datetime.fromtimestamp(1_800_000_230, dt.UTC)
     first, second = FirestoreLimits(env.store.db), FirestoreLimits(env.store.db)
-    admitted = [limits.hit_window(f"{env.tenant_id}:turns", 10, 60, now)[0]
+    admitted = [limits.claim(f"{env.tenant_id}:turns", 10, 60, now)[0] is not None
                 for _ in range(20) for limits in (first, second)]
     assert admitted.count(True) == 10
     assert admitted[:10] == [True] * 10
@@ -58,11 +57,11 @@ def test_slots_deleted_below_a_hint_are_found_again(env):
     now = dt.datetime.fromtimestamp(1_800_000_330, dt.UTC)
     limits = FirestoreLimits(env.store.db)
     key = f"{env.tenant_id}:gaps"
-    assert all(limits.hit_window(key, 10, 60, now)[0] for _ in range(5))
+    assert all(limits.claim(key, 10, 60, now)[0] is not None for _ in range(5))
     window = f"{key}:{1_800_000_300}"
     for slot in range(3):
         env.store.db.collection(C.RATE_LIMITS).document(slot_id(window, slot)).delete()
 
-    admitted = [limits.hit_window(key, 10, 60, now)[0] for _ in range(12)]
+    admitted = [limits.claim(key, 10, 60, now)[0] is not None for _ in range(12)]
 
     assert admitted.count(True) == 8  # 10 slots, 2 still held from before
