@@ -8,10 +8,10 @@ and, when the customer must hear about it, adds the event to the leg's outbox in
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Unpack
 
 from shared.rules.ids import notify_event_id
-from shared.rules.records import EventState, HistoryEntry, Leg, OutboxEntry, StoredMedia
+from shared.rules.records import EventState, HistoryEntry, Leg, LegChanges, OutboxEntry, StoredMedia
 from shared.rules.status import CUSTOMER_EVENTS, SendState, Status, can_enter, can_revive, can_send_enter
 
 
@@ -29,7 +29,7 @@ def new_leg(*, message_id: str, leg_key: str, tenant_id: str, group_id: str | No
 
 
 def transition(leg: Leg, new: Status, *, cause: str, now: dt.datetime, event_id: str | None = None,
-               **fields: Any) -> Leg | None:
+               **fields: Unpack[LegChanges]) -> Leg | None:
     """``leg`` moved to ``new`` (with ``fields`` set), or None when the status machine refuses the move. A
     revived leg (``can_revive``) loses the error of the failure the provider's proof overturned."""
     if leg.status is new:
@@ -39,24 +39,29 @@ def transition(leg: Leg, new: Status, *, cause: str, now: dt.datetime, event_id:
             return None
         fields = {"error_code": None, "error_message": None, **fields}
     entry = HistoryEntry(at=now, from_=leg.status.value, to=new.value, cause=cause, event_id=event_id)
-    moved = leg.with_(status=new, status_since=now, updated_at=now, history=(*leg.history, entry), **fields)
+    changes: LegChanges = {**fields, "status": new, "status_since": now, "updated_at": now,
+                           "history": (*leg.history, entry)}
+    moved = leg.with_(**changes)
     if new in CUSTOMER_EVENTS:
         moved = with_event(moved, new.value, CUSTOMER_EVENTS[new], now)
     return moved
 
 
-def note(leg: Leg, *, cause: str, now: dt.datetime, event_id: str | None = None, **fields: Any) -> Leg:
+def note(leg: Leg, *, cause: str, now: dt.datetime, event_id: str | None = None,
+         **fields: Unpack[LegChanges]) -> Leg:
     """A history entry with no status change (a leg closed as final, a late report)."""
     entry = HistoryEntry(at=now, from_=leg.status.value, to=leg.status.value, cause=cause, event_id=event_id)
-    return leg.with_(updated_at=now, history=(*leg.history, entry), **fields)
+    changes: LegChanges = {**fields, "updated_at": now, "history": (*leg.history, entry)}
+    return leg.with_(**changes)
 
 
-def with_send_state(leg: Leg, new: SendState, *, now: dt.datetime, **fields: Any) -> Leg:
+def with_send_state(leg: Leg, new: SendState, *, now: dt.datetime, **fields: Unpack[LegChanges]) -> Leg:
     """Dispatch's bookkeeping moved to ``new``; a move the send-state table refuses is a bug, not a race
     (every caller decided on the version it read), so it raises."""
     if leg.send_state is not new and not can_send_enter(leg.send_state, new):
         raise ValueError(f"send state {leg.send_state} cannot become {new}")
-    return leg.with_(send_state=new, updated_at=now, **fields)
+    changes: LegChanges = {**fields, "send_state": new, "updated_at": now}
+    return leg.with_(**changes)
 
 
 def with_event(leg: Leg, key: str, event_type: str, now: dt.datetime) -> Leg:

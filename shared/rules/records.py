@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from shared.rules.status import SendState, Status
 from shared.rules.windows import Window
@@ -173,7 +173,7 @@ class Leg:
     reply_due: dt.datetime | None = None
     in_reply_to: str | None = None
 
-    def with_(self, **changes: Any) -> Leg:
+    def with_(self, **changes: Unpack[LegChanges]) -> Leg:
         return dataclasses.replace(self, **changes)
 
     @property
@@ -307,7 +307,7 @@ class Batch:
     canceled_at: dt.datetime | None = None
     delete_at: dt.datetime | None = None
 
-    def with_(self, **changes: Any) -> Batch:
+    def with_(self, **changes: Unpack[BatchChanges]) -> Batch:
         return dataclasses.replace(self, **changes)
 
     def to_doc(self) -> Doc:
@@ -413,7 +413,7 @@ class Conversation:
     dispatch: Leg
     delete_at: dt.datetime | None = None
 
-    def with_(self, **changes: Any) -> Conversation:
+    def with_(self, **changes: Unpack[ConversationChanges]) -> Conversation:
         return dataclasses.replace(self, **changes)
 
     def to_doc(self) -> Doc:
@@ -587,3 +587,101 @@ class ProviderEventRecord:
         return {**self.extra, "event_id": self.event_id, "event_type": self.event_type,
                 "provider_id": self.provider_id, "outcome": self.outcome, "message_id": message_id,
                 "recorded_at": now, "expires_at": now + ttl}
+
+
+class LegChanges(TypedDict, total=False):
+    """Any of ``Leg``'s fields, each with its own type: ``Leg.with_`` takes these and no others."""
+
+    id: str
+    leg_key: str
+    tenant_id: str
+    to: str
+    from_: str
+    channel: str
+    encoding: str
+    segments: int
+    request_id: str
+    created_at: dt.datetime
+    status: Status
+    status_since: dt.datetime | None
+    updated_at: dt.datetime | None
+    group_id: str | None
+    batch_id: str | None
+    body: str | None
+    subject: str | None
+    media_urls: tuple[str, ...]
+    media: tuple[StoredMedia, ...]
+    scheduled_at: dt.datetime | None
+    valid_until: dt.datetime | None
+    delivery_window: Window | None
+    webhook_url: str | None
+    metadata: dict[str, str]
+    final: bool
+    error_code: str | None
+    error_message: str | None
+    provider_id: str | None
+    provider_error_code: str | None
+    price_micros: int
+    attempts: int
+    send_state: SendState
+    dispatch_generation: int
+    claimed_at: dt.datetime | None
+    first_claimed_at: dt.datetime | None
+    ambiguous_since: dt.datetime | None
+    last_attempt_at: dt.datetime | None
+    last_error: str | None
+    sent_at: dt.datetime | None
+    last_report_at: dt.datetime | None
+    history: tuple[HistoryEntry, ...]
+    notifications: dict[str, OutboxEntry]
+    notify_due: dt.datetime | None
+    webhook_failover_url: str | None
+    request_dlr: bool
+    client_ref: str | None
+    sms_failover: dict[str, str] | None
+    failover_message_id: str | None
+    failover_of: str | None
+    failover_due: dt.datetime | None
+    conversation_id: str | None
+    delete_at: dt.datetime | None
+    redacted_at: dt.datetime | None
+    direction: str
+    keyword: str | None
+    reply_message_id: str | None
+    reply_due: dt.datetime | None
+    in_reply_to: str | None
+
+
+class BatchChanges(TypedDict, total=False):
+    """Any of ``Batch``'s fields, each with its own type: ``Batch.with_`` takes these and no others."""
+
+    id: str
+    tenant_id: str
+    status: BatchStatus
+    total: int
+    accepted: int
+    rejected: int
+    chunks: int
+    reserved_micros: int
+    template: Leg
+    created_at: dt.datetime
+    request_id: str
+    start_at: dt.datetime
+    interval_seconds: float
+    validity_seconds: int | None
+    campaign_ref: str | None
+    sending_speed: dict[str, Any] | None
+    canceled_at: dt.datetime | None
+    delete_at: dt.datetime | None
+
+
+class ConversationChanges(TypedDict, total=False):
+    """Any of ``Conversation``'s fields, each with its own type: ``Conversation.with_`` takes these and no others."""
+
+    id: str
+    tenant_id: str
+    group_id: str
+    members: tuple[str, ...]
+    numbers: tuple[str, ...]
+    dispatch: Leg
+    delete_at: dt.datetime | None

@@ -20,7 +20,7 @@ from shared.carriers.telnyx_events import Report, parse_report
 from shared.ports import Decision
 from shared.rules.errors import ApiError, ErrorCode
 from shared.rules.legs import note, transition, with_send_state
-from shared.rules.records import Leg, ProviderEventRecord
+from shared.rules.records import Leg, LegChanges, ProviderEventRecord
 from shared.rules.status import SendState, Status, from_provider
 from shared.services import failover, observe
 from shared.services.leg_changes import change
@@ -81,25 +81,25 @@ def apply_report(leg: Leg | None, report: Report, now: dt.datetime) -> Decision[
     """The leg after one provider report (pure)."""
     if leg is None or (leg.provider_id and report.provider_id and leg.provider_id != report.provider_id):
         return Decision(result="unknown message")
-    learned: dict[str, Any] = {"provider_id": report.provider_id} if report.provider_id and not leg.provider_id \
-        else {}
+    learned: LegChanges = {"provider_id": report.provider_id} if report.provider_id and not leg.provider_id else {}
     mapped = from_provider(report.event_type, report.recipient_status)
     if mapped is None:
         return Decision(after=leg.with_(**learned) if learned else None, result="no status change")
     new, final = mapped
     cause = f"provider {report.event_type} {report.recipient_status}".strip()
-    fields: dict[str, Any] = {**learned, "last_report_at": report.occurred_at}
+    fields: LegChanges = {**learned, "last_report_at": report.occurred_at}
     if final:
         fields["final"] = True
     if new in (Status.UNDELIVERED, Status.FAILED):
         error = _first_error(report)
-        fields.update({"error_code": ErrorCode.DELIVERY_FAILED.value,
-                       "error_message": error.get("title") or error.get("detail") or "Delivery failed",
-                       "provider_error_code": str(error["code"]) if error.get("code") else None})
+        fields["error_code"] = ErrorCode.DELIVERY_FAILED.value
+        fields["error_message"] = error.get("title") or error.get("detail") or "Delivery failed"
+        fields["provider_error_code"] = str(error["code"]) if error.get("code") else None
     moved = transition(leg, new, cause=cause, now=now, event_id=report.event_id, **fields)
     if moved is None and final and leg.status is Status.SENT and not leg.final:
         # delivery_unconfirmed on a leg already sent: no new status, but no further report is expected.
-        moved = note(leg, cause=cause, now=now, event_id=report.event_id, final=True, **learned)
+        closing: LegChanges = {**learned, "final": True}
+        moved = note(leg, cause=cause, now=now, event_id=report.event_id, **closing)
     if moved is None:
         return Decision(after=leg.with_(**learned) if learned else None, result="stale or duplicate status ignored")
     revived = leg.status is Status.FAILED

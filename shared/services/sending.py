@@ -25,7 +25,7 @@ from shared.rules import gates, ids, retention, validity
 from shared.rules.errors import ApiError, ErrorCode, message_for
 from shared.rules.legs import new_leg, transition
 from shared.rules.media import MediaError, Upload
-from shared.rules.records import Group, Leg, StoredMedia, Tenant
+from shared.rules.records import Group, Leg, LegChanges, StoredMedia, Tenant
 from shared.rules.segments import MMS_SEGMENTS, count_segments
 from shared.rules.ssrf import UrlPolicy, UrlRejected, check_url, media_url_policy, webhook_url_policy
 from shared.rules.status import Status
@@ -322,14 +322,19 @@ def _build_legs(tenant: Tenant, req: SendRequest | GroupRequest, recipients: lis
                 to=r.e164 or r.raw, from_=sender, body=req.body, subject=req.subject, media_urls=req.all_media_urls,
                 channel=channel, encoding=encoding, segments=segments, scheduled_at=req.scheduled_at,
                 webhook_url=req.webhook_url or tenant.webhook_url, metadata=req.metadata or {},
-                request_id=request_id, now=now).with_(media=media,  # our stored copies; dispatch signs them
-                                                      **controls(tenant, req, sender, now, group_id))
+                request_id=request_id, now=now).with_(
+            **_with_media(controls(tenant, req, sender, now, group_id), media))
         for r in recipients
     ]
 
 
+def _with_media(changes: LegChanges, media: tuple[StoredMedia, ...]) -> LegChanges:
+    """The request's leg fields and our stored copies of its media (dispatch signs them)."""
+    return {**changes, "media": media}
+
+
 def controls(tenant: Tenant, req: SendRequest | GroupRequest | BatchRequest, sender: str, now: dt.datetime,
-             group_id: str | None = None) -> dict[str, Any]:
+             group_id: str | None = None) -> LegChanges:
     """The leg fields of webhook control, SMS failover, retention and group conversation a request sets
     (docs/decisions.md)."""
     failover = req.sms_failover
