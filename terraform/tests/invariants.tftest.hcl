@@ -211,27 +211,19 @@ run "invariants" {
   }
 }
 
-# The code comes from exactly one place: a plan without a source says what to set (as does one with both).
-run "no_source" {
-  command = plan
-
-  variables {
-    source_archive = null
-  }
-
-  expect_failures = [var.source_archive]
-}
-
-# Variable validation refuses what would break names or the database.
+# What the variables refuse, in one plan: no source (the code comes from exactly one place: source_dir or
+# source_archive), a prefix that would break names, a database id Firestore refuses.
 run "bad_inputs" {
   command = plan
 
   variables {
+    source_archive     = null
     name_prefix        = "Not_A_Prefix"
     firestore_database = "x"
   }
 
   expect_failures = [
+    var.source_archive,
     var.name_prefix,
     var.firestore_database,
   ]

@@ -1,12 +1,14 @@
 """A Terraform filesystem mirror whose providers are the schema-only stub (server.py), and a CLI
-configuration that installs hashicorp/google, google-beta and archive from it and nothing from the network.
+configuration that installs hashicorp/google, google-beta, archive and time from it and nothing from the
+network.
 
     python3 tools/tfstub/mirror.py DIR [--python .venv-tfstub/bin/python]   # prints the CLI config path
 
 Terraform starts a provider by executing the file it finds in the mirror's unpacked layout
 (`registry.terraform.io/hashicorp/<type>/<version>/<os>_<arch>/terraform-provider-<type>_v<version>`);
-here that file is a small shell script that execs the stub under the stub's own Python. Both linux_amd64
-and linux_arm64 (and the darwin pair) are laid out, so the mirror works whatever machine runs Terraform.
+here that file is a small shell script that execs the stub under the stub's own Python, with a certificate
+cache in DIR shared by every start (tools/tfstub/server.py). Both linux_amd64 and linux_arm64 (and the darwin
+pair) are laid out, so the mirror works whatever machine runs Terraform.
 The lock file Terraform writes from this mirror holds the stub's hashes, not the real providers': never
 commit it (docs/deploy.md says how the real lock is made).
 """
@@ -26,7 +28,7 @@ PLATFORMS = ("linux_amd64", "linux_arm64", "darwin_amd64", "darwin_arm64")
 
 
 def providers() -> dict[str, dict]:
-    """type name (google, google-beta, archive) -> its schema file's source, version and path."""
+    """type name (google, google-beta, archive, time) -> its schema file's source, version and path."""
     out = {}
     for path in sorted(SCHEMAS.glob("*.json")):
         schema = json.loads(path.read_text())
@@ -37,6 +39,7 @@ def providers() -> dict[str, dict]:
 def build(directory: Path, python: Path = DEFAULT_PYTHON) -> Path:
     """Lay out the mirror under directory/mirror and write directory/terraformrc; return the latter."""
     mirror = directory / "mirror"
+    cert_cache = directory / "tfstub-cert.json"
     for name, p in providers().items():
         host, namespace, ptype = p["source"].split("/")
         assert ptype == name, (ptype, name)
@@ -44,7 +47,7 @@ def build(directory: Path, python: Path = DEFAULT_PYTHON) -> Path:
             target = mirror / host / namespace / ptype / p["version"] / platform
             target.mkdir(parents=True, exist_ok=True)
             exe = target / f"terraform-provider-{ptype}_v{p['version']}"
-            exe.write_text(f'#!/bin/sh\nexec "{python}" "{HERE / "server.py"}" "{p["schema"]}"\n')
+            exe.write_text(f'#!/bin/sh\nexec "{python}" "{HERE / "server.py"}" "{p["schema"]}" "{cert_cache}"\n')
             exe.chmod(0o755)
     sources = sorted({"/".join(p["source"].split("/")[:2]) + "/*" for p in providers().values()})
     config = directory / "terraformrc"

@@ -2,7 +2,8 @@
 """A schema-only Terraform provider: speaks plugin protocol 6 and serves a provider's schema, so that
 `terraform validate` and `terraform plan` run offline against the real resource schemas.
 
-    server.py SCHEMA.json        (started by Terraform from the filesystem mirror tools/tfstub/mirror.py makes)
+    server.py SCHEMA.json [CERT_CACHE]   (started by Terraform from the filesystem mirror tools/tfstub/mirror.py
+                                         makes; CERT_CACHE keeps its TLS certificate between starts)
 
 It serves the schema in SCHEMA.json (written by tools/tfstub/extract.py from the provider's cdktf package),
 and answers:
@@ -30,9 +31,6 @@ from concurrent import futures
 
 import grpc
 import msgpack
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from tf.gen import grpc_controller_pb2 as controller_pb
 from tf.gen import grpc_controller_pb2_grpc as controller_rpc
 from tf.gen import grpc_stdio_pb2_grpc as stdio_rpc
@@ -290,6 +288,10 @@ class StubProvider(rpc.ProviderServicer):
 def _certificate() -> tuple[bytes, bytes, bytes]:
     """A throw-away self-signed server certificate: (DER, PEM, key PEM). Terraform pins it from the
     handshake line (go-plugin's automatic mutual TLS)."""
+    from cryptography import x509  # noqa: PLC0415 - only when no cached certificate is usable (below)
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "localhost")])
     now = dt.datetime.now(dt.UTC)
@@ -311,7 +313,30 @@ def _certificate() -> tuple[bytes, bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.DER), cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-def serve(schema: dict) -> None:
+def cached_certificate(cache: str | None) -> tuple[bytes, bytes, bytes]:
+    """_certificate(), kept for half its day in `cache` (a file the mirror names): Terraform starts each
+    provider several times per command, and generating a certificate means importing `cryptography`,
+    a good part of a start. Written atomically, so providers starting together at most each make one."""
+    if cache:
+        try:
+            with open(cache) as fh:
+                kept = json.load(fh)
+            if kept["expires"] > dt.datetime.now(dt.UTC).timestamp():
+                return base64.b64decode(kept["der"]), kept["cert"].encode(), kept["key"].encode()
+        except (OSError, ValueError, KeyError):
+            pass
+    der, cert_pem, key_pem = _certificate()
+    if cache:
+        expires = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=12)).timestamp()
+        tmp = f"{cache}.{os.getpid()}"
+        with open(tmp, "w") as fh:
+            json.dump({"der": base64.b64encode(der).decode(), "cert": cert_pem.decode(), "key": key_pem.decode(),
+                       "expires": expires}, fh)
+        os.replace(tmp, cache)
+    return der, cert_pem, key_pem
+
+
+def serve(schema: dict, cert_cache: str | None = None) -> None:
     stopped = []
 
     class Controller(controller_rpc.GRPCControllerServicer):
@@ -327,7 +352,7 @@ def serve(schema: dict) -> None:
     rpc.add_ProviderServicer_to_server(StubProvider(schema), server)
     controller_rpc.add_GRPCControllerServicer_to_server(Controller(), server)
     stdio_rpc.add_GRPCStdioServicer_to_server(Stdio(), server)
-    der, cert_pem, key_pem = _certificate()
+    der, cert_pem, key_pem = cached_certificate(cert_cache)
     with tempfile.TemporaryDirectory(prefix="tfstub-") as tmp:
         socket = os.path.join(tmp, "plugin.sock")
         server.add_secure_port(f"unix://{socket}", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
@@ -347,12 +372,12 @@ def main(argv: list[str]) -> int:
     if os.environ.get(MAGIC_COOKIE_KEY) != MAGIC_COOKIE:
         print("This is a Terraform provider plugin (a schema-only stub); Terraform starts it.", file=sys.stderr)
         return 1
-    if len(argv) != 2:
-        print("usage: server.py SCHEMA.json", file=sys.stderr)
+    if len(argv) not in (2, 3):
+        print("usage: server.py SCHEMA.json [CERT_CACHE]", file=sys.stderr)
         return 2
     with open(argv[1]) as fh:
         schema = json.load(fh)
-    serve(schema)
+    serve(schema, argv[2] if len(argv) == 3 else None)
     return 0
 
 
