@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from shared.rules.errors import ErrorCode
-from shared.rules.phone import InvalidNumber, describe
 from shared.rules.records import Rates
 
 # (canonical E.164, region, whether MMS may go to it), as shared.rules.phone.describe gives it.
@@ -18,6 +17,10 @@ Number = tuple[str, str | None, bool]
 
 def parse(raw: str) -> Number | None:
     """One recipient's number, parsed once (None: not a valid number)."""
+    # phonenumbers costs a cold start ~40 ms: loaded by the accepts that parse, not by dispatch, which only
+    # needs this module's types through the batch rules.
+    from shared.rules.phone import InvalidNumber, describe  # noqa: PLC0415
+
     try:
         return describe(raw)
     except InvalidNumber:
