@@ -25,6 +25,7 @@ if str(ROOT) not in sys.path:
 from tests.deploy import code_facts  # noqa: E402
 from tests.deploy.test_terraform_contract import cfg  # noqa: E402
 from tests.deploy.test_terraform_plan import IGNORED, cli_config, output, run_tf, terraform  # noqa: E402, F401
+from tests.deploy.tfcli import need  # noqa: E402
 
 # Attributes that name something unique in a project or region.
 NAME_FIELDS = ("name", "account_id", "secret_id", "api_id", "gateway_id", "repository_id", "display_name",
@@ -47,6 +48,9 @@ def test_the_prefix_invariant_covers_every_named_resource():
 @pytest.mark.stack
 def test_terraform_test_passes(terraform, cli_config, tmp_path):  # noqa: F811 - fixtures imported above
     assert TESTS, "no terraform/tests/*.tftest.hcl"
+    version = run_tf(terraform, cli_config, tmp_path, "version", "-json")
+    found = tuple(int(x) for x in json.loads(version.stdout)["terraform_version"].split("-")[0].split(".")[:2])
+    need(found >= (1, 11), f"terraform test with overrides during plan needs Terraform 1.11 or later, not {found}")
     module = tmp_path / "terraform-google-mmsgate"
     shutil.copytree(TF_DIR, module, ignore=shutil.ignore_patterns("examples", *IGNORED))
     facts = tmp_path / "code_facts.tfvars.json"
