@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from infra import log
 from shared.ports import Caller
+from shared.rules import idempotency as rules
 from shared.rules.errors import ApiError, ErrorCode
 from shared.rules.ids import new_request_id
 from shared.rules.records import Tenant
@@ -242,35 +243,25 @@ def validation_details(exc) -> list[dict[str, str]]:
     return details
 
 
-IDEMPOTENCY_TTL_SECONDS = 24 * 3600
-IDEMPOTENCY_LEASE_SECONDS = 60
-
-
 def idempotent(ctx: Context, raw: bytes, produce: Callable[[str | None], Reply], *, route: str) -> Reply:
-    """Stripe-style ``Idempotency-Key``: the first answer is kept for 24 h and replayed for the same key
-    and body; another body is 422; a concurrent duplicate is 409. Rate limits (429) and our own
-    failures (5xx) are not kept, so the caller's retry runs for real. ``produce`` gets the record id: an
-    accept keeps its answer there in the same commit that accepts (``Reply.kept``), so an accepted request
-    is never released, whatever fails after its commit.
-
-    A key is scoped to the tenant and ``route`` (the operation's canonical path, e.g.
-    ``/api/v1/messages/sms``), never to the path as spelled: ``/sms`` and ``/sms/`` are one operation,
-    and a second spelling must replay, not send again."""
-    import hashlib
-
+    """Stripe-style ``Idempotency-Key`` (the rules: shared/rules/idempotency.py): the first answer is kept for
+    24 h and replayed for the same key and body; another body is 422; a concurrent duplicate is 409. Rate
+    limits (429) and our own failures (5xx) are not kept, so the caller's retry runs for real. ``produce``
+    gets the record id: an accept keeps its answer there in the same commit that accepts (``Reply.kept``), so
+    an accepted request is never released, whatever fails after its commit. ``route`` is the operation's
+    canonical path (``/api/v1/messages/sms``), whatever spelling of it reached us."""
     from infra.runtime import runtime
 
     key = ctx.request.headers.get("Idempotency-Key")
     if key is None:
         return _reply_of(lambda: produce(None), ctx.request_id)
-    if not 1 <= len(key) <= 255:
-        raise ApiError(ErrorCode.IDEMPOTENCY_KEY_INVALID, "Idempotency-Key must be 1-255 characters")
-    payload_hash = hashlib.sha256(json.dumps(json.loads(raw), sort_keys=True).encode()).hexdigest()
+    rules.check_key(key)
+    payload_hash = rules.payload_hash(raw)
     store = runtime().idempotency
 
     def begin(tenant_id: str) -> tuple[str, Any]:
-        record = hashlib.sha256(f"{tenant_id}\n{route}\n{key}".encode()).hexdigest()
-        return record, store.begin(record, payload_hash, now(), IDEMPOTENCY_LEASE_SECONDS, IDEMPOTENCY_TTL_SECONDS)
+        record = rules.record_id(tenant_id, route, key)
+        return record, store.begin(record, payload_hash, now(), rules.LEASE_SECONDS, rules.TTL_SECONDS)
 
     caller = ctx.caller
     if ctx.tenant is None and caller is not None and caller.tenant_id is not None:
@@ -280,7 +271,7 @@ def idempotent(ctx: Context, raw: bytes, produce: Callable[[str | None], Reply],
         tenant, (record_id, (state, record)) = runtime().concurrently(
             lambda: runtime().accounts.tenant_for_api_key(caller.api_key, balance=False), lambda: begin(tenant_id))
         if tenant is None or tenant.disabled or tenant.id != tenant_id:
-            if state == "new":
+            if state == rules.Claim.NEW:
                 store.release(record_id)
             raise ApiError(ErrorCode.UNAUTHORIZED, "Missing, unknown or revoked API key")
         ctx.tenant = caller.authenticated = tenant
@@ -288,15 +279,9 @@ def idempotent(ctx: Context, raw: bytes, produce: Callable[[str | None], Reply],
         if ctx.tenant is None and caller is not None:  # a key that names no tenant, new to this instance
             ctx.tenant = caller.authenticated = _authenticate(ctx.request)
         record_id, (state, record) = begin(ctx.tenant_id)
-    if state == "mismatch":
-        raise ApiError(ErrorCode.IDEMPOTENCY_KEY_REUSED,
-                       "This Idempotency-Key was used with a different request body")
-    if state == "in_progress":
-        raise ApiError(ErrorCode.IDEMPOTENCY_KEY_IN_USE,
-                       "A request with this Idempotency-Key is still in progress", headers={"Retry-After": "1"})
-    if state == "completed" and record is not None and record.response_status is not None:
-        headers = {**record.response_headers, "Idempotent-Replayed": "true"}
-        return Reply(record.response_status, record.response_body or {}, headers)
+    replay = rules.stored_answer(rules.Claim(state), record)
+    if replay is not None:
+        return Reply(replay.status, replay.body, replay.headers)
     try:
         reply = _reply_of(lambda: produce(record_id), ctx.request_id)
     except BaseException:
@@ -304,10 +289,10 @@ def idempotent(ctx: Context, raw: bytes, produce: Callable[[str | None], Reply],
         raise
     if reply.kept:
         return reply
-    if reply.status == 429 or reply.status >= 500:
-        store.release(record_id)
-    else:
+    if rules.keeps(reply.status):
         store.complete(record_id, reply.status, reply.body, reply.headers or {})
+    else:
+        store.release(record_id)
     return reply
 
 

@@ -14,6 +14,7 @@ from infra import collections as C
 from infra.store.balance import FirestoreBalance
 from infra.store.commit import commit_if_unchanged, utcnow
 from shared.ports import Caller, Contended, FirstRound
+from shared.rules.api_keys import ApiKeyRecord, KeyCheck, KeyVerdict, check_key
 from shared.rules.ids import api_key_hash, tenant_named_by
 from shared.rules.records import OptOut, Rates, Tenant
 
@@ -39,16 +40,13 @@ class FirestoreAccounts:
         shards = self.balance.refs(known) if known and balance else []
         refs = [key_ref] + ([self.db.collection(C.TENANTS).document(known), *shards] if known else [])
         snaps = {snap.reference.path: snap for snap in self.db.get_all(refs)}
-        key = snaps[key_ref.path]
-        if not key.exists or key.get("revoked"):
+        check = check_key(api_key, _key_record(snaps[key_ref.path]))
+        if not check.valid or check.owner is None:
             self._forget(digest)
             return None
-        tenant_id = key.get("tenant_id")
-        named = tenant_named_by(api_key)
-        if named is not None and named != tenant_id:  # never made so: refuse rather than guess
-            return None
+        tenant_id = check.owner
         tenant = snaps.get(f"{C.TENANTS}/{tenant_id}")
-        if tenant is None:
+        if tenant is None:  # read beside another tenant's documents (a stale note): read its own now
             found = self.get_tenant(tenant_id, balance=balance)
         elif not tenant.exists:
             found = None
@@ -69,41 +67,47 @@ class FirestoreAccounts:
                     ) -> FirstRound:
         """One batch get: the key (when given: it must exist, be unrevoked and belong to ``tenant_id``, else
         ``tenant`` is None), the tenant and the version of its document, which of ``numbers`` opted out of
-        the tenant, and the prices of ``countries``."""
+        the tenant, and the prices of ``countries``. A key this instance had noted under another tenant
+        (shared/rules/api_keys.py ``STALE_NOTE``) costs one more batch get, under the key's own tenant."""
         wanted, regions = list(numbers), sorted({c.upper() for c in countries})
-        tenant_ref = self.db.collection(C.TENANTS).document(tenant_id)
         digest = api_key_hash(api_key) if api_key is not None else None
-        key_ref = self.db.collection(C.API_KEYS).document(digest) if digest is not None else None
-        opt_refs = [self._opt_outs(tenant_id).document(n) for n in wanted]
-        refs = ([key_ref] if key_ref is not None else []) + [tenant_ref, *self.balance.refs(tenant_id), *opt_refs]
-        refs += [self.db.collection(C.PRICING).document(c) for c in regions]
-        snaps = {snap.reference.path: snap for snap in self.db.get_all(refs)}
-        tenant_snap = snaps[tenant_ref.path]
-        # the version the accept is conditioned on: every shard as read (infra/store/balance.py Seen)
-        seen = self.balance.seen(Tenant.from_doc(tenant_id, tenant_snap.to_dict() or {}), snaps) \
-            if tenant_snap.exists else None
+        snaps, seen, check = self._first_reads(tenant_id, api_key, wanted, regions)
+        if digest is not None and check is not None and check.verdict is KeyVerdict.STALE_NOTE and check.owner:
+            tenant_id = self._key_tenant[digest] = check.owner
+            snaps, seen, check = self._first_reads(tenant_id, api_key, wanted, regions)
         tenant = seen.tenant if seen is not None else None
-        if key_ref is not None and digest is not None and api_key is not None:
-            key = snaps[key_ref.path].to_dict() if snaps[key_ref.path].exists else None
-            owner = key.get("tenant_id") if key else None
-            if key is not None and not key.get("revoked") and owner != tenant_id and tenant_named_by(api_key) is None \
-                    and isinstance(owner, str):
-                # This instance's note of the key's tenant is stale (a local stack seeded again): read again.
-                self._key_tenant[digest] = owner
-                self._forget(digest)
-                return self.first_round(owner, api_key, wanted, regions)
-            if key is None or key.get("revoked") or owner != tenant_id:
+        if digest is not None:
+            if check is not None and check.valid:
+                self._remember(digest, tenant_id, tenant)
+            else:  # unknown, revoked, another tenant's, or found stale twice running: refused
                 self._forget(digest)
                 tenant = None
-            else:
-                self._remember(digest, tenant_id, tenant)
-        opted = {n for n, ref in zip(wanted, opt_refs, strict=True) if snaps[ref.path].exists}
+        opt_outs = self._opt_outs(tenant_id)
+        opted = {n for n in wanted if snaps[opt_outs.document(n).path].exists}
         prices: dict[str, Rates | None] = {}
         for country in regions:
             snap = snaps[f"{C.PRICING}/{country}"]
             prices[country] = Rates.from_doc(snap.to_dict() or {}) if snap.exists else None
         return FirstRound(tenant=tenant, version=seen if tenant is not None else None,
                           opted_out=opted, prices=prices)
+
+    def _first_reads(self, tenant_id: str, api_key: str | None, wanted: list[str], regions: list[str]
+                     ) -> tuple[dict[str, Any], Any, KeyCheck | None]:
+        """The first round's batch get, read as ``tenant_id``'s: the snapshots by path, the tenant's version (its
+        shards as read, infra/store/balance.py ``Seen``; None: no such tenant) and the key's check (None: no
+        key given)."""
+        tenant_ref = self.db.collection(C.TENANTS).document(tenant_id)
+        key_ref = self.db.collection(C.API_KEYS).document(api_key_hash(api_key)) if api_key is not None else None
+        refs = ([key_ref] if key_ref is not None else []) + [tenant_ref, *self.balance.refs(tenant_id)]
+        refs += [self._opt_outs(tenant_id).document(n) for n in wanted]
+        refs += [self.db.collection(C.PRICING).document(c) for c in regions]
+        snaps = {snap.reference.path: snap for snap in self.db.get_all(refs)}
+        tenant_snap = snaps[tenant_ref.path]
+        seen = self.balance.seen(Tenant.from_doc(tenant_id, tenant_snap.to_dict() or {}), snaps) \
+            if tenant_snap.exists else None
+        check = check_key(api_key, _key_record(snaps[key_ref.path]), read_for=tenant_id) \
+            if api_key is not None and key_ref is not None else None
+        return snaps, seen, check
 
     def _remember(self, digest: str, tenant_id: str, tenant: Tenant | None) -> None:
         if len(self._key_tenant) > 10_000:
@@ -236,3 +240,7 @@ class FirestoreAccounts:
         """Tenants for which ``number`` is a sender (an inbound STOP is addressed to it)."""
         query = self.db.collection(C.TENANTS).where(filter=FieldFilter("sender_numbers", "array_contains", number))
         return [snap.id for snap in query.stream()]
+
+
+def _key_record(snap: Any) -> ApiKeyRecord | None:
+    return ApiKeyRecord.from_doc(snap.to_dict() or {}) if snap.exists else None

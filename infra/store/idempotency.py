@@ -1,4 +1,4 @@
-"""Idempotency-Key records in Firestore (the rules are in ``infra.web.idempotent``)."""
+"""Idempotency-Key records in Firestore; what a found record means is shared/rules/idempotency.py's to say."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from google.cloud import firestore
 
 from infra import collections as C
 from shared.ports import IdempotentAnswer
-from shared.rules.records import IdempotencyRecord, IdempotencyState
+from shared.rules import idempotency as rules
+from shared.rules.records import IdempotencyRecord
 
 
 def keep_answer(db: firestore.Client, batch: Any, kept: IdempotentAnswer | None) -> None:
@@ -27,37 +28,31 @@ class FirestoreIdempotency:
 
     def begin(self, record_id: str, payload_hash: str, now: dt.datetime, lease_seconds: int,
               ttl_seconds: int) -> tuple[str, IdempotencyRecord | None]:
-        """Claim a key. Returns ("new", None), ("completed", record), ("in_progress", record) or
-        ("mismatch", record). Claiming is one atomic ``create()``; only an expired record (or an abandoned
-        claim whose lease ran out) is taken over, with an update conditioned on the exact version we read,
-        so concurrent duplicates never both win."""
+        """Claim a key: a ``rules.Claim`` and the record found (None when the claim is ours). Claiming is one
+        atomic ``create()``; a record the rules let us take over (expired, or an abandoned claim) is replaced
+        with an update conditioned on the exact version we read, so concurrent duplicates never both win."""
         ref = self.db.collection(C.IDEMPOTENCY).document(record_id)
-        fresh = IdempotencyRecord(state=IdempotencyState.IN_PROGRESS, payload_hash=payload_hash, created_at=now,
-                                  lease_until=now + dt.timedelta(seconds=lease_seconds),
-                                  expires_at=now + dt.timedelta(seconds=ttl_seconds)).to_doc()
+        fresh = rules.fresh_record(payload_hash, now, lease_seconds=lease_seconds, ttl_seconds=ttl_seconds).to_doc()
         for _ in range(5):
             try:
                 ref.create(fresh)
-                return "new", None
+                return rules.Claim.NEW, None
             except gexc.AlreadyExists:
                 pass
             snap = ref.get()
             if not snap.exists:
                 continue  # released between our create and our read
             record = IdempotencyRecord.from_doc(snap.to_dict() or {})
-            expired = record.expires_at <= now
-            if not expired and record.payload_hash != payload_hash:
-                return "mismatch", record
-            if not expired and record.state is IdempotencyState.COMPLETED:
-                return "completed", record
-            if not expired and record.lease_until > now:
-                return "in_progress", record
+            found = rules.claim(record, payload_hash, now)
+            if found is not rules.Claim.NEW:
+                return found, record
             try:
                 ref.update(fresh, option=self.db.write_option(last_update_time=snap.update_time))
-                return "new", None
+                return rules.Claim.NEW, None
             except (gexc.FailedPrecondition, gexc.Aborted, gexc.NotFound):
                 continue
-        return "in_progress", None
+        # Five rounds lost to other claimants: one of them holds it now, so this duplicate is told to wait.
+        return rules.Claim.IN_PROGRESS, None
 
     def complete(self, record_id: str, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
         self.db.collection(C.IDEMPOTENCY).document(record_id).update(
