@@ -2,18 +2,19 @@
 chunk tasks (shared/services/batch_sending.py)."""
 
 import functions_framework
+from flask import Request
 
 from infra.runtime import runtime
-from infra.web import Reply, idempotent, parse, serve
+from infra.web import Context, Reply, idempotent, parse, serve
 from shared.rules.batching import MAX_BODY_BYTES
 
 
 @functions_framework.http
-def batch(request):
+def batch(request: Request) -> tuple[str, int, dict[str, str]]:
     return serve(request, _batch, methods=("POST",), defer_auth=True)  # the key is read in the first round
 
 
-def _batch(ctx) -> Reply:
+def _batch(ctx: Context) -> Reply:
     from shared.api.batch_request import BatchRequest
     from shared.services.batch_sending import accept_batch
 

@@ -1,13 +1,16 @@
 """Cloud Tasks target: sends one recipient leg through the provider (private; OIDC-invoked)."""
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import functions_framework
+from flask import Request
 
 import infra.web  # noqa: F401 - Flask's own errors (404, crashes) answer in the JSON envelope
 from infra import log
 from infra.runtime import runtime
-from shared.ports import Contended
+from shared.ports import Contended, DispatchTask
 from shared.rules import batching
 from shared.services import fanout
 from shared.services.dispatch_steps import Answer
@@ -15,7 +18,7 @@ from shared.services.dispatching import dispatch as dispatch_leg
 
 
 @functions_framework.http
-def dispatch(request):
+def dispatch(request: Request) -> tuple[str, int, dict[str, str]]:
     try:
         body = json.loads(request.get_data())
         if isinstance(body, dict) and fanout.KEY in body:  # a group's legs: create their tasks
@@ -45,14 +48,14 @@ def dispatch(request):
     return _json(answer.status, {"message_id": message_id, "outcome": answer.outcome}, headers)
 
 
-def _fan_out(request, tasks):
+def _fan_out(request: Request, tasks: Sequence[DispatchTask]) -> tuple[str, int, dict[str, str]]:
     with log.task_context(request.headers):
         status, outcome = fanout.run(runtime(), tasks)
         log.info("fan-out", tasks=len(tasks), status=status, outcome=outcome)
     return _json(status, {"outcome": outcome})
 
 
-def _chunk(request, batch_id: str, index: int):
+def _chunk(request: Request, batch_id: str, index: int) -> tuple[str, int, dict[str, str]]:
     from shared.services.batch_sending import run_chunk  # noqa: PLC0415 - only chunk tasks need the accept's modules
 
     with log.task_context(request.headers):
@@ -64,5 +67,6 @@ def _chunk(request, batch_id: str, index: int):
     return _json(status, {"batch_id": batch_id, "chunk": index, "outcome": outcome})
 
 
-def _json(status: int, body: dict, headers: dict | None = None):
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+          ) -> tuple[str, int, dict[str, str]]:
     return json.dumps(body), status, {"Content-Type": "application/json", **(headers or {})}

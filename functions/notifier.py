@@ -4,6 +4,7 @@ copies, keyword reply and message.received); private, OIDC-invoked."""
 import json
 
 import functions_framework
+from flask import Request
 
 import infra.web  # noqa: F401 - Flask's own errors (404, crashes) answer in the JSON envelope
 from infra import log
@@ -12,7 +13,7 @@ from shared.services.notifying import deliver
 
 
 @functions_framework.http
-def notifier(request):
+def notifier(request: Request) -> tuple[str, int, dict[str, str]]:
     try:
         task = json.loads(request.get_data())
         if isinstance(task, dict) and isinstance(task.get("inbound"), str):
@@ -27,7 +28,7 @@ def notifier(request):
     return json.dumps({"event_id": event_id, "outcome": outcome}), status, {"Content-Type": "application/json"}
 
 
-def _inbound(request, message_id: str):
+def _inbound(request: Request, message_id: str) -> tuple[str, int, dict[str, str]]:
     """An inbound message's remaining work: media copies, keyword reply, message.received
     (shared/services/inbound.py)."""
     from shared.services import inbound  # noqa: PLC0415 - only inbound tasks need it

@@ -3,9 +3,10 @@
 from typing import TYPE_CHECKING, cast
 
 import functions_framework
+from flask import Request
 
 from infra.runtime import runtime
-from infra.web import Reply, idempotent, parse_plain, serve
+from infra.web import Context, Reply, idempotent, parse_plain, serve
 from shared.api.plain_requests import plain_send
 from shared.services.sending import send_single
 
@@ -14,11 +15,11 @@ if TYPE_CHECKING:
 
 
 @functions_framework.http
-def send(request):
+def send(request: Request) -> tuple[str, int, dict[str, str]]:
     return serve(request, _send, methods=("POST",), defer_auth=True)  # the key is read in the send's first round
 
 
-def _send(ctx) -> Reply:
+def _send(ctx: Context) -> Reply:
     parsed, raw = parse_plain(ctx.request, plain_send, _model)
     req = cast("SendRequest", parsed)  # a plain request has every attribute of the model (its unit test)
 
@@ -29,7 +30,7 @@ def _send(ctx) -> Reply:
     return idempotent(ctx, raw, produce, route="/api/v1/messages/sms")
 
 
-def _model():
+def _model() -> type["SendRequest"]:
     from shared.api.models import SendRequest  # pydantic: only for bodies that are not plain
 
     return SendRequest

@@ -3,6 +3,7 @@
 import json
 
 import functions_framework
+from flask import Request
 
 import infra.web  # noqa: F401 - Flask's own errors (404, crashes) answer in the JSON envelope
 from infra import log
@@ -11,7 +12,7 @@ from shared.services.sweeping import sweep
 
 
 @functions_framework.http
-def sweeper(request):
+def sweeper(request: Request) -> tuple[str, int, dict[str, str]]:
     counts = sweep(runtime())
     if any(counts.values()):
         log.info("sweep", **counts)

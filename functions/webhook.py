@@ -6,18 +6,19 @@ forever.
 """
 
 import functions_framework
+from flask import Request
 
 from infra.runtime import runtime
-from infra.web import Reply, serve
+from infra.web import Context, Reply, serve
 from shared.services.reports import ingest
 
 
 @functions_framework.http
-def webhook(request):
+def webhook(request: Request) -> tuple[str, int, dict[str, str]]:
     return serve(request, _webhook, methods=("POST",), authenticate=False)
 
 
-def _webhook(ctx) -> Reply:
+def _webhook(ctx: Context) -> Reply:
     request = ctx.request
     result = ingest(runtime(), request.get_data(), request.headers.get("telnyx-timestamp"),
                     request.headers.get("telnyx-signature-ed25519"))

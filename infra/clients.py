@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import TYPE_CHECKING
 
 from infra.settings import settings
 
+if TYPE_CHECKING:  # each library is imported on first use (the module docstring)
+    import google.cloud.storage as gcs
+    import httpx
+    from google.cloud import firestore as fs
+    from google.cloud import tasks_v2
+
 
 @functools.cache
-def firestore():
+def firestore() -> fs.Client:
     from google.cloud import firestore as fs
 
     return fs.Client(project=settings().project, database=settings().firestore_database)
 
 
 @functools.cache
-def tasks():
+def tasks() -> tasks_v2.CloudTasksClient:
     from google.cloud import tasks_v2
 
     host = settings().tasks_emulator_host
@@ -34,7 +41,7 @@ def tasks():
 
 
 @functools.cache
-def storage():
+def storage() -> gcs.Client:
     import google.cloud.storage as gcs
 
     if settings().storage_emulator_host:
@@ -52,7 +59,7 @@ def storage():
 
 
 @functools.cache
-def http():
+def http() -> httpx.Client:
     """One pooled HTTP client for outbound calls (provider, customer webhooks)."""
     import httpx
 

@@ -20,7 +20,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 from shared.services import observe as _observe
 
@@ -124,15 +124,15 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-class _StdoutHandler(logging.StreamHandler):
+class _StdoutHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever ``sys.stdout`` is at the time (test capture replaces it)."""
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stdout
 
     @stream.setter
-    def stream(self, _value) -> None:
+    def stream(self, _value: TextIO) -> None:
         pass
 
 
@@ -150,19 +150,19 @@ def _configure() -> logging.Logger:
 _logger = _configure()
 
 
-def info(message: str, **fields) -> None:
+def info(message: str, **fields: object) -> None:
     _logger.info(message, extra={"fields": fields})
 
 
-def warning(message: str, **fields) -> None:
+def warning(message: str, **fields: object) -> None:
     _logger.warning(message, extra={"fields": fields})
 
 
-def error(message: str, exc_info: bool = False, **fields) -> None:
+def error(message: str, exc_info: bool = False, **fields: object) -> None:
     _logger.error(message, exc_info=exc_info, extra={"fields": fields})
 
 
-def metric(event: str, **fields) -> None:
+def metric(event: str, **fields: object) -> None:
     """One line for one business event, `"event": event` plus fields, at the event's severity. Written
     whatever LOG_LEVEL is: the log-based metrics count these lines, and a filtered one is a lost count.
     An event not in METRIC_EVENTS is still written (at WARNING), but no metric counts it."""

@@ -27,7 +27,7 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import httpcore
@@ -47,6 +47,14 @@ from shared.rules import media as rules
 from shared.rules.errors import ApiError, ErrorCode
 from shared.rules.media import MediaError, Upload
 from shared.rules.ssrf import Resolver, UrlPolicy, UrlRejected, VettedUrl, check_url
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Bucket
+
+    from infra.settings import Settings
+
+# What one GET answers: a redirect's Location, or the final answer's Content-Type and body.
+_Answer = str | tuple[str | None, bytes]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 3
@@ -112,7 +120,7 @@ class Fetcher:
             return Fetched(url, vetted.url, content_type, data)
         raise _failed(f"{name}: more than {self.max_redirects} redirects")
 
-    def _get(self, vetted: VettedUrl, deadline: Deadline, cap_for: Callable[[bytes], int], name: str):
+    def _get(self, vetted: VettedUrl, deadline: Deadline, cap_for: Callable[[bytes], int], name: str) -> _Answer:
         backend = PinnedBackend(self._backend, deadline, {(canonical_ip(a), vetted.port) for a in vetted.addresses})
         timeout = httpx.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT, self.timeout))
         headers = {"Host": host_header(vetted), "Accept": "*/*", "Accept-Encoding": "identity",
@@ -135,7 +143,7 @@ class Fetcher:
         raise _failed(f"{name}: could not connect ({type(last_error).__name__})")
 
     @staticmethod
-    def _read(response: httpx.Response, cap_for: Callable[[bytes], int], name: str):
+    def _read(response: httpx.Response, cap_for: Callable[[bytes], int], name: str) -> _Answer:
         status = response.status_code
         if status in REDIRECT_STATUSES:
             location = response.headers.get("location")
@@ -184,7 +192,8 @@ def object_name(tenant_id: str, sha256: str) -> str:
 class Media:
     """``rt.media``: prepares a request's media at accept time and signs a leg's media at dispatch."""
 
-    def __init__(self, settings, resolver: Resolver, *, network_backend: httpcore.NetworkBackend | None = None,
+    def __init__(self, settings: Settings, resolver: Resolver, *,
+                 network_backend: httpcore.NetworkBackend | None = None,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self.settings, self.resolver = settings, resolver
         self._backend, self._ssl = network_backend, ssl_context
@@ -192,7 +201,7 @@ class Media:
         self._credentials: Any = None  # google.auth credentials, made on first signing
 
     @functools.cached_property
-    def bucket(self):
+    def bucket(self) -> Bucket:
         from infra.clients import storage  # noqa: PLC0415
 
         return storage().bucket(self.settings.media_bucket)

@@ -13,6 +13,7 @@ import functools
 import ipaddress
 import ssl
 import time
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -84,14 +85,15 @@ class PinnedBackend(httpcore.NetworkBackend):
         self._inner, self._deadline, self._allowed = inner, deadline, allowed
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options=None) -> httpcore.NetworkStream:
+                    socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None) -> httpcore.NetworkStream:
         if (canonical_ip(host), port) not in self._allowed:
             raise httpcore.ConnectError(f"{host}:{port} is not a vetted address")
         stream = self._inner.connect_tcp(host, port, self._deadline.clamp(timeout, httpcore.ConnectTimeout),
                                          local_address, socket_options)
         return BoundedStream(stream, self._deadline)
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options=None):
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None) -> httpcore.NetworkStream:
         raise httpcore.ConnectError("unix sockets are never used")
 
     def sleep(self, seconds: float) -> None:

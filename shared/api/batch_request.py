@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
@@ -41,7 +41,7 @@ class BatchRecipient(BaseModel):
         return check_metadata(value)
 
     @model_validator(mode="after")
-    def _bounded(self):
+    def _bounded(self) -> Self:
         # Every recipient's own fields are stored in its chunk document (1 MiB for CHUNK recipients).
         size = len(self.client_ref or "") + sum(len(k) + len(v) for k, v in (self.metadata or {}).items())
         if size > MAX_RECIPIENT_BYTES:
@@ -59,7 +59,7 @@ class BatchRequest(_Message):
     campaign_ref: CampaignRef | None = None
 
     @model_validator(mode="after")
-    def _one_list(self):
+    def _one_list(self) -> Self:
         if (self.to is None) == (self.recipients is None):
             raise ValueError("give the recipients as either to or recipients (one of them)")
         shared_keys = set(self.metadata or {})

@@ -10,7 +10,7 @@ import base64
 import binascii
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -134,7 +134,7 @@ class DeliveryWindow(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _both_ends(self):
+    def _both_ends(self) -> Self:
         if (self.from_ is None) != (self.to is None):
             raise ValueError("from and to go together: give both, or neither for whole days")
         return self
@@ -226,7 +226,7 @@ class _Message(BaseModel):
         return check_metadata(value)
 
     @model_validator(mode="after")
-    def _content(self):
+    def _content(self) -> Self:
         if not self.body and not self.all_media_urls and not self.media:
             raise ValueError("at least one of body or media is required")
         return self

@@ -29,8 +29,12 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from shared.rules.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PilImage
 
 OCTET_STREAM = "application/octet-stream"
 
@@ -298,14 +302,14 @@ def is_animated(content_type: str, data: bytes) -> bool:
         return False
 
 
-def _orientation_swaps(im) -> bool:
+def _orientation_swaps(im: PilImage) -> bool:
     try:
         return im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
     except Exception:  # noqa: BLE001 - a broken EXIF block is ignored, as viewers do
         return False
 
 
-def _encode(im, fmt: str) -> bytes:
+def _encode(im: PilImage, fmt: str) -> bytes:
     out = io.BytesIO()
     if fmt == "JPEG":
         im.save(out, "JPEG", quality=85, optimize=True)

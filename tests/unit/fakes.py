@@ -1,18 +1,39 @@
-"""In-memory ports (shared/ports.py) for driving a service end to end without the stack."""
+"""In-memory ports (shared/ports.py) for driving a service end to end without the stack.
+
+mypy checks this module (pyproject ``[tool.mypy] files``): ``FakeRuntime`` is a ``shared.ports.Runtime`` and
+each fake satisfies its port (``_as_ports`` below), so a port that changes shape breaks the lint, not a
+test at run time. A port method no unit test calls is ``_unused``: it raises NotImplementedError."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
-from shared.carriers.provider import Lookup, LookupState, OutboundMessage, Outcome
-from shared.ports import Decision, DispatchTask, FixedClock, Mutation
+from shared.carriers.provider import GroupOutboundMessage, Lookup, LookupState, OutboundMessage, Outcome
+from shared.ports import (
+    AccountStore,
+    BatchStore,
+    Decision,
+    DispatchTask,
+    FixedClock,
+    LegStore,
+    LimitStore,
+    MediaStore,
+    Mutation,
+    Provider,
+    Runtime,
+    TaskQueue,
+)
 from shared.rules.records import Leg, ProviderEventRecord
+from shared.rules.ssrf import VettedUrl
 
 T = TypeVar("T")
+
+
+def _unused(*_args: Any, **_kwargs: Any) -> NoReturn:
+    raise NotImplementedError("no unit test needs this port method: give the test a fake of its own")
 
 
 @dataclass
@@ -49,6 +70,10 @@ class FakeLegs:
         opted_out = leg is not None and (leg.tenant_id, leg.to) in self.opted_out
         return self.mutate(message_id, lambda current: decide(current, opted_out))
 
+    get_group = of_group = id_by_provider_id = in_status = due_scheduled = past_validity = _unused
+    with_events_due = search = record_event = accept = accept_one = id_by_provider_and_recipient = _unused
+    with_failover_due = spawn = get_conversation = mutate_conversation = media_in_use = record_inbound = _unused
+
 
 @dataclass
 class FakeQueue:
@@ -64,27 +89,70 @@ class FakeQueue:
         self.notifies.append((event_id, message_id))
         self.notify_tasks.append((name, at))
 
+    enqueue_dispatch_many = enqueue_fanout = enqueue_batch_chunks = enqueue_inbound = _unused
+
 
 @dataclass
 class FakeProvider:
     answers: list[Outcome] = field(default_factory=list)
     lookups: list[Lookup] = field(default_factory=list)
     sent: list[OutboundMessage] = field(default_factory=list)
-    asked: list[tuple[OutboundMessage, dt.datetime]] = field(default_factory=list)
+    asked: list[tuple[OutboundMessage | GroupOutboundMessage, dt.datetime]] = field(default_factory=list)
 
     def send(self, message: OutboundMessage) -> Outcome:
         self.sent.append(message)
         return self.answers.pop(0)
 
-    def find(self, message: OutboundMessage, since: dt.datetime) -> Lookup:
+    def find(self, message: OutboundMessage | GroupOutboundMessage, since: dt.datetime) -> Lookup:
         self.asked.append((message, since))
         return self.lookups.pop(0) if self.lookups else Lookup(LookupState.UNKNOWN)
 
+    send_group = _unused
+
 
 class FakeMedia:
-    def signed_urls(self, media: Any, signed_at: dt.datetime | None = None) -> list[str]:
+    def signed_urls(self, media: Sequence[dict[str, Any]], signed_at: dt.datetime | None = None) -> list[str]:
         return [f"https://storage.example/{m['object']}?signed={signed_at.isoformat() if signed_at else ''}"
                 for m in media]
+
+    prepare = remove_unused = _unused
+
+
+class FakeAccounts:
+    """No unit test driven through FakeRuntime reads accounts (one that does sets ``rt.accounts`` itself)."""
+
+    tenant_for_api_key = caller = first_round = get_tenant = gate_reads = get_rates = _unused
+    add_opt_out = remove_opt_out = tenants_owning = get_opt_out = list_opt_outs = put_opt_out = _unused
+    delete_opt_out = import_opt_outs = _unused
+
+
+class FakeLimits:
+    claim = _unused
+
+
+class FakeBatches:
+    """No batch by default (a test of a batch's leg sets ``rt.batches`` itself)."""
+
+    accept = get = chunk_state = rows = write_rows = chunk_done = cancel = count_by_status = chunks_todo = _unused
+
+
+@dataclass(frozen=True)
+class FakeSettings:
+    """``shared.ports.Settings`` with the values the unit tests assume (infra/settings.py's defaults elsewhere)."""
+
+    dispatch_claim_lease_seconds: int = 20
+    dispatch_max_attempts: int = 5
+    dispatch_lookup_horizon_seconds: int = 600
+    telnyx_webhook_url: str = "https://gw.example/webhooks/telnyx"
+    telnyx_public_key: str = ""
+    webhook_signing_key: str = ""
+    media_trusted_origins: tuple[str, ...] = ()
+    media_allowed_hosts: tuple[str, ...] = ()
+    media_bucket: str = ""
+    inbound_media_hosts: tuple[str, ...] = ()
+    sweep_queued_after_seconds: int = 300
+    sweep_final_after_seconds: int = 259200
+    batch_legs_per_second: float = 10.0
 
 
 class FakeRuntime:
@@ -95,9 +163,33 @@ class FakeRuntime:
         self.queue = FakeQueue()
         self.provider = FakeProvider()
         self.media = FakeMedia()
-        self.settings = SimpleNamespace(dispatch_max_attempts=max_attempts, dispatch_claim_lease_seconds=lease_seconds,
-                                        dispatch_lookup_horizon_seconds=horizon_seconds,
-                                        telnyx_webhook_url="https://gw.example/webhooks/telnyx")
+        self.accounts = FakeAccounts()
+        self.limits = FakeLimits()
+        self.batches = FakeBatches()
+        self.settings = FakeSettings(dispatch_max_attempts=max_attempts, dispatch_claim_lease_seconds=lease_seconds,
+                                     dispatch_lookup_horizon_seconds=horizon_seconds)
 
     def now(self) -> dt.datetime:
         return self.clock.now()
+
+    def post_vetted(self, vetted: VettedUrl, *, content: bytes, headers: dict[str, str], timeout: float) -> int:
+        raise NotImplementedError("no unit test calls a customer webhook")
+
+    def resolver(self, host: str, port: int) -> list[str]:
+        raise NotImplementedError("no unit test resolves a host")
+
+    def concurrently(self, *calls: Callable[[], Any]) -> list[Any]:
+        raise NotImplementedError("no unit test through FakeRuntime runs calls concurrently (test_cancel does its own)")
+
+
+def _as_ports(rt: FakeRuntime) -> Runtime:
+    """Never called: mypy checks that each fake satisfies its port, and FakeRuntime the whole Runtime."""
+    legs: LegStore = rt.legs
+    queue: TaskQueue = rt.queue
+    provider: Provider = rt.provider
+    media: MediaStore = rt.media
+    accounts: AccountStore = rt.accounts
+    limits: LimitStore = rt.limits
+    batches: BatchStore = rt.batches
+    del legs, queue, provider, media, accounts, limits, batches
+    return rt
