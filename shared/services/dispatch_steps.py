@@ -105,7 +105,9 @@ def claim_step(leg: Leg | None, now: dt.datetime, lease: dt.timedelta = CLAIM_LE
         # One recipient of a group conversation: the conversation is claimed and sent as one group_mms
         # (shared/services/conversation.py), whichever of its recipients' tasks comes first.
         return Decision(result=Step(Action.CONVERSATION, "conversation"))
-    if opted_out and not leg.provider_id and (
+    # A keyword's own reply (the STOP confirmation, a HELP answer) goes to whoever texted it, opted out or not:
+    # the carriers require it (docs/decisions.md, Inbound messages).
+    if opted_out and not leg.provider_id and leg.in_reply_to is None and (
             leg.status in (Status.QUEUED, Status.SCHEDULED)
             or leg.status is Status.SENDING and leg.send_state is SendState.RETRYABLE):
         # Not handed to the provider (a retryable leg provably is not there): a STOP stops it.

@@ -236,3 +236,18 @@ def test_an_accepted_batchs_leg_is_sent_as_any_other():
     rt.batches = _Batches(_batch("accepted"))
     rt.provider.answers.append(Outcome(Kind.ACCEPTED, provider_id="tx-1", http_status=200))
     assert dispatch(rt, message_id, "bat_1").status == 200 and len(rt.provider.sent) == 1
+
+
+def test_a_keyword_reply_goes_to_the_recipient_who_just_opted_out():
+    # The STOP confirmation is itself a message to a number now on the list: it must still go.
+    rt, message_id = _runtime(media=(), in_reply_to="msg_inbound1")
+    stored = rt.legs.get(message_id)
+    assert stored is not None
+    rt.legs.opted_out.add((stored.tenant_id, stored.to))
+    rt.provider.answers.append(Outcome(Kind.ACCEPTED, provider_id="tx-r", http_status=200))
+
+    dispatch(rt, message_id)
+
+    assert len(rt.provider.sent) == 1
+    sent = rt.legs.get(message_id)
+    assert sent is not None and sent.status is S.SENT
