@@ -18,7 +18,9 @@ from shared.rules.ids import new_request_id
 from shared.rules.records import Tenant
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
+    from flask import Flask, Request
+    from pydantic import BaseModel, ValidationError
+    from werkzeug.exceptions import HTTPException
 
 MAX_BODY_BYTES = 64 * 1024
 # Our request bodies nest four levels at most; json.loads and pydantic recurse, so a body nested a few
@@ -39,7 +41,7 @@ class Reply:
 
 @dataclass
 class Context:
-    request: Any  # the flask.Request functions-framework hands us
+    request: Request  # what functions-framework hands us
     request_id: str
     tenant: Tenant | None = None
     caller: Caller | None = None  # defer_auth: the key, checked by the service's first round of reads
@@ -76,7 +78,7 @@ def error_body(error: ApiError, request_id: str) -> dict[str, Any]:
     return {"error": payload, "meta": meta(request_id)}
 
 
-def serve(request, service: Callable[[Context], Reply], *, methods: tuple[str, ...],
+def serve(request: Request, service: Callable[[Context], Reply], *, methods: tuple[str, ...],
           authenticate: bool = True, defer_auth: bool = False) -> tuple[str, int, dict[str, str]]:
     """Run one request through ``service``; every outcome becomes JSON with the request id.
 
@@ -122,13 +124,13 @@ def serve(request, service: Callable[[Context], Reply], *, methods: tuple[str, .
         log.request_id.reset(token)
 
 
-def request_id_of(request) -> str:
+def request_id_of(request: Request) -> str:
     """The caller's ``X-Request-Id`` if it is a sane one, else a new id."""
     supplied = request.headers.get("X-Request-Id", "")
     return supplied if _REQUEST_ID.fullmatch(supplied) else new_request_id()
 
 
-def _caller(request) -> Caller:
+def _caller(request: Request) -> Caller:
     from infra.runtime import runtime
 
     api_key = request.headers.get("X-API-Key", "")
@@ -137,7 +139,7 @@ def _caller(request) -> Caller:
     return runtime().accounts.caller(api_key)
 
 
-def _authenticate(request) -> Tenant:
+def _authenticate(request: Request) -> Tenant:
     from infra.runtime import runtime
 
     api_key = request.headers.get("X-API-Key", "")
@@ -148,7 +150,7 @@ def _authenticate(request) -> Tenant:
     return tenant
 
 
-def raw_body(request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
+def raw_body(request: Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
     length = request.content_length
     if length is not None and length > max_bytes:
         raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body is larger than {max_bytes} bytes")
@@ -158,14 +160,14 @@ def raw_body(request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
     return data
 
 
-def parse(request, model: type[M], *, max_bytes: int = MAX_BODY_BYTES) -> tuple[M, bytes]:
+def parse(request: Request, model: type[M], *, max_bytes: int = MAX_BODY_BYTES) -> tuple[M, bytes]:
     """The request body as ``model``, and the raw bytes (idempotency hashes them). ``max_bytes``: the route's
     own body limit, where it needs more than the 64 KB every other route takes (the opt-out import)."""
     payload, data = _json_object(request, max_bytes)
     return _validated(model, payload), data
 
 
-def parse_plain(request, plain: Callable[[dict[str, Any]], P | None], model: Callable[[], type[M]]
+def parse_plain(request: Request, plain: Callable[[dict[str, Any]], P | None], model: Callable[[], type[M]]
                 ) -> tuple[P | M, bytes]:
     """``parse``, where a body ``plain`` accepts needs no model (shared/api/plain_requests.py: pydantic is not even
     imported for the common bodies, which keeps it off the cold path); any other is validated by ``model()``."""
@@ -184,7 +186,7 @@ def _validated(model: type[M], payload: dict[str, Any]) -> M:
                        details=validation_details(exc)) from None
 
 
-def _json_object(request, max_bytes: int) -> tuple[dict[str, Any], bytes]:
+def _json_object(request: Request, max_bytes: int) -> tuple[dict[str, Any], bytes]:
     mimetype = (request.mimetype or "").lower()
     if mimetype != "application/json":
         raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
@@ -231,7 +233,7 @@ def _nesting(data: bytes) -> int:
     return deepest
 
 
-def validation_details(exc) -> list[dict[str, str]]:
+def validation_details(exc: ValidationError) -> list[dict[str, str]]:
     """A pydantic ValidationError as the envelope's ``details``."""
     details = []
     for err in exc.errors(include_url=False, include_input=False):
@@ -321,7 +323,7 @@ _HTTP_ERROR_CODES: dict[int, ErrorCode] = {
 _CRASH_HEADERS = {"X-Google-Status": "crash"}  # what functions-framework's own 500 handler sets
 
 
-def _flask_reply(error: ApiError, status: int, headers: dict[str, str]):
+def _flask_reply(error: ApiError, status: int, headers: dict[str, str]) -> tuple[str, int, dict[str, str]]:
     import flask
 
     rid = request_id_of(flask.request)
@@ -329,15 +331,16 @@ def _flask_reply(error: ApiError, status: int, headers: dict[str, str]):
     return json.dumps(error_body(error, rid)), status, all_headers
 
 
-def _http_exception(exc):
+def _http_exception(exc: HTTPException) -> tuple[str, int, dict[str, str]]:
     """A werkzeug HTTPException (404 from routing, 405, 413...) in the envelope, with its own status."""
     status = exc.code or 500
     code = _HTTP_ERROR_CODES.get(status, ErrorCode.INTERNAL if status >= 500 else ErrorCode.BAD_REQUEST)
-    headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else {}
+    allowed = getattr(exc, "valid_methods", None)  # a MethodNotAllowed carries the methods the route takes
+    headers = {"Allow": ", ".join(allowed)} if allowed else {}
     return _flask_reply(ApiError(code, f"{status} {exc.name}", status=status), status, headers)
 
 
-def _crash(exc):
+def _crash(exc: BaseException) -> tuple[str, int, dict[str, str]]:
     """An exception no handler caught: the envelope, never the traceback text."""
     import flask
 
@@ -345,17 +348,17 @@ def _crash(exc):
     return _flask_reply(ApiError(ErrorCode.INTERNAL, "Internal error"), 500, _CRASH_HEADERS)
 
 
-def _install_json_errors(app) -> None:
+def _install_json_errors(app: Flask) -> None:
     from werkzeug.exceptions import HTTPException
 
     if getattr(app, "_mmsgate_json_errors", False):
         return
     app.register_error_handler(HTTPException, _http_exception)
     app.register_error_handler(500, _crash)  # replaces functions-framework's text/plain crash handler
-    app._mmsgate_json_errors = True
+    setattr(app, "_mmsgate_json_errors", True)  # noqa: B010 - our own mark on the app: installed once
 
 
-def _on_app_context(app, **_extra) -> None:
+def _on_app_context(app: Flask, **_extra: object) -> None:
     # A Flask app takes setup only before its first request; the first context pushed on it is the one
     # functions-framework pushes while building it.
     if not getattr(app, "_mmsgate_json_errors", False) and not getattr(app, "_got_first_request", True):
