@@ -202,6 +202,19 @@ run "invariants" {
     error_message = "The dashboard charts a log-based metric this deployment does not create."
   }
 
+  # Another deployment whose prefix starts with this one ("tst9-eu") must not be counted: the filters name
+  # this deployment's eight services exactly.
+  assert {
+    condition = alltrue([
+      for filter in concat(
+        [for m in concat(values(google_logging_metric.counter), values(google_logging_metric.distribution)) : m.filter],
+        [google_monitoring_alert_policy.function_errors.conditions[0].condition_threshold[0].filter,
+        google_monitoring_alert_policy.function_errors.conditions[0].condition_threshold[0].denominator_filter],
+      ) : length(regexall("tst9-\\((batch|dispatch|group|notifier|reads|send|sweeper|webhook)(\\|(batch|dispatch|group|notifier|reads|send|sweeper|webhook)){7}\\)", filter)) == 1 && !strcontains(filter, "tst9-.*")
+    ])
+    error_message = "A metric or alert filter must match exactly this deployment's eight services."
+  }
+
   assert {
     condition = alltrue([
       for policy in [google_monitoring_alert_policy.webhook_gave_up, google_monitoring_alert_policy.invalid_signatures] :
