@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,22 @@ def pytest_collection_modifyitems(config, items):
             if "tests/unit/" in item.nodeid:
                 raise pytest.UsageError(f"{item.nodeid}: tests/unit must not start the stack")
             item.add_marker(pytest.mark.stack)
+
+
+# A module that marks itself whole (``pytestmark = pytest.mark.stack``) has nothing for the fast tier.
+_WHOLE_MODULE_STACK = re.compile(r"^pytestmark = pytest\.mark\.stack$", re.MULTILINE)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Under ``-m "not stack"``, a module marked ``stack`` as a whole is not even imported: every test in it
+    would be deselected anyway, and importing them (emulator clients, schemathesis, the simulator) was
+    two thirds of the fast tier's time. tests/unit is always collected (it must never need the stack)."""
+    if " ".join(str(config.option.markexpr).split()) != "not stack":
+        return None
+    if collection_path.suffix != ".py" or not collection_path.name.startswith("test_") \
+            or collection_path.parent.name == "unit":
+        return None
+    return True if _WHOLE_MODULE_STACK.search(collection_path.read_text(errors="replace")) else None
 
 
 # -- a customer's webhook endpoint ---------------------------------------------------------------
@@ -210,6 +227,32 @@ class Env:
         return wait_for(lambda: (m := self.message(message_id))["status"] in wanted
                         and (final is None or m["final"] == final) and m, timeout,
                         f"{message_id} never reached {wanted}")
+
+    def queued(self, queue: str = "dispatch") -> list[dict]:
+        """The tasks a queue still holds, each as ``{"name", "message_id", "due"}``. A task leaves its queue once a
+        delivery of it is answered 2xx (or it is given up), so when no task is due, every delivery asked for so
+        far has been made and answered: what a test waits for instead of sleeping."""
+        from google.cloud import tasks_v2
+
+        now = time.time()
+        found = []
+        for task in self.stack._tasks().list_tasks(request={  # the stack's own client (reset uses it too)
+                "parent": self.stack.queue_paths[queue], "response_view": tasks_v2.Task.View.FULL}):
+            try:
+                body = json.loads(task.http_request.body or b"{}")
+            except ValueError:
+                body = {}
+            due = task.schedule_time is None or task.schedule_time.timestamp() <= now
+            found.append({"name": task.name, "message_id": body.get("message_id"), "due": due})
+        return found
+
+    def wait_until_delivered(self, queue: str = "dispatch", message_id: str | None = None,
+                             timeout: float = 20.0) -> None:
+        """Wait until ``queue`` holds no task that is due (for ``message_id``, or for anyone): whatever the tasks
+        asked for so far has been done, so what it would have done can be checked now."""
+        wait_for(lambda: not [t for t in self.queued(queue) if t["due"]
+                              and (message_id is None or t["message_id"] == message_id)],
+                 timeout, f"{queue} still has due tasks{f' for {message_id}' if message_id else ''}")
 
     def new_tenant(self, **fields) -> tuple[str, str]:
         from shared.rules import ids

@@ -12,10 +12,12 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.conftest import ROOT
 
+# Against the running functions: the fast tier (-m "not stack") does not even import this module.
+pytestmark = pytest.mark.stack
+
 schema = schemathesis.openapi.from_path(ROOT / "docs/openapi.yaml")
 
 
-@pytest.mark.stack
 @schema.parametrize()
 @settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])

@@ -197,6 +197,7 @@ def test_a_batch_survives_dispatch_and_the_task_queue_killed_mid_fan_out(env):
     assert sorted(r["to"] for r in rows) == sorted(to)  # one row each, none missing
     sent = Counter(m["to"] for m in env.sim_messages() if m["to"] in set(to))
     charged = [r for r in rows if r["status"] in ("delivered", "sent", "undelivered")]
+    assert charged, "not one leg was sent"
     assert all(sent[r["to"]] == 1 for r in charged) and sum(sent.values()) == len(charged)
     # a leg whose send could not be confirmed either way ends failed and refunded; none is lost
     assert {r["status"] for r in rows} <= {"delivered", "sent", "failed"}

@@ -14,6 +14,9 @@ import pytest
 
 from tests.conftest import fictional
 
+# Every test here needs the local stack: the fast tier (-m "not stack") does not even import this module.
+pytestmark = pytest.mark.stack
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

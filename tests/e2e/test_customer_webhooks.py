@@ -2,8 +2,13 @@
 
 import json
 
+import pytest
+
 from shared.carriers.signatures import tenant_secret, verify_webhook
 from tests.conftest import fictional, wait_for
+
+# Every test here needs the local stack: the fast tier (-m "not stack") does not even import this module.
+pytestmark = pytest.mark.stack
 
 
 def _events(env):

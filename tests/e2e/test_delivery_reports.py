@@ -10,6 +10,9 @@ import pytest
 from tests.conftest import fictional
 from tools.telnyx_sim import generate_keypair, sign
 
+# Every test here needs the local stack: the fast tier (-m "not stack") does not even import this module.
+pytestmark = pytest.mark.stack
+
 
 def _event(provider_id: str, event_type: str, status: str, occurred_at: dt.datetime, *, to: str,
            event_id: str | None = None, errors=None) -> dict:

@@ -5,9 +5,13 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from infra import collections as C
 from tests.conftest import fictional
+
+# Every test here needs the local stack: the fast tier (-m "not stack") does not even import this module.
+pytestmark = pytest.mark.stack
 
 
 def _due_leg(env, to: str) -> str:

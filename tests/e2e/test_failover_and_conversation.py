@@ -12,9 +12,14 @@ import threading
 import time
 import uuid
 
-from shared.rules import ids
+import pytest
+
 from tests.conftest import fictional, wait_for
+from tests.contract import failover_id
 from tools.telnyx_sim import sign
+
+# Every test here needs the local stack: the fast tier (-m "not stack") does not even import this module.
+pytestmark = pytest.mark.stack
 
 SMS_US = 8_000  # tools/admin.py DEFAULT_PRICING, micro-USD per US SMS segment
 MMS_US = 20_000
@@ -137,9 +142,9 @@ def test_replayed_and_racing_reports_send_one_failover_sms(env):
 
     assert {a.status_code for a in answers} == {200}
     mms = env.wait_status(mms_id, "undelivered")
-    assert mms["failover_message_id"] == ids.failover_message_id(mms_id)
+    assert mms["failover_message_id"] == failover_id(mms_id)
     _wait(env.api, mms["failover_message_id"], "sent")  # 99: the SMS too is never finalized
-    time.sleep(1.0)  # any second SMS would have been dispatched by now
+    env.wait_until_delivered("dispatch")  # every dispatch the reports asked for is done: a second SMS would be out
     assert len(_sms_sent_to(env, to)) == 1
     assert [h["to"] for h in env.message(mms_id)["history"]].count("undelivered") == 1
 
@@ -168,12 +173,12 @@ def test_a_failover_left_half_done_is_finished_by_the_sweeper(env):
     past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
     env.store.db.collection(C.MESSAGES).document(mms_id).update({
         "status": "undelivered", "error_code": "DELIVERY_FAILED", "failover_message_id":
-        ids.failover_message_id(mms_id), "failover_due": past})
+        failover_id(mms_id), "failover_due": past})
 
     status, body = env.stack.sweep()
     assert status == 200, body
     assert json.loads(body)["failovers"] == 1
-    _wait(env.api, ids.failover_message_id(mms_id), "sent")
+    _wait(env.api, failover_id(mms_id), "sent")
     status, body = env.stack.sweep()
     assert json.loads(body)["failovers"] == 0
     assert len(_sms_sent_to(env, to)) == 1
@@ -329,7 +334,7 @@ def test_a_killed_dispatch_during_conversation_sends_makes_one_group_mms_each(en
         t.start()
     started.wait(10)
     env.stack.kill("dispatch")
-    time.sleep(1.0)
+    time.sleep(1.0)  # a deliberate outage: deliveries in this second find no dispatch function
     env.stack.start_component("dispatch")
     for t in threads:
         t.join()

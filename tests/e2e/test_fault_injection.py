@@ -66,7 +66,7 @@ def _burst(env, client, area_codes: list[str], kill: str, down_for: float, webho
         futures = [pool.submit(send, npa) for npa in area_codes]
         started.wait(10)
         env.stack.kill(kill)
-        time.sleep(down_for)
+        time.sleep(down_for)  # a deliberate outage of the burst's chosen length
         env.stack.start_component(kill)
         return [message_id for f in futures for message_id in f.result()]
 
@@ -131,6 +131,7 @@ def test_no_leg_lost_no_double_send_no_double_charge_under_kills(env, receiver, 
 
     wait_for(events_settled, 120, "some customer events were never delivered")
     expected_events = outboxes()
+    assert expected_events, "no leg has an event"
     received = Counter(r["headers"]["webhook-id"] for r in receiver.received if not r["failed"])
     assert set(received) == set(expected_events)
     ids_per_leg_status = Counter((e["leg"], e["status"]) for e in expected_events.values())

@@ -4,7 +4,6 @@ used to cause a double send, a double charge or a queue-wide throttle, and check
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
@@ -88,7 +87,10 @@ def test_an_unanswered_send_is_not_sent_again_after_a_webhook_outage(env):
         # lookup horizon).
         leg = _sweep_until(env, lambda: (m := env.message(message_id))["provider_id"] and m,
                            30 + env.stack.lookup_horizon_seconds(), "the leg never learned its provider id")
-        time.sleep(6)  # the provider gives up its webhook retries while the webhook is down
+        # the reports stay lost: the webhook comes back only once the provider has given up its final report
+        wait_for(lambda: [e for e in env.sim.get("/_sim/webhooks", params={
+            "to": to, "event_type": "message.finalized"}).json()["data"] if e["result"] == "gave_up"],
+            30, "the provider never gave up its final report")
     finally:
         env.stack.start_component("webhook")
 

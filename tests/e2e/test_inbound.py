@@ -21,6 +21,9 @@ from tests.conftest import fictional, wait_for
 from tools.seed import DEV_SENDER, sample_png
 from tools.telnyx_sim import sign
 
+# Every test here needs the local stack: the fast tier (-m "not stack") does not even import this module.
+pytestmark = pytest.mark.stack
+
 PNG = sample_png(40, 30)
 
 

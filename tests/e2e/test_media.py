@@ -8,13 +8,15 @@ import base64
 import hashlib
 import io
 import os
-import time
 from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
 
 from tests.conftest import fictional, load_json
+
+# Every test here needs the local stack: the fast tier (-m "not stack") does not even import this module.
+pytestmark = pytest.mark.stack
 
 LIMIT = 1_048_576
 
@@ -149,7 +151,7 @@ def test_a_media_failure_fails_every_leg_of_a_group(env, host):
     assert codes == ["MEDIA_TYPE_UNSUPPORTED"] * 3 + ["INVALID_PHONE_NUMBER"]
     assert "declares image/png but its content is image/jpeg" in load_json(response)["messages"][0]["error_message"]
     assert env.balance() == 100_000_000  # nothing debited
-    time.sleep(0.3)
+    env.wait_until_delivered("dispatch")  # whatever was queued has been dispatched: still nothing sent
     assert env.sim_messages() == []
 
 

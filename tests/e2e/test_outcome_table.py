@@ -8,6 +8,9 @@ import pytest
 
 from tests.conftest import fictional
 
+# Every test here needs the local stack: the fast tier (-m "not stack") does not even import this module.
+pytestmark = pytest.mark.stack
+
 MMS_PRICE = 20_000  # tools/admin.py DEFAULT_PRICING: one MMS to the US, in micro-USD
 ACCEPTED = ["pending", "queued", "sending"]
 # The statuses each final status is reached through. The simulator sends message.finalized only once

@@ -2,8 +2,13 @@
 
 import hashlib
 
+import pytest
+
 from tests.conftest import fictional, load_json
 from tools.seed import sample_png
+
+# Every test here needs the local stack: the fast tier (-m "not stack") does not even import this module.
+pytestmark = pytest.mark.stack
 
 
 def test_single_mms_is_queued_then_delivered_with_one_provider_send(env):

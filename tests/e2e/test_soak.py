@@ -8,11 +8,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from infra import collections as C
 from shared.rules.status import Status, is_final
 from tests.conftest import describe_settlement, wait_for
 from tools.telnyx_sim import sign
+
+# Every test here needs the local stack: the fast tier (-m "not stack") does not even import this module.
+pytestmark = pytest.mark.stack
 
 # Five groups of twenty (the fault-injection test covers the larger, killed bursts).
 NPAS = ["212", "213", "312", "415", "617"]

@@ -142,6 +142,8 @@ def test_dev_trusted_origins_reach_the_functions_and_never_terraform(tmp_path, m
     stack = Stack(StackConfig.for_tests(tmp_path, entry_points=["send"]))
     trusted = stack.function_env()["MEDIA_TRUSTED_ORIGINS"].split(",")
     assert {"http://127.0.0.1:9999", "http://127.0.0.1:9998", stack.urls["dev"]} <= set(trusted)
-    for path in (ROOT / "terraform").rglob("*"):
-        if path.is_file() and path.suffix in (".tf", ".tftpl", ".tfvars", ".example", ".sh", ".yaml"):
-            assert "MMSGATE_DEV_TRUSTED_ORIGINS" not in path.read_text(errors="replace"), path
+    checked = [path for path in (ROOT / "terraform").rglob("*")
+               if path.is_file() and path.suffix in (".tf", ".tftpl", ".tfvars", ".example", ".sh", ".yaml")]
+    assert checked, "no Terraform file found"
+    for path in checked:
+        assert "MMSGATE_DEV_TRUSTED_ORIGINS" not in path.read_text(errors="replace"), path

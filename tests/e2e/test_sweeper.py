@@ -6,9 +6,14 @@ so it talks to the same emulators, and the tasks it creates reach the stack's fu
 
 import datetime as dt
 
+import pytest
+
 from infra import collections as C
 from infra.clients import tasks
 from tests.conftest import fictional, wait_for
+
+# Every test here needs the local stack: the fast tier (-m "not stack") does not even import this module.
+pytestmark = pytest.mark.stack
 
 
 def _purge(env, queue: str) -> None:

@@ -52,6 +52,13 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+def _past_validity(env, *message_ids: str) -> None:
+    """Wait until the clock is past every leg's own ``expires_at`` (the functions share this machine's clock)."""
+    ends = [dt.datetime.fromisoformat(env.message(i)["expires_at"].replace("Z", "+00:00")) for i in message_ids]
+    assert ends, "no leg to wait for"
+    wait_for(lambda: dt.datetime.now(dt.UTC) > max(ends), 30, "the validity never ended")
+
+
 def _mms(env, to: str, **fields) -> httpx.Response:
     return env.api.post("/api/v1/messages/sms", json={"to": to, "body": "x", "media_urls": [env.sample_media_url],
                                                        "webhook_url": env.receiver.url, **fields})
@@ -87,7 +94,7 @@ def test_a_leg_whose_task_arrives_after_its_validity_expires_unsent_refunded_and
     assert response.status_code == 200, response.text
     message_id = response.json()["data"]["id"]
     assert env.balance() == before - MMS_PRICE
-    time.sleep(1.2)
+    _past_validity(env, message_id)
 
     assert _dispatch(env, message_id).json()["outcome"] == "expired"
     message = env.message(message_id)
@@ -108,7 +115,7 @@ def test_a_leg_whose_task_arrives_after_its_validity_expires_unsent_refunded_and
     assert [h["to"] for h in message["history"]] == ["pending", "queued", "expired"]
     assert _dispatch(env, message_id).json()["outcome"] == "already expired"
     assert env.balance() == before
-    time.sleep(0.5)
+    env.wait_until_delivered("notify")  # any event the report or the second delivery made has been sent by now
     assert [e["type"] for e in _events(env, message_id)] == ["message.expired"]
 
 
@@ -124,7 +131,7 @@ def test_the_sweeper_expires_legs_whose_task_was_lost(env):
     assert response.status_code == 200, response.text
     ids = [m["message_id"] for m in response.json()["messages"]]
     assert env.balance() == before - 2 * MMS_PRICE
-    time.sleep(1.2)
+    _past_validity(env, *ids)
 
     _sweep_until(env, lambda: all(env.message(i)["status"] == "expired" for i in ids))
     assert env.balance() == before
@@ -142,7 +149,7 @@ def test_a_sent_leg_never_expires_and_its_late_report_still_applies(env):
     before = env.balance()
     message_id = _mms(env, to, validity_period=3).json()["data"]["id"]
     provider_id = env.wait_status(message_id, "sent")["provider_id"]
-    time.sleep(3.2)  # the validity has ended
+    _past_validity(env, message_id)
     status, body = env.stack.sweep()
     assert status == 200, body
     assert env.message(message_id)["status"] == "sent"
@@ -250,7 +257,8 @@ def _later(seconds: float) -> str:
 def test_cancel_a_scheduled_message_refunds_it_announces_it_and_its_task_sends_nothing(env):
     to = fictional(11, "213")
     before = env.balance()
-    message_id = _mms(env, to, scheduled_at=_later(2)).json()["data"]["id"]
+    message_id = _mms(env, to, scheduled_at=_later(3)).json()["data"]["id"]
+    assert [t["due"] for t in env.queued() if t["message_id"] == message_id] == [False], "the leg's task, waiting"
     assert env.balance() == before - MMS_PRICE
 
     response = env.api.delete(f"/api/v1/messages/{message_id}")
@@ -262,7 +270,8 @@ def test_cancel_a_scheduled_message_refunds_it_announces_it_and_its_task_sends_n
     assert again.status_code == 200 and again.json()["data"]["status"] == "canceled"
     assert env.balance() == before  # refunded once
 
-    time.sleep(2.5)  # the leg's own task has come and gone
+    # the leg's own task has come (at its scheduled time) and gone (answered)
+    wait_for(lambda: not [t for t in env.queued() if t["message_id"] == message_id], 20, "the leg's task stayed")
     assert _dispatch(env, message_id).json()["outcome"] == "already canceled"
     assert env.sim_messages(to) == []
     message = env.message(message_id)
@@ -340,6 +349,7 @@ def test_cancel_racing_dispatch_never_both_cancels_and_sends(env):
 
             list(pool.map(race, response.json()["messages"]))
 
+    assert len(outcomes) == 6 * 10  # every leg raced
     statuses = {code for _, code in outcomes.values()}
     assert statuses <= {200, 409}, statuses
     for message_id, (to, code) in outcomes.items():

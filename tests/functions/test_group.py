@@ -2,7 +2,12 @@
 
 import datetime as dt
 
+import pytest
+
 from tests.conftest import fictional
+
+# Every test here needs the local stack: the fast tier (-m "not stack") does not even import this module.
+pytestmark = pytest.mark.stack
 
 
 def _group(env, **body):

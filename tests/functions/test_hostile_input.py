@@ -157,7 +157,8 @@ def test_a_hostile_batch_recipient_is_a_400_naming_it(env, recipient):
     own_to = "" if '"to"' in recipient else f'"to": "{fictional(1)}", '
     text = '{"recipients": [{"to": "' + fictional(2) + '"}, {' + own_to + recipient + '}], "body": "x"}'
     payload = _envelope(_post_text(env, "batch", text), 400, "VALIDATION_ERROR")
-    assert all(d["field"].startswith("recipients.1") for d in payload["error"]["details"]), payload
+    details = payload["error"]["details"]
+    assert details and all(d["field"].startswith("recipients.1") for d in details), payload
     assert _legs() == []
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import fictional
+
+# Every test here needs the local stack: the fast tier (-m "not stack") does not even import this module.
+pytestmark = pytest.mark.stack
 
 # Area codes of the form the phone rules take for fictional 555-01XX lines (no N11, no middle 9).
 _AREAS = [n for n in range(201, 500) if str(n)[1] != "9" and str(n)[1:] != "11"][:101]

@@ -6,6 +6,9 @@ import pytest
 
 from tests.conftest import fictional
 
+# Every test here needs the local stack: the fast tier (-m "not stack") does not even import this module.
+pytestmark = pytest.mark.stack
+
 
 def _send(env, **body):
     return env.api.post("/api/v1/messages/sms", json=body)

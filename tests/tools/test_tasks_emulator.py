@@ -226,7 +226,8 @@ def test_deliveries_run_concurrently_up_to_the_default_limit(emulator, target):
     for i in range(8):
         emulator.task(queue, target.url, f"conc-{i}", group="conc", hold_until=4, sleep=0.3)
     _wait(lambda: len(target.group("conc")) >= 8, what="8 deliveries")
-    time.sleep(0.5)
+    # answered, each task leaves the queue: from then on no delivery of it can come again
+    _wait(lambda: not list(emulator.client.list_tasks(parent=queue)), what="every task answered")
     names = [c["name"] for c in target.group("conc")]
     assert len(names) == 8 and len(set(names)) == 8  # each task once
     assert target.max_in_flight["conc"] == 4  # --max-concurrent 4
@@ -237,7 +238,7 @@ def test_queue_max_concurrent_dispatches_bounds_delivery(emulator, target):
     for i in range(6):
         emulator.task(queue, target.url, f"conc2-{i}", group="conc2", hold_until=2, sleep=0.3)
     _wait(lambda: len(target.group("conc2")) >= 6, what="6 deliveries")
-    time.sleep(0.5)
+    _wait(lambda: not list(emulator.client.list_tasks(parent=queue)), what="every task answered")
     assert len(target.group("conc2")) == 6
     assert target.max_in_flight["conc2"] == 2
 

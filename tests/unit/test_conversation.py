@@ -19,6 +19,7 @@ from shared.rules.records import Conversation, Leg
 from shared.rules.status import SendState, Status
 from shared.services import conversation
 from shared.services.dispatch_steps import Action
+from tests.contract import failover_id
 from tests.unit.fakes import FakeRuntime
 from tests.unit.legs import HOOK, T0, at, leg
 
@@ -122,7 +123,7 @@ def test_a_refusal_fails_every_member_refunds_them_and_arms_their_failovers():
     assert {m.error_code for m in decision.legs} == {"PROVIDER_REJECTED"}
     assert decision.refund_micros == 2 * 20_000
     by_id = {m.id: m for m in decision.legs}
-    assert by_id["msg_member1"].failover_message_id == ids.failover_message_id("msg_member1")
+    assert by_id["msg_member1"].failover_message_id == failover_id("msg_member1")
     assert by_id["msg_member2"].failover_message_id is None
 
 

@@ -21,8 +21,6 @@ from shared.rules.ids import notify_event_id
 from shared.rules.status import SendState, Status
 from shared.services.dispatch_steps import (
     CLAIM_LEASE,
-    RECONCILE_DEADLINE,
-    RECONCILE_DELAY,
     Action,
     claim_step,
     record_step,
@@ -32,11 +30,16 @@ from tests.unit.legs import HOOK, T0, at, claimed, leg
 S, SS = Status, SendState
 MAX = 5  # the queue's max attempts, as settings would give it
 PRICE = 20_000
+# Written down, not imported: the default lease (README, DISPATCH_CLAIM_LEASE_SECONDS = 30), and the moment an
+# ambiguous attempt's own report gets before dispatch asks the provider (3 s).
+LEASE = dt.timedelta(seconds=30)
+REPORT_GRACE = dt.timedelta(seconds=3)
+GIVE_UP = dt.timedelta(minutes=30)  # docs/decisions.md: lookups that cannot tell end past max(30 min, 3 x 600 s)
 
 
 def test_the_lease_outlives_the_provider_call():
     # connect 3 s + read 10 s (infra/telnyx.py): a live call never loses its claim.
-    assert CLAIM_LEASE > dt.timedelta(seconds=13)
+    assert CLAIM_LEASE == LEASE > dt.timedelta(seconds=13)
 
 
 # -- claim_step -------------------------------------------------------------------------------------
@@ -105,17 +108,17 @@ def test_a_live_claim_comes_back_when_its_lease_ends_with_a_2xx():
     decision = claim_step(claimed(at_=at(0)), at(1))
     step = decision.result
     assert step is not None
-    assert (step.action, step.status, step.at) == (Action.FOLLOW_UP, 200, at(0) + CLAIM_LEASE)
+    assert (step.action, step.status, step.at) == (Action.FOLLOW_UP, 200, at(0) + LEASE)
     assert decision.after is None  # nothing written: the holder's claim stands
 
 
 def test_a_dead_claim_is_reconciled_not_resent():
     old = claimed(at_=at(0), attempts=1)
-    decision = claim_step(old, at(0) + CLAIM_LEASE + dt.timedelta(seconds=1))
+    decision = claim_step(old, at(0) + LEASE + dt.timedelta(seconds=1))
     step, after = decision.result, decision.after
     assert step is not None and step.action is Action.RECONCILE
     assert after is not None
-    now = at(0) + CLAIM_LEASE + dt.timedelta(seconds=1)
+    now = at(0) + LEASE + dt.timedelta(seconds=1)
     # a lookup is not a send: attempts counts only calls that may have handed the provider a message
     assert (after.status, after.send_state, after.claimed_at, after.attempts) == (S.SENDING, SS.IN_FLIGHT, now, 1)
     assert after.ambiguous_since == at(0)  # the provider may have had it since the dead holder's attempt
@@ -241,7 +244,7 @@ def test_ambiguous_is_reconciled_later_never_sent():
     after, step = decision.after, decision.result
     assert after is not None and step is not None
     assert (after.status, after.send_state, after.ambiguous_since) == (S.SENDING, SS.AMBIGUOUS, T0)
-    assert (step.action, step.status, step.at) == (Action.FOLLOW_UP, 200, at(13) + RECONCILE_DELAY)
+    assert (step.action, step.status, step.at) == (Action.FOLLOW_UP, 200, at(13) + REPORT_GRACE)
     assert decision.refund_micros == 0
 
 
@@ -265,7 +268,7 @@ def test_a_lookup_that_cannot_tell_asks_again_later():
 
 
 def test_a_lookup_that_cannot_tell_past_the_deadline_fails_outcome_unknown():
-    now = T0 + RECONCILE_DEADLINE + dt.timedelta(seconds=1)
+    now = T0 + GIVE_UP + dt.timedelta(seconds=1)
     reconciling = claimed(at_=now - dt.timedelta(seconds=1), attempts=3, price_micros=PRICE).with_(ambiguous_since=T0)
     decision = _record(Lookup(LookupState.UNKNOWN), before=reconciling, now=now, claimed_at=reconciling.claimed_at)
     after = decision.after

@@ -11,7 +11,6 @@ import pytest
 from shared.rules.ids import notify_event_id
 from shared.rules.records import EventState, OutboxEntry
 from shared.rules.status import Status
-from shared.services.dispatch_steps import CLAIM_LEASE
 from shared.services.sweeping import SweepPolicy, abandon, bump, close_silent, push_due
 from tests.unit.legs import HOOK, T0, at, leg
 
@@ -102,7 +101,7 @@ def test_push_due_leaves_a_settled_outbox_alone():
 
 def test_a_dead_claim_is_only_swept_after_dispatchs_own_follow_up_had_its_chance():
     policy = SweepPolicy(queued_after=dt.timedelta(seconds=300), final_after=dt.timedelta(hours=72))
-    assert policy.dead_claim_after > CLAIM_LEASE + dt.timedelta(seconds=300)
+    assert policy.dead_claim_after > dt.timedelta(seconds=30) + dt.timedelta(seconds=300)  # the default lease, 30 s
     short = SweepPolicy(queued_after=dt.timedelta(seconds=3), final_after=dt.timedelta(seconds=6),
                         claim_lease=dt.timedelta(seconds=15))
     assert short.dead_claim_after > dt.timedelta(seconds=18)

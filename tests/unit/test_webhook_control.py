@@ -63,6 +63,7 @@ def test_client_ref_is_in_the_read_and_in_every_event():
     sent = transition(tagged, Status.SENT, cause="t", now=at(1))
     assert sent is not None
     assert view(sent)["client_ref"] == "order 42 / 💡"
+    assert sent.notifications
     for event_id, entry in sent.notifications.items():
         body = json.loads(event_body(sent, event_id, entry))
         assert body["data"]["client_ref"] == "order 42 / 💡"
