@@ -60,6 +60,7 @@ TARGETS = {
     "cold_start_ratio": 1.15,
     "webhook_p99_ms": 50.0,
 }
+    "single_reads": 6,
 
 
 def log(message: str) -> None:
@@ -74,6 +75,9 @@ def evaluate(results: dict) -> list[dict]:
     acc = results["accept_latency"]
     targets.append({"target": "group-20 accept p50 <= 1.5 x single", "value": acc["group20_over_single"],
                     "limit": TARGETS["group20_over_single"]})
+    single_reads = results["roundtrips"]["endpoints"]["send (single)"]["firestore_reads_max"]
+    targets.append({"target": "single send: Firestore documents read <= 6 (every request)", "value": single_reads,
+                    "limit": TARGETS["single_reads"]})
     targets.append({"target": "single accept p50 <= 2 x floor", "value": acc["single_over_floor"],
                     "limit": TARGETS["single_over_floor"]})
     for name, cs in results["cold_start"]["functions"].items():

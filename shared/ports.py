@@ -115,12 +115,15 @@ class Caller:
 class FirstRound:
     """The reads of a single send's first round: the tenant (None: unknown or revoked key, or no such tenant),
     the version of its document the accept commit is conditioned on (opaque to the domain), the opted-out
-    numbers and the prices by country."""
+    numbers and the prices by country. ``exact`` False: only one balance shard was read, and the tenant's
+    balance and quota are that shard's share (shared/rules/balance.py ``one_shard_view``: at most the exact
+    figures); a request they cannot cover reads the exact ones before it is refused."""
 
     tenant: Tenant | None
     version: Any
     opted_out: set[str]
     prices: dict[str, Rates | None]
+    exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -277,8 +280,8 @@ class AccountStore(Protocol):
 
     def caller(self, api_key: str) -> Caller: ...
 
-    def first_round(self, tenant_id: str, api_key: str | None, numbers: Iterable[str], countries: Iterable[str]
-                    ) -> FirstRound: ...
+    def first_round(self, tenant_id: str, api_key: str | None, numbers: Iterable[str], countries: Iterable[str],
+                    shard_key: str | None = None) -> FirstRound: ...
 
     def get_tenant(self, tenant_id: str, *, balance: bool = True) -> Tenant | None: ...
 

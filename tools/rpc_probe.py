@@ -186,6 +186,7 @@ def summarize(traces: Sequence[dict]) -> dict:
         "calls_by_kind": {k: round(v / n, 2) for k, v in sorted(kinds_total.items())},
         "firestore_reads": round(sum(p["reads"] for p in per) / n, 2),
         "firestore_writes": round(sum(p["writes"] for p in per) / n, 2),
+        "firestore_reads_max": max(p["reads"] for p in per),
         "tasks_created": round(sum(p["tasks_created"] for p in per) / n, 2),
         "typical_sequence": typical["sequence"],
         "rounds_db_counts": {str(k): db.count(k) for k in sorted(set(db))},

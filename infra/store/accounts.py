@@ -63,18 +63,21 @@ class FirestoreAccounts:
         return Caller(api_key=api_key, tenant_id=self._key_tenant.get(digest) or tenant_named_by(api_key),
                       known=known)
 
-    def first_round(self, tenant_id: str, api_key: str | None, numbers: Iterable[str], countries: Iterable[str]
-                    ) -> FirstRound:
+    def first_round(self, tenant_id: str, api_key: str | None, numbers: Iterable[str], countries: Iterable[str],
+                    shard_key: str | None = None) -> FirstRound:
         """One batch get: the key (when given: it must exist, be unrevoked and belong to ``tenant_id``, else
         ``tenant`` is None), the tenant and the version of its document, which of ``numbers`` opted out of
-        the tenant, and the prices of ``countries``. A key this instance had noted under another tenant
-        (shared/rules/api_keys.py ``STALE_NOTE``) costs one more batch get, under the key's own tenant."""
+        the tenant, and the prices of ``countries``. With ``shard_key`` only the balance shard that key writes is
+        read (a single send: the tenant is then that shard's view, ``FirstRound.exact`` False); without it,
+        every shard. A key this instance had noted under another tenant (shared/rules/api_keys.py
+        ``STALE_NOTE``) costs one more batch get, under the key's own tenant."""
         wanted, regions = list(numbers), sorted({c.upper() for c in countries})
         digest = api_key_hash(api_key) if api_key is not None else None
-        snaps, seen, check = self._first_reads(tenant_id, api_key, wanted, regions)
+        only = self.balance.shard_of(shard_key) if shard_key is not None else None
+        snaps, seen, check = self._first_reads(tenant_id, api_key, wanted, regions, only)
         if digest is not None and check is not None and check.verdict is KeyVerdict.STALE_NOTE and check.owner:
             tenant_id = self._key_tenant[digest] = check.owner
-            snaps, seen, check = self._first_reads(tenant_id, api_key, wanted, regions)
+            snaps, seen, check = self._first_reads(tenant_id, api_key, wanted, regions, only)
         tenant = seen.tenant if seen is not None else None
         if digest is not None:
             if check is not None and check.valid:
@@ -89,21 +92,22 @@ class FirestoreAccounts:
             snap = snaps[f"{C.PRICING}/{country}"]
             prices[country] = Rates.from_doc(snap.to_dict() or {}) if snap.exists else None
         return FirstRound(tenant=tenant, version=seen if tenant is not None else None,
-                          opted_out=opted, prices=prices)
+                          opted_out=opted, prices=prices, exact=seen.exact if seen is not None else True)
 
-    def _first_reads(self, tenant_id: str, api_key: str | None, wanted: list[str], regions: list[str]
-                     ) -> tuple[dict[str, Any], Any, KeyCheck | None]:
+    def _first_reads(self, tenant_id: str, api_key: str | None, wanted: list[str], regions: list[str],
+                     only: int | None = None) -> tuple[dict[str, Any], Any, KeyCheck | None]:
         """The first round's batch get, read as ``tenant_id``'s: the snapshots by path, the tenant's version (its
-        shards as read, infra/store/balance.py ``Seen``; None: no such tenant) and the key's check (None: no
-        key given)."""
+        shards as read, or shard ``only`` alone: infra/store/balance.py ``Seen``; None: no such tenant) and the
+        key's check (None: no key given)."""
         tenant_ref = self.db.collection(C.TENANTS).document(tenant_id)
         key_ref = self.db.collection(C.API_KEYS).document(api_key_hash(api_key)) if api_key is not None else None
-        refs = ([key_ref] if key_ref is not None else []) + [tenant_ref, *self.balance.refs(tenant_id)]
+        shards = self.balance.refs(tenant_id) if only is None else [self.balance.ref(tenant_id, only)]
+        refs = ([key_ref] if key_ref is not None else []) + [tenant_ref, *shards]
         refs += [self._opt_outs(tenant_id).document(n) for n in wanted]
         refs += [self.db.collection(C.PRICING).document(c) for c in regions]
         snaps = {snap.reference.path: snap for snap in self.db.get_all(refs)}
         tenant_snap = snaps[tenant_ref.path]
-        seen = self.balance.seen(Tenant.from_doc(tenant_id, tenant_snap.to_dict() or {}), snaps) \
+        seen = self.balance.seen(Tenant.from_doc(tenant_id, tenant_snap.to_dict() or {}), snaps, only) \
             if tenant_snap.exists else None
         check = check_key(api_key, _key_record(snaps[key_ref.path]), read_for=tenant_id) \
             if api_key is not None and key_ref is not None else None

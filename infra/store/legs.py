@@ -263,6 +263,8 @@ class FirestoreLegs(LinkedWrites):
         docs = [leg.to_doc() for leg in legs]
         for ref, doc in zip(refs, docs, strict=True):
             fastwrite.create(batch, ref, doc)  # (the library's own encoding: ~10x the CPU, see fastwrite)
+        if isinstance(version, Seen) and not version.exact:  # a group decides on every shard
+            version = None
         tenant_read = None if isinstance(version, Seen) else io.submit(
             lambda: {s.reference.path: s for s in self.db.get_all([tenant_ref, *shard_refs])})
         try:
@@ -311,27 +313,48 @@ class FirestoreLegs(LinkedWrites):
         """A single send's one commit: the leg created in its decided state (no pending row first: a single
         send has one row, so this commit writes it whole or not at all), the tenant's debit and usage on one
         balance shard conditioned on that shard as the request's first round read it (``version``), and the
-        request's idempotent answer. If another accept of the tenant committed first, the tenant is
-        read again and ``decide`` asked again, so a balance is never spent twice; the leg is read with it, and
-        one already there was created by an earlier attempt of this commit whose answer was lost."""
+        request's idempotent answer. The first round read that one shard only: ``decide`` is asked on its view
+        (its own money and quota share), and when that view refuses the leg for the balance or the quota (or
+        its quota share is stale) every shard is read and ``decide`` asked again on the exact balance
+        (shared/rules/balance.py ``decided_alone``). If another accept of the tenant committed first, the
+        tenant is read again and ``decide`` asked again, so a balance is never spent twice; the leg is read
+        with it, and one already there was created by an earlier attempt of this commit whose answer was lost."""
         tenant_id, tenant_ref, ref = tenant.id, self.db.collection(C.TENANTS).document(tenant.id), self._ref(leg.id)
         shard_refs, index = self.balance.refs(tenant_id), self.balance.shard_of(leg.id)
-        # ``version`` is the first round's view of the tenant and its balance shards (infra/store/balance.py)
-        first: dict[str, Any] = {"seen": version} if isinstance(version, Seen) else {}
+        # ``version`` is the first round's view of the tenant and its balance shard(s) (infra/store/balance.py)
+        first: dict[str, Any] = {"seen": version} if isinstance(version, Seen) and version.only in (None, index) \
+            else {}
+        # a retry reads the one shard again, until a view of it could not decide alone: then every shard
+        one_shard = [isinstance(version, Seen) and version.only == index]
+
+        def read(only: int | None) -> Seen | Leg:
+            shards = shard_refs if only is None else [shard_refs[only]]
+            snaps = {snap.reference.path: snap for snap in self.db.get_all([tenant_ref, *shards, ref])}
+            if snaps[ref.path].exists:
+                return Leg.from_doc(snaps[ref.path].to_dict() or {})
+            return self.balance.seen(Tenant.from_doc(tenant_id, snaps[tenant_ref.path].to_dict() or {}), snaps,
+                                     only)
 
         def attempt() -> list[Leg]:
             if first:
                 seen: Seen = first.pop("seen")
-                for i, read in enumerate(seen.versions):
-                    ours = _committed.get((tenant_id, i))
-                    if ours is not None and (read is None or ours[0] > read):
+                for i in range(len(seen.versions)) if seen.only is None else [seen.only]:
+                    read_at, ours = seen.versions[i], _committed.get((tenant_id, i))
+                    if ours is not None and (read_at is None or ours[0] > read_at):
                         seen = seen.with_shard(ours[1], ours[0])  # this instance wrote it since: no conflict to lose
             else:
-                snaps = {snap.reference.path: snap for snap in self.db.get_all([tenant_ref, *shard_refs, ref])}
-                if snaps[ref.path].exists:
-                    return [Leg.from_doc(snaps[ref.path].to_dict() or {})]
-                seen = self.balance.seen(Tenant.from_doc(tenant_id, snaps[tenant_ref.path].to_dict() or {}), snaps)
+                found = read(index if one_shard[0] else None)
+                if isinstance(found, Leg):
+                    return [found]
+                seen = found
             decision = decide(seen.tenant, [leg])
+            if not seen.alone(decision.legs, decision.usage_day):  # the one shard cannot say: read them all
+                one_shard[0] = False
+                found = read(None)
+                if isinstance(found, Leg):
+                    return [found]
+                seen = found
+                decision = decide(seen.tenant, [leg])
             batch = self.db.batch()
             # the debit and the day's count land on one balance shard, conditioned on it as read
             written = self.balance.debit(batch, seen, leg.id, decision.balance_micros, decision.usage_day,

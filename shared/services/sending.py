@@ -81,7 +81,8 @@ def send_single(rt: Runtime, who: Tenant | Caller, req: SendRequest, request_id:
     fetched and stored between the first round and the commit."""
     message_id = ids.new_message_id()
     recipient = Recipient(raw=req.to, message_id=message_id, leg_key=f"single:{message_id}")
-    tenant, first = first_round_of(rt, who, [recipient], rt.now(), _single_limit)
+    # its first round reads only the balance shard this send writes (the one its message id picks)
+    tenant, first = first_round_of(rt, who, [recipient], rt.now(), _single_limit, shard_key=message_id)
     return _accept(rt, tenant, req, [recipient], group_id=None, channel="mms" if req.is_mms else "sms",
                    request_id=request_id, render=single_answer,
                    idempotency_record=idempotency_record, first=first)
@@ -106,14 +107,15 @@ def _authenticated(caller: Caller, tenant: Tenant | None) -> Tenant:
 
 
 def first_round_of(rt: Runtime, who: Tenant | Caller, recipients: list[Recipient], now: dt.datetime,
-                   limit_of: Callable[[Tenant], RateLimit], *, countries: set[str] | None = None
-                   ) -> tuple[Tenant, FirstRound]:
+                   limit_of: Callable[[Tenant], RateLimit], *, countries: set[str] | None = None,
+                   shard_key: str | None = None) -> tuple[Tenant, FirstRound]:
     """One round of waiting: the key (a ``Caller``'s), the tenant and its balance, the recipients' opt-out
     entries and prices in one batch get, and the rate-limit slot claimed alongside when this instance already
     knows the key valid (under the limit it last read; the fresh tenant's limit decides). Otherwise the slot
     is claimed after the reads: a key never seen valid here spends no tenant's slot. A key that names no
     tenant and is new to this instance is checked on its own first, once per instance. A batch passes no
-    recipients and its ``countries``: their prices are read; its opt-outs are read by its chunk tasks."""
+    recipients and its ``countries``: their prices are read; its opt-outs are read by its chunk tasks. With
+    ``shard_key`` (a single send) only the balance shard that key writes is read (``FirstRound.exact``)."""
     caller = who if isinstance(who, Caller) else None
     if caller is not None and caller.tenant_id is None:
         who, caller = _authenticated(caller, rt.accounts.tenant_for_api_key(caller.api_key, balance=False)), None
@@ -128,7 +130,8 @@ def first_round_of(rt: Runtime, who: Tenant | Caller, recipients: list[Recipient
 
     def reads() -> FirstRound:
         assert tenant_id is not None
-        return rt.accounts.first_round(tenant_id, caller.api_key if caller else None, numbers, countries)
+        return rt.accounts.first_round(tenant_id, caller.api_key if caller else None, numbers, countries,
+                                       shard_key=shard_key)
 
     guessed = limit_of(guess) if isinstance(guess, Tenant) else None
     if guessed is not None:
@@ -189,7 +192,7 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
         segments = MMS_SEGMENTS
     # Its first round read the lists and claimed its rate-limit slot.
     _gate(recipients, request_error, first, channel, segments)
-    _balance_preflight(tenant, recipients)
+    _balance_preflight(rt, tenant, recipients, first.exact)
     try:
         media = prepare_media(rt, tenant, req) if any(r.error is None for r in recipients) else ()
     except MediaError as exc:  # a request-level gate: every valid recipient's row ends failed with it
@@ -293,10 +296,15 @@ def _gate(recipients: list[Recipient], request_error: ErrorCode | None, first: F
             r.price_micros, r.error = gates.list_gate(r.number, first.opted_out, first.prices, channel, segments)
 
 
-def _balance_preflight(tenant: Tenant, recipients: list[Recipient]) -> None:
-    """A request the balance cannot cover writes nothing."""
+def _balance_preflight(rt: Runtime, tenant: Tenant, recipients: list[Recipient], exact: bool = True) -> None:
+    """A request the balance cannot cover writes nothing. A first round that read one balance shard saw that
+    shard's money, at most the balance: a cost it does not cover reads the exact balance (every shard) first."""
     cost = sum(r.price_micros for r in recipients if not r.error)
-    if cost > tenant.balance_micros:
+    balance = tenant.balance_micros
+    if cost > balance and not exact:
+        full = rt.accounts.get_tenant(tenant.id)
+        balance = full.balance_micros if full is not None else balance
+    if cost > balance:
         raise ApiError(ErrorCode.INSUFFICIENT_BALANCE, f"The balance cannot cover this request ({cost / 1e6:.4f} USD "
                        "needed)")
 

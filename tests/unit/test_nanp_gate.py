@@ -54,7 +54,8 @@ def test_an_sms_passes_the_gate_wherever_it_goes(number):
 
 # -- the sends that apply it -----------------------------------------------------------------------
 class Accounts:
-    def first_round(self, tenant_id: str, api_key: str | None, numbers: Any, countries: Any) -> FirstRound:
+    def first_round(self, tenant_id: str, api_key: str | None, numbers: Any, countries: Any,
+                    shard_key: str | None = None) -> FirstRound:
         return FirstRound(tenant=TENANT, version="v1", opted_out=set(), prices=dict(PRICES))
 
 
