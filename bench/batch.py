@@ -9,7 +9,7 @@ Run by hand, not part of ``make bench``:
 Starts the bench's stack (bench/harness.py) with a ``sitecustomize`` on the function processes' path that
 counts, in every function process, each Firestore and Cloud Tasks call, the documents each write of a commit
 touched (with the second it was committed in), the documents a batch get or query returned (1 for a query that
-returned none, 1 per count aggregation) and each CreateTask (chunk task or leg task), as tools/cost_probe.py and
+returned none, 1 per count aggregation) and each CreateTask (chunk task or leg task), as tools/rpc_probe.py and
 bench/hotspots.py do; each process flushes its counters to a file every half second.
 
 1. Unpaced batch (default stack, tasks emulator at its default concurrency): a warm-up batch of 5, then one of
@@ -47,7 +47,7 @@ from typing import Any
 from bench.harness import BenchError, BenchStack, Client, Tenant
 
 ROOT = Path(__file__).resolve().parents[1]
-OBSERVER = "reads"  # serves GET /api/v1/batches/{id}: the bench's polls, not the batch's own cost
+OBSERVER = "batch"  # also serves GET /api/v1/batches/{id}: the bench's polls (counted with the accept)
 POLL_SECONDS = 2.0
 
 SITECUSTOMIZE = textwrap.dedent('''

@@ -67,7 +67,7 @@ MEDIA = (ROOT / "infra" / "media.py").exists()
 FLOORS: dict[str, dict] = {
     "send": {"libs": ["firestore", "tasks"], "calls": "get + batch commit (1 doc) + create_task"},
     "group": {"libs": ["firestore", "tasks"], "calls": "get + batch commit (3 docs) + 2 x create_task"},
-    "reads": {"libs": ["firestore"], "calls": "get + get"},
+    "messages": {"libs": ["firestore"], "calls": "get + get"},
     "dispatch": {"libs": ["firestore", "httpx"], "calls": "get + batch commit + POST /v2/messages (simulator)"},
     "webhook": {"libs": ["firestore"], "calls": "get + batch commit"},
     "notifier": {"libs": ["firestore", "httpx"], "calls": "get + POST (customer endpoint) + batch commit"},
@@ -203,7 +203,7 @@ def build_cases(bench: BenchStack, runs: int) -> list[Case]:
                                auth(group_tenants[i])),
              lambda i: [["get", key_doc], *media, ["commit", 3], ["task", dispatch_queue, env["DISPATCH_URL"]],
                         ["task", dispatch_queue, env["DISPATCH_URL"]]]),
-        Case("reads",
+        Case("messages",
              lambda i: Request("GET", f"/api/v1/messages/{template['id']}", None, auth()),
              lambda i: [["get", key_doc], ["get", f"{C.MESSAGES}/{template['id']}"]]),
         Case("dispatch",

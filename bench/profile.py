@@ -90,7 +90,7 @@ def patch_grpc() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile")
-    parser.add_argument("function", choices=["send", "group", "reads", "webhook"])
+    parser.add_argument("function", choices=["send", "group", "messages", "webhook"])
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--group-size", type=int, default=20)
     parser.add_argument("--pyinstrument", action="store_true")
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.function == "group":
                 return client.post("/api/v1/messages/group", data=json.dumps(bench.group_body(args.group_size)),
                                    headers={**json_headers, **bench.group_tenant().headers})
-            if args.function == "reads":
+            if args.function == "messages":
                 return client.get(f"/api/v1/messages/{leg_id}", headers=bench.tenant.headers)
             body = bench.finalized_event(legs[i])
             return client.post("/webhooks/telnyx", data=body, headers=bench.signed_headers(body))

@@ -31,7 +31,7 @@ ENDPOINTS = {
     "send (single SMS)": ("send", "/api/v1/messages/sms"),
     "send (single, Idempotency-Key)": ("send", "/api/v1/messages/sms"),
     "group of 20": ("group", "/api/v1/messages/group"),
-    "reads (GET message)": ("reads", "/api/v1/messages/"),
+    "messages (GET message)": ("messages", "/api/v1/messages/"),
     "dispatch": ("dispatch", "/"),
     "webhook": ("webhook", "/webhooks/telnyx"),
     "notifier": ("notifier", "/"),
@@ -85,7 +85,7 @@ def _run(bench: BenchStack, n_single: int, n_group: int, timeout: float) -> None
     single = bench.client("send", bench.tenant)
     hooked = bench.client("send", bench.hook_tenant)
     group = bench.client("group")
-    reads = bench.client("reads", bench.tenant)
+    reads = bench.client("messages", bench.tenant)
     ids: list[str] = []
     hook_ids: list[str] = []
     try:

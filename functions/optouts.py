@@ -1,14 +1,16 @@
-"""The opt-out API's routes, served by the reads function (no function of its own: docs/decisions.md):
-GET /api/v1/opt-outs, GET|PUT|DELETE /api/v1/opt-outs/{number}, POST /api/v1/opt-outs/import."""
+"""The opt-out API: GET /api/v1/opt-outs, GET|PUT|DELETE /api/v1/opt-outs/{number}, POST /api/v1/opt-outs/import."""
 
 from __future__ import annotations
 
 import re
 
+import functions_framework
+from flask import Request
+
 from infra.runtime import runtime
-from infra.web import Context, Reply, meta, parse
+from infra.web import Context, Reply, meta, parse, serve
 from shared.rules.errors import ApiError, ErrorCode
-from shared.services import optouts
+from shared.services import optouts as opt_out_list
 
 PREFIX = re.compile(r"^/api/v1/opt-outs(?:/|$)")
 _LIST = re.compile(r"^/api/v1/opt-outs/?$")
@@ -16,6 +18,11 @@ _IMPORT = re.compile(r"^/api/v1/opt-outs/import/?$")
 _ONE = re.compile(r"^/api/v1/opt-outs/([^/]{1,64})/?$")
 # 10,000 numbers of up to 16 characters, quoted, with separators and some room for formatting.
 IMPORT_MAX_BYTES = 512 * 1024
+
+
+@functions_framework.http
+def optouts(request: Request) -> tuple[str, int, dict[str, str]]:
+    return serve(request, route, methods=("GET", "PUT", "DELETE", "POST"))
 
 
 def _not_allowed(ctx: Context, allow: str) -> ApiError:
@@ -30,20 +37,21 @@ def route(ctx: Context) -> Reply:
         from shared.api.models import OptOutImport  # noqa: PLC0415 - pydantic, for this route only
 
         req, _ = parse(ctx.request, OptOutImport, max_bytes=IMPORT_MAX_BYTES)
-        return Reply(200, {"data": optouts.import_numbers(runtime(), tenant_id, req), "meta": meta(ctx.request_id)})
+        data = opt_out_list.import_numbers(runtime(), tenant_id, req)
+        return Reply(200, {"data": data, "meta": meta(ctx.request_id)})
     if _LIST.match(path):
         if method != "GET":
             raise _not_allowed(ctx, "GET")
-        body = optouts.listing(runtime(), tenant_id, ctx.request.args.to_dict(flat=False))
+        body = opt_out_list.listing(runtime(), tenant_id, ctx.request.args.to_dict(flat=False))
         return Reply(200, {**body, "meta": meta(ctx.request_id)})
     if match := _ONE.match(path):
         status = 200
         if method == "GET":
-            data = optouts.get(runtime(), tenant_id, match[1])
+            data = opt_out_list.get(runtime(), tenant_id, match[1])
         elif method == "PUT":
-            status, data = optouts.put(runtime(), tenant_id, match[1])
+            status, data = opt_out_list.put(runtime(), tenant_id, match[1])
         elif method == "DELETE":
-            data = optouts.delete(runtime(), tenant_id, match[1])
+            data = opt_out_list.delete(runtime(), tenant_id, match[1])
         else:
             raise _not_allowed(ctx, "DELETE, GET, PUT")
         return Reply(status, {"data": data, "meta": meta(ctx.request_id)})

@@ -60,8 +60,8 @@ LOCAL_ONLY_ENV: frozenset[str] = frozenset({"MEDIA_TRUSTED_ORIGINS", "MEDIA_SIGN
 SECRET_ENV: dict[str, tuple[str, ...]] = {
     "TELNYX_API_KEY": ("dispatch",),
     "TELNYX_PUBLIC_KEY": ("webhook",),
-    # reads derives the search cursor key from it (shared/rules/searching.py)
-    "WEBHOOK_SIGNING_KEY": ("notifier", "reads"),
+    # messages derives the search cursor key from it (shared/rules/searching.py)
+    "WEBHOOK_SIGNING_KEY": ("notifier", "messages"),
 }
 
 

@@ -29,7 +29,7 @@ DEPLOYER_ROLES=(
   "roles/resourcemanager.projectIamAdmin"  # the functions' project grants (Firestore user, build log writer)
   "roles/iam.serviceAccountAdmin"          # create the service accounts and grants on them
   "roles/iam.serviceAccountUser"           # deploy functions, jobs and the gateway that run as them
-  "roles/cloudfunctions.admin"             # the eight functions
+  "roles/cloudfunctions.admin"             # the nine functions
   "roles/run.admin"                        # invoker grants on the functions' Cloud Run services
   "roles/storage.admin"                    # buckets, their IAM, the source archive
   "roles/artifactregistry.admin"           # the functions' image repository and its IAM

@@ -36,18 +36,25 @@ locals {
       media       = true
     }
     batch = {
-      description = "POST /api/v1/messages/batch: accept up to 10,000 recipients and enqueue chunk tasks on the dispatch queue."
+      description = "POST /api/v1/messages/batch: accept up to 10,000 recipients and enqueue chunk tasks on the dispatch queue; GET a batch's progress; DELETE cancels it."
       public      = true
       timeout     = 60
       enqueues    = ["dispatch"]
       media       = true
     }
-    reads = {
-      description = "GET message, group, batch and pricing reads; DELETE cancels a message, a group's or a batch's messages; POST redacts; the opt-out API."
+    messages = {
+      description = "The messages already sent: GET a message, a group, search and pricing; DELETE cancels a message or a group's messages; POST redacts."
       public      = true
       timeout     = 60
-      enqueues    = ["dispatch", "notify"]
+      enqueues    = ["notify"]
       media       = true
+    }
+    optouts = {
+      description = "The opt-out API: list, read, add and remove numbers, and import up to 10,000 (60 s: the gateway's deadline of the import)."
+      public      = true
+      timeout     = 60
+      enqueues    = []
+      media       = false
     }
     webhook = {
       description = "POST /webhooks/telnyx: verify and record Telnyx delivery reports and inbound messages; start SMS failovers and keyword replies."
@@ -103,7 +110,7 @@ locals {
   secret_env = {
     TELNYX_API_KEY      = ["dispatch"]
     TELNYX_PUBLIC_KEY   = ["webhook"]
-    WEBHOOK_SIGNING_KEY = ["notifier", "reads"]
+    WEBHOOK_SIGNING_KEY = ["notifier", "messages"]
   }
 
   # infra.collections.TTL_FIELDS: collection -> timestamp field Firestore TTL deletes on.

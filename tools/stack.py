@@ -75,8 +75,8 @@ EMU_VENV = ROOT / ".venv-emulators"
 # Fixed ports for `make dev`; 0 means "pick a free port".
 DEFAULT_PORTS: dict[str, int] = {
     "gateway": 8080, "firestore": 8681, "tasks": 9022, "storage": 9023, "simulator": 9090,
-    "send": 8701, "group": 8702, "reads": 8703, "dispatch": 8704, "webhook": 8705, "notifier": 8706,
-    "sweeper": 8707, "batch": 8708, "dev": 8088,
+    "send": 8701, "group": 8702, "messages": 8703, "dispatch": 8704, "webhook": 8705, "notifier": 8706,
+    "sweeper": 8707, "batch": 8708, "optouts": 8709, "dev": 8088,
 }
 SERVICES = ("firestore", "tasks", "storage", "simulator")
 

@@ -27,7 +27,7 @@ def test_quick_bench_completes_and_writes_json(tmp_path):
     assert results["mode"] == "smoke"
     for section in SECTIONS:
         assert section in results, section
-    assert set(results["cold_start"]["functions"]) >= {"send", "group", "reads", "dispatch", "webhook"}
+    assert set(results["cold_start"]["functions"]) >= {"send", "group", "messages", "dispatch", "webhook"}
     for name, figures in results["cold_start"]["functions"].items():
         assert {"function_ms", "floor_ms", "ratio"} <= set(figures), name
     assert {"single", "group20", "floor", "group20_over_single", "single_over_floor"} <= set(results["accept_latency"])

@@ -35,30 +35,30 @@ from infra import settings  # noqa: E402
 from tests.deploy.code_facts import ENQUEUE_CALLS, CallGraph, firestore_queries, index_need, queues_by_function  # noqa: E402
 
 PRIVATE_FUNCTIONS = {"dispatch", "notifier", "sweeper"}
-PUBLIC_FUNCTIONS = {"send", "group", "batch", "reads", "webhook"}
+PUBLIC_FUNCTIONS = {"send", "group", "batch", "messages", "optouts", "webhook"}
 # Local-stack-only variables (SSRF exemption for the emulators, the emulator's URL-signing key).
 LOCAL_ONLY_ENV = settings.LOCAL_ONLY_ENV
-# reads: a redaction deletes media copies; notifier: copies inbound media (shared/services/inbound.py)
-MEDIA_FUNCTIONS = {"send", "group", "batch", "dispatch", "reads", "notifier"}
+# messages: a redaction deletes media copies; notifier: copies inbound media (shared/services/inbound.py)
+MEDIA_FUNCTIONS = {"send", "group", "batch", "dispatch", "messages", "notifier"}
 # Public paths of the gateway -> function serving them.
 GATEWAY_ROUTES = {
-    ("/api/v1/messages", "get"): "reads",
+    ("/api/v1/messages", "get"): "messages",
     ("/api/v1/messages/sms", "post"): "send",
     ("/api/v1/messages/group", "post"): "group",
     ("/api/v1/messages/batch", "post"): "batch",
-    ("/api/v1/messages/{id}", "get"): "reads",
-    ("/api/v1/messages/group/{group_id}", "get"): "reads",
-    ("/api/v1/messages/{id}", "delete"): "reads",
-    ("/api/v1/messages/group/{group_id}", "delete"): "reads",
-    ("/api/v1/messages/{id}/redact", "post"): "reads",
-    ("/api/v1/batches/{batch_id}", "get"): "reads",
-    ("/api/v1/batches/{batch_id}", "delete"): "reads",
-    ("/api/v1/pricing/messaging", "get"): "reads",
-    ("/api/v1/opt-outs", "get"): "reads",
-    ("/api/v1/opt-outs/import", "post"): "reads",
-    ("/api/v1/opt-outs/{number}", "get"): "reads",
-    ("/api/v1/opt-outs/{number}", "put"): "reads",
-    ("/api/v1/opt-outs/{number}", "delete"): "reads",
+    ("/api/v1/messages/{id}", "get"): "messages",
+    ("/api/v1/messages/group/{group_id}", "get"): "messages",
+    ("/api/v1/messages/{id}", "delete"): "messages",
+    ("/api/v1/messages/group/{group_id}", "delete"): "messages",
+    ("/api/v1/messages/{id}/redact", "post"): "messages",
+    ("/api/v1/batches/{batch_id}", "get"): "batch",
+    ("/api/v1/batches/{batch_id}", "delete"): "batch",
+    ("/api/v1/pricing/messaging", "get"): "messages",
+    ("/api/v1/opt-outs", "get"): "optouts",
+    ("/api/v1/opt-outs/import", "post"): "optouts",
+    ("/api/v1/opt-outs/{number}", "get"): "optouts",
+    ("/api/v1/opt-outs/{number}", "put"): "optouts",
+    ("/api/v1/opt-outs/{number}", "delete"): "optouts",
     ("/webhooks/telnyx", "post"): "webhook",
 }
 
@@ -782,7 +782,8 @@ def test_invokers_are_exactly_the_callers():
         "send": {gateway},
         "group": {gateway},
         "batch": {gateway},
-        "reads": {gateway},
+        "messages": {gateway},
+        "optouts": {gateway},
         "webhook": {gateway},
     }
     for name, grant in cfg().resources.get("google_project_iam_member", {}).items():
@@ -851,7 +852,7 @@ def test_gateway_routes_public_paths_to_the_right_functions():
 
 def test_no_function_times_out_before_the_gateway_gives_up():
     # API Gateway waits `deadline` seconds for a backend; a function with a shorter timeout would cut the
-    # request (the opt-out import's 60 s on the reads function, which once had 30 s).
+    # request (the opt-out import's 60 s on the optouts function, which once had 30 s on another).
     template = (TF_DIR / "openapi-gateway.yaml.tftpl").read_text()
     doc = yaml.safe_load(re.sub(r"\$\{(\w+)\}", lambda m: f"https://{m.group(1)}.backend.test", template))
     fns = cfg().locals["functions"]
@@ -861,7 +862,7 @@ def test_no_function_times_out_before_the_gateway_gives_up():
             backend = op["x-google-backend"]
             name = re.fullmatch(r"https://(\w+)_url\.backend\.test", backend["address"]).group(1)
             longest[name] = max(longest.get(name, 0), float(backend.get("deadline", 15.0)))
-    assert longest["reads"] == 60.0, longest
+    assert longest["optouts"] == 60.0, longest
     for name, deadline in longest.items():
         timeout = fns[name]["timeout"]
         assert timeout >= deadline, f"{name}: timeout {timeout} s < gateway deadline {deadline} s"

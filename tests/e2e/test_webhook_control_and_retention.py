@@ -237,7 +237,7 @@ def test_bodies_and_numbers_never_reach_the_function_logs(env):
     env.stack.sweep()
 
     logs = Path(env.stack.logs_dir)
-    functions = ["send", "group", "reads", "dispatch", "webhook", "notifier", "sweeper"]
+    functions = ["send", "group", "messages", "dispatch", "webhook", "notifier", "sweeper"]
     checked = 0
     for name in functions:
         text = (logs / f"{name}.log").read_text(errors="replace")

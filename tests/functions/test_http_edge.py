@@ -135,7 +135,7 @@ def test_unknown_public_path_is_404_envelope(env):
 # functions-framework serves each function as a Flask app; werkzeug answers what its router cannot match
 # (a decoded newline: /api/v1/messages/group/%2A%0Az) and what crashes outside our handler. These need no
 # stack: the router answers before any function code runs.
-FUNCTIONS = ["send", "group", "reads", "webhook", "dispatch", "notifier", "sweeper"]
+FUNCTIONS = ["send", "group", "messages", "optouts", "webhook", "dispatch", "notifier", "sweeper"]
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE"]
 UNROUTABLE = ["/api/v1/messages/group/%2A%0Az", "/api/v1/messages/msg_x%0A", "/a%0A", "/a%0D%0Ab/c",
               "/robots.txt", "/favicon.ico", "/x/%0a/%0d"]
@@ -158,7 +158,8 @@ def test_a_path_the_router_cannot_match_is_a_json_404(target, path):
 
 
 @pytest.mark.parametrize("target, allowed", [("send", "POST"), ("group", "POST"), ("webhook", "POST"),
-                                             ("reads", "GET, DELETE, POST, PUT")])  # POST: redact; PUT: opt-outs
+                                             ("messages", "GET, DELETE, POST"),  # POST: redact
+                                             ("optouts", "GET, PUT, DELETE, POST")])  # POST: import
 def test_a_method_a_public_function_does_not_take_is_a_json_405(target, allowed):
     for method in (m for m in METHODS if m not in allowed.split(", ")):
         for path in ("/", "/api/v1/messages/sms", "/api/v1/messages/msg_x/", "/%zz", "/%", "/%FF%FE"):
@@ -189,7 +190,7 @@ def test_a_crash_outside_the_envelope_wrapper_is_a_json_500(monkeypatch, target,
 def test_every_function_app_in_a_process_answers_in_json():
     # A function module is imported once per process, but tests (and bench) build several apps from it.
     for _ in range(2):
-        client = create_app(target="reads", source=str(ROOT / "main.py")).test_client()
+        client = create_app(target="messages", source=str(ROOT / "main.py")).test_client()
         _json_error(client.get("/robots.txt"), 404, "NOT_FOUND")
 
 

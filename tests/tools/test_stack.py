@@ -20,7 +20,7 @@ from tools.stack import ROOT, Stack, StackConfig, StackError, _http
 
 pytestmark = pytest.mark.stack
 
-NAMES = ["send", "group", "batch", "reads", "dispatch", "webhook", "notifier", "sweeper"]
+NAMES = ["send", "group", "batch", "messages", "optouts", "dispatch", "webhook", "notifier", "sweeper"]
 
 STANDIN_FUNCTIONS = '''
 import base64, json, os, time
@@ -337,11 +337,11 @@ def test_gateway_routes_public_paths(standin):
     for method, path, function in [
         ("POST", "/api/v1/messages/group", "group"),
         ("POST", "/api/v1/messages/batch", "batch"),
-        ("GET", "/api/v1/messages/msg_123", "reads"),
-        ("GET", "/api/v1/batches/bat_1", "reads"),
-        ("DELETE", "/api/v1/batches/bat_1/", "reads"),
-        ("GET", "/api/v1/messages/group/grp_1?include=legs", "reads"),
-        ("GET", "/api/v1/pricing/messaging?country=US", "reads"),
+        ("GET", "/api/v1/messages/msg_123", "messages"),
+        ("GET", "/api/v1/batches/bat_1", "batch"),
+        ("DELETE", "/api/v1/batches/bat_1/", "batch"),
+        ("GET", "/api/v1/messages/group/grp_1?include=legs", "messages"),
+        ("GET", "/api/v1/pricing/messaging?country=US", "messages"),
         ("POST", "/webhooks/telnyx", "webhook"),
     ]:
         status, payload = _gateway(standin, method, path, b"{}" if method == "POST" else None)
@@ -356,7 +356,7 @@ def test_gateway_passes_upstream_response_unchanged(standin):
     conn = http.client.HTTPConnection("127.0.0.1", standin.ports["gateway"], timeout=10)
     conn.request("GET", "/api/v1/messages/abc")
     response = conn.getresponse()
-    assert response.getheader("X-Standin") == "reads"
+    assert response.getheader("X-Standin") == "messages"
     assert response.getheader("Content-Type") == "application/json"
     assert json.loads(response.read())["path"] == "/api/v1/messages/abc"
     conn.request("POST", "/nowhere", body=b"x")  # same connection: keep-alive works
@@ -569,7 +569,7 @@ def test_restart_serves_again_on_the_same_port(standin, name):
         status, _ = _http("GET", f"{standin.urls['simulator']}/_sim/health")
     else:
         status, payload = _gateway(standin, "GET", "/api/v1/messages/abc")
-        assert json.loads(payload)["function"] == "reads"
+        assert json.loads(payload)["function"] == "messages"
     assert status == 200
 
 
