@@ -31,6 +31,17 @@ if os.environ.get("CI"):
 STACK_FIXTURES = frozenset({"stack", "env"})
 
 
+def _fast_tier(config) -> bool:
+    return " ".join(str(config.option.markexpr).split()) == "not stack"
+
+
+def pytest_configure(config):
+    """schemathesis' plugin (the OpenAPI fuzz, a stack test) is loaded only when stack tests may run: pyproject's
+    addopts turn autoloading off, which also spares the fast tier from rewriting schemathesis' asserts."""
+    if not _fast_tier(config):
+        config.pluginmanager.import_plugin("schemathesis.pytest.plugin")
+
+
 def pytest_collection_modifyitems(config, items):
     """Every test that needs the stack (directly or through another fixture) is marked ``stack``, so
     ``pytest -m "not stack"`` is the fast tier; tests/unit must never need it."""
@@ -49,7 +60,7 @@ def pytest_ignore_collect(collection_path, config):
     """Under ``-m "not stack"``, a module marked ``stack`` as a whole is not even imported: every test in it
     would be deselected anyway, and importing them (emulator clients, schemathesis, the simulator) was
     two thirds of the fast tier's time. tests/unit is always collected (it must never need the stack)."""
-    if " ".join(str(config.option.markexpr).split()) != "not stack":
+    if not _fast_tier(config):
         return None
     if collection_path.suffix != ".py" or not collection_path.name.startswith("test_") \
             or collection_path.parent.name == "unit":
