@@ -6,7 +6,7 @@ counts instead of timing). Run by hand, not part of ``make bench``:
 
 Starts the bench's stack (bench/harness.py) with a ``sitecustomize`` on the function processes' path that
 records, for every write of every Firestore commit the functions make, the second it was committed in and the
-document it wrote (as tools/cost_probe.py counts operations). Then it sends single MMS for one tenant at
+document it wrote (as tools/rpc_probe.py counts operations). Then it sends single MMS for one tenant at
 ``--rate`` requests per second (one leg each) for ``--seconds`` seconds with dispatch running, waits until every
 leg is final, and prints JSON: the legs/s achieved, the hottest documents (max writes in one second, and the
 seconds in which they took more than one write), and per kind of document (tenant, balance shard, leg, ...).

@@ -8,7 +8,8 @@ The bench (``bench/roundtrips.py``) starts the stack's function processes with `
   into every thread-pool task the request submits, so calls made concurrently on pool threads count);
 - gRPC's unary-unary and unary-stream callables: every Firestore and Cloud Tasks call, with the Firestore
   documents read (each found or missing document of a batch get, each document a query returns, at least 1
-  per query or aggregation) and written (each write of a commit), and Cloud Tasks' CreateTask calls;
+  per query or aggregation) and written (each write of a commit; ``deletes``: those of them that delete), and
+  Cloud Tasks' CreateTask calls;
 - ``requests.Session.request`` (Cloud Storage's JSON API) and ``httpx.Client.send`` (the media fetch, the
   provider, customer webhooks): each HTTP call, named ``storage``, ``provider`` or ``http``.
 
@@ -185,8 +186,8 @@ def summarize(traces: Sequence[dict]) -> dict:
         "calls_per_request": round(sum(p["calls"] for p in per) / n, 2),
         "calls_by_kind": {k: round(v / n, 2) for k, v in sorted(kinds_total.items())},
         "firestore_reads": round(sum(p["reads"] for p in per) / n, 2),
-        "firestore_writes": round(sum(p["writes"] for p in per) / n, 2),
         "firestore_reads_max": max(p["reads"] for p in per),
+        "firestore_writes": round(sum(p["writes"] for p in per) / n, 2),
         "tasks_created": round(sum(p["tasks_created"] for p in per) / n, 2),
         "typical_sequence": typical["sequence"],
         "rounds_db_counts": {str(k): db.count(k) for k in sorted(set(db))},
@@ -247,8 +248,11 @@ def install(directory: str, target: str) -> None:  # noqa: C901 - one closure pe
             try:
                 return unary(self, request, *args, **kwargs)
             finally:
-                writes = len(getattr(request, "_pb", request).writes) if method == "Commit" else 0
-                record(kind, method, start, writes=writes, reads=1 if method == "RunAggregationQuery" else 0)
+                pb = getattr(request, "_pb", request)
+                writes = len(pb.writes) if method == "Commit" else 0
+                deletes = sum(1 for w in pb.writes if w.HasField("delete")) if method == "Commit" else 0
+                record(kind, method, start, writes=writes, deletes=deletes,
+                       reads=1 if method == "RunAggregationQuery" else 0)
 
         def stream_call(self, request, *args, **kwargs):
             if trace.get() is None:
