@@ -59,12 +59,15 @@ MEMORY_GIB = 0.5  # the functions' memory (terraform: 512 MiB, 1 vCPU)
 PUBLIC = ("send", "group", "batch", "webhook")  # behind API Gateway
 TASK_TARGETS = ("dispatch", "notifier")  # each invocation is one push delivery
 PER = 1_000
+WARM_UP = {"single": 1, "group": 2, "batch": 2, "inbound": 1}
 
 
 def measure(bench: BenchStack, sizes: dict[str, int], log: Callable[[str], None] = print,
-            timeout: float = 300.0) -> dict:
+            timeout: float = 300.0, warm: bool = True) -> dict:
     """``sizes``: the messages of each kind (``single``, ``group`` (a multiple of 20 or less), ``batch``,
-    ``inbound``). Returns, per kind, the messages and the counts per 1,000, and the prices used."""
+    ``inbound``). Returns, per kind, the messages and the counts per 1,000, and the prices used. ``warm``: first
+    a few messages of each kind, not counted (a process's first traced request misses the calls of the
+    libraries it imports on the way, see tools/rpc_probe.py)."""
     from tools import rpc_probe
 
     if bench.probe_dir is None:
@@ -81,23 +84,36 @@ def measure(bench: BenchStack, sizes: dict[str, int], log: Callable[[str], None]
     }
     out: dict = {"prices": {k: {"usd": v[0], "unit": v[1], "source": v[2]} for k, v in PRICES.items()},
                  "memory_gib": MEMORY_GIB, "kinds": {}}
+
+    def run(kind: str, n: int) -> list[str]:
+        """Send ``n`` messages of ``kind`` and wait until they are delivered and announced."""
+        received = bench.receiver.count
+        ids, events = kinds[kind](n)
+        if ids:
+            bench.wait_legs(ids, lambda leg: leg.get("status") == "delivered", timeout)
+        deadline = time.monotonic() + timeout
+        while bench.receiver.count - received < events:
+            if time.monotonic() > deadline:
+                raise BenchError(f"cost {kind}: {bench.receiver.count - received} of {events} customer events")
+            time.sleep(0.1)
+        return ids
+
     bench.resume()
+    if warm:  # every function once, probe on: a process patches the libraries its first request imported
+        rpc_probe.enable(probe)
+        try:
+            for kind in sizes:
+                run(kind, WARM_UP[kind])
+        finally:
+            rpc_probe.enable(probe, False)
     for kind, n in sizes.items():
         if n <= 0:
             continue
         rpc_probe.clear(probe)
         rpc_probe.enable(probe)
-        cpu_before = bench.cpu_seconds()
-        received, started = bench.receiver.count, time.monotonic()
+        cpu_before, started = bench.cpu_seconds(), time.monotonic()
         try:
-            ids, events = kinds[kind](n)
-            if ids:
-                bench.wait_legs(ids, lambda leg: leg.get("status") == "delivered", timeout)
-            deadline = time.monotonic() + timeout
-            while bench.receiver.count - received < events:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"cost {kind}: {bench.receiver.count - received} of {events} customer events")
-                time.sleep(0.1)
+            ids = run(kind, n)
             time.sleep(0.5)  # the last requests' traces
         finally:
             rpc_probe.enable(probe, False)
