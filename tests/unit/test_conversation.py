@@ -11,7 +11,7 @@ import pydantic
 import pytest
 
 from infra.telnyx import group_request_body, names_leg
-from shared.carriers.provider import GroupOutboundMessage, Kind, Outcome
+from shared.carriers.provider import GroupOutboundMessage, Kind, Lookup, LookupState, Outcome
 from shared.carriers.telnyx_events import Report
 from shared.ports import ConversationDecision, ConversationMutation, DispatchTask, FixedClock
 from shared.rules import ids
@@ -249,3 +249,42 @@ def test_a_conversation_is_one_to_eight_nanp_numbers(to, issue):
     [error] = caught.value.errors()
     assert error["loc"] == ("to",) and issue in error["msg"]
     assert GroupRequest.model_validate({"to": to, "body": "x"}).conversation is False
+
+
+class LosingGroupProvider:
+    """Every group_mms answer is lost; lookups answer what the test queues (Telnyx's records lag)."""
+
+    def __init__(self) -> None:
+        self.sent: list[GroupOutboundMessage] = []
+        self.lookups: list[Lookup] = []
+
+    def send_group(self, message: GroupOutboundMessage) -> Outcome:
+        self.sent.append(message)
+        return Outcome(Kind.AMBIGUOUS, detail="no answer")
+
+    def find(self, message: object, since: object) -> Lookup:
+        return self.lookups.pop(0)
+
+
+def test_a_group_mms_with_a_lost_answer_is_resent_only_once_its_absence_is_proven():
+    from shared.services.dispatching import dispatch
+
+    clock = FixedClock(at(1))
+    rt = FakeRuntime(clock, horizon_seconds=60)
+    store = ConversationLegs({m.id: m for m in (member(1), member(2))})
+    rt.legs = store  # type: ignore[assignment]
+    provider = LosingGroupProvider()
+    rt.provider = provider  # type: ignore[assignment]
+
+    dispatch(rt, "msg_member1")  # type: ignore[arg-type]
+    assert len(provider.sent) == 1
+    clock.advance(seconds=5)
+    provider.lookups.append(Lookup(LookupState.ABSENT))
+    dispatch(rt, "msg_member1")  # type: ignore[arg-type]
+    assert len(provider.sent) == 1  # 5 s after the attempt, "not found" proves nothing
+    assert {m.status for m in store.legs.values()} == {Status.SENDING}
+
+    clock.advance(seconds=57)  # 62 s after the attempt: past the horizon
+    provider.lookups.append(Lookup(LookupState.ABSENT))
+    dispatch(rt, "msg_member2")  # type: ignore[arg-type]
+    assert len(provider.sent) == 2 and provider.sent[0] == provider.sent[1]
