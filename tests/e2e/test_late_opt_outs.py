@@ -48,25 +48,32 @@ HOWS = ["keyword", "api", "import"]
 def test_an_opt_out_after_the_accept_stops_scheduled_singles_and_paced_batch_legs(env):
     env.store.accounts.put_tenant(env.tenant_id, {"webhook_url": env.receiver.url})
     before = env.balance()
+    # The fastest ways first: the API's answer is synchronous, the keyword's goes through the simulator and the
+    # webhook. Every stopped leg is due well after all three are stored (checked below, not assumed).
     singles = {how: fictional(20 + i, "480") for i, how in enumerate(HOWS)}
     kept_single = fictional(30, "480")
     single_ids = {}
     for to in [*singles.values(), kept_single]:
-        response = env.api.post("/api/v1/messages/sms", json={"to": to, "body": "later", "scheduled_at": _later(8)})
+        response = env.api.post("/api/v1/messages/sms", json={"to": to, "body": "later", "scheduled_at": _later(20)})
         assert response.status_code in (200, 201, 202), response.text
         single_ids[to] = response.json()["data"]["id"]
 
-    # One leg every 4 s: the first goes at once (kept), the three others wait their turn.
+    # One leg every 10 s: the first goes at once (kept), the three others wait their turn (10, 20, 30 s).
     batch_to = [fictional(40 + i, "602") for i in range(4)]
     response = env.api.post("/api/v1/messages/batch", json={
-        "to": batch_to, "body": "paced", "sending_speed": {"amount": 15, "time_unit": "minute"}})
+        "to": batch_to, "body": "paced", "sending_speed": {"amount": 6, "time_unit": "minute"}})
     assert response.status_code == 202, response.text
     batch_id = response.json()["data"]["batch_id"]
+    accepted = dt.datetime.now(dt.UTC)
 
-    for how in HOWS:
-        _opt_out(env, how, singles[how])
     for how, to in zip(HOWS, batch_to[1:], strict=True):
         _opt_out(env, how, to)
+    for how in HOWS:
+        _opt_out(env, how, singles[how])
+    # The test is about opt-outs that land before a leg is due: if this machine took longer than that to store
+    # them, say so rather than report a compliance failure.
+    stored_within = (dt.datetime.now(dt.UTC) - accepted).total_seconds()
+    assert stored_within < 9, f"the opt-outs took {stored_within:.1f} s to store: the machine is too loaded"
 
     for how in HOWS:
         message = _stopped(env, single_ids[singles[how]])
@@ -83,8 +90,9 @@ def test_an_opt_out_after_the_accept_stops_scheduled_singles_and_paced_batch_leg
         assert (rows[to]["status"], rows[to]["error_code"]) == ("failed", "RECIPIENT_OPTED_OUT"), rows[to]["history"]
 
     # Nothing reached the provider for a stopped number, and only the two kept messages were charged.
+    # (A number that texted STOP gets the confirmation, and only that: the keyword's reply.)
     for to in [*singles.values(), *batch_to[1:]]:
-        assert env.sim_messages(to) == [], to
+        assert [m["text"] for m in env.sim_messages(to) if m["text"] in ("later", "paced")] == [], to
     assert len(env.sim_messages(kept_single)) == len(env.sim_messages(batch_to[0])) == 1
     price = rows[batch_to[0]]["price"]["amount"]
     assert env.balance() == before - 2 * round(float(price) * 1_000_000)
