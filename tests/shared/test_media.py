@@ -163,7 +163,7 @@ def test_source_cap_reads_more_only_for_resizable_images():
 # ------------------------------------------------------------------------------------------ budget
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 3_000_000), st.booleans()), min_size=1, max_size=10),
        st.sampled_from([614_400, LIMIT, 100_000]))
 def test_budget_keeps_the_total_under_the_limit(parts, limit):

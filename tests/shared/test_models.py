@@ -1,7 +1,7 @@
 """Property tests of the request models: body, media and metadata rules hold for any input."""
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -19,12 +19,14 @@ def test_any_body_within_the_limit_is_accepted(body):
     assert SendRequest.model_validate({"to": "+14155550101", "body": body}).body == body
 
 
+@settings(max_examples=25)  # the length decides; each example is a 1.6k-character draw
 @given(body=st.text(min_size=MAX_BODY + 1, max_size=MAX_BODY + 200))
 def test_any_body_over_the_limit_is_rejected(body):
     with pytest.raises(ValidationError):
         SendRequest.model_validate({"to": "+14155550101", "body": body})
 
 
+@settings(max_examples=50)  # the count of URLs decides (0 to 14 of them)
 @given(single=st.one_of(st.none(), url), many=st.lists(url, max_size=MAX_MEDIA + 3))
 def test_media_url_and_media_urls_together_allow_ten(single, many):
     payload = {"to": "+14155550101", "media_url": single, "media_urls": many}

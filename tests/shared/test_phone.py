@@ -168,7 +168,7 @@ def test_our_nanp_list_is_the_metadatas():
     assert sorted(phonenumbers.region_codes_for_country_code(1)) == NANP_REGIONS
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     raw=st.one_of(
         st.text(max_size=25), st.from_regex(r"\A\+[0-9]{0,17}\Z"), st.from_regex(r"\A\+1[0-9]{10}\Z")

@@ -125,7 +125,7 @@ _fields = st.dictionaries(
     max_size=8)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_fields, st.booleans())
 def test_whatever_the_plain_path_accepts_the_models_accept_alike(payload, from_a_valid_base):
     base = {"to": TO, "body": "x"} if from_a_valid_base else {}
