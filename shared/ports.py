@@ -217,10 +217,11 @@ class LegStore(Protocol):
     def mutate(self, message_id: str, decide: Callable[[Leg | None], Decision[T]], *,
                event: ProviderEventRecord | None = None) -> Mutation[T]: ...
 
-    def mutate_unless_opted_out(self, message_id: str, decide: Callable[[Leg | None, bool], Decision[T]]
-                                ) -> Mutation[T]:
+    def mutate_unless_opted_out(self, message_id: str, decide: Callable[[Leg | None, bool], Decision[T]], *,
+                                applies: Callable[[Leg], bool]) -> Mutation[T]:
         """``mutate``, with ``decide`` told whether the leg's recipient is on its tenant's opt-out list as read
-        just before the commit (dispatch's claim: a STOP stops every leg not yet handed to the provider)."""
+        just before the commit (dispatch's claim: a STOP stops every leg not yet handed to the provider). The
+        entry is read only for a leg ``applies`` to (False is passed for any other)."""
         ...
 
     def record_event(self, event: ProviderEventRecord) -> bool: ...

@@ -139,17 +139,17 @@ class FirestoreLegs(LinkedWrites):
                event: ProviderEventRecord | None = None) -> Mutation[T]:
         """Read-decide-write one leg atomically. With ``event``, the provider event is recorded in the same
         commit when it changes anything, and a replay of it answers ``duplicate`` without calling ``decide``."""
-        return self._mutate(message_id, lambda leg: decide(leg), event=event)
+        return self._mutate(message_id, decide, event=event)
 
-    def mutate_unless_opted_out(self, message_id: str, decide: Callable[[Leg | None, bool], Decision[T]]
-                                ) -> Mutation[T]:
+    def mutate_unless_opted_out(self, message_id: str, decide: Callable[[Leg | None, bool], Decision[T]], *,
+                                applies: Callable[[Leg], bool]) -> Mutation[T]:
         """``mutate``, with ``decide`` told whether the recipient is on the tenant's opt-out list. The entry is
         read after the leg (its tenant and number come from it) and before the commit, so a STOP stored
         before this read stops the leg; one stored after it races the provider call, as it would a moment
         later (docs/decisions.md, Opt-outs)."""
 
         def decide_with_list(leg: Leg | None) -> Decision[T]:
-            if leg is None or leg.is_final:
+            if leg is None or not applies(leg):
                 return decide(leg, False)
             entry = (self.db.collection(C.TENANTS).document(leg.tenant_id).collection(C.OPT_OUTS)
                      .document(leg.to).get())

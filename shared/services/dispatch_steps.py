@@ -35,7 +35,7 @@ RECONCILE_DELAY = dt.timedelta(seconds=3)
 # less than a few horizons: absence cannot be proven before one has passed).
 RECONCILE_DEADLINE = dt.timedelta(minutes=30)
 DEADLINE_HORIZONS = 3
-# The detail-record lag dispatch assumes when none is configured (DISPATCH_LOOKUP_HORIZON_SECONDS).
+# DISPATCH_LOOKUP_HORIZON_SECONDS' default: how long detail records may lag (record_step's default too).
 LOOKUP_HORIZON = dt.timedelta(minutes=10)
 # Lookups look back this far before the first attempt (clock skew between us and the provider).
 LOOKUP_SKEW = dt.timedelta(seconds=5)
@@ -80,6 +80,16 @@ def horizon_of(rt: Runtime) -> dt.timedelta:
     return dt.timedelta(seconds=rt.settings.dispatch_lookup_horizon_seconds)
 
 
+def stoppable_by_opt_out(leg: Leg) -> bool:
+    """Whether an opt-out stops this leg at its claim: it is not at the provider (not yet sent, or refused so far:
+    a retryable leg provably is not there) and not a keyword's own reply (the STOP confirmation, a HELP answer
+    goes to whoever texted it, opted out or not: the carriers require it; docs/decisions.md, Inbound messages).
+    The claim reads the opt-out list only for such a leg."""
+    return (not leg.conversation_id and not leg.provider_id and leg.in_reply_to is None
+            and (leg.status in (Status.QUEUED, Status.SCHEDULED)
+                 or leg.status is Status.SENDING and leg.send_state is SendState.RETRYABLE))
+
+
 def finish(rt: Runtime, step: Step, leg: Leg | None) -> Answer:
     if leg is not None and step.action in (Action.FOLLOW_UP, Action.RESCHEDULE):
         at = step.at if step.action is Action.FOLLOW_UP else leg.scheduled_at
@@ -105,12 +115,7 @@ def claim_step(leg: Leg | None, now: dt.datetime, lease: dt.timedelta = CLAIM_LE
         # One recipient of a group conversation: the conversation is claimed and sent as one group_mms
         # (shared/services/conversation.py), whichever of its recipients' tasks comes first.
         return Decision(result=Step(Action.CONVERSATION, "conversation"))
-    # A keyword's own reply (the STOP confirmation, a HELP answer) goes to whoever texted it, opted out or not:
-    # the carriers require it (docs/decisions.md, Inbound messages).
-    if opted_out and not leg.provider_id and leg.in_reply_to is None and (
-            leg.status in (Status.QUEUED, Status.SCHEDULED)
-            or leg.status is Status.SENDING and leg.send_state is SendState.RETRYABLE):
-        # Not handed to the provider (a retryable leg provably is not there): a STOP stops it.
+    if opted_out and stoppable_by_opt_out(leg):
         failed = _failed(leg, ErrorCode.RECIPIENT_OPTED_OUT, "recipient opted out before it was sent", now,
                          message_for(ErrorCode.RECIPIENT_OPTED_OUT), None)
         return Decision(after=failed, refund_micros=leg.price_micros if failed else 0,

@@ -46,6 +46,7 @@ from shared.services.dispatch_steps import (
     finish,
     horizon_of,
     record_step,
+    stoppable_by_opt_out,
 )
 from shared.services.leg_changes import change, change_unless_opted_out
 
@@ -78,7 +79,8 @@ def _claim_and_call(rt: Runtime, message_id: str, now: dt.datetime) -> tuple[Ste
     """One claim and, if it is ours, one provider call (a send or a lookup) recorded on the leg."""
     lease = dt.timedelta(seconds=rt.settings.dispatch_claim_lease_seconds)
     claim = change_unless_opted_out(rt, message_id,
-                                    lambda leg, opted_out: claim_step(leg, now, lease, opted_out=opted_out))
+                                    lambda leg, opted_out: claim_step(leg, now, lease, opted_out=opted_out),
+                                    applies=stoppable_by_opt_out)
     step, leg = claim.result, claim.current
     assert step is not None
     if step.action not in (Action.SEND, Action.RECONCILE):

@@ -44,10 +44,11 @@ def change(rt: Runtime, message_id: str, decide: Callable[[Leg | None], Decision
     return mutation
 
 
-def change_unless_opted_out(rt: Runtime, message_id: str, decide: Callable[[Leg | None, bool], Decision[T]]
-                            ) -> Mutation[T]:
-    """``change``, with ``decide`` told whether the recipient is on the tenant's opt-out list (dispatch's claim)."""
-    mutation = rt.legs.mutate_unless_opted_out(message_id, decide)
+def change_unless_opted_out(rt: Runtime, message_id: str, decide: Callable[[Leg | None, bool], Decision[T]], *,
+                            applies: Callable[[Leg], bool]) -> Mutation[T]:
+    """``change``, with ``decide`` told whether the recipient is on the tenant's opt-out list (dispatch's claim);
+    the list is read only for a leg ``applies`` says an opt-out could stop."""
+    mutation = rt.legs.mutate_unless_opted_out(message_id, decide, applies=applies)
     _announce(rt, mutation.before, mutation.after)
     return mutation
 

@@ -43,6 +43,7 @@ class FakeLegs:
     opt_outs: list[tuple[str, str]] = field(default_factory=list)
     events: set[str] = field(default_factory=set)
     opted_out: set[tuple[str, str]] = field(default_factory=set)  # (tenant, number) on the opt-out list
+    opt_out_reads: int = 0  # how often a claim read the list
 
     def get(self, message_id: str) -> Leg | None:
         return self.legs.get(message_id)
@@ -64,10 +65,11 @@ class FakeLegs:
             self.events.add(event.event_id)
         return Mutation(before=before, after=after, result=decision.result)
 
-    def mutate_unless_opted_out(self, message_id: str, decide: Callable[[Leg | None, bool], Decision[T]]
-                                ) -> Mutation[T]:
+    def mutate_unless_opted_out(self, message_id: str, decide: Callable[[Leg | None, bool], Decision[T]], *,
+                                applies: Callable[[Leg], bool]) -> Mutation[T]:
         leg = self.legs.get(message_id)
-        opted_out = leg is not None and (leg.tenant_id, leg.to) in self.opted_out
+        self.opt_out_reads += leg is not None and applies(leg)
+        opted_out = leg is not None and applies(leg) and (leg.tenant_id, leg.to) in self.opted_out
         return self.mutate(message_id, lambda current: decide(current, opted_out))
 
     get_group = of_group = id_by_provider_id = in_status = due_scheduled = past_validity = _unused

@@ -164,7 +164,7 @@ class ConversationLegs:
         decision = decide(before)
         return Mutation(before=before, after=decision.after, result=decision.result)
 
-    def mutate_unless_opted_out(self, message_id, decide):
+    def mutate_unless_opted_out(self, message_id, decide, *, applies):
         return self.mutate(message_id, lambda leg: decide(leg, False))
 
     def mutate_conversation(self, conversation_id: str, group_id: str,

@@ -251,3 +251,14 @@ def test_a_keyword_reply_goes_to_the_recipient_who_just_opted_out():
     assert len(rt.provider.sent) == 1
     sent = rt.legs.get(message_id)
     assert sent is not None and sent.status is S.SENT
+
+
+def test_the_claim_reads_the_opt_out_list_only_for_a_leg_it_could_stop():
+    rt, message_id = _runtime(media=())
+    rt.provider.answers.append(Outcome(Kind.AMBIGUOUS))
+    dispatch(rt, message_id)  # queued: read, then sent and its answer lost
+    assert rt.legs.opt_out_reads == 1
+    rt.clock.advance(seconds=5)
+    rt.provider.lookups.append(Lookup(LookupState.ABSENT))
+    dispatch(rt, message_id)  # ambiguous: the provider may have it, so an opt-out cannot stop it; no read
+    assert rt.legs.opt_out_reads == 1
