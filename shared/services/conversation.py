@@ -43,6 +43,7 @@ from shared.services.dispatch_steps import (
     Answer,
     Step,
     claim_step,
+    claim_twice,
     finish,
     horizon_of,
     record_step,
@@ -208,11 +209,7 @@ def dispatch(rt: Runtime, member: Leg) -> Answer:
     """What one delivery of a member's dispatch task does: at most one group_mms for the conversation."""
     assert member.conversation_id is not None and member.group_id is not None
     conversation_id, group_id = member.conversation_id, member.group_id
-    step, conv = _claim_and_call(rt, conversation_id, group_id, rt.now())
-    if step.action is Action.AGAIN:  # Telnyx provably never got the group_mms: one fresh claim, now
-        step, conv = _claim_and_call(rt, conversation_id, group_id, rt.now())
-        if step.action is Action.AGAIN:
-            step = Step(Action.FOLLOW_UP, step.outcome, at=rt.now() + dt.timedelta(seconds=1), reason="a")
+    step, conv = claim_twice(rt, lambda at: _claim_and_call(rt, conversation_id, group_id, at))
     # Follow-up tasks are named after the conversation and carried by the member whose task this was.
     return finish(rt, step, conv.dispatch.with_(id=member.id) if conv is not None else None)
 

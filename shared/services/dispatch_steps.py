@@ -9,9 +9,10 @@ steps; the why of each rule is in dispatching's docstring and docs/decisions.md,
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from shared.carriers.provider import Kind, Lookup, LookupState, Outcome
 from shared.ports import Decision, DispatchTask
@@ -25,6 +26,8 @@ from shared.services import failover, observe
 
 if TYPE_CHECKING:
     from shared.ports import Runtime
+
+H = TypeVar("H")  # what a claim holds: a leg, or a conversation
 
 # A claim outlives the provider call's own timeouts (connect 3 s + read 10 s) with room to spare
 # (DISPATCH_CLAIM_LEASE_SECONDS; this is its default).
@@ -88,6 +91,17 @@ def stoppable_by_opt_out(leg: Leg) -> bool:
     return (not leg.conversation_id and not leg.provider_id and leg.in_reply_to is None
             and (leg.status in (Status.QUEUED, Status.SCHEDULED)
                  or leg.status is Status.SENDING and leg.send_state is SendState.RETRYABLE))
+
+
+def claim_twice(rt: Runtime, attempt: Callable[[dt.datetime], tuple[Step, H]]) -> tuple[Step, H]:
+    """One claim and provider call (``attempt``), and one more at once when a lookup proved the provider never
+    got the message (``AGAIN``); a second ``AGAIN`` comes back in a second as a follow-up task."""
+    step, held = attempt(rt.now())
+    if step.action is Action.AGAIN:
+        step, held = attempt(rt.now())
+        if step.action is Action.AGAIN:
+            step = Step(Action.FOLLOW_UP, step.outcome, at=rt.now() + dt.timedelta(seconds=1), reason="a")
+    return step, held
 
 
 def finish(rt: Runtime, step: Step, leg: Leg | None) -> Answer:

@@ -43,6 +43,7 @@ from shared.services.dispatch_steps import (
     Answer,
     Step,
     claim_step,
+    claim_twice,
     finish,
     horizon_of,
     record_step,
@@ -63,11 +64,7 @@ def dispatch(rt: Runtime, message_id: str, batch_id: str | None = None) -> Answe
     now = rt.now()
     if batch_id is not None and (canceled := _batch_canceled(rt, message_id, batch_id, now)) is not None:
         return canceled
-    step, leg = _claim_and_call(rt, message_id, now)
-    if step.action is Action.AGAIN:  # the provider provably never got it: one fresh claim, now
-        step, leg = _claim_and_call(rt, message_id, rt.now())
-        if step.action is Action.AGAIN:
-            step = Step(Action.FOLLOW_UP, step.outcome, at=rt.now() + dt.timedelta(seconds=1), reason="a")
+    step, leg = claim_twice(rt, lambda at: _claim_and_call(rt, message_id, at))
     if step.action is Action.CONVERSATION and leg is not None:
         from shared.services import conversation  # noqa: PLC0415 - it builds on this module
 
