@@ -154,3 +154,19 @@ def classify(http_status: int, code: str | None) -> Kind:
         # A 422 with an unknown code counts too, because the real code is unconfirmed.
         return Kind.AMBIGUOUS
     return Kind.PERMANENT
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one carrier can carry over the API we use (facts, each with its source, in the carrier's module:
+    ``shared.carriers.telnyx.TELNYX_CAPABILITIES``, ``shared.carriers.twilio.TWILIO_CAPABILITIES``).
+
+    ``max_media_bytes`` is exclusive, as ``MEDIA_MAX_BYTES`` is: a message's media total must stay *below* it.
+    ``countries`` are the ISO 3166 alpha-2 codes MMS may be sent to."""
+
+    name: str
+    mms: bool
+    group_mms: bool
+    max_media_bytes: int
+    max_media_count: int
+    countries: frozenset[str]
