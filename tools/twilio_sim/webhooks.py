@@ -189,13 +189,20 @@ class Dispatcher:
                         steps.append((at + 2 * step, forced[0], forced[1]))
                     elif story.final is not None:
                         steps.append((at + 2 * step, story.final, story.error_code))
-        last = len(steps) - 1
-        for i, (delay, status, code) in enumerate(steps):
-            self.scheduler.call_later(delay, self._step(message, status, code, i == last, story, generation))
+        self._next(message, steps, 0, 0.0, story, generation)
 
-    def _step(self, message: Message, status: str, code: int | None, final: bool, story: Fate,
-              generation: int) -> Callable[[], None]:
-        return lambda: self._change(message, status, code, final, story, generation)
+    def _next(self, message: Message, steps: list[tuple[float, str, int | None]], index: int, now: float,
+              story: Fate, generation: int) -> None:
+        """Each change schedules the next one, so one message's statuses never race each other."""
+        if index >= len(steps) or not self._alive(generation):
+            return
+        at, status, code = steps[index]
+
+        def run() -> None:
+            self._change(message, status, code, index == len(steps) - 1, story, generation)
+            self._next(message, steps, index + 1, at, story, generation)
+
+        self.scheduler.call_later(at - now, run)
 
     def _change(self, message: Message, status: str, code: int | None, final: bool, story: Fate,
                 generation: int) -> None:
