@@ -1,4 +1,5 @@
-"""POST /webhooks/telnyx: signed delivery reports and inbound STOP/START from Telnyx.
+"""POST /webhooks/telnyx and /webhooks/twilio: each carrier's signed delivery reports and inbound messages
+(STOP/START included).
 
 Telnyx drops a webhook that takes over 2 s: this handler verifies, applies one transaction, and
 answers. An event for a message we do not know answers 200 (and is logged), so it is not retried
@@ -10,7 +11,7 @@ from flask import Request
 
 from infra.runtime import runtime
 from infra.web import Context, Reply, serve
-from shared.services.reports import ingest
+from shared.services.reports import ingest, ingest_twilio
 
 
 @functions_framework.http
@@ -20,6 +21,13 @@ def webhook(request: Request) -> tuple[str, int, dict[str, str]]:
 
 def _webhook(ctx: Context) -> Reply:
     request = ctx.request
-    result = ingest(runtime(), request.get_data(), request.headers.get("telnyx-timestamp"),
+    rt = runtime()
+    if request.path.rstrip("/").endswith("/twilio"):
+        # Twilio signs the URL it called: ours as published (TWILIO_WEBHOOK_URL), with the query it was given.
+        query = request.query_string.decode("utf-8", "replace")
+        url = rt.settings.twilio_webhook_url + (f"?{query}" if query else "")
+        form = {key: request.form.getlist(key) for key in request.form}
+        return Reply(200, ingest_twilio(rt, url, form, request.headers.get("x-twilio-signature")))
+    result = ingest(rt, request.get_data(), request.headers.get("telnyx-timestamp"),
                     request.headers.get("telnyx-signature-ed25519"))
     return Reply(200, result)

@@ -17,9 +17,11 @@ OPT_OUTS = "opt_outs"  # subcollection: tenants/{tenant_id}/opt_outs/{e164}
 CONVERSATIONS = "conversations"  # one per group conversation (one Telnyx group_mms)
 BATCHES = "batches"  # one per batch send (shared/services/batch_sending.py)
 BATCH_CHUNKS = "batch_chunks"  # a batch's recipients, at most batching.CHUNK per document
+CARRIERS = "carriers"  # one per carrier: its assessed health (shared/services/carrier_health.py)
+CARRIER_SLOTS = "carrier_slots"  # a carrier's traffic per minute and shard (infra/store/carriers.py)
 
 ALL = (TENANTS, API_KEYS, MESSAGES, GROUPS, IDEMPOTENCY, PROVIDER_EVENTS, RATE_LIMITS, PRICING, OPT_OUTS,
-       CONVERSATIONS, BATCHES, BATCH_CHUNKS)
+       CONVERSATIONS, BATCHES, BATCH_CHUNKS, CARRIERS, CARRIER_SLOTS)
 
 # collection -> field holding the expiry timestamp Firestore TTL deletes on
 TTL_FIELDS = {
@@ -32,6 +34,7 @@ TTL_FIELDS = {
     IDEMPOTENCY: "expires_at",
     RATE_LIMITS: "expires_at",
     PROVIDER_EVENTS: "expires_at",
+    CARRIER_SLOTS: "expires_at",
 }
 
 # (collection, ((field, order), ...)) for every query that filters on one field and ranges on another.

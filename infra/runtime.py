@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from shared.ports import (
         AccountStore,
         BatchStore,
+        CarrierStore,
         IdempotencyStore,
         LegStore,
         LimitStore,
@@ -37,6 +38,7 @@ R = TypeVar("R")
 class Runtime:
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
+        self._carriers: dict[str, Provider] = {}
 
     @functools.cached_property
     def settings(self) -> Settings:
@@ -75,11 +77,28 @@ class Runtime:
 
         return CloudTasksQueue(self.settings)
 
-    @functools.cached_property
+    @property
     def provider(self) -> Provider:
-        from infra.telnyx import TelnyxProvider
+        """Telnyx: the carrier of group conversations (group_mms) and of every leg that names no other."""
+        return self.carrier("telnyx")
 
-        return TelnyxProvider.from_settings()
+    def carrier(self, name: str) -> Provider:
+        if name not in self._carriers:
+            if name == "telnyx":
+                from infra.telnyx import TelnyxProvider
+
+                self._carriers[name] = TelnyxProvider.from_settings()
+            elif name == "twilio":
+                from infra.twilio import TwilioProvider
+
+                self._carriers[name] = TwilioProvider.from_settings()
+            else:
+                raise KeyError(f"unknown carrier {name!r}")
+        return self._carriers[name]
+
+    @property
+    def carriers(self) -> CarrierStore:
+        return self.store.carriers
 
     @functools.cached_property
     def media(self) -> MediaStore:

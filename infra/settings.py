@@ -27,6 +27,13 @@ ENV: dict[str, tuple[str | None, str]] = {
     "TELNYX_API_KEY": (None, "Telnyx API key (secret)."),
     "TELNYX_PUBLIC_KEY": (None, "Telnyx account Ed25519 public key, base64 (secret)."),
     "TELNYX_WEBHOOK_URL": (None, "Public URL Telnyx posts delivery reports to (gateway /webhooks/telnyx)."),
+    "TWILIO_BASE_URL": ("https://api.twilio.com", "Twilio API origin (the Twilio simulator's locally)."),
+    "TWILIO_ACCOUNT_SID": ("", "Twilio account SID (AC...). Empty: Twilio is not a carrier of this deployment."),
+    "TWILIO_AUTH_TOKEN": ("", "Twilio auth token: Basic auth of sends, and the key of X-Twilio-Signature (secret)."),
+    "TWILIO_WEBHOOK_URL": ("", "Public URL Twilio posts status callbacks and inbound messages to (gateway "
+                           "/webhooks/twilio)."),
+    "CARRIER_WEIGHTS": ("telnyx=100", "Share of sends per carrier, e.g. telnyx=70,twilio=30 (0..100 each; a tenant's "
+                        "carrier_weights override it). A carrier without credentials is never chosen."),
     "WEBHOOK_SIGNING_KEY": (None, "Master key from which each tenant's webhook signing secret is derived (secret)."),
     "MEDIA_BUCKET": (None, "Cloud Storage bucket holding media copies."),
     "MEDIA_ALLOWED_HOSTS": ("storage.googleapis.com", "Comma-separated hosts media and webhook URLs may use."),
@@ -60,6 +67,7 @@ LOCAL_ONLY_ENV: frozenset[str] = frozenset({"MEDIA_TRUSTED_ORIGINS", "MEDIA_SIGN
 SECRET_ENV: dict[str, tuple[str, ...]] = {
     "TELNYX_API_KEY": ("dispatch",),
     "TELNYX_PUBLIC_KEY": ("webhook",),
+    "TWILIO_AUTH_TOKEN": ("dispatch", "webhook"),
     # messages derives the search cursor key from it (shared/rules/searching.py)
     "WEBHOOK_SIGNING_KEY": ("notifier", "messages"),
 }
@@ -96,6 +104,11 @@ class Settings:
     telnyx_api_key: str
     telnyx_public_key: str
     telnyx_webhook_url: str
+    twilio_base_url: str
+    twilio_account_sid: str
+    twilio_auth_token: str
+    twilio_webhook_url: str
+    carrier_weights: dict[str, int]
     webhook_signing_key: str
     media_bucket: str
     media_allowed_hosts: tuple[str, ...]
@@ -120,6 +133,17 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def carrier_weights(value: str) -> dict[str, int]:
+    """``telnyx=70,twilio=30`` as a mapping; a malformed entry stops the instance at start, not a send later."""
+    weights: dict[str, int] = {}
+    for part in _csv(value):
+        name, _, number = part.partition("=")
+        if not name.strip() or not number.strip().isdigit() or not 0 <= int(number) <= 100:
+            raise RuntimeError(f"CARRIER_WEIGHTS: {part!r} is not carrier=weight with a weight of 0..100")
+        weights[name.strip()] = int(number)
+    return weights
+
+
 @functools.cache
 def settings() -> Settings:
     return Settings(
@@ -136,6 +160,11 @@ def settings() -> Settings:
         telnyx_api_key=env_optional("TELNYX_API_KEY"),
         telnyx_public_key=env_optional("TELNYX_PUBLIC_KEY"),
         telnyx_webhook_url=env_optional("TELNYX_WEBHOOK_URL"),
+        twilio_base_url=env("TWILIO_BASE_URL").rstrip("/"),
+        twilio_account_sid=env("TWILIO_ACCOUNT_SID"),
+        twilio_auth_token=env("TWILIO_AUTH_TOKEN"),
+        twilio_webhook_url=env("TWILIO_WEBHOOK_URL"),
+        carrier_weights=carrier_weights(env("CARRIER_WEIGHTS")),
         webhook_signing_key=env_optional("WEBHOOK_SIGNING_KEY"),
         media_bucket=env_optional("MEDIA_BUCKET"),
         media_allowed_hosts=_csv(env("MEDIA_ALLOWED_HOSTS")),

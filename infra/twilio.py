@@ -58,9 +58,7 @@ class TwilioProvider:
         from infra.settings import settings  # noqa: PLC0415 - tests build providers without settings
 
         s = settings()
-        return cls(getattr(s, "twilio_base_url", "") or DEFAULT_BASE_URL, getattr(s, "twilio_account_sid", ""),
-                   getattr(s, "twilio_auth_token", ""), api_key_sid=getattr(s, "twilio_api_key_sid", ""),
-                   api_key_secret=getattr(s, "twilio_api_key_secret", ""))
+        return cls(s.twilio_base_url or DEFAULT_BASE_URL, s.twilio_account_sid, s.twilio_auth_token)
 
     @property
     def client(self) -> httpx.Client:

@@ -30,6 +30,7 @@ from shared.rules.records import (
 )
 
 if TYPE_CHECKING:
+    from shared.rules.routing import CarrierHealth
     from shared.rules.searching import Query as SearchQuery
     from shared.rules.ssrf import VettedUrl
 
@@ -359,6 +360,38 @@ def media_docs(media: Sequence[StoredMedia]) -> list[dict]:
     return [m.to_doc() for m in media]
 
 
+@dataclass(frozen=True)
+class CarrierSlot:
+    """One minute of one carrier's traffic, summed over its shards: messages it accepted (``given``), those
+    delivered within the slow threshold (``fast``), and errors (a refusal for a carrier reason, a 5xx, a
+    timeout)."""
+
+    start: dt.datetime
+    given: int = 0
+    fast: int = 0
+    errors: int = 0
+
+
+class CarrierStore(Protocol):
+    """Carrier health (one small document per carrier) and traffic counters in sharded one-minute slots, so no
+    document takes more than a few writes a second whatever the traffic (infra/store/carriers.py)."""
+
+    def health(self) -> dict[str, CarrierHealth]:
+        """Every carrier's last assessed health; may be up to a few seconds old (cached per instance)."""
+        ...
+
+    def save_health(self, health: CarrierHealth) -> None: ...
+
+    def count(self, carrier: str, field: str, at: dt.datetime) -> None:
+        """Add one to ``field`` ("given", "fast" or "errors") of the slot holding ``at``. Never raises: a lost
+        count only blurs a health sample."""
+        ...
+
+    def slots(self, carrier: str, since: dt.datetime, until: dt.datetime) -> list[CarrierSlot]:
+        """The minutes from ``since`` to ``until`` that saw traffic, oldest first."""
+        ...
+
+
 class Clock(Protocol):
     def now(self) -> dt.datetime: ...
 
@@ -396,6 +429,14 @@ class Settings(Protocol):
     @property
     def telnyx_public_key(self) -> str: ...
     @property
+    def twilio_webhook_url(self) -> str: ...
+    @property
+    def twilio_auth_token(self) -> str: ...
+    @property
+    def twilio_account_sid(self) -> str: ...
+    @property
+    def carrier_weights(self) -> dict[str, int]: ...
+    @property
     def webhook_signing_key(self) -> str: ...
     @property
     def media_trusted_origins(self) -> tuple[str, ...]: ...
@@ -431,6 +472,11 @@ class Runtime(Protocol):
     def queue(self) -> TaskQueue: ...
     @property
     def provider(self) -> Provider: ...
+    def carrier(self, name: str) -> Provider:
+        """The provider adapter of one carrier ("telnyx", "twilio")."""
+        ...
+    @property
+    def carriers(self) -> CarrierStore: ...
     @property
     def media(self) -> MediaStore: ...
 

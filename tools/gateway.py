@@ -56,6 +56,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("PUT", r"/api/v1/opt-outs/(?!import/?$)[^/]+/?"): "optouts",
     ("DELETE", r"/api/v1/opt-outs/(?!import/?$)[^/]+/?"): "optouts",
     ("POST", r"/webhooks/telnyx"): "webhook",
+    ("POST", r"/webhooks/twilio"): "webhook",
 }
 
 HOP_BY_HOP = {

@@ -11,6 +11,7 @@ from google.cloud import firestore
 
 from infra.store.accounts import FirestoreAccounts
 from infra.store.batches import FirestoreBatches
+from infra.store.carriers import FirestoreCarriers
 from infra.store.idempotency import FirestoreIdempotency
 from infra.store.legs import FirestoreLegs
 from infra.store.limits import FirestoreLimits
@@ -24,6 +25,8 @@ class Store:
         self.limits = FirestoreLimits(client)
         self.idempotency = FirestoreIdempotency(client)
         self.batches = FirestoreBatches(client)
+        self.carriers = FirestoreCarriers(client)
 
 
-__all__ = ["FirestoreAccounts", "FirestoreBatches", "FirestoreIdempotency", "FirestoreLegs", "FirestoreLimits", "Store"]
+__all__ = ["FirestoreAccounts", "FirestoreBatches", "FirestoreCarriers", "FirestoreIdempotency", "FirestoreLegs",
+           "FirestoreLimits", "Store"]

@@ -190,6 +190,8 @@ class _Message(BaseModel):
     client_ref: ClientRef | None = None
     sms_failover: SmsFailover | None = None
     metadata: dict[str, str] | None = None
+    # pins the carrier (docs/decisions.md, "Carrier routing and failover"); else chosen by weight and health
+    carrier: Literal["telnyx", "twilio"] | None = None
 
     @field_validator("scheduled_at", "expires_at")
     @classmethod

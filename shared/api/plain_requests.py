@@ -67,6 +67,7 @@ class PlainRequest:
     delivery_window = None
     sms_failover = None
     conversation = False
+    carrier = None
 
     def __init__(self, payload: dict[str, Any], to: str | list[str]) -> None:
         self.to = to

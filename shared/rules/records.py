@@ -172,6 +172,10 @@ class Leg:
     reply_message_id: str | None = None
     reply_due: dt.datetime | None = None
     in_reply_to: str | None = None
+    # which carrier carries the leg (its provider_id is that carrier's message id), and the carrier it left when a
+    # carrier error moved it (shared/rules/routing.py, failover_carrier: once per leg)
+    carrier: str = "telnyx"
+    carrier_failed_over_from: str | None = None
 
     def with_(self, **changes: Unpack[LegChanges]) -> Leg:
         return dataclasses.replace(self, **changes)
@@ -211,6 +215,7 @@ class Leg:
             "delete_at": self.delete_at, "redacted_at": self.redacted_at,
             "direction": self.direction, "keyword": self.keyword, "reply_message_id": self.reply_message_id,
             "reply_due": self.reply_due, "in_reply_to": self.in_reply_to,
+            "carrier": self.carrier, "carrier_failed_over_from": self.carrier_failed_over_from,
             # derived, for one query: is a media object still used by another message (redaction); an inbound
             # attachment that could not be copied has no object
             "media_objects": sorted({m.object for m in self.media if m.object}),
@@ -249,7 +254,8 @@ class Leg:
             delete_at=doc.get("delete_at"), redacted_at=doc.get("redacted_at"),
             direction=doc.get("direction") or "outbound", keyword=doc.get("keyword"),
             reply_message_id=doc.get("reply_message_id"), reply_due=doc.get("reply_due"),
-            in_reply_to=doc.get("in_reply_to"),
+            in_reply_to=doc.get("in_reply_to"), carrier=doc.get("carrier") or "telnyx",
+            carrier_failed_over_from=doc.get("carrier_failed_over_from"),
         )
 
 
@@ -432,6 +438,7 @@ class Conversation:
 class SenderCapabilities:
     sms: bool = False
     mms: bool = False
+    carrier: str = "telnyx"  # a number is hosted at one carrier, and only that carrier can send from it
 
     def allows(self, channel: str) -> bool:
         return self.mms if channel == "mms" else self.sms
@@ -464,13 +471,16 @@ class Tenant:
     keyword_texts: dict[str, str] = field(default_factory=dict)
     brand_name: str | None = None
     help_contact: str | None = None
+    # the tenant's own share of sends per carrier, over the deployment's CARRIER_WEIGHTS (shared/rules/routing.py)
+    carrier_weights: dict[str, int] = field(default_factory=dict)
 
     def used_on(self, day: str) -> int:
         return self.usage_count if self.usage_day == day else 0
 
     @classmethod
     def from_doc(cls, tenant_id: str, doc: Doc) -> Tenant:
-        senders = {number: SenderCapabilities(sms=bool(c.get("sms")), mms=bool(c.get("mms")))
+        senders = {number: SenderCapabilities(sms=bool(c.get("sms")), mms=bool(c.get("mms")),
+                                              carrier=str(c.get("carrier") or "telnyx"))
                    for number, c in (doc.get("senders") or {}).items()}
         quota = doc.get("daily_quota")
         return cls(id=tenant_id, balance_micros=int(doc.get("balance_micros") or 0),
@@ -486,7 +496,9 @@ class Tenant:
                    webhook_secret_rotated_at=doc.get("webhook_secret_rotated_at"),
                    keyword_replies=doc.get("keyword_replies") or "mmsgate",
                    keyword_texts={k: v for k, v in (doc.get("keyword_texts") or {}).items() if isinstance(v, str)},
-                   brand_name=doc.get("brand_name"), help_contact=doc.get("help_contact"))
+                   brand_name=doc.get("brand_name"), help_contact=doc.get("help_contact"),
+                   carrier_weights={str(k): int(v) for k, v in (doc.get("carrier_weights") or {}).items()
+                                    if isinstance(v, int) and 0 <= v <= 100})
 
 
 OPT_OUT_SOURCES = ("keyword", "provider_rejection", "api", "import", "admin")
@@ -650,6 +662,8 @@ class LegChanges(TypedDict, total=False):
     reply_message_id: str | None
     reply_due: dt.datetime | None
     in_reply_to: str | None
+    carrier: str
+    carrier_failed_over_from: str | None
 
 
 class BatchChanges(TypedDict, total=False):

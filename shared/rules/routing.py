@@ -120,6 +120,9 @@ class CarrierHealth:
     reason: str = ""
     changed_at: dt.datetime | None = None
     quiet_since: dt.datetime | None = None
+    # an error burst opens the carrier's circuit: no new send is routed to it (weight aside) until its samples
+    # are quiet again. Slowness only moves weight; an outage must stop traffic within one assessment.
+    tripped: bool = False
 
 
 @dataclass(frozen=True)
@@ -311,17 +314,19 @@ def assess(current: CarrierHealth, sample: HealthSample, now: dt.datetime, confi
         reason = "; ".join(found)
         due = current.changed_at is None or now - current.changed_at >= config.restep_after
         points = min(config.step, max(base - current.penalty, 0))
+        burst = sample.errors > config.burst_errors
         if current.healthy or (due and points > 0):
             after = replace(current, healthy=False, penalty=current.penalty + points, reason=reason,
-                            changed_at=now, quiet_since=None)
+                            changed_at=now, quiet_since=None, tripped=burst)
             return Change(after=after, points=-points, reason=reason)
-        if current.quiet_since is not None:
-            return Change(after=replace(current, quiet_since=None), points=0, reason=f"not quiet: {reason}")
+        if current.quiet_since is not None or current.tripped != burst:
+            return Change(after=replace(current, quiet_since=None, tripped=burst), points=0,
+                          reason=f"not quiet: {reason}")
         return None
     if current.healthy and current.penalty == 0:
         return None
     if current.quiet_since is None:
-        return Change(after=replace(current, quiet_since=now), points=0,
+        return Change(after=replace(current, quiet_since=now, tripped=False), points=0,
                       reason="quiet: no slowness and no error burst")
     since_change = now - current.changed_at if current.changed_at is not None else now - current.quiet_since
     quiet_for = now - current.quiet_since

@@ -69,7 +69,8 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
     numbers = batching.numbers_of(items)
     tenant, first = first_round_of(rt, who, [], now, _batch_limit, countries=batching.countries_of(numbers))
     channel = "mms" if req.is_mms else "sms"
-    sender, request_error = request_checks(rt, tenant, req, channel, now)
+    route, request_error = request_checks(rt, tenant, req, channel, now, next((n[0] for n in numbers if n), None))
+    sender = route.sender
     if request_error is not None:  # it would fail every recipient: refused whole, nothing written
         field = "from" if request_error is ErrorCode.SENDER_NOT_ALLOWED else "media_urls"
         raise ApiError(request_error, details=[{"field": field, "issue": "refused for every recipient"}])
@@ -93,7 +94,7 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
         scheduled_at=None, webhook_url=req.webhook_url or tenant.webhook_url, metadata=req.metadata or {},
         request_id=request_id, now=now,
     ).with_(**controls(tenant, req, sender, now)).with_(
-        media=media, batch_id=batch_id, valid_until=timing.valid_until, delivery_window=window,
+        media=media, batch_id=batch_id, valid_until=timing.valid_until, delivery_window=window, carrier=route.carrier,
         delete_at=retention.delete_at(tenant, start))  # each leg's counts from its own turn (batching.chunk_rows)
     # the batch and its chunks are kept as long as its last leg
     delete_at = retention.delete_at(tenant, start + dt.timedelta(seconds=max(count - 1, 0) * interval))

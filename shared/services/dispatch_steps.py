@@ -26,6 +26,7 @@ from shared.services import failover, observe
 
 if TYPE_CHECKING:
     from shared.ports import Runtime
+    from shared.services.carriers import Route
 
 H = TypeVar("H")  # what a claim holds: a leg, or a conversation
 
@@ -213,10 +214,23 @@ def _ended(leg: Leg, failed: Leg | None, outcome: str, opt_out: str | None = Non
                     result=Step(Action.DONE, outcome))
 
 
+def _fail_over(leg: Leg, route: Route, now: dt.datetime, cause: str, detail: str) -> Decision[Step]:
+    """The leg moved to another carrier and its sender there, free to be claimed and sent again at once (its
+    first carrier provably does not have it). Once per leg: ``carrier_failed_over_from`` remembers."""
+    moved = note(leg, cause=f"{cause}; failing over from {leg.carrier} to {route.carrier}", now=now,
+                 carrier=route.carrier, from_=route.sender, carrier_failed_over_from=leg.carrier)
+    observe.metric("carrier.failover", source=leg.carrier, target=route.carrier, message_id=leg.id)
+    return Decision(after=with_send_state(moved, SendState.RETRYABLE, now=now, last_error=detail),
+                    result=Step(Action.AGAIN, f"failing over to {route.carrier}"))
+
+
 def record_step(leg: Leg | None, outcome: Outcome | Lookup, claimed_at: dt.datetime | None, now: dt.datetime,
-                max_attempts: int, horizon: dt.timedelta = LOOKUP_HORIZON) -> Decision[Step]:
+                max_attempts: int, horizon: dt.timedelta = LOOKUP_HORIZON, alternative: Route | None = None
+                ) -> Decision[Step]:
     """Record what the provider said (or what the lookup found) on the leg we claimed (pure). ``horizon``:
-    how long after an attempt a lookup must be made for "absent" to prove the provider never got it."""
+    how long after an attempt a lookup must be made for "absent" to prove the provider never got it.
+    ``alternative``: the carrier and sender a transient or permanent refusal (or proven absence) moves the
+    leg to, instead of retrying or failing it on this carrier (shared/services/carriers.py)."""
     if leg is None:
         return Decision(result=Step(Action.DONE, "unknown message"))
     provider_id = outcome.provider_id if (
@@ -230,12 +244,14 @@ def record_step(leg: Leg | None, outcome: Outcome | Lookup, claimed_at: dt.datet
         return Decision(result=Step(Action.DONE, "claim lost; not recorded"))
 
     if isinstance(outcome, Lookup):
-        return _looked_up(leg, outcome, claimed_at, now, max_attempts, horizon)
+        return _looked_up(leg, outcome, claimed_at, now, max_attempts, horizon, alternative)
 
     if outcome.kind is Kind.OPT_OUT:
         failed = _failed(leg, ErrorCode.RECIPIENT_OPTED_OUT, f"provider {outcome.code}", now, outcome.detail,
                          outcome.code)
         return _ended(leg, failed, "recipient opted out", opt_out=leg.to)
+    if outcome.kind in (Kind.PERMANENT, Kind.TRANSIENT) and alternative is not None:
+        return _fail_over(leg, alternative, now, f"provider {outcome.http_status} {outcome.code}", outcome.detail)
     if outcome.kind is Kind.PERMANENT:
         failed = _failed(leg, ErrorCode.PROVIDER_REJECTED, f"provider {outcome.http_status} {outcome.code}", now,
                          outcome.detail, outcome.code)
@@ -267,7 +283,7 @@ def record_step(leg: Leg | None, outcome: Outcome | Lookup, claimed_at: dt.datet
 
 
 def _looked_up(leg: Leg, lookup: Lookup, claimed_at: dt.datetime | None, now: dt.datetime, max_attempts: int,
-               horizon: dt.timedelta) -> Decision[Step]:
+               horizon: dt.timedelta, alternative: Route | None = None) -> Decision[Step]:
     """A lookup that did not find the message: absent past the horizon frees the leg for a fresh send; absent
     before it, or no answer, waits; no answer past the deadline ends it unknown (at most once)."""
     since = leg.ambiguous_since or claimed_at or now
@@ -275,6 +291,9 @@ def _looked_up(leg: Leg, lookup: Lookup, claimed_at: dt.datetime | None, now: dt
     attempted = leg.last_attempt_at or since
     settles_at = attempted + horizon
     if lookup.state is LookupState.ABSENT and now >= settles_at:
+        if alternative is not None:
+            return _fail_over(leg, alternative, now, f"absent {horizon.total_seconds():g} s after the attempt",
+                              lookup.detail)
         if leg.attempts >= max_attempts:
             failed = _failed(leg, ErrorCode.PROVIDER_UNAVAILABLE, "absent after every attempt; retries exhausted",
                              now, lookup.detail, None)

@@ -32,11 +32,11 @@ import functools
 import urllib.parse
 from typing import TYPE_CHECKING
 
-from shared.carriers.provider import Kind, Lookup, OutboundMessage, Outcome, idempotency_key_for
+from shared.carriers.provider import Kind, Lookup, LookupState, OutboundMessage, Outcome, idempotency_key_for
 from shared.ports import media_docs
 from shared.rules.records import Leg
 from shared.rules.status import Status
-from shared.services import failover, observe
+from shared.services import carriers, failover, observe
 from shared.services.dispatch_steps import (
     LOOKUP_SKEW,
     Action,
@@ -85,17 +85,23 @@ def _claim_and_call(rt: Runtime, message_id: str, now: dt.datetime) -> tuple[Ste
     assert leg is not None
     claimed_at = leg.claimed_at
     message = _outbound(rt, leg)
+    alternative = None
     if isinstance(message, Outcome):
         outcome: Outcome | Lookup = message  # media URLs could not be signed: nothing was sent
     elif step.action is Action.RECONCILE:
-        outcome = rt.provider.find(message, (leg.ambiguous_since or now) - LOOKUP_SKEW)
-        observe.metric("dispatch.reconciled", lookup=outcome.state.value)
+        outcome = rt.carrier(leg.carrier).find(message, (leg.ambiguous_since or now) - LOOKUP_SKEW)
+        observe.metric("dispatch.reconciled", lookup=outcome.state.value, carrier=leg.carrier)
+        if outcome.state is LookupState.ABSENT:
+            alternative = carriers.alternative(rt, leg, Kind.TRANSIENT.value)
     else:
-        outcome = rt.provider.send(message)
+        outcome = rt.carrier(leg.carrier).send(message)
+        _count(rt, leg.carrier, outcome)
+        if outcome.kind in (Kind.TRANSIENT, Kind.PERMANENT):
+            alternative = carriers.alternative(rt, leg, outcome.kind.value)
     horizon = horizon_of(rt)
     recorded = change(rt, message_id,
                       lambda current: record_step(current, outcome, claimed_at, rt.now(),
-                                                  rt.settings.dispatch_max_attempts, horizon))
+                                                  rt.settings.dispatch_max_attempts, horizon, alternative))
     step, leg = recorded.result, recorded.current
     assert step is not None
     if recorded.changed and leg is not None and leg.status is Status.FAILED and leg.provider_error_code:
@@ -103,6 +109,15 @@ def _claim_and_call(rt: Runtime, message_id: str, now: dt.datetime) -> tuple[Ste
     if recorded.changed:
         failover.launch_if_due(rt, leg)
     return step, leg
+
+
+def _count(rt: Runtime, carrier: str, outcome: Outcome) -> None:
+    """A send the carrier took counts toward its share; one it failed for its own reasons (not its rate limit,
+    not a refusal of this message) counts toward an error burst (shared/services/carriers.py)."""
+    if outcome.kind is Kind.ACCEPTED:
+        carriers.count(rt, carrier, "given", rt.now())
+    elif outcome.kind is Kind.AMBIGUOUS or outcome.kind is Kind.TRANSIENT and outcome.http_status != 429:
+        carriers.count(rt, carrier, "errors", rt.now())
 
 
 def _batch_canceled(rt: Runtime, message_id: str, batch_id: str, now: dt.datetime) -> Answer | None:
@@ -130,7 +145,8 @@ def _outbound(rt: Runtime, leg: Leg) -> OutboundMessage | Outcome:
         return Outcome(Kind.TRANSIENT, detail=f"media URLs not signed: {type(exc).__name__}")
     return OutboundMessage(
         message_id=leg.id, to=leg.to, from_=leg.from_, text=leg.body, subject=leg.subject,
-        media_urls=tuple(media_urls), webhook_url=leg_webhook_url(rt.settings.telnyx_webhook_url, leg.id),
+        media_urls=tuple(media_urls), webhook_url=leg_webhook_url(
+            rt.settings.twilio_webhook_url if leg.carrier == "twilio" else rt.settings.telnyx_webhook_url, leg.id),
         idempotency_key=idempotency_key_for(leg.id),
     )
 

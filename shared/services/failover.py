@@ -82,6 +82,8 @@ def decide_spawn(parent: Leg | None, child_exists: bool, tenant: Tenant, rates: 
     if child_exists:  # cannot happen with one commit per spawn; if it does, the SMS exists: done
         return SpawnDecision(parent=cleared, result="already created")
     child = sms_leg(parent, now)
+    hosted = tenant.senders.get(child.from_)
+    child = child.with_(carrier=hosted.carrier if hosted else parent.carrier)
     price = rates.price("sms", child.segments) if rates else None
     error = None
     if opted_out:

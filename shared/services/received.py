@@ -153,6 +153,8 @@ def inbound_leg(msg: Inbound, *, tenant: Tenant, number: str, action: keywords.A
         keyword=action.keyword.word if action else None,
         reply_message_id=reply_id(leg_id) if action and action.reply else None,
         reply_due=now if action and action.reply else None,
+        # the carrier hosting the number it came to, which carries the reply too
+        carrier=tenant.senders[number].carrier if number in tenant.senders else "telnyx",
     )
     if action and action.event:
         leg = with_event(leg, "opted_out" if action.event == keywords.OPTED_OUT else "opted_in", action.event, now)
@@ -203,7 +205,7 @@ def reply_leg(parent: Leg, tenant: Tenant, now: dt.datetime) -> Leg:
                   channel="sms", encoding=encoding, segments=segments, scheduled_at=None,
                   webhook_url=tenant.webhook_url, metadata={}, request_id=parent.request_id, now=now)
     leg = leg.with_(in_reply_to=parent.id, keyword=parent.keyword, webhook_failover_url=tenant.webhook_failover_url,
-                    delete_at=retention.delete_at(tenant, now))
+                    delete_at=retention.delete_at(tenant, now), carrier=parent.carrier)
     queued = transition(leg, Status.QUEUED, cause=f"keyword reply to {parent.id}", now=now)
     assert queued is not None
     return queued

@@ -22,7 +22,7 @@ from shared.rules.errors import ApiError, ErrorCode
 from shared.rules.legs import note, transition, with_send_state
 from shared.rules.records import Leg, LegChanges, ProviderEventRecord
 from shared.rules.status import SendState, Status, from_provider
-from shared.services import failover, observe
+from shared.services import carriers, failover, observe
 from shared.services.leg_changes import change
 
 if TYPE_CHECKING:
@@ -35,7 +35,26 @@ def ingest(rt: Runtime, raw: bytes, timestamp: str | None, signature: str | None
     except BadSignature as exc:
         observe.metric("signature.invalid", reason=str(exc))
         raise ApiError(ErrorCode.INVALID_SIGNATURE, f"Webhook signature rejected: {exc}") from None
-    report = parse_report(raw)
+    return apply(rt, parse_report(raw))
+
+
+def ingest_twilio(rt: Runtime, url: str, form: dict[str, list[str]], signature: str | None) -> dict[str, str]:
+    """A Twilio status callback or inbound message (form-encoded), verified with ``X-Twilio-Signature`` over
+    ``url``: the public URL Twilio called (``TWILIO_WEBHOOK_URL`` plus the request's query), as Twilio signs it."""
+    from shared.carriers.twilio import parse_inbound, parse_status_callback, verify_twilio  # noqa: PLC0415
+
+    try:
+        verify_twilio(url, form, signature or "", rt.settings.twilio_auth_token)
+    except BadSignature as exc:
+        observe.metric("signature.invalid", reason=str(exc), carrier="twilio")
+        raise ApiError(ErrorCode.INVALID_SIGNATURE, f"Webhook signature rejected: {exc}") from None
+    status = (form.get("MessageStatus") or form.get("SmsStatus") or [""])[0]
+    parse = parse_inbound if status == "received" and "leg=" not in url else parse_status_callback
+    return apply(rt, parse(url, form, rt.now()))
+
+
+def apply(rt: Runtime, report: Report) -> dict[str, str]:
+    """One verified, parsed report of any carrier: an inbound message, or a leg's (or a conversation's) status."""
     if report.event_type == "message.received":
         from shared.services import inbound  # (keywords, phone numbers: off the cold path of status reports)
 
@@ -62,7 +81,10 @@ def ingest(rt: Runtime, raw: bytes, timestamp: str | None, signature: str | None
         failover.launch_if_due(rt, mutation.after)
     if mutation.changed and report.occurred_at and mutation.after and mutation.after.sent_at:
         latency = (report.occurred_at - mutation.after.sent_at).total_seconds() * 1000
-        observe.metric("report.latency", latency_ms=round(max(0.0, latency), 1), event_type=report.event_type)
+        observe.metric("report.latency", latency_ms=round(max(0.0, latency), 1), event_type=report.event_type,
+                       carrier=mutation.after.carrier)
+        if mutation.after.status is Status.DELIVERED and latency <= carriers.HEALTH.slow_after.total_seconds() * 1000:
+            carriers.count(rt, mutation.after.carrier, "fast", mutation.after.sent_at)
     return {"outcome": mutation.result or "applied"}
 
 

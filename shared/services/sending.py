@@ -29,7 +29,8 @@ from shared.rules.records import Group, Leg, LegChanges, StoredMedia, Tenant
 from shared.rules.segments import MMS_SEGMENTS, count_segments
 from shared.rules.ssrf import UrlPolicy, UrlRejected, check_url, media_url_policy, webhook_url_policy
 from shared.rules.status import Status
-from shared.services import conversation, fanout, leg_changes, observe
+from shared.services import carriers, conversation, fanout, leg_changes, observe
+from shared.services.carriers import Route
 
 if TYPE_CHECKING:  # the models import pydantic: the handlers pass plain requests where they can
     from shared.api.batch_request import BatchRequest
@@ -185,7 +186,9 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
             group_id: str | None, channel: str, request_id: str, render: Render,
             idempotency_record: str | None, first: FirstRound) -> Answer:
     now = rt.now()
-    sender, request_error = request_checks(rt, tenant, req, channel, now)
+    route, request_error = request_checks(rt, tenant, req, channel, now,
+                                         recipients[0].e164 if recipients else None)
+    sender = route.sender
     timing = plan_timing(req, now)
     encoding, segments = count_segments(req.body or "")
     if channel == "mms":
@@ -206,7 +209,7 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     # kept the tenant's retention from when they are due: a send scheduled past it is not deleted unsent
     kept_until = retention.delete_at(tenant, timing.scheduled_at or now)
     legs = [leg.with_(scheduled_at=timing.scheduled_at, valid_until=timing.valid_until, delivery_window=window,
-                      delete_at=kept_until) for leg in legs]
+                      delete_at=kept_until, carrier=route.carrier) for leg in legs]
     group = Group(id=group_id, tenant_id=tenant.id, total=len(legs), created_at=now, request_id=request_id,
                   message_ids=tuple(leg.id for leg in legs), delete_at=kept_until,
                   conversation_id=legs[0].conversation_id,
@@ -238,9 +241,10 @@ def plan_timing(req: SendRequest | GroupRequest | BatchRequest, now: dt.datetime
 
 
 def request_checks(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest | BatchRequest, channel: str,
-                    now: dt.datetime) -> tuple[str, ErrorCode | None]:
-    """Checks that concern the whole request. Shape errors raise (nothing is written); gate failures
-    are returned, to fail every recipient's row."""
+                   now: dt.datetime, recipient: str | None) -> tuple[Route, ErrorCode | None]:
+    """Checks that concern the whole request, and its carrier and sender (shared/services/carriers.py: the
+    first recipient's sticky sender). Shape errors raise (nothing is written); gate failures are returned, to
+    fail every recipient's row."""
     if req.scheduled_at is not None:
         if req.scheduled_at <= now:
             raise invalid_field("scheduled_at", "must be in the future")
@@ -253,18 +257,19 @@ def request_checks(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest 
             except UrlRejected as exc:
                 raise invalid_field(name, exc.reason) from None
 
-    sender = req.from_ or tenant.default_from or ""
+    route = carriers.route(rt, tenant, req.from_, req.carrier, channel, recipient)
+    sender = route.sender
     failover_checks(tenant, req.sms_failover, sender, channel)
     capabilities = tenant.senders.get(sender)
     if capabilities is None or not capabilities.allows(channel):
-        return sender, ErrorCode.SENDER_NOT_ALLOWED
+        return route, ErrorCode.SENDER_NOT_ALLOWED
     policy = media_policy(rt)
     for url in req.all_media_urls:
         try:
             check_url(url, policy, rt.resolver)
         except UrlRejected:
-            return sender, ErrorCode.MEDIA_URL_REJECTED
-    return sender, None
+            return route, ErrorCode.MEDIA_URL_REJECTED
+    return route, None
 
 
 def failover_checks(tenant: Tenant, failover: SmsFailover | None, sender: str, channel: str) -> None:

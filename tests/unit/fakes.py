@@ -15,6 +15,8 @@ from shared.carriers.provider import GroupOutboundMessage, Lookup, LookupState, 
 from shared.ports import (
     AccountStore,
     BatchStore,
+    CarrierSlot,
+    CarrierStore,
     Decision,
     DispatchTask,
     FixedClock,
@@ -27,6 +29,7 @@ from shared.ports import (
     TaskQueue,
 )
 from shared.rules.records import Leg, ProviderEventRecord
+from shared.rules.routing import CarrierHealth
 from shared.rules.ssrf import VettedUrl
 
 T = TypeVar("T")
@@ -128,6 +131,28 @@ class FakeAccounts:
     delete_opt_out = import_opt_outs = _unused
 
 
+@dataclass
+class FakeCarriers:
+    """Carrier health and counters in memory (no unit test assesses health through FakeRuntime unless it
+    reads these)."""
+
+    known: dict[str, CarrierHealth] = field(default_factory=dict)
+    counted: list[tuple[str, str, dt.datetime]] = field(default_factory=list)
+    minutes: dict[str, list[CarrierSlot]] = field(default_factory=dict)
+
+    def health(self) -> dict[str, CarrierHealth]:
+        return dict(self.known)
+
+    def save_health(self, health: CarrierHealth) -> None:
+        self.known[health.carrier] = health
+
+    def count(self, carrier: str, field: str, at: dt.datetime) -> None:
+        self.counted.append((carrier, field, at))
+
+    def slots(self, carrier: str, since: dt.datetime, until: dt.datetime) -> list[CarrierSlot]:
+        return [s for s in self.minutes.get(carrier, []) if since - dt.timedelta(minutes=1) < s.start <= until]
+
+
 class FakeLimits:
     claim = _unused
 
@@ -155,6 +180,10 @@ class FakeSettings:
     sweep_queued_after_seconds: int = 300
     sweep_final_after_seconds: int = 259200
     batch_legs_per_second: float = 10.0
+    twilio_webhook_url: str = "https://gw.example/webhooks/twilio"
+    twilio_auth_token: str = ""
+    twilio_account_sid: str = ""
+    carrier_weights: dict[str, int] = field(default_factory=lambda: {"telnyx": 100})
 
 
 class FakeRuntime:
@@ -168,11 +197,16 @@ class FakeRuntime:
         self.accounts = FakeAccounts()
         self.limits = FakeLimits()
         self.batches = FakeBatches()
+        self.carriers = FakeCarriers()
+        self.providers: dict[str, FakeProvider] = {"telnyx": self.provider}
         self.settings = FakeSettings(dispatch_max_attempts=max_attempts, dispatch_claim_lease_seconds=lease_seconds,
                                      dispatch_lookup_horizon_seconds=horizon_seconds)
 
     def now(self) -> dt.datetime:
         return self.clock.now()
+
+    def carrier(self, name: str) -> FakeProvider:
+        return self.providers.setdefault(name, FakeProvider())
 
     def post_vetted(self, vetted: VettedUrl, *, content: bytes, headers: dict[str, str], timeout: float) -> int:
         raise NotImplementedError("no unit test calls a customer webhook")
@@ -193,5 +227,6 @@ def _as_ports(rt: FakeRuntime) -> Runtime:
     accounts: AccountStore = rt.accounts
     limits: LimitStore = rt.limits
     batches: BatchStore = rt.batches
-    del legs, queue, provider, media, accounts, limits, batches
+    carriers: CarrierStore = rt.carriers
+    del legs, queue, provider, media, accounts, limits, batches, carriers
     return rt
