@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+
+from shared.rules.frozen import frozen
 
 # name -> (default, description). A default of None means "required in production".
 ENV: dict[str, tuple[str | None, str]] = {
@@ -34,6 +35,9 @@ ENV: dict[str, tuple[str | None, str]] = {
                            "/webhooks/twilio)."),
     "CARRIER_WEIGHTS": ("telnyx=100", "Share of sends per carrier, e.g. telnyx=70,twilio=30 (0..100 each; a tenant's "
                         "carrier_weights override it). A carrier without credentials is never chosen."),
+    "CARRIER_ERROR_BURST": ("50/60", "N/S: more than N carrier errors (5xx, timeouts) within S seconds open the "
+                            "carrier's circuit: no new send is routed to it until its errors quiet down (Notify's "
+                            "50/60)."),
     "WEBHOOK_SIGNING_KEY": (None, "Master key from which each tenant's webhook signing secret is derived (secret)."),
     "MEDIA_BUCKET": (None, "Cloud Storage bucket holding media copies."),
     "MEDIA_ALLOWED_HOSTS": ("storage.googleapis.com", "Comma-separated hosts media and webhook URLs may use."),
@@ -89,7 +93,7 @@ def env_optional(name: str) -> str:
     return value if value else (ENV[name][0] or "")
 
 
-@dataclass(frozen=True)
+@frozen
 class Settings:
     project: str
     firestore_database: str
@@ -109,6 +113,7 @@ class Settings:
     twilio_auth_token: str
     twilio_webhook_url: str
     carrier_weights: dict[str, int]
+    carrier_error_burst: tuple[int, int]
     webhook_signing_key: str
     media_bucket: str
     media_allowed_hosts: tuple[str, ...]
@@ -144,6 +149,13 @@ def carrier_weights(value: str) -> dict[str, int]:
     return weights
 
 
+def error_burst(value: str) -> tuple[int, int]:
+    errors, _, seconds = value.partition("/")
+    if not errors.strip().isdigit() or not seconds.strip().isdigit() or not 10 <= int(seconds) <= 3600:
+        raise RuntimeError(f"CARRIER_ERROR_BURST: {value!r} is not errors/seconds (seconds 10..3600)")
+    return int(errors), int(seconds)
+
+
 @functools.cache
 def settings() -> Settings:
     return Settings(
@@ -165,6 +177,7 @@ def settings() -> Settings:
         twilio_auth_token=env("TWILIO_AUTH_TOKEN"),
         twilio_webhook_url=env("TWILIO_WEBHOOK_URL"),
         carrier_weights=carrier_weights(env("CARRIER_WEIGHTS")),
+        carrier_error_burst=error_burst(env("CARRIER_ERROR_BURST")),
         webhook_signing_key=env_optional("WEBHOOK_SIGNING_KEY"),
         media_bucket=env_optional("MEDIA_BUCKET"),
         media_allowed_hosts=_csv(env("MEDIA_ALLOWED_HOSTS")),

@@ -11,6 +11,7 @@ from tools.admin import create_api_key, create_tenant, seed_pricing
 DEV_API_KEY = "mk_test_devlocal_0000000000000000"
 DEV_TENANT_ID = "tnt_dev"
 DEV_SENDER = "+18005551234"
+DEV_TWILIO_SENDER = "+18335550123"  # the dev tenant's number hosted at Twilio (make dev: tools/twilio_sim)
 SAMPLE_OBJECT = "samples/sample.png"
 
 
@@ -63,6 +64,8 @@ def seed_dev(stack) -> None:
     api_key = os.environ.get("MMSGATE_DEV_API_KEY") or DEV_API_KEY
     # The dev tenant's default webhook is the stack's inbox, so the first send already shows signed events.
     inbox = f"{stack.urls['dev']}/inbox/{DEV_TENANT_ID}" if "dev" in stack.urls else None
-    tenant_id, _ = seed(store(), api_key=api_key, webhook_url=inbox)
+    senders = {DEV_SENDER: {"sms": True, "mms": True},
+               DEV_TWILIO_SENDER: {"sms": True, "mms": True, "carrier": "twilio"}}
+    tenant_id, _ = seed(store(), api_key=api_key, webhook_url=inbox, senders=senders)
     url = upload_sample(env["MEDIA_BUCKET"], env["STORAGE_EMULATOR_HOST"])
     stack.info.update({"api_key": api_key, "sample_media_url": url, "tenant_id": tenant_id, "webhook_url": inbox})

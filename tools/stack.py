@@ -74,11 +74,16 @@ EMU_VENV = ROOT / ".venv-emulators"
 
 # Fixed ports for `make dev`; 0 means "pick a free port".
 DEFAULT_PORTS: dict[str, int] = {
-    "gateway": 8080, "firestore": 8681, "tasks": 9022, "storage": 9023, "simulator": 9090,
+    "gateway": 8080, "firestore": 8681, "tasks": 9022, "storage": 9023, "simulator": 9090, "twilio": 9091,
     "send": 8701, "group": 8702, "messages": 8703, "dispatch": 8704, "webhook": 8705, "notifier": 8706,
     "sweeper": 8707, "batch": 8708, "optouts": 8709, "dev": 8088,
 }
-SERVICES = ("firestore", "tasks", "storage", "simulator")
+SERVICES = ("firestore", "tasks", "storage", "simulator", "twilio")
+# The Twilio simulator's account (tools/twilio_sim/config.py's default SID) and the local carrier weights: Twilio is
+# configured, and used when a send pins it, names a Twilio number, or fails over from Telnyx (a tenant with a
+# Twilio sender); a send that leaves the choice to weights goes through Telnyx, so local answers are predictable.
+TWILIO_SIM_ACCOUNT_SID = "AC" + "0" * 31 + "1"
+LOCAL_CARRIER_WEIGHTS = "telnyx=100,twilio=0"
 
 # Variables a function process must not inherit from the shell (functions-framework reads some of them).
 _STRIP_ENV = ("PORT", "HOST", "DEBUG", "FUNCTION_TARGET", "FUNCTION_SOURCE", "FUNCTION_SIGNATURE_TYPE",
@@ -129,6 +134,7 @@ class StackConfig:
     entry_points: list[str] | None = None  # None: the keys of main.ENTRY_POINTS
     simulator_cmd: list[str] | None = None  # None: .venv/bin/python -m tools.telnyx_sim (host/port appended)
     sim_env: dict[str, str] = field(default_factory=dict)  # extra TELNYX_SIM_* variables
+    twilio_sim_env: dict[str, str] = field(default_factory=dict)  # extra TWILIO_SIM_* variables
     # The simulator's detail-record lag (TELNYX_SIM_MDR_LAG_S; None: the shell's, else the simulator's 60 s) and
     # dispatch's DISPATCH_LOOKUP_HORIZON_SECONDS (None: the shell's, else derived from that lag: the horizon
     # must outlast it, as it must outlast Telnyx's on a real account; docs/decisions.md, Exactly once).
@@ -158,6 +164,10 @@ class StackConfig:
             "tasks_max_backoff": 0.5,
             "tasks_throttle_min": 0.2,
             "tasks_throttle_max": 1.0,
+            # a test's Twilio legs are not held in a per-sender queue (1 segment/s for a long code: §7)
+            "twilio_sim_env": {"TWILIO_SIM_SENDER_SEGMENTS_PER_S": "0"},
+            # a burst a test can make and outwait: more than 20 carrier errors within 10 s
+            "env_overrides": {"CARRIER_ERROR_BURST": "20/10"},
         }
         values.update(overrides)
         return cls(**values)
@@ -266,6 +276,7 @@ class Stack:
 
         self.sim_api_key = "KEYSIM" + secrets.token_hex(12)
         self.sim_private_key, self.sim_public_key = _ed25519_keypair()
+        self.twilio_auth_token = secrets.token_hex(16)
         self.webhook_signing_key = secrets.token_hex(32)
         self.media_signing_key = _media_signing_key(config.project)
 
@@ -273,6 +284,7 @@ class Stack:
         self.urls: dict[str, str] = {
             "gateway": f"http://{HOST}:{port['gateway']}",
             "simulator": f"http://{HOST}:{port['simulator']}",
+            "twilio": f"http://{HOST}:{port['twilio']}",
             "firestore": f"http://{HOST}:{port['firestore']}",
             "tasks": f"{HOST}:{port['tasks']}",
             "storage": f"http://{HOST}:{port['storage']}",
@@ -330,6 +342,11 @@ class Stack:
             "TELNYX_API_KEY": self.sim_api_key,
             "TELNYX_PUBLIC_KEY": self.sim_public_key,
             "TELNYX_WEBHOOK_URL": f"http://{HOST}:{port['gateway']}/webhooks/telnyx",
+            "TWILIO_BASE_URL": f"http://{HOST}:{port['twilio']}",
+            "TWILIO_ACCOUNT_SID": TWILIO_SIM_ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": self.twilio_auth_token,
+            "TWILIO_WEBHOOK_URL": f"http://{HOST}:{port['gateway']}/webhooks/twilio",
+            "CARRIER_WEIGHTS": LOCAL_CARRIER_WEIGHTS,
             "WEBHOOK_SIGNING_KEY": self.webhook_signing_key,
             "MEDIA_BUCKET": c.media_bucket,
             "MEDIA_ALLOWED_HOSTS": "storage.googleapis.com",
@@ -337,7 +354,8 @@ class Stack:
             # the simulator (inbound media, as Telnyx's media host is in production) and a receiver of the
             # developer's own (MMSGATE_DEV_TRUSTED_ORIGINS). Never set in Terraform.
             "MEDIA_TRUSTED_ORIGINS": ",".join([f"http://{HOST}:{port['storage']}", f"http://{HOST}:{port['dev']}",
-                                               f"http://{HOST}:{port['simulator']}", *_dev_trusted_origins()]),
+                                               f"http://{HOST}:{port['simulator']}", f"http://{HOST}:{port['twilio']}",
+                                               *_dev_trusted_origins()]),
             "MEDIA_SIGNING_KEY": self.media_signing_key,
             "DISPATCH_MAX_ATTEMPTS": str(c.dispatch_max_attempts),
             "SWEEP_QUEUED_AFTER_SECONDS": str(c.sweep_queued_after_seconds),
@@ -404,6 +422,16 @@ class Stack:
             "TELNYX_SIM_PROFILE_WEBHOOK_URL": f"http://{HOST}:{port['gateway']}/webhooks/telnyx",
             "TELNYX_SIM_MDR_LAG_S": f"{self.sim_mdr_lag_seconds():g}",
             **c.sim_env,
+        }), ROOT)
+        commands["twilio"] = ([_venv_bin(APP_VENV, "python"), "-m", "tools.twilio_sim", "--host", HOST,
+                               "--port", str(port["twilio"])], self._child_env({
+            "TWILIO_SIM_ACCOUNT_SID": TWILIO_SIM_ACCOUNT_SID,
+            "TWILIO_SIM_AUTH_TOKEN": self.twilio_auth_token,
+            "TWILIO_SIM_INBOUND_URL": f"http://{HOST}:{port['gateway']}/webhooks/twilio",
+            "TWILIO_SIM_STATUS_DELAY_MS": str(c.sim_webhook_delay_ms),
+            # the list's lag plays the detail records': one horizon covers both carriers' lookups
+            "TWILIO_SIM_LIST_LAG_S": f"{self.sim_mdr_lag_seconds():g}",
+            **c.twilio_sim_env,
         }), ROOT)
         source = Path(c.functions_source).resolve()
         ff = _venv_bin(APP_VENV, "functions-framework")
@@ -473,8 +501,8 @@ class Stack:
 
     def _probe(self, name: str) -> bool:
         port = self.ports[name]
-        if name in ("firestore", "storage", "simulator"):
-            path = "/_sim/health" if name == "simulator" else "/"
+        if name in ("firestore", "storage", "simulator", "twilio"):
+            path = "/_sim/health" if name in ("simulator", "twilio") else "/"
             try:
                 return _http("GET", f"http://{HOST}:{port}{path}", timeout=1.0)[0] == 200
             except OSError:
@@ -508,6 +536,7 @@ class Stack:
         state = {
             "gateway": self.urls["gateway"],
             "simulator": self.urls["simulator"],
+            "twilio": self.urls["twilio"],
             "firestore": self.urls["firestore"],
             "tasks": self.urls["tasks"],
             "storage": self.urls["storage"],
@@ -674,6 +703,7 @@ class Stack:
         documents = f"/emulator/v1/projects/{self.config.project}/databases/(default)/documents"
         calls = [
             ("POST", f"{self.urls['simulator']}/_sim/reset"),
+            ("POST", f"{self.urls['twilio']}/_sim/reset"),
             ("DELETE", f"{self.urls['firestore']}{documents}"),
             ("GET", f"{self.urls['storage']}/wipe?keep-buckets=true"),
         ]

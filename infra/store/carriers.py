@@ -3,8 +3,9 @@
 Health is one document per carrier (``carriers/{name}``), written by the health job at most once a minute
 and read by accepts through a short per-instance cache, so routing costs no read on most sends.
 
-Traffic counters are slot documents ``carrier_slots/{carrier}:{minute}:{shard}``: a dispatch or a report adds
-one to a random shard of the current minute with a field transform, so no document takes more than a few
+Traffic counters are slot documents ``carrier_slots/{carrier}:{minute}:{shard}`` (messages given, delivered fast)
+and ``carrier_slots/{carrier}:e{ten seconds}:{shard}`` (errors: a burst window is short): a dispatch or a report
+adds one to a random shard of the current slot with a field transform, so no document takes more than a few
 writes a second at Telnyx's account default of 15 MMS a second (Firestore sustains about one write a second
 per document: docs/decisions.md, "Carrier routing and failover"). The job reads a carrier's last minutes by id
 in one batch get; no query, no index. Slots expire after a day (TTL on ``expires_at``).
@@ -26,7 +27,8 @@ SHARDS = 4
 SLOT = dt.timedelta(minutes=1)
 KEEP = dt.timedelta(days=1)
 CACHE_SECONDS = 10.0
-FIELDS = ("given", "fast", "errors")
+FIELDS = ("given", "fast")
+ERROR_SLOT_SECONDS = 10
 
 
 def minute_of(at: dt.datetime) -> int:
@@ -58,11 +60,15 @@ class FirestoreCarriers:
         self._cached = None
 
     def count(self, carrier: str, field: str, at: dt.datetime) -> None:
-        if field not in FIELDS:
+        if field not in (*FIELDS, "errors"):
             raise ValueError(f"unknown carrier counter {field!r}")
-        minute = minute_of(at)
-        ref = self.db.collection(C.CARRIER_SLOTS).document(f"{carrier}:{minute}:{random.randrange(SHARDS)}")
-        start = dt.datetime.fromtimestamp(minute * 60, dt.UTC)
+        if field == "errors":
+            slot = int(at.timestamp() // ERROR_SLOT_SECONDS)
+            name, start = f"e{slot}", dt.datetime.fromtimestamp(slot * ERROR_SLOT_SECONDS, dt.UTC)
+        else:
+            minute = minute_of(at)
+            name, start = str(minute), dt.datetime.fromtimestamp(minute * 60, dt.UTC)
+        ref = self.db.collection(C.CARRIER_SLOTS).document(f"{carrier}:{name}:{random.randrange(SHARDS)}")
         try:
             ref.set({field: firestore.Increment(1), "carrier": carrier, "start": start,
                      "expires_at": start + KEEP}, merge=True)
@@ -83,3 +89,10 @@ class FirestoreCarriers:
             for name in FIELDS:
                 slot[name] += int(doc.get(name) or 0)
         return [CarrierSlot(start=dt.datetime.fromtimestamp(m * 60, dt.UTC), **totals[m]) for m in sorted(totals)]
+
+    def errors(self, carrier: str, since: dt.datetime, until: dt.datetime) -> int:
+        first = int(since.timestamp() // ERROR_SLOT_SECONDS)
+        last = int(until.timestamp() // ERROR_SLOT_SECONDS)
+        refs = [self.db.collection(C.CARRIER_SLOTS).document(f"{carrier}:e{n}:{s}")
+                for n in range(first, last + 1) for s in range(SHARDS)]
+        return sum(int((snap.to_dict() or {}).get("errors") or 0) for snap in self.db.get_all(refs) if snap.exists)

@@ -16,13 +16,14 @@ With one carrier configured (the default: Telnyx alone) nothing here reads or wr
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared.rules import routing
 from shared.rules.errors import ApiError, ErrorCode
+from shared.rules.frozen import frozen
 from shared.services import observe
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ CARRIERS = ("telnyx", "twilio")  # every carrier mmsgate has an adapter for, in 
 HEALTH = routing.HealthConfig()
 
 
-@dataclass(frozen=True)
+@frozen
 class Route:
     carrier: str
     sender: str
@@ -123,10 +124,11 @@ def assess(rt: Runtime) -> list[routing.Change]:
         return []
     now = rt.now()
     known = rt.carriers.health()
+    config = health_config(rt)
     changes = []
     for carrier in carriers:
         current = known.get(carrier) or routing.CarrierHealth(carrier=carrier)
-        change = routing.assess(current, sample(rt, carrier, now), now, HEALTH,
+        change = routing.assess(current, sample(rt, carrier, now, config), now, config,
                                 base=rt.settings.carrier_weights.get(carrier, 0))
         if change is None:
             continue
@@ -139,13 +141,18 @@ def assess(rt: Runtime) -> list[routing.Change]:
     return changes
 
 
-def sample(rt: Runtime, carrier: str, now: dt.datetime) -> routing.HealthSample:
+def health_config(rt: Runtime) -> routing.HealthConfig:
+    """Notify's rules, with the deployment's error burst (CARRIER_ERROR_BURST: 50 errors in 60 s by default)."""
+    errors, seconds = rt.settings.carrier_error_burst
+    return dataclasses.replace(HEALTH, burst_errors=errors, burst_window=dt.timedelta(seconds=seconds))
+
+
+def sample(rt: Runtime, carrier: str, now: dt.datetime, config: routing.HealthConfig) -> routing.HealthSample:
     """Notify's sample from the counters: messages given in the last ``window``; of those old enough to have
-    been slow, the ones not delivered within ``slow_after``; errors in the current and previous minute."""
-    slots = rt.carriers.slots(carrier, now - HEALTH.window, now)
+    been slow, the ones not delivered within ``slow_after``; errors in the burst window (to ten seconds)."""
+    slots = rt.carriers.slots(carrier, now - config.window, now)
     messages = sum(s.given for s in slots)
-    ripe = [s for s in slots if s.start + dt.timedelta(minutes=1) + HEALTH.slow_after <= now]
+    ripe = [s for s in slots if s.start + dt.timedelta(minutes=1) + config.slow_after <= now]
     slow = sum(max(0, s.given - s.fast) for s in ripe)
-    recent = now - dt.timedelta(minutes=1)
-    errors = sum(s.errors for s in slots if s.start + dt.timedelta(minutes=1) > recent)
+    errors = rt.carriers.errors(carrier, now - config.burst_window, now)
     return routing.HealthSample(carrier=carrier, messages=messages, slow=min(slow, messages), errors=errors)

@@ -139,6 +139,7 @@ class FakeCarriers:
     known: dict[str, CarrierHealth] = field(default_factory=dict)
     counted: list[tuple[str, str, dt.datetime]] = field(default_factory=list)
     minutes: dict[str, list[CarrierSlot]] = field(default_factory=dict)
+    error_times: dict[str, list[dt.datetime]] = field(default_factory=dict)
 
     def health(self) -> dict[str, CarrierHealth]:
         return dict(self.known)
@@ -151,6 +152,9 @@ class FakeCarriers:
 
     def slots(self, carrier: str, since: dt.datetime, until: dt.datetime) -> list[CarrierSlot]:
         return [s for s in self.minutes.get(carrier, []) if since - dt.timedelta(minutes=1) < s.start <= until]
+
+    def errors(self, carrier: str, since: dt.datetime, until: dt.datetime) -> int:
+        return sum(since <= at <= until for at in self.error_times.get(carrier, []))
 
 
 class FakeLimits:
@@ -184,6 +188,7 @@ class FakeSettings:
     twilio_auth_token: str = ""
     twilio_account_sid: str = ""
     carrier_weights: dict[str, int] = field(default_factory=lambda: {"telnyx": 100})
+    carrier_error_burst: tuple[int, int] = (50, 60)
 
 
 class FakeRuntime:

@@ -49,6 +49,10 @@ from .wire import (
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
+OUTAGE_MODES = ("off", "5xx", "timeout")
+OUTAGE_HANG_S = 30.0  # longer than any client's read timeout (mmsgate's is 10 s)
+
+
 class _DropConnection(Exception):
     """Close the TCP connection without writing any HTTP response (outcomes 98, 55503XX)."""
 
@@ -81,12 +85,27 @@ class SimServer(ThreadingHTTPServer):
         self.media_client = net.client(config.media_timeout_s, keepalive=32)
         self.inbound = inbound.InboundStore()
         self.dispatcher = WebhookDispatcher(config, self.store, self._key, self.log)
+        # The outage switch (POST /_sim/outage): "5xx" answers every API call 503 and stores nothing; "timeout"
+        # holds every API call until the outage ends (at most OUTAGE_HANG_S), then drops it unanswered, having
+        # stored nothing. Not a documented Telnyx behaviour: a fault to inject, as an outage looks to a client.
+        self.outage = "off"
+        self._outage_over = threading.Event()
+        self._outage_over.set()
         try:
             super().__init__(address, SimHandler)
         except BaseException:
             self.media_client.close()
             self.dispatcher.close()
             raise
+
+    def set_outage(self, mode: str) -> None:
+        if mode not in OUTAGE_MODES:
+            raise bad_request(f"mode must be one of {', '.join(OUTAGE_MODES)}", "/mode")
+        self.outage = mode
+        if mode == "off":
+            self._outage_over.set()
+        else:
+            self._outage_over.clear()
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); not needed for a local simulator.
@@ -306,7 +325,12 @@ class SimHandler(BaseHTTPRequestHandler):
                 idempotency = {"replay": server.config.idempotency_replay, **server.store.idempotency_stats()}
                 return self._send_json(200, {"data": {"messages": len(server.store.messages()),
                                                       "idempotency": idempotency}})
+            if path == "/_sim/outage":
+                if method == "POST":
+                    server.set_outage(str((self._json(raw) or {}).get("mode", "")))
+                return self._send_json(200, {"data": {"mode": server.outage}})
             if method == "POST" and path == "/_sim/reset":
+                server.set_outage("off")
                 server.store.reset()
                 server.inbound.reset()
                 return self._send_json(200, {"data": {"reset": True}})
@@ -323,6 +347,11 @@ class SimHandler(BaseHTTPRequestHandler):
                 return self._send_raw(200, blob.data, blob.content_type)
             raise not_found()
         if path == "/v2" or path.startswith("/v2/"):
+            if server.outage == "5xx":
+                raise ApiError.one(503, "10007", "Unexpected error", "The service is temporarily unavailable.")
+            if server.outage == "timeout":
+                server._outage_over.wait(OUTAGE_HANG_S)
+                raise _DropConnection
             self._authenticate()
             if method == "POST" and path in ("/v2/messages", "/v2/messages/group_mms"):
                 key = self.headers.get("Idempotency-Key")
