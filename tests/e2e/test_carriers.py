@@ -155,8 +155,8 @@ def test_a_stop_through_twilio_blocks_a_later_send_through_telnyx(env):
     assert response.status_code == 200, response.text
     wait_for(lambda: client.get(f"/api/v1/opt-outs/{handset}").status_code == 200, 20, "the STOP stored")
     response = client.post("/api/v1/messages/sms", json={"to": handset, "body": "hi", "carrier": "telnyx"})
-    assert response.status_code in (200, 201, 202, 422), response.text
-    message = _read(client, response.json()["data"]["id"])
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "RECIPIENT_OPTED_OUT"), response.text
+    message = _read(client, response.json()["error"]["message_id"])
     assert (message["status"], message["error_code"]) == ("failed", "RECIPIENT_OPTED_OUT"), message
     assert env.sim_messages(handset) == []
 
@@ -221,8 +221,11 @@ def test_a_telnyx_outage_mid_burst_moves_traffic_to_twilio_and_back(env, capsys)
         assert both == 1, (m["to"], at_telnyx[m["to"]], at_twilio[m["to"]], m["history"])
         assert m["carrier"] == ("twilio" if at_twilio[m["to"]] else "telnyx"), m
         taken += 1
-    after_outage = [m for m in messages if m["to"] in numbers[20:85]]
-    assert all(m["carrier"] == "twilio" for m in after_outage), Counter(m["carrier"] for m in after_outage)
+    # Every leg dispatched during the 503s went to Twilio (a leg of the hanging phase may have reached Telnyx
+    # after it recovered: the route chosen at accept stands when its carrier answers).
+    during = [m for m in messages if m["to"] in numbers[20:75]]
+    assert all(m["carrier"] == "twilio" for m in during), [
+        (m["to"], [(h["to"], h["cause"]) for h in m["history"]]) for m in during if m["carrier"] != "twilio"]
     assert env.balance(tenant_id) == 100_000_000 - taken * MMS_PRICE
 
     # Recovered: once the burst window has passed, the next assessment finds Telnyx quiet and closes its
