@@ -26,7 +26,6 @@ import json
 import ssl
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
@@ -45,6 +44,7 @@ from infra.pinned import (
 )
 from shared.rules import media as rules
 from shared.rules.errors import ApiError, ErrorCode
+from shared.rules.frozen import frozen
 from shared.rules.media import MediaError, Upload
 from shared.rules.ssrf import Resolver, UrlPolicy, UrlRejected, VettedUrl, check_url
 
@@ -76,7 +76,7 @@ def label(url: str) -> str:
 # ------------------------------------------------------------------------------------------ fetching
 
 
-@dataclass(frozen=True)
+@frozen
 class Fetched:
     url: str  # as asked for
     final_url: str  # after redirects, normalised

@@ -10,13 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from infra.settings import Settings, settings
 from shared.ports import Clock, SystemClock
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from infra.store import Store
     from shared.ports import (
         AccountStore,
@@ -31,8 +32,15 @@ if TYPE_CHECKING:
     )
     from shared.rules.ssrf import VettedUrl
 
-_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="request")
 R = TypeVar("R")
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """The threads of ``concurrently``, started on its first call (most functions never make one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="request")
 
 
 class Runtime:
@@ -122,7 +130,7 @@ class Runtime:
     @staticmethod
     def concurrently(*calls: Callable[[], Any]) -> list[Any]:
         """Run independent blocking calls at once; their results, in order (the first error raises)."""
-        futures = [_pool.submit(call) for call in calls]
+        futures = [_pool().submit(call) for call in calls]
         return [future.result() for future in futures]
 
     def now(self) -> dt.datetime:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from shared.carriers.provider import Provider as Provider  # noqa: PLC0414 - re-exported: one place lists the ports
 from shared.rules.decisions import Decision as Decision  # noqa: PLC0414 - re-exported: the stores take it
+from shared.rules.frozen import frozen
 from shared.rules.records import (
     Batch,
     BatchChunk,
@@ -45,7 +46,7 @@ class PreInsertFailed(Exception):
     """The recipients could not be recorded: nothing was written, nothing will be sent."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Mutation(Generic[T]):
     """What committed: the leg before and after, and the decision's result."""
 
@@ -63,7 +64,7 @@ class Mutation(Generic[T]):
         return self.after if self.after is not None else self.before
 
 
-@dataclass(frozen=True)
+@frozen
 class AcceptDecision:
     """The accept's one atomic write: each leg's gated state, and the tenant's new balance and usage."""
 
@@ -73,7 +74,7 @@ class AcceptDecision:
     usage_count: int
 
 
-@dataclass(frozen=True)
+@frozen
 class BatchAcceptDecision:
     """A batch accept's one atomic write: the batch, its chunks, and the tenant's balance and usage after the
     reservation (shared/services/batch_sending.py)."""
@@ -85,7 +86,7 @@ class BatchAcceptDecision:
     usage_count: int
 
 
-@dataclass(frozen=True)
+@frozen
 class ChunkState:
     """A chunk task's first read: its batch, its chunk, and the chunk's version (a finished chunk is marked
     done only if nothing, a cancel say, wrote it since)."""
@@ -112,7 +113,7 @@ class Caller:
     authenticated: Tenant | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class FirstRound:
     """The reads of a single send's first round: the tenant (None: unknown or revoked key, or no such tenant),
     the version of its document the accept commit is conditioned on (opaque to the domain), the opted-out
@@ -127,7 +128,7 @@ class FirstRound:
     exact: bool = True
 
 
-@dataclass(frozen=True)
+@frozen
 class IdempotentAnswer:
     """An answer kept under an Idempotency-Key in the same commit as the accept that produced it."""
 
@@ -137,7 +138,7 @@ class IdempotentAnswer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@frozen
 class InboundDecision:
     """An inbound message's first write (shared/services/inbound.py): the leg to create, and the change its
     keyword makes
@@ -148,13 +149,13 @@ class InboundDecision:
     opt_in: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class InboundWrite:
     leg: Leg  # as created, or as found
     created: bool
 
 
-@dataclass(frozen=True)
+@frozen
 class SpawnDecision:
     """One leg giving rise to another (the SMS failover of an MMS), decided purely and committed at once: the
     parent's new state, the child (created only if absent) and the tenant's new balance (None: unchanged)."""
@@ -165,7 +166,7 @@ class SpawnDecision:
     result: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class Spawned:
     before: Leg | None  # the parent as read
     parent: Leg | None  # the parent as written (None: not written)
@@ -173,7 +174,7 @@ class Spawned:
     result: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class ConversationDecision(Generic[T]):
     """A decision about a conversation and its member legs, committed together."""
 
@@ -183,7 +184,7 @@ class ConversationDecision(Generic[T]):
     result: T | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class ConversationMutation(Generic[T]):
     before: Conversation | None
     after: Conversation | None
@@ -324,7 +325,7 @@ class IdempotencyStore(Protocol):
     def release(self, record_id: str) -> None: ...
 
 
-@dataclass(frozen=True)
+@frozen
 class DispatchTask:
     message_id: str
     name: str  # Cloud Tasks deduplicates by name: the same name twice creates one task
@@ -360,7 +361,7 @@ def media_docs(media: Sequence[StoredMedia]) -> list[dict]:
     return [m.to_doc() for m in media]
 
 
-@dataclass(frozen=True)
+@frozen
 class CarrierSlot:
     """One minute of one carrier's traffic, summed over its shards: messages it accepted (``given``), those
     delivered within the slow threshold (``fast``), and errors (a refusal for a carrier reason, a 5xx, a

@@ -130,9 +130,10 @@ class DevServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, host: str, port: int, *, project: str, firestore_url: str, simulator_url: str,
-                 signing_key: str, default_tenant: str = "tnt_dev") -> None:
+                 signing_key: str, default_tenant: str = "tnt_dev", twilio_url: str | None = None) -> None:
         self.store = FirestoreReader(firestore_url, project)
         self.simulator_url = simulator_url.rstrip("/")
+        self.twilio_url = twilio_url.rstrip("/") if twilio_url else None
         self.signing_key = signing_key
         self.default_tenant = default_tenant
         self.inbox = Inbox()
@@ -218,6 +219,13 @@ class DevServer(ThreadingHTTPServer):
         except (OSError, ValueError) as exc:
             out["simulator"] = []
             out["errors"].append(f"simulator: {exc}")
+        out["twilio"] = []
+        if self.twilio_url:
+            try:
+                status, body = _http("GET", f"{self.twilio_url}/_sim/messages")
+                out["twilio"] = (body or {}).get("messages", [])[-RECENT:][::-1] if status == 200 else []
+            except (OSError, ValueError) as exc:
+                out["errors"].append(f"twilio simulator: {exc}")
         out["inbox"] = self.inbox.events()[:RECENT]
         return out
 

@@ -485,6 +485,7 @@ class Stack:
 
         self.dev_server = dev_inbox.serve(HOST, self.ports["dev"], project=self.config.project,
                                           firestore_url=self.urls["firestore"], simulator_url=self.urls["simulator"],
+                                          twilio_url=self.urls["twilio"],
                                           signing_key=self.webhook_signing_key)
         self._wait_ready(t0)
 

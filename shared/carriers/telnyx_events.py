@@ -12,10 +12,10 @@ import datetime as dt
 import json
 import re
 import urllib.parse
-from dataclasses import dataclass
 from typing import Any
 
 from shared.rules.errors import ApiError, ErrorCode
+from shared.rules.frozen import frozen
 
 # Telnyx event ids are UUIDs. Starting with a letter or digit excludes ".", ".." and "__x__", which
 # Firestore reserves as document ids; "/" would split the document path.
@@ -28,7 +28,7 @@ CONVERSATION_ID = re.compile(r"cnv_[a-z0-9]{1,64}")
 MAX_WEBHOOK_URL = 2048
 
 
-@dataclass(frozen=True)
+@frozen
 class Report:
     event_id: str
     event_type: str

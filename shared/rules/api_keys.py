@@ -9,14 +9,14 @@ document decides. Keys carry no expiry: a key is valid until it is revoked (``mm
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from shared.rules.frozen import frozen
 from shared.rules.ids import tenant_named_by
 
 
-@dataclass(frozen=True)
+@frozen
 class ApiKeyRecord:
     """A key's document: the tenant it belongs to (None: the document names none) and whether it is revoked."""
 
@@ -37,7 +37,7 @@ class KeyVerdict(StrEnum):
     STALE_NOTE = "stale_note"  # valid, but read beside another tenant's documents: read again under its own
 
 
-@dataclass(frozen=True)
+@frozen
 class KeyCheck:
     verdict: KeyVerdict
     owner: str | None = None  # the tenant the key's document names

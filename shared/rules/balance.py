@@ -39,17 +39,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass
 from typing import Any
 
 from shared.rules.errors import ErrorCode
+from shared.rules.frozen import frozen
 from shared.rules.records import Leg, Tenant
 
 SHARDS = 16
 SHARD_COLLECTION = "balance_shards"  # subcollection of tenants/{tenant_id}
 
 
-@dataclass(frozen=True)
+@frozen
 class Shard:
     index: int
     delta_micros: int = 0

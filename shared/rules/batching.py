@@ -15,11 +15,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shared.rules import gates, ids
 from shared.rules.errors import ApiError, ErrorCode, message_for
+from shared.rules.frozen import frozen
 from shared.rules.legs import transition
 from shared.rules.records import Batch, BatchChunk, BatchStatus, ChunkRecipient, HistoryEntry, Leg, Rates, Tenant
 from shared.rules.status import Status
@@ -133,7 +133,7 @@ def gate_recipients(items: Sequence[Recipient], channel: str, segments: int,
     return out
 
 
-@dataclass(frozen=True)
+@frozen
 class Reservation:
     recipients: list[ChunkRecipient]  # each with its slot (sending order), or an error
     cost_micros: int

@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from shared.rules.frozen import frozen
 from shared.rules.records import Leg
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@frozen
 class Decision(Generic[T]):
     """What a pure ``decide`` function asks the store to write for one leg, in one commit."""
 

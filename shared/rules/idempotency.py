@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from shared.rules.errors import ApiError, ErrorCode
+from shared.rules.frozen import frozen
 from shared.rules.records import IdempotencyRecord, IdempotencyState
 
 TTL_SECONDS = 24 * 3600  # the first answer is replayed for a day (Stripe's window)
@@ -102,7 +102,7 @@ def claim(record: IdempotencyRecord | None, payload_hash: str, now: dt.datetime)
     return Claim.NEW
 
 
-@dataclass(frozen=True)
+@frozen
 class Replay:
     status: int
     body: dict[str, Any]

@@ -20,9 +20,9 @@ same way, so that a sender never gets two confirmations and a send never ignores
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import StrEnum
 
+from shared.rules.frozen import frozen
 from shared.rules.records import Tenant
 
 
@@ -60,13 +60,13 @@ DEFAULT_CONTACT = "reply to this message"
 MAX_REPLY = 320  # two GSM-7 segments: a tenant's own text is cut, never refused
 
 
-@dataclass(frozen=True)
+@frozen
 class Keyword:
     kind: Kind
     word: str  # as recognised, upper case ("STOP", "STOP ALL", "YES")
 
 
-@dataclass(frozen=True)
+@frozen
 class Action:
     """What one keyword changes: the opt-out list (``out`` / ``in`` / None), the customer event, the reply."""
 

@@ -28,10 +28,10 @@ import io
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared.rules.errors import ErrorCode
+from shared.rules.frozen import frozen
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PilImage
@@ -382,7 +382,7 @@ def downscale(data: bytes, content_type: str, target: int, *, label: str = "an i
     return best
 
 
-@dataclass(frozen=True)
+@frozen
 class Upload:
     """A base64 attachment of the request (``media: [{content_type, blob, filename?}]``), decoded."""
 
@@ -391,7 +391,7 @@ class Upload:
     filename: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Item:
     """One attachment of a message, checked: its bytes and the type they are stored under."""
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
-from typing import Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
+from shared.rules.frozen import frozen
 from shared.rules.status import SendState, Status
 from shared.rules.windows import Window
 
@@ -33,7 +34,7 @@ class EventState(StrEnum):
         return self in (EventState.PENDING, EventState.RETRYING)
 
 
-@dataclass(frozen=True)
+@frozen
 class HistoryEntry:
     at: dt.datetime
     from_: str | None
@@ -53,7 +54,7 @@ class HistoryEntry:
                    event_id=doc.get("event_id"))
 
 
-@dataclass(frozen=True)
+@frozen
 class OutboxEntry:
     """One customer event: fixed id (the outbox key), type, the status it announces, delivery state."""
 
@@ -76,7 +77,7 @@ class OutboxEntry:
                    last_attempt_at=doc.get("last_attempt_at"), last_error=doc.get("last_error"))
 
 
-@dataclass(frozen=True)
+@frozen
 class StoredMedia:
     """Our copy of one attachment in Cloud Storage (docs/media.md)."""
 
@@ -95,7 +96,7 @@ class StoredMedia:
                    extra=extra)
 
 
-@dataclass(frozen=True)
+@frozen
 class Leg:
     """One recipient of one request: the unit that reaches exactly one terminal status."""
 
@@ -259,7 +260,7 @@ class Leg:
         )
 
 
-@dataclass(frozen=True)
+@frozen
 class Group:
     id: str
     tenant_id: str
@@ -287,7 +288,7 @@ class BatchStatus(StrEnum):
     CANCELED = "canceled"
 
 
-@dataclass(frozen=True)
+@frozen
 class Batch:
     """One batch send (shared/services/batch_sending.py). ``template`` is the leg every recipient's row is made from
     (the shared payload: body, media, sender, timing, webhooks...), stored as a leg document so the one
@@ -339,7 +340,7 @@ class Batch:
                    canceled_at=doc.get("canceled_at"), delete_at=doc.get("delete_at"))
 
 
-@dataclass(frozen=True)
+@frozen
 class ChunkRecipient:
     """One recipient as the accept left it for its chunk task: the number (E.164 when it parsed), what the
     accept reserved for it, its place in the sending order (``slot``: None when it was rejected at accept,
@@ -370,7 +371,7 @@ class ChunkRecipient:
                    metadata=dict(doc.get("metadata") or {}), client_ref=doc.get("client_ref"))
 
 
-@dataclass(frozen=True)
+@frozen
 class BatchChunk:
     """At most ``batching.CHUNK`` recipients of a batch, written at accept; its task writes their rows.
     ``todo``: work is left (rows to write, tasks to create, or a cancel to apply); the sweeper's cue."""
@@ -403,7 +404,7 @@ def chunk_doc_id(batch_id: str, index: int) -> str:
     return f"{batch_id}-{index:05d}"
 
 
-@dataclass(frozen=True)
+@frozen
 class Conversation:
     """A true group conversation: one Telnyx group_mms for several recipient legs (shared/services/conversation.py).
 
@@ -434,7 +435,7 @@ class Conversation:
                    dispatch=Leg.from_doc(doc["dispatch"]), delete_at=doc.get("delete_at"))
 
 
-@dataclass(frozen=True)
+@frozen
 class SenderCapabilities:
     sms: bool = False
     mms: bool = False
@@ -444,7 +445,7 @@ class SenderCapabilities:
         return self.mms if channel == "mms" else self.sms
 
 
-@dataclass(frozen=True)
+@frozen
 class Tenant:
     id: str
     balance_micros: int = 0
@@ -504,7 +505,7 @@ class Tenant:
 OPT_OUT_SOURCES = ("keyword", "provider_rejection", "api", "import", "admin")
 
 
-@dataclass(frozen=True)
+@frozen
 class OptOut:
     """One number on a tenant's opt-out list (``tenants/{tenant}/opt_outs/{number}``): why, and since when."""
 
@@ -531,7 +532,7 @@ class OptOut:
         return cls(number=number, source=source, at=doc.get("at"), keyword=keyword, message_id=doc.get("message_id"))
 
 
-@dataclass(frozen=True)
+@frozen
 class Rates:
     """One country's prices (micro-USD); a channel missing here is not offered."""
 
@@ -558,7 +559,7 @@ class IdempotencyState(StrEnum):
     COMPLETED = "completed"
 
 
-@dataclass(frozen=True)
+@frozen
 class IdempotencyRecord:
     """A Stripe-style Idempotency-Key: the payload hash, a lease while the first request runs, its answer."""
 
@@ -585,7 +586,7 @@ class IdempotencyRecord:
                    response_headers=dict(doc.get("response_headers") or {}))
 
 
-@dataclass(frozen=True)
+@frozen
 class ProviderEventRecord:
     """A provider webhook event, recorded once by its id in the same commit that applies it."""
 
@@ -601,101 +602,104 @@ class ProviderEventRecord:
                 "recorded_at": now, "expires_at": now + ttl}
 
 
-class LegChanges(TypedDict, total=False):
-    """Any of ``Leg``'s fields, each with its own type: ``Leg.with_`` takes these and no others."""
+if TYPE_CHECKING:  # for type checkers: at run time the three are plain dicts (no 80 annotations to evaluate)
 
-    id: str
-    leg_key: str
-    tenant_id: str
-    to: str
-    from_: str
-    channel: str
-    encoding: str
-    segments: int
-    request_id: str
-    created_at: dt.datetime
-    status: Status
-    status_since: dt.datetime | None
-    updated_at: dt.datetime | None
-    group_id: str | None
-    batch_id: str | None
-    body: str | None
-    subject: str | None
-    media_urls: tuple[str, ...]
-    media: tuple[StoredMedia, ...]
-    scheduled_at: dt.datetime | None
-    valid_until: dt.datetime | None
-    delivery_window: Window | None
-    webhook_url: str | None
-    metadata: dict[str, str]
-    final: bool
-    error_code: str | None
-    error_message: str | None
-    provider_id: str | None
-    provider_error_code: str | None
-    price_micros: int
-    attempts: int
-    send_state: SendState
-    dispatch_generation: int
-    claimed_at: dt.datetime | None
-    first_claimed_at: dt.datetime | None
-    ambiguous_since: dt.datetime | None
-    last_attempt_at: dt.datetime | None
-    last_error: str | None
-    sent_at: dt.datetime | None
-    last_report_at: dt.datetime | None
-    history: tuple[HistoryEntry, ...]
-    notifications: dict[str, OutboxEntry]
-    notify_due: dt.datetime | None
-    webhook_failover_url: str | None
-    request_dlr: bool
-    client_ref: str | None
-    sms_failover: dict[str, str] | None
-    failover_message_id: str | None
-    failover_of: str | None
-    failover_due: dt.datetime | None
-    conversation_id: str | None
-    delete_at: dt.datetime | None
-    redacted_at: dt.datetime | None
-    direction: str
-    keyword: str | None
-    reply_message_id: str | None
-    reply_due: dt.datetime | None
-    in_reply_to: str | None
-    carrier: str
-    carrier_failed_over_from: str | None
+    class LegChanges(TypedDict, total=False):
+        """Any of ``Leg``'s fields, each with its own type: ``Leg.with_`` takes these and no others."""
 
+        id: str
+        leg_key: str
+        tenant_id: str
+        to: str
+        from_: str
+        channel: str
+        encoding: str
+        segments: int
+        request_id: str
+        created_at: dt.datetime
+        status: Status
+        status_since: dt.datetime | None
+        updated_at: dt.datetime | None
+        group_id: str | None
+        batch_id: str | None
+        body: str | None
+        subject: str | None
+        media_urls: tuple[str, ...]
+        media: tuple[StoredMedia, ...]
+        scheduled_at: dt.datetime | None
+        valid_until: dt.datetime | None
+        delivery_window: Window | None
+        webhook_url: str | None
+        metadata: dict[str, str]
+        final: bool
+        error_code: str | None
+        error_message: str | None
+        provider_id: str | None
+        provider_error_code: str | None
+        price_micros: int
+        attempts: int
+        send_state: SendState
+        dispatch_generation: int
+        claimed_at: dt.datetime | None
+        first_claimed_at: dt.datetime | None
+        ambiguous_since: dt.datetime | None
+        last_attempt_at: dt.datetime | None
+        last_error: str | None
+        sent_at: dt.datetime | None
+        last_report_at: dt.datetime | None
+        history: tuple[HistoryEntry, ...]
+        notifications: dict[str, OutboxEntry]
+        notify_due: dt.datetime | None
+        webhook_failover_url: str | None
+        request_dlr: bool
+        client_ref: str | None
+        sms_failover: dict[str, str] | None
+        failover_message_id: str | None
+        failover_of: str | None
+        failover_due: dt.datetime | None
+        conversation_id: str | None
+        delete_at: dt.datetime | None
+        redacted_at: dt.datetime | None
+        direction: str
+        keyword: str | None
+        reply_message_id: str | None
+        reply_due: dt.datetime | None
+        in_reply_to: str | None
+        carrier: str
+        carrier_failed_over_from: str | None
 
-class BatchChanges(TypedDict, total=False):
-    """Any of ``Batch``'s fields, each with its own type: ``Batch.with_`` takes these and no others."""
+    class BatchChanges(TypedDict, total=False):
+        """Any of ``Batch``'s fields, each with its own type: ``Batch.with_`` takes these and no others."""
 
-    id: str
-    tenant_id: str
-    status: BatchStatus
-    total: int
-    accepted: int
-    rejected: int
-    chunks: int
-    reserved_micros: int
-    template: Leg
-    created_at: dt.datetime
-    request_id: str
-    start_at: dt.datetime
-    interval_seconds: float
-    validity_seconds: int | None
-    campaign_ref: str | None
-    sending_speed: dict[str, Any] | None
-    canceled_at: dt.datetime | None
-    delete_at: dt.datetime | None
+        id: str
+        tenant_id: str
+        status: BatchStatus
+        total: int
+        accepted: int
+        rejected: int
+        chunks: int
+        reserved_micros: int
+        template: Leg
+        created_at: dt.datetime
+        request_id: str
+        start_at: dt.datetime
+        interval_seconds: float
+        validity_seconds: int | None
+        campaign_ref: str | None
+        sending_speed: dict[str, Any] | None
+        canceled_at: dt.datetime | None
+        delete_at: dt.datetime | None
 
+    class ConversationChanges(TypedDict, total=False):
+        """Any of ``Conversation``'s fields, each with its own type: ``Conversation.with_`` takes these and no
+        others."""
 
-class ConversationChanges(TypedDict, total=False):
-    """Any of ``Conversation``'s fields, each with its own type: ``Conversation.with_`` takes these and no others."""
-
-    id: str
-    tenant_id: str
-    group_id: str
-    members: tuple[str, ...]
-    numbers: tuple[str, ...]
-    dispatch: Leg
-    delete_at: dt.datetime | None
+        id: str
+        tenant_id: str
+        group_id: str
+        members: tuple[str, ...]
+        numbers: tuple[str, ...]
+        dispatch: Leg
+        delete_at: dt.datetime | None
+else:
+    LegChanges = BatchChanges = ConversationChanges = dict

@@ -24,9 +24,9 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from shared.rules.errors import ApiError, ErrorCode
+from shared.rules.frozen import frozen
 from shared.rules.status import Status
 
 DEFAULT_LIMIT = 50
@@ -65,7 +65,7 @@ _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 _CURSOR_CONTEXT = b"mmsgate search cursor v1"
 
 
-@dataclass(frozen=True)
+@frozen
 class Query:
     """One page of a search: what the store runs (see infra/store/legs.py ``search``)."""
 

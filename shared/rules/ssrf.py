@@ -57,13 +57,14 @@ import re
 import socket
 import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-try:  # a dependency of httpx, which the project requires
-    import idna as _idna
-except ImportError:  # pragma: no cover - without it, non-ASCII host names are simply rejected
-    _idna = None  # type: ignore[assignment]
+from shared.rules.frozen import frozen
+
+if TYPE_CHECKING:
+    import types
 
 __all__ = [
     "DEFAULT_MEDIA_HOSTS",
@@ -211,14 +212,14 @@ def _normalise_policy_host(raw: str) -> str:
     return host
 
 
-@dataclass(frozen=True)
+@frozen
 class _Origin:
     scheme: str
     host: str
     port: int
 
 
-@dataclass(frozen=True)
+@frozen
 class UrlPolicy:
     """What ``check_url`` accepts. See the module docstring for the meaning of each field.
 
@@ -308,7 +309,7 @@ def webhook_url_policy(trusted_origins: Iterable[str] = ()) -> UrlPolicy:
 # --------------------------------------------------------------------------------------------- parsing
 
 
-@dataclass(frozen=True)
+@frozen
 class VettedUrl:
     """A URL that passed ``check_url``.
 
@@ -324,7 +325,7 @@ class VettedUrl:
     addresses: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class _Parsed:
     scheme: str
     host: str  # lower-cased, as written (bracketed for IPv6)
@@ -410,6 +411,16 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
+def _idna() -> types.ModuleType | None:
+    """The ``idna`` package, imported on the first non-ASCII label (most hosts never need it)."""
+    try:  # a dependency of httpx, which the project requires
+        import idna  # noqa: PLC0415
+
+        return idna
+    except ImportError:  # pragma: no cover - without it, non-ASCII host names are simply rejected
+        return None
+
+
 def _normalise_host(host: str) -> str:
     if host.endswith("."):
         raise UrlRejected("host must not end with a dot")
@@ -419,11 +430,12 @@ def _normalise_host(host: str) -> str:
         if not label:
             raise UrlRejected("host is not a valid domain name")
         if not label.isascii():
-            if _idna is None:
+            idna = _idna()
+            if idna is None:
                 raise UrlRejected("host is not a valid domain name")
             try:
-                label = _idna.alabel(label).decode("ascii")
-            except (_idna.IDNAError, UnicodeError, ValueError):
+                label = idna.alabel(label).decode("ascii")
+            except (idna.IDNAError, UnicodeError, ValueError):
                 raise UrlRejected("host is not a valid domain name") from None
         if not _LABEL_RE.fullmatch(label):
             raise UrlRejected("host is not a valid domain name")

@@ -16,10 +16,10 @@ nothing written or charged) rather than accepted only to expire.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 from shared.rules.decisions import Decision
 from shared.rules.errors import ErrorCode, message_for
+from shared.rules.frozen import frozen
 from shared.rules.legs import transition, with_send_state
 from shared.rules.records import Leg
 from shared.rules.status import SendState, Status
@@ -39,7 +39,7 @@ class FieldError(ValueError):
         self.issue = issue
 
 
-@dataclass(frozen=True)
+@frozen
 class Timing:
     """When an accepted leg is due (None: now) and until when it is valid (None: no limit)."""
 

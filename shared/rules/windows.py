@@ -15,9 +15,12 @@ instants the clock jumps (a zone transition); it takes the earliest that is open
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from shared.rules.frozen import frozen
+
+if TYPE_CHECKING:
+    import zoneinfo  # at run time only where a window is read: it reads sysconfig to find the zone database
 
 DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 MINUTES_PER_DAY = 24 * 60
@@ -37,13 +40,15 @@ def zone(name: str) -> zoneinfo.ZoneInfo:
     """The IANA zone ``name`` (``UnknownTimeZone`` for anything else, paths included)."""
     if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name or "\\" in name:
         raise UnknownTimeZone(name)
+    import zoneinfo  # noqa: PLC0415 - see the module's imports
+
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise UnknownTimeZone(name) from None
 
 
-@dataclass(frozen=True)
+@frozen
 class Window:
     """Listed weekdays (0 = Monday) and ``[start, end)`` in minutes of the day on the zone's wall clock.
     ``whole_day`` windows were given without ``from``/``to`` (``start`` 0, ``end`` 1440)."""

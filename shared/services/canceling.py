@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.ports import Decision
 from shared.rules.errors import ApiError, ErrorCode, message_for
+from shared.rules.frozen import frozen
 from shared.rules.legs import transition, view
 from shared.rules.records import Leg
 from shared.rules.status import Status
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 CANCELABLE = frozenset({Status.QUEUED, Status.SCHEDULED})
 
 
-@dataclass(frozen=True)
+@frozen
 class Canceled:
     """What one cancel decided: whether the leg is (now, or already was) canceled."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
 
@@ -18,6 +17,7 @@ from shared.carriers.provider import Kind, Lookup, LookupState, Outcome
 from shared.ports import Decision, DispatchTask
 from shared.rules import ids, validity
 from shared.rules.errors import ErrorCode, message_for
+from shared.rules.frozen import frozen
 from shared.rules.legs import note, transition, with_send_state
 from shared.rules.records import Leg
 from shared.rules.status import SendState, Status
@@ -58,7 +58,7 @@ class Action(StrEnum):
     CONVERSATION = "conversation"  # a conversation's recipient: the conversation is sent as one
 
 
-@dataclass(frozen=True)
+@frozen
 class Step:
     """What one decision asks of dispatch next, and what it answers Cloud Tasks if it stops here."""
 
@@ -70,7 +70,7 @@ class Step:
     retry_after: int | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Answer:
     """What dispatch answers Cloud Tasks: 2xx ends the task, anything else asks for a retry (and throttles
     the queue in real Cloud Tasks, so only for real overload)."""

@@ -15,10 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.rules import ids, keywords, retention
+from shared.rules.frozen import frozen
 from shared.rules.legs import new_leg, transition, view, with_event
 from shared.rules.records import HistoryEntry, Leg, OutboxEntry, StoredMedia, Tenant
 from shared.rules.segments import MMS_SEGMENTS, count_segments
@@ -36,7 +36,7 @@ _NUMBER = re.compile(r"\+?[0-9A-Za-z]{3,31}")  # E.164, a short code, an alphanu
 RECEIVED = "message.received"
 
 
-@dataclass(frozen=True)
+@frozen
 class Attachment:
     url: str | None
     content_type: str | None
@@ -44,7 +44,7 @@ class Attachment:
     problem: str | None = None  # why it will not be fetched
 
 
-@dataclass(frozen=True)
+@frozen
 class Inbound:
     event_id: str
     provider_id: str | None

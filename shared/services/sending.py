@@ -23,13 +23,14 @@ from shared.api.answers import error_body, meta
 from shared.ports import AcceptDecision, Caller, Contended, DispatchTask, FirstRound, IdempotentAnswer, PreInsertFailed
 from shared.rules import gates, ids, retention, validity
 from shared.rules.errors import ApiError, ErrorCode, message_for
+from shared.rules.frozen import frozen
 from shared.rules.legs import new_leg, transition
 from shared.rules.media import MediaError, Upload
 from shared.rules.records import Group, Leg, LegChanges, StoredMedia, Tenant
 from shared.rules.segments import MMS_SEGMENTS, count_segments
 from shared.rules.ssrf import UrlPolicy, UrlRejected, check_url, media_url_policy, webhook_url_policy
 from shared.rules.status import Status
-from shared.services import carriers, conversation, fanout, leg_changes, observe
+from shared.services import carriers, fanout, leg_changes, observe
 from shared.services.carriers import Route
 
 if TYPE_CHECKING:  # the models import pydantic: the handlers pass plain requests where they can
@@ -54,14 +55,14 @@ class Recipient:
     error_message: str | None = None  # when the gate has more to say than its code (media)
 
 
-@dataclass(frozen=True)
+@frozen
 class RateLimit:
     key: str
     limit: int
     window_seconds: int
 
 
-@dataclass(frozen=True)
+@frozen
 class Answer:
     """The HTTP answer of an accept. ``kept``: it is already stored under the request's Idempotency-Key."""
 
@@ -417,7 +418,10 @@ def _after_accept(rt: Runtime, after: list[Leg]) -> None:
     raises: the request is accepted already, and the sweeper re-enqueues a queued leg whose task is missing."""
     tasks = [DispatchTask(leg.id, ids.task_name(leg.leg_key), leg.scheduled_at)
              for leg in after if leg.status in (Status.QUEUED, Status.SCHEDULED)]
-    tasks = conversation.one_task(tasks, after)  # a conversation's legs share one dispatch task
+    if any(leg.conversation_id for leg in after):  # a conversation's legs share one dispatch task
+        from shared.services import conversation  # noqa: PLC0415 - the group_mms dispatch: not a send's cold path
+
+        tasks = conversation.one_task(tasks, after)
     if tasks:
         try:
             errors = fanout.enqueue(rt, after[0].group_id, tasks)  # a group's several: one task creates them

@@ -11,12 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared.ports import Decision, DispatchTask
 from shared.rules import ids, validity
 from shared.rules.errors import ErrorCode
+from shared.rules.frozen import frozen
 from shared.rules.legs import note, transition, with_event
 from shared.rules.records import Leg
 from shared.rules.status import Status
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from shared.ports import Runtime
 
 
-@dataclass(frozen=True)
+@frozen
 class SweepPolicy:
     queued_after: dt.timedelta  # a queued leg older than this lost its task
     final_after: dt.timedelta  # a sent leg with no final report by then is closed

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import fictional
+from tools.seed import DEV_SENDER, DEV_TWILIO_SENDER
 
 # Every test here needs the local stack: the fast tier (-m "not stack") does not even import this module.
 pytestmark = pytest.mark.stack
@@ -94,4 +95,21 @@ def test_a_sent_message_reaches_delivered_on_the_console(env, browser, tmp_path)
     assert _cell(browser, f'#simulator-body tr[data-provider-id="{provider_id}"]')
     _until(browser, lambda d: {_cell(d, f'#deliveries-body tr:nth-child({i}) td:nth-child(4)') for i in (1, 2)}
            == {"delivered"}, 20, "both deliveries shown as delivered")
+    assert _cell(browser, f"{row} .carrier") == "telnyx"
+
+    # the second carrier: a send pinned to Twilio shows its carrier, and what the Twilio simulator received
+    env.store.accounts.put_tenant(env.tenant_id, {
+        "senders": {DEV_SENDER: {"sms": True, "mms": True}, DEV_TWILIO_SENDER: {"sms": True, "mms": True,
+                                                                                 "carrier": "twilio"}},
+        "sender_numbers": sorted([DEV_SENDER, DEV_TWILIO_SENDER])})
+    response = env.api.post("/api/v1/messages/sms", json={"to": fictional(13), "body": "through twilio",
+                                                           "carrier": "twilio"})
+    assert response.status_code == 200, response.text
+    twilio_row = f'#messages-body tr[data-message-id="{response.json()["data"]["id"]}"]'
+    _until(browser, lambda d: _cell(d, f"{twilio_row} .status-cell").startswith("delivered"), 30,
+           "the Twilio send never showed delivered")
+    assert _cell(browser, f"{twilio_row} .carrier") == "twilio"
+    sid = env.message(response.json()["data"]["id"])["provider_id"]
+    _until(browser, lambda d: _cell(d, f'#twilio-body tr[data-provider-id="{sid}"]'), 10,
+           "the Twilio simulator's record on the page")
     browser.save_screenshot(str(tmp_path / "console.png"))

@@ -47,10 +47,12 @@ function renderMessages(messages) {
       <td class="mono">${esc(m.id)}</td><td>${esc(m.to)}</td><td>${esc(m.from)}</td><td>${esc(m.channel)}</td>
       <td class="status-cell">${status(m.status)}${m.final && m.status === "sent" ? " (final)" : ""}
         ${m.error_code ? `<div class="bad">${esc(m.error_code)}</div>` : ""}</td>
+      <td class="carrier">${esc(m.carrier)}${m.carrier_failed_over_from ?
+        ` <span class="cause">(from ${esc(m.carrier_failed_over_from)})</span>` : ""}</td>
       <td class="mono provider-id">${esc(m.provider_id)}</td><td>${timeline(m.history)}</td>
       <td>${summary}</td><td>${time(m.created_at)}</td></tr>`;
   });
-  fill("messages-body", rows, 9, "No messages yet: send one with the curl printed by make dev.");
+  fill("messages-body", rows, 10, "No messages yet: send one with the curl printed by make dev.");
   count("messages", messages.length);
 }
 
@@ -117,6 +119,14 @@ function renderSimulator(sent) {
   count("simulator", sent.length);
 }
 
+function renderTwilio(sent) {
+  const rows = sent.map((s) => `<tr data-provider-id="${esc(s.sid)}"><td class="mono">${esc(s.sid)}</td>
+    <td>${esc(s.to)}</td><td>${esc(s.from)}</td><td>${esc(s.num_media)}</td><td>${status(s.status)}</td>
+    <td>${esc(s.error_code ?? "")}</td><td>${esc(s.date_created)}</td></tr>`);
+  fill("twilio-body", rows, 7, "The Twilio simulator has received nothing yet.");
+  count("twilio", sent.length);
+}
+
 async function refresh() {
   try {
     const response = await fetch("/_dev/api/state", { cache: "no-store" });
@@ -130,6 +140,7 @@ async function refresh() {
     renderInbox(state.inbox);
     renderInbound(inbound);
     renderSimulator(state.simulator);
+    renderTwilio(state.twilio || []);
     const errors = document.getElementById("errors");
     errors.hidden = !state.errors.length;
     errors.textContent = state.errors.join("; ");
