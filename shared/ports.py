@@ -364,13 +364,11 @@ def media_docs(media: Sequence[StoredMedia]) -> list[dict]:
 @frozen
 class CarrierSlot:
     """One minute of one carrier's traffic, summed over its shards: messages it accepted (``given``), those
-    delivered within the slow threshold (``fast``), and errors (a refusal for a carrier reason, a 5xx, a
-    timeout)."""
+    delivered within the slow threshold (``fast``)."""
 
     start: dt.datetime
     given: int = 0
     fast: int = 0
-    errors: int = 0
 
 
 class CarrierStore(Protocol):
@@ -390,6 +388,10 @@ class CarrierStore(Protocol):
 
     def slots(self, carrier: str, since: dt.datetime, until: dt.datetime) -> list[CarrierSlot]:
         """The minutes from ``since`` to ``until`` that saw traffic, oldest first."""
+        ...
+
+    def errors(self, carrier: str, since: dt.datetime, until: dt.datetime) -> int:
+        """Errors counted from ``since`` to ``until`` (errors are kept per ten seconds: a burst window is short)."""
         ...
 
 
@@ -437,6 +439,8 @@ class Settings(Protocol):
     def twilio_account_sid(self) -> str: ...
     @property
     def carrier_weights(self) -> dict[str, int]: ...
+    @property
+    def carrier_error_burst(self) -> tuple[int, int]: ...
     @property
     def webhook_signing_key(self) -> str: ...
     @property

@@ -124,6 +124,8 @@ def view(leg: Leg) -> dict[str, Any]:
         "error_code": leg.error_code,
         "error_message": leg.error_message,
         "provider_id": leg.provider_id,
+        "carrier": leg.carrier,
+        "carrier_failed_over_from": leg.carrier_failed_over_from,
         "scheduled_at": iso(leg.scheduled_at),
         "expires_at": iso(leg.valid_until),  # the validity (the stored field is valid_until)
         "delivery_window": leg.delivery_window.to_doc() if leg.delivery_window else None,

@@ -79,6 +79,10 @@ def sweep(rt: Runtime) -> dict[str, int]:
     # SMS failovers decided but not created (the process died between the two steps: shared/services/failover.py)
     counts["failovers"] = sum(failover.launch(rt, leg.id).startswith(("queued", "failed")) for leg in failovers_due)
     counts["batch_chunks"] = sweep_batch_chunks(rt, stale, now)
+    # Carrier health, on the sweeper's schedule (every minute in production): nothing with one carrier.
+    from shared.services import carriers  # noqa: PLC0415 - the routing rules only when there are two carriers
+
+    counts["carrier_changes"] = len(carriers.assess(rt))
     return counts
 
 
