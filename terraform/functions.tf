@@ -35,7 +35,7 @@ resource "google_artifact_registry_repository" "functions" {
 
 # send, group, batch, messages, optouts and webhook: behind API Gateway.
 resource "google_cloudfunctions2_function" "public" {
-  #checkov:skip=CKV_GCP_124:API Gateway is not an internal ingress source, so the functions it fronts need ALLOW_ALL; IAM still admits only the gateway's service account (run.invoker), and the functions check API keys or Telnyx signatures themselves.
+  #checkov:skip=CKV_GCP_124:API Gateway is not an internal ingress source, so the functions it fronts need ALLOW_ALL; IAM still admits only the gateway's service account (run.invoker), and the functions check API keys or the carriers' signatures themselves.
   for_each = local.public_functions
 
   name        = "${var.name_prefix}-${each.key}"
@@ -72,7 +72,7 @@ resource "google_cloudfunctions2_function" "public" {
     environment_variables            = local.env
 
     dynamic "secret_environment_variables" {
-      for_each = { for name, fns in local.secret_env : name => data.google_secret_manager_secret.this[name].secret_id if contains(fns, each.key) }
+      for_each = { for name, fns in local.deployed_secret_env : name => data.google_secret_manager_secret.this[name].secret_id if contains(fns, each.key) }
       content {
         key        = secret_environment_variables.key
         project_id = data.google_project.this.number
@@ -127,7 +127,7 @@ resource "google_cloudfunctions2_function" "private" {
     environment_variables            = local.env
 
     dynamic "secret_environment_variables" {
-      for_each = { for name, fns in local.secret_env : name => data.google_secret_manager_secret.this[name].secret_id if contains(fns, each.key) }
+      for_each = { for name, fns in local.deployed_secret_env : name => data.google_secret_manager_secret.this[name].secret_id if contains(fns, each.key) }
       content {
         key        = secret_environment_variables.key
         project_id = data.google_project.this.number

@@ -1,9 +1,9 @@
-# API Gateway in front of the public functions: one public origin whose paths /api/v1/... and
-# /webhooks/telnyx map to send, group, batch, messages, optouts and webhook (openapi-gateway.yaml.tftpl). The gateway
-# checks no API key: the functions check tenants' API keys and Telnyx's signatures themselves. It calls
-# the functions as its own service account, the only principal they admit. Backends are the functions'
-# deterministic URLs, so the gateway does not wait for the functions, and the functions can be given the
-# gateway's hostname (TELNYX_WEBHOOK_URL) in the same apply.
+# API Gateway in front of the public functions: one public origin whose paths /api/v1/..., /webhooks/telnyx
+# and /webhooks/twilio map to send, group, batch, messages, optouts and webhook (openapi-gateway.yaml.tftpl).
+# The gateway checks no API key: the functions check tenants' API keys and the carriers' signatures
+# themselves. It calls the functions as its own service account, the only principal they admit. Backends are
+# the functions' deterministic URLs, so the gateway does not wait for the functions, and the functions can be
+# given the gateway's hostname (TELNYX_WEBHOOK_URL, TWILIO_WEBHOOK_URL) in the same apply.
 
 resource "google_api_gateway_api" "this" {
   provider = google-beta

@@ -57,21 +57,21 @@ locals {
       media       = false
     }
     webhook = {
-      description = "POST /webhooks/telnyx: verify and record Telnyx delivery reports and inbound messages; start SMS failovers and keyword replies."
+      description = "POST /webhooks/telnyx and /webhooks/twilio: verify and record each carrier's delivery reports and inbound messages; start SMS failovers and keyword replies."
       public      = true
       timeout     = 30
       enqueues    = ["dispatch", "notify"]
       media       = false
     }
     sweeper = {
-      description = "Cloud Scheduler target: re-enqueue stuck legs and close stale ones."
+      description = "Cloud Scheduler target: re-enqueue stuck legs, close stale ones, and assess each carrier's health."
       public      = false
       timeout     = 300
       enqueues    = ["dispatch", "notify"]
       media       = false
     }
     dispatch = {
-      description = "Cloud Tasks target: send one recipient leg to Telnyx."
+      description = "Cloud Tasks target: send one recipient leg through its carrier (Telnyx or Twilio), failing over once."
       public      = false
       timeout     = 120
       enqueues    = ["dispatch", "notify"]
@@ -110,8 +110,17 @@ locals {
   secret_env = {
     TELNYX_API_KEY      = ["dispatch"]
     TELNYX_PUBLIC_KEY   = ["webhook"]
+    TWILIO_AUTH_TOKEN   = ["dispatch", "webhook"]
     WEBHOOK_SIGNING_KEY = ["notifier", "messages"]
   }
+
+  # The secrets of a carrier that is switched off are neither read nor granted nor set on any function: a
+  # deployment without Twilio needs no Twilio secret (the code reads an unset TWILIO_AUTH_TOKEN as "no
+  # Twilio", and refuses every /webhooks/twilio request then).
+  optional_secrets = {
+    TWILIO_AUTH_TOKEN = var.twilio_enabled
+  }
+  deployed_secret_env = { for name, fns in local.secret_env : name => fns if lookup(local.optional_secrets, name, true) }
 
   # infra.collections.TTL_FIELDS: collection -> timestamp field Firestore TTL deletes on.
   firestore_ttl_fields = {
@@ -123,6 +132,7 @@ locals {
     idempotency     = "expires_at"
     rate_limits     = "expires_at"
     provider_events = "expires_at"
+    carrier_slots   = "expires_at"
   }
 
   # infra.collections.COMPOSITE_INDEXES, keyed by a readable id.
@@ -210,6 +220,11 @@ locals {
   # The gateway's own https://<hostname> is the one public origin (no custom domain is deployed).
   public_base_url    = "https://${google_api_gateway_gateway.this.default_hostname}"
   telnyx_webhook_url = "${local.public_base_url}/webhooks/telnyx"
+  # Twilio signs the URL it calls: the functions must know it exactly as the number's webhook is set.
+  twilio_webhook_url = "${local.public_base_url}/webhooks/twilio"
+
+  # CARRIER_WEIGHTS as the code reads it: telnyx=70,twilio=30 (infra/settings.py carrier_weights).
+  carrier_weights = join(",", [for carrier, weight in var.carrier_weights : "${carrier}=${weight}"])
 
   # Plain configuration, the same for every function: infra.settings.ENV minus the secrets (those come
   # from Secret Manager, secrets.tf) and minus the local-stack-only escape hatch.
@@ -224,6 +239,11 @@ locals {
     DISPATCH_MAX_ATTEMPTS           = tostring(var.dispatch_max_attempts)
     TELNYX_BASE_URL                 = var.telnyx_base_url
     TELNYX_WEBHOOK_URL              = local.telnyx_webhook_url
+    TWILIO_BASE_URL                 = var.twilio_base_url
+    TWILIO_ACCOUNT_SID              = var.twilio_enabled ? var.twilio_account_sid : ""
+    TWILIO_WEBHOOK_URL              = local.twilio_webhook_url
+    CARRIER_WEIGHTS                 = local.carrier_weights
+    CARRIER_ERROR_BURST             = var.carrier_error_burst
     MEDIA_BUCKET                    = google_storage_bucket.media.name
     MEDIA_ALLOWED_HOSTS             = join(",", local.media_allowed_hosts)
     INBOUND_MEDIA_HOSTS             = join(",", var.inbound_media_hosts)

@@ -17,18 +17,18 @@ locals {
   log_counters = {
     provider_rejections = {
       event       = "provider.rejected"
-      description = "Sends Telnyx refused synchronously, by Telnyx error code."
+      description = "Sends a carrier refused synchronously, by the carrier's error code."
       labels      = { code = "code" }
     }
     dispatch_ambiguous = {
       event       = "dispatch.ambiguous"
-      description = "Dispatch attempts whose outcome at Telnyx is unknown (connection lost after sending); the next attempt reconciles them."
+      description = "Dispatch attempts whose outcome at the carrier is unknown (connection lost after sending); the next attempt reconciles them."
       labels      = {}
     }
     dispatch_reconciled = {
       event       = "dispatch.reconciled"
-      description = "Ambiguous sends looked up at Telnyx before any resend, by what the lookup found."
-      labels      = { lookup = "lookup" }
+      description = "Ambiguous sends looked up at their carrier before any resend, by what the lookup found and carrier."
+      labels      = { lookup = "lookup", carrier = "carrier" }
     }
     webhook_gave_up = {
       event       = "webhook.gave_up"
@@ -37,13 +37,24 @@ locals {
     }
     signature_invalid = {
       event       = "signature.invalid"
-      description = "Telnyx webhook requests refused for a missing, stale or invalid Ed25519 signature."
-      labels      = {}
+      description = "Carrier webhook requests refused for a missing, stale or invalid signature (Telnyx's Ed25519, Twilio's X-Twilio-Signature), by carrier (empty: Telnyx)."
+      labels      = { carrier = "carrier" }
     }
     inbound_unknown_number = {
       event       = "inbound.unknown_number"
-      description = "Telnyx events for a number no tenant owns."
+      description = "Carrier events for a number no tenant owns."
       labels      = {}
+    }
+    # Only with two carriers (twilio_enabled): the sweeper's health assessment and dispatch's failovers.
+    carrier_health = {
+      event       = "carrier.health"
+      description = "Changes of a carrier's assessed health (shared/services/carriers.py): healthy 0 or 1, its weight penalty in points, tripped 1 while an error burst keeps its circuit open."
+      labels      = { carrier = "carrier", healthy = "healthy", penalty = "penalty", tripped = "tripped" }
+    }
+    carrier_failover = {
+      event       = "carrier.failover"
+      description = "Legs moved to another carrier after a transient or permanent error of theirs (once per leg), by source and target carrier."
+      labels      = { source = "source", target = "target" }
     }
   }
 
@@ -71,10 +82,10 @@ locals {
     }
     report_latency = {
       event       = "report.latency"
-      description = "Time from the provider send to its final delivery report (latency_ms field)."
+      description = "Time from the carrier send to each of its delivery reports (latency_ms field), by carrier, report (event_type: message.sent, message.finalized) and the leg's status after it."
       field       = "latency_ms"
       unit        = "ms"
-      labels      = {}
+      labels      = { carrier = "carrier", event_type = "event_type", status = "status" }
       # 100 ms .. ~29 h in doublings.
       linear      = null
       exponential = { scale = 100 }
@@ -373,6 +384,47 @@ resource "google_monitoring_alert_policy" "invalid_signatures" {
 
   documentation {
     content   = "${local.alert_documentation} If every report is refused, TELNYX_PUBLIC_KEY does not match the Telnyx account (delivery reports are being lost): fix the secret. Otherwise someone is posting forged reports; they are refused."
+    mime_type = "text/markdown"
+  }
+
+  depends_on = [time_sleep.log_metrics_visible]
+}
+
+# A carrier marked unhealthy by the sweeper's assessment (carrier.health with healthy = 0): its deliveries are
+# slow or its errors burst, and part of its weight (or, on a burst, all its new traffic) moves to the other
+# carrier. Only a deployment with two carriers (twilio_enabled) assesses health; with one, this never fires.
+resource "google_monitoring_alert_policy" "carrier_unhealthy" {
+  project               = var.project_id
+  display_name          = "${var.name_prefix}: carrier unhealthy"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  user_labels           = local.labels
+
+  conditions {
+    display_name = "a carrier was marked unhealthy"
+
+    condition_threshold {
+      # The label holds the JSON number 0 as text; the regular expression also admits a "0.0" rendering.
+      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"${local.log_metric_types["carrier_health"]}\" AND metric.labels.healthy = monitoring.regex.full_match(\"0([.]0+)?\")"
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.carrier"]
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  documentation {
+    content   = "${local.alert_documentation} The sweeper found a carrier slow (15 % or more of at least 20 messages in 15 minutes took 5 minutes or more to deliver) or failing (more than 50 errors in about a minute, which also stops new sends to it), and moved 10 points of its weight to the other carrier; it recovers 10 points per 10 quiet minutes. The reason is in the sweeper's log line \"carrier health changed\". Check the carrier's status page and the provider_rejections chart; nothing is lost meanwhile (docs/decisions.md, \"Carrier routing and failover\")."
     mime_type = "text/markdown"
   }
 

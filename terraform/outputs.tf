@@ -8,6 +8,11 @@ output "telnyx_webhook_url" {
   value       = local.telnyx_webhook_url
 }
 
+output "twilio_webhook_url" {
+  description = "URL to set as the incoming-message webhook (HTTP POST) of each Twilio number or Messaging Service, with twilio_enabled. Twilio signs over this exact URL."
+  value       = local.twilio_webhook_url
+}
+
 output "function_urls" {
   description = "Deterministic URL of each function, as the code and the gateway use them (the public ones admit only API Gateway; the private ones only Cloud Tasks or Cloud Scheduler)."
   value       = local.function_urls

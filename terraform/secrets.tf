@@ -7,8 +7,10 @@
 
 locals {
   # SECRET_ENV name -> secret id: var.secret_ids, else <prefix>-<name in lower case, dashes for underscores>.
+  # Only the secrets of what is switched on (local.deployed_secret_env, main.tf): TWILIO_AUTH_TOKEN only with
+  # twilio_enabled.
   secret_ids = {
-    for name in keys(local.secret_env) :
+    for name in keys(local.deployed_secret_env) :
     name => lookup(var.secret_ids, name, "${var.name_prefix}-${lower(replace(name, "_", "-"))}")
   }
 }
@@ -34,7 +36,7 @@ locals {
   # "<SECRET_ENV name>/<function>" -> pair, one accessor grant each.
   secret_grants = {
     for pair in flatten([
-      for name, fns in local.secret_env : [for fn in fns : { secret = name, function = fn }]
+      for name, fns in local.deployed_secret_env : [for fn in fns : { secret = name, function = fn }]
     ]) : "${pair.secret}/${pair.function}" => pair
   }
 }

@@ -241,12 +241,12 @@ variable "log_level" {
 
 variable "secret_ids" {
   type        = map(string)
-  description = "Secret Manager secret id of a secret environment variable (TELNYX_API_KEY, TELNYX_PUBLIC_KEY, WEBHOOK_SIGNING_KEY) where it is not <name_prefix>-<name in lower case with dashes>, e.g. one Telnyx key shared by two deployments. The secrets must exist, with a value, before the apply (docs/deploy.md, step 3)."
+  description = "Secret Manager secret id of a secret environment variable (TELNYX_API_KEY, TELNYX_PUBLIC_KEY, TWILIO_AUTH_TOKEN, WEBHOOK_SIGNING_KEY) where it is not <name_prefix>-<name in lower case with dashes>, e.g. one Telnyx key shared by two deployments. The secrets must exist, with a value, before the apply (docs/deploy.md, step 3); TWILIO_AUTH_TOKEN only with twilio_enabled."
   default     = {}
 
   validation {
-    condition     = alltrue([for name, id in var.secret_ids : contains(["TELNYX_API_KEY", "TELNYX_PUBLIC_KEY", "WEBHOOK_SIGNING_KEY"], name) && can(regex("^[a-zA-Z0-9_-]{1,255}$", id))])
-    error_message = "secret_ids keys must be TELNYX_API_KEY, TELNYX_PUBLIC_KEY or WEBHOOK_SIGNING_KEY, and values secret ids (letters, digits, - and _)."
+    condition     = alltrue([for name, id in var.secret_ids : contains(["TELNYX_API_KEY", "TELNYX_PUBLIC_KEY", "TWILIO_AUTH_TOKEN", "WEBHOOK_SIGNING_KEY"], name) && can(regex("^[a-zA-Z0-9_-]{1,255}$", id))])
+    error_message = "secret_ids keys must be TELNYX_API_KEY, TELNYX_PUBLIC_KEY, TWILIO_AUTH_TOKEN or WEBHOOK_SIGNING_KEY, and values secret ids (letters, digits, - and _)."
   }
 }
 
@@ -271,6 +271,68 @@ variable "telnyx_base_url" {
   validation {
     condition     = can(regex("^https://[^/]+$", var.telnyx_base_url))
     error_message = "telnyx_base_url must be an https origin without a path or trailing slash."
+  }
+}
+
+# --- Carriers: Twilio and the share of each ------------------------------------------------------------
+
+variable "twilio_enabled" {
+  type        = bool
+  description = "Make Twilio a second carrier (docs/deploy.md, Twilio as a second carrier): the functions get twilio_account_sid and the <name_prefix>-twilio-auth-token secret (which must exist, with a value, before the apply), and Twilio numbers of the tenants can send. Off: Telnyx alone, and nothing of Twilio is read."
+  default     = false
+}
+
+variable "twilio_account_sid" {
+  type        = string
+  description = "TWILIO_ACCOUNT_SID: the Twilio account SID (AC followed by 32 hexadecimal digits), required with twilio_enabled. Not a secret: the auth token is (the TWILIO_AUTH_TOKEN secret)."
+  default     = ""
+
+  validation {
+    condition     = var.twilio_account_sid == "" || can(regex("^AC[0-9a-f]{32}$", var.twilio_account_sid))
+    error_message = "twilio_account_sid must be empty or a Twilio account SID: AC followed by 32 lowercase hexadecimal digits."
+  }
+
+  validation {
+    condition     = !var.twilio_enabled || var.twilio_account_sid != ""
+    error_message = "twilio_enabled needs twilio_account_sid, the SID of the Twilio account that holds your Twilio numbers."
+  }
+}
+
+variable "twilio_base_url" {
+  type        = string
+  description = "TWILIO_BASE_URL: Twilio API origin."
+  default     = "https://api.twilio.com"
+
+  validation {
+    condition     = can(regex("^https://[^/]+$", var.twilio_base_url))
+    error_message = "twilio_base_url must be an https origin without a path or trailing slash."
+  }
+}
+
+variable "carrier_weights" {
+  type        = map(number)
+  description = "CARRIER_WEIGHTS: each carrier's share of the sends that do not name their sender, e.g. { telnyx = 70, twilio = 30 } (whole numbers 0..100; a tenant's own carrier_weights override them, and an unhealthy carrier's weight moves to the others: docs/decisions.md, Carrier routing and failover). A carrier left out weighs 0: it still sends from its own numbers, and takes failovers."
+  default     = { telnyx = 100 }
+
+  validation {
+    condition     = length(var.carrier_weights) > 0 && alltrue([for carrier, weight in var.carrier_weights : contains(["telnyx", "twilio"], carrier) && weight >= 0 && weight <= 100 && floor(weight) == weight])
+    error_message = "carrier_weights must name telnyx and/or twilio, each with a whole number from 0 to 100."
+  }
+
+  validation {
+    condition     = var.twilio_enabled || lookup(var.carrier_weights, "twilio", 0) == 0
+    error_message = "carrier_weights gives twilio a share, but twilio_enabled is false: Twilio would never be chosen."
+  }
+}
+
+variable "carrier_error_burst" {
+  type        = string
+  description = "CARRIER_ERROR_BURST: N/S, more than N carrier errors (5xx, timeouts) within S seconds open the carrier's circuit: no new send is routed to it until its errors quiet down. Default 50/60, GOV.UK Notify's. Used only with two carriers."
+  default     = "50/60"
+
+  validation {
+    condition     = can(regex("^[0-9]+/[0-9]+$", var.carrier_error_burst)) && try(tonumber(split("/", var.carrier_error_burst)[1]) >= 10 && tonumber(split("/", var.carrier_error_burst)[1]) <= 3600, false)
+    error_message = "carrier_error_burst must be errors/seconds, e.g. 50/60, with seconds from 10 to 3600."
   }
 }
 

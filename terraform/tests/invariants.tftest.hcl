@@ -126,6 +126,7 @@ run "invariants" {
         [for m in google_logging_metric.distribution : m.name],
         [google_monitoring_alert_policy.function_errors.display_name, google_monitoring_alert_policy.dispatch_backlog.display_name,
         google_monitoring_alert_policy.webhook_gave_up.display_name, google_monitoring_alert_policy.invalid_signatures.display_name],
+        [google_monitoring_alert_policy.carrier_unhealthy.display_name],
         [jsondecode(google_monitoring_dashboard.overview.dashboard_json).displayName],
         [for d in google_firestore_database.this : d.name],
         [for s in data.google_secret_manager_secret.this : s.secret_id],
@@ -181,7 +182,8 @@ run "invariants" {
   assert {
     condition = alltrue(flatten([
       for policy in [google_monitoring_alert_policy.function_errors, google_monitoring_alert_policy.dispatch_backlog,
-        google_monitoring_alert_policy.webhook_gave_up, google_monitoring_alert_policy.invalid_signatures] : [
+        google_monitoring_alert_policy.webhook_gave_up, google_monitoring_alert_policy.invalid_signatures,
+        google_monitoring_alert_policy.carrier_unhealthy] : [
         for condition in policy.conditions : [
           for threshold in condition.condition_threshold : [
             for metric in regexall("metric\\.type = \"([^\"]+)\"", join(" ", compact([threshold.filter, threshold.denominator_filter]))) :
@@ -217,11 +219,104 @@ run "invariants" {
 
   assert {
     condition = alltrue([
-      for policy in [google_monitoring_alert_policy.webhook_gave_up, google_monitoring_alert_policy.invalid_signatures] :
+      for policy in [google_monitoring_alert_policy.webhook_gave_up, google_monitoring_alert_policy.invalid_signatures,
+      google_monitoring_alert_policy.carrier_unhealthy] :
       length(regexall("logging\\.googleapis\\.com/user/", policy.conditions[0].condition_threshold[0].filter)) > 0
     ])
-    error_message = "The give-up and signature alerts must read their log-based metrics."
+    error_message = "The give-up, signature and carrier-health alerts must read their log-based metrics."
   }
+
+  # --- Carriers: the default is Telnyx alone, unchanged -----------------------------------------------------
+
+  assert {
+    condition = (
+      !contains(keys(data.google_secret_manager_secret.this), "TWILIO_AUTH_TOKEN") &&
+      alltrue([for key in keys(google_secret_manager_secret_iam_member.accessor) : !startswith(key, "TWILIO_AUTH_TOKEN/")]) &&
+      alltrue([for f in concat(values(google_cloudfunctions2_function.public), values(google_cloudfunctions2_function.private)) :
+      !contains([for s in f.service_config[0].secret_environment_variables : s.key], "TWILIO_AUTH_TOKEN")])
+    )
+    error_message = "Without twilio_enabled no Twilio secret may be read, granted or set: Telnyx alone needs none."
+  }
+
+  assert {
+    condition = (
+      google_cloudfunctions2_function.private["dispatch"].service_config[0].environment_variables["TWILIO_ACCOUNT_SID"] == "" &&
+      google_cloudfunctions2_function.private["dispatch"].service_config[0].environment_variables["CARRIER_WEIGHTS"] == "telnyx=100"
+    )
+    error_message = "By default Twilio is no carrier (no account SID) and Telnyx takes every send (CARRIER_WEIGHTS telnyx=100)."
+  }
+}
+
+# Twilio as a second carrier: its token is read, granted to dispatch and webhook alone and set on them, the
+# account SID and the weights reach the functions, and Twilio's webhook is the gateway's /webhooks/twilio.
+run "twilio" {
+  command = plan
+
+  variables {
+    twilio_enabled     = true
+    twilio_account_sid = "AC0123456789abcdef0123456789abcdef"
+    carrier_weights    = { telnyx = 70, twilio = 30 }
+  }
+
+  assert {
+    condition     = data.google_secret_manager_secret.this["TWILIO_AUTH_TOKEN"].secret_id == "tst9-twilio-auth-token"
+    error_message = "With twilio_enabled the plan must read the <prefix>-twilio-auth-token secret."
+  }
+
+  assert {
+    condition = (
+      toset([for key in keys(google_secret_manager_secret_iam_member.accessor) : key if startswith(key, "TWILIO_AUTH_TOKEN/")]) ==
+      toset(["TWILIO_AUTH_TOKEN/dispatch", "TWILIO_AUTH_TOKEN/webhook"])
+    )
+    error_message = "The Twilio token must be granted to dispatch and webhook, and to no other function."
+  }
+
+  assert {
+    condition = alltrue([
+      for name, f in merge(google_cloudfunctions2_function.public, google_cloudfunctions2_function.private) :
+      contains([for s in f.service_config[0].secret_environment_variables : s.key], "TWILIO_AUTH_TOKEN") == contains(["dispatch", "webhook"], name)
+    ])
+    error_message = "Exactly dispatch and webhook must get TWILIO_AUTH_TOKEN."
+  }
+
+  assert {
+    condition = (
+      google_cloudfunctions2_function.private["dispatch"].service_config[0].environment_variables["TWILIO_ACCOUNT_SID"] == "AC0123456789abcdef0123456789abcdef" &&
+      google_cloudfunctions2_function.private["dispatch"].service_config[0].environment_variables["CARRIER_WEIGHTS"] == "telnyx=70,twilio=30"
+    )
+    error_message = "The functions must get the Twilio account SID and CARRIER_WEIGHTS as carrier=weight pairs."
+  }
+}
+
+# Twilio settings the variables refuse: enabled without an account SID, a weight out of range or fractional,
+# a carrier mmsgate has no adapter for, a Twilio share while Twilio is off, a malformed error burst.
+run "bad_carrier_inputs" {
+  command = plan
+
+  variables {
+    twilio_enabled      = true
+    twilio_account_sid  = ""
+    carrier_weights     = { telnyx = 100.5, vonage = 10 }
+    carrier_error_burst = "50/5"
+  }
+
+  expect_failures = [
+    var.twilio_account_sid,
+    var.carrier_weights,
+    var.carrier_error_burst,
+  ]
+}
+
+run "twilio_share_without_twilio" {
+  command = plan
+
+  variables {
+    carrier_weights = { telnyx = 50, twilio = 50 }
+  }
+
+  expect_failures = [
+    var.carrier_weights,
+  ]
 }
 
 # What the variables refuse, in one plan: no source (the code comes from exactly one place: source_dir or

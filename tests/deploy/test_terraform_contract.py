@@ -60,6 +60,7 @@ GATEWAY_ROUTES = {
     ("/api/v1/opt-outs/{number}", "put"): "optouts",
     ("/api/v1/opt-outs/{number}", "delete"): "optouts",
     ("/webhooks/telnyx", "post"): "webhook",
+    ("/webhooks/twilio", "post"): "webhook",
 }
 
 
@@ -372,7 +373,7 @@ def function_secrets(name: str) -> set[str]:
     _, body = function_resources()[name]
     dyn = dynamic_block(block(body, "service_config"), "secret_environment_variables")
     assert re.fullmatch(
-        r"\{for (\w+), (\w+) in local\.secret_env : \1 => data\.google_secret_manager_secret\.this\[\1\]\.secret_id"
+        r"\{for (\w+), (\w+) in local\.deployed_secret_env : \1 => data\.google_secret_manager_secret\.this\[\1\]\.secret_id"
         r" if contains\(\2, each\.key\)\}",
         dyn["for_each"],
     ), dyn["for_each"]
@@ -388,6 +389,19 @@ def test_secret_env_matches_settings():
     assert tf == {k: set(v) for k, v in settings.SECRET_ENV.items()}
     for secret in settings.SECRET_ENV:
         assert secret in settings.ENV, f"secret {secret} is not declared in ENV"
+
+
+def test_only_the_secrets_of_switched_on_carriers_are_deployed():
+    # A deployment without Twilio (the default) needs no Twilio secret: the secrets Terraform reads, grants
+    # and sets are local.secret_env less those switched off (local.optional_secrets); Telnyx's and the
+    # signing key are always on.
+    c = cfg()
+    assert c.locals["optional_secrets"] == {"TWILIO_AUTH_TOKEN": Expr("var.twilio_enabled")}
+    assert c.locals["deployed_secret_env"] == (
+        "{for name, fns in local.secret_env : name => fns if lookup(local.optional_secrets, name, true)}")
+    assert c.default("twilio_enabled") is False
+    env = resolve_env("env")
+    assert env["TWILIO_ACCOUNT_SID"] == 'var.twilio_enabled ? var.twilio_account_sid : ""'
 
 
 @pytest.mark.parametrize("name", sorted(main.ENTRY_POINTS))
@@ -413,7 +427,8 @@ def test_function_urls_are_deterministic_and_free_of_cycles():
     assert env["DISPATCH_URL"] == 'local.function_urls["dispatch"]'
     assert env["NOTIFIER_URL"] == 'local.function_urls["notifier"]'
     # Nothing the functions or the gateway are configured from may wait for a function to exist.
-    for local_name in ("env", "function_urls", "openapi_spec", "public_base_url", "telnyx_webhook_url"):
+    for local_name in ("env", "function_urls", "openapi_spec", "public_base_url", "telnyx_webhook_url",
+                       "twilio_webhook_url"):
         assert "google_cloudfunctions2_function" not in str(c.locals[local_name]), local_name
 
 
@@ -431,6 +446,14 @@ def test_env_values_come_from_the_resources_they_name():
     assert '"${google_storage_bucket.media.name}.storage.googleapis.com"' in hosts, hosts
     assert env["TELNYX_WEBHOOK_URL"] == Expr("local.telnyx_webhook_url")
     assert cfg().locals["telnyx_webhook_url"] == "${local.public_base_url}/webhooks/telnyx"
+    # Twilio signs the URL it called, so the functions must know it as the number's webhook is set.
+    assert env["TWILIO_WEBHOOK_URL"] == Expr("local.twilio_webhook_url")
+    assert cfg().locals["twilio_webhook_url"] == "${local.public_base_url}/webhooks/twilio"
+    assert env["CARRIER_WEIGHTS"] == Expr("local.carrier_weights")
+    assert cfg().locals["carrier_weights"] == \
+        'join(",", [for carrier, weight in var.carrier_weights : "${carrier}=${weight}"])'
+    assert cfg().default("carrier_weights") == {"telnyx": 100}
+    assert settings.carrier_weights(settings.ENV["CARRIER_WEIGHTS"][0]) == {"telnyx": 100}
     # No custom domain is deployed, so none is claimed: the gateway's own origin is the public one.
     assert cfg().locals["public_base_url"] == "https://${google_api_gateway_gateway.this.default_hostname}"
     assert "public_base_url" not in cfg().variables
@@ -482,7 +505,7 @@ def test_secret_values_never_reach_terraform():
     secrets = c.data["google_secret_manager_secret"]["this"]
     assert secrets["for_each"] == "local.secret_ids" and secrets["secret_id"] == "each.value"
     assert c.locals["secret_ids"] == (
-        '{for name in keys(local.secret_env) : name => lookup(var.secret_ids, name, '
+        '{for name in keys(local.deployed_secret_env) : name => lookup(var.secret_ids, name, '
         '"${var.name_prefix}-${lower(replace(name, "_", "-"))}")}')
     # Earlier states created the secrets: they are forgotten, never destroyed (their values stay).
     removed = [b for p in c.files for b in hcl2.loads(p.read_text()).get("removed", [])]
@@ -493,7 +516,7 @@ def test_secret_values_never_reach_terraform():
     assert grants["role"] == "roles/secretmanager.secretAccessor"
     assert grants["secret_id"] == "data.google_secret_manager_secret.this[each.value.secret].secret_id"
     assert grants["member"] == "serviceAccount:${google_service_account.function[each.value.function].email}"
-    assert "local.secret_env" in c.locals["secret_grants"]
+    assert "local.deployed_secret_env" in c.locals["secret_grants"]
 
 
 # --- Queues ---------------------------------------------------------------------------------------------
@@ -1040,13 +1063,16 @@ def test_every_business_event_has_a_log_based_metric():
 def test_alerts_cover_errors_queue_age_and_depth_give_ups_and_signatures():
     c = cfg()
     policies = c.resources["google_monitoring_alert_policy"]
-    assert set(policies) == {"function_errors", "dispatch_backlog", "webhook_gave_up", "invalid_signatures"}
+    assert set(policies) == {"function_errors", "dispatch_backlog", "webhook_gave_up", "invalid_signatures",
+                             "carrier_unhealthy"}
     filters = {name: " ".join(str(block(cond, "condition_threshold")["filter"]) for cond in p["conditions"])
                for name, p in policies.items()}
     assert "run.googleapis.com/request_count" in filters["function_errors"]
     assert "queue/task_attempt_delays" in filters["dispatch_backlog"] and "queue/depth" in filters["dispatch_backlog"]
     assert 'log_metric_types[\"webhook_gave_up\"]' in filters["webhook_gave_up"]
     assert 'log_metric_types[\"signature_invalid\"]' in filters["invalid_signatures"]
+    assert 'log_metric_types[\"carrier_health\"]' in filters["carrier_unhealthy"]
+    assert "metric.labels.healthy" in filters["carrier_unhealthy"]
     for name, p in policies.items():
         assert p["notification_channels"] == Expr("var.notification_channels"), name
         assert "var.name_prefix" in p["display_name"], name

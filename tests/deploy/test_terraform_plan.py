@@ -261,11 +261,12 @@ def test_plan_shows_the_monitoring_resources(planned):
     events = {re.search(r'jsonPayload\.event="([^"]+)"', m["filter"]).group(1) for m in metrics.values()}
     assert events == {"leg.accepted", "provider.rejected", "dispatch.ambiguous", "dispatch.reconciled",
                       "report.latency", "webhook.gave_up", "signature.invalid", "inbound.unknown_number",
-                      "batch.accepted"}
+                      "batch.accepted", "carrier.health", "carrier.failover"}
     assert all(name.startswith("mmsgate/") for name in metrics)
     alerts = {r["values"]["display_name"] for r in by_type["google_monitoring_alert_policy"]}
     assert alerts == {"mmsgate: function error rate", "mmsgate: dispatch queue behind",
-                      "mmsgate: customer webhook given up", "mmsgate: invalid provider signatures"}
+                      "mmsgate: customer webhook given up", "mmsgate: invalid provider signatures",
+                      "mmsgate: carrier unhealthy"}
     (dashboard,) = by_type["google_monitoring_dashboard"]
     board = json.loads(dashboard["values"]["dashboard_json"])
     text = json.dumps(board)

@@ -13,4 +13,9 @@ module "mmsgate" {
   min_instances         = var.min_instances
   notification_channels = var.notification_channels
   labels                = var.labels
+
+  # A second carrier (off by default: Telnyx alone).
+  twilio_enabled     = var.twilio_enabled
+  twilio_account_sid = var.twilio_account_sid
+  carrier_weights    = var.carrier_weights
 }

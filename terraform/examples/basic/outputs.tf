@@ -8,6 +8,11 @@ output "telnyx_webhook_url" {
   value       = module.mmsgate.telnyx_webhook_url
 }
 
+output "twilio_webhook_url" {
+  description = "URL to set as each Twilio number's incoming-message webhook (HTTP POST), with twilio_enabled."
+  value       = module.mmsgate.twilio_webhook_url
+}
+
 output "secrets" {
   description = "Secret Manager secret id per secret environment variable (add their values before the functions deploy)."
   value       = module.mmsgate.secrets

@@ -56,3 +56,21 @@ variable "labels" {
   description = "Labels added to every resource that takes labels."
   default     = {}
 }
+
+variable "twilio_enabled" {
+  type        = bool
+  description = "Make Twilio a second carrier (docs/deploy.md, Twilio as a second carrier); the <name_prefix>-twilio-auth-token secret must exist first."
+  default     = false
+}
+
+variable "twilio_account_sid" {
+  type        = string
+  description = "The Twilio account SID (AC...), with twilio_enabled."
+  default     = ""
+}
+
+variable "carrier_weights" {
+  type        = map(number)
+  description = "Each carrier's share of the sends that do not name their sender, e.g. { telnyx = 70, twilio = 30 }."
+  default     = { telnyx = 100 }
+}
