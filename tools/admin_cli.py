@@ -15,7 +15,8 @@ Every command prints JSON on stdout. Every mistake is one line on stderr and a n
   mmsgate-admin tenants list | show TENANT | create --name NAME --default-from +1... [--balance 10.00]
   mmsgate-admin keys create TENANT | list TENANT | revoke PREFIX [--tenant TENANT]
   mmsgate-admin balance show TENANT | top-up TENANT AMOUNT_USD
-  mmsgate-admin senders list TENANT | add TENANT +1... [--no-sms] [--no-mms] [--default] | remove TENANT +1...
+  mmsgate-admin senders list TENANT | add TENANT +1... [--no-sms] [--no-mms] [--default] [--carrier twilio]
+                       | remove TENANT +1... | weights TENANT [telnyx=70 twilio=30]
   mmsgate-admin webhooks set TENANT [--url URL | --clear-url] [--failover-url URL | --clear-failover-url]
   mmsgate-admin webhooks secret TENANT | rotate TENANT
   mmsgate-admin retention show TENANT | set TENANT DAYS
@@ -441,7 +442,7 @@ def balance_top_up(ctx: Ctx, args: argparse.Namespace) -> Any:
 
 def _senders_view(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"number": number, "sms": bool(c.get("sms")), "mms": bool(c.get("mms")),
-             "default": number == doc.get("default_from")}
+             "carrier": c.get("carrier") or "telnyx", "default": number == doc.get("default_from")}
             for number, c in sorted((doc.get("senders") or {}).items())]
 
 
@@ -456,7 +457,8 @@ def senders_add(ctx: Ctx, args: argparse.Namespace) -> Any:
         raise CliError("the default sender must be MMS-capable (drop --no-mms)")
 
     def change(doc: dict[str, Any]) -> dict[str, Any]:
-        senders = {**(doc.get("senders") or {}), args.number: {"sms": args.sms, "mms": args.mms}}
+        senders = {**(doc.get("senders") or {}),
+                   args.number: {"sms": args.sms, "mms": args.mms, "carrier": args.carrier}}
         fields: dict[str, Any] = {"senders": senders, "sender_numbers": sorted(senders)}
         if args.default:
             fields["default_from"] = args.number
@@ -465,6 +467,19 @@ def senders_add(ctx: Ctx, args: argparse.Namespace) -> Any:
         return fields
 
     return _senders_view(_change_tenant(ctx, args.tenant, change))
+
+
+def weight_arg(value: str) -> tuple[str, int]:
+    carrier, _, weight = value.partition("=")
+    if carrier not in ("telnyx", "twilio") or not weight.isdigit() or int(weight) > 100:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected telnyx=N or twilio=N with N in 0..100")
+    return carrier, int(weight)
+
+
+def senders_weights(ctx: Ctx, args: argparse.Namespace) -> Any:
+    weights = dict(args.weights)
+    doc = _change_tenant(ctx, args.tenant, lambda doc: {"carrier_weights": weights})
+    return {"carrier_weights": doc.get("carrier_weights") or {}}
 
 
 def senders_remove(ctx: Ctx, args: argparse.Namespace) -> Any:
@@ -667,8 +682,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sms", dest="sms", action="store_false", help="it cannot send SMS")
     p.add_argument("--no-mms", dest="mms", action="store_false", help="it cannot send MMS")
     p.add_argument("--default", action="store_true", help="make it the default sender")
+    p.add_argument("--carrier", choices=("telnyx", "twilio"), default="telnyx",
+                   help="the carrier hosting the number, the only one that can send from it (default telnyx)")
     p = leaf(s, "remove", senders_remove, "remove a number (not the default one)")
     p.add_argument("number", type=e164_arg, metavar="NUMBER", help="E.164")
+    p = leaf(s, "weights", senders_weights, "the tenant's own carrier weights over CARRIER_WEIGHTS (none: clear)")
+    p.add_argument("weights", nargs="*", type=weight_arg, metavar="CARRIER=WEIGHT", help="e.g. telnyx=70 twilio=30")
 
     w = group("webhooks", "customer webhooks: set URLs, show or rotate the signing secret")
     p = leaf(w, "set", webhooks_set, "set or clear the default and failover webhook URLs")

@@ -160,7 +160,7 @@ def test_balance_show_and_top_up(cli, env):
 def test_senders_add_list_remove(cli, env):
     code, listed, _ = cli("senders", "add", TENANT, "+14155550177", "--no-mms")
     assert code == 0
-    assert {"number": "+14155550177", "sms": True, "mms": False, "default": False} in listed
+    assert {"number": "+14155550177", "sms": True, "mms": False, "carrier": "telnyx", "default": False} in listed
     # the stored capabilities are the ones the send gate reads
     sms = env.api.post("/api/v1/messages/sms", json={"to": fictional(1), "from": "+14155550177", "body": "x"})
     assert sms.status_code == 200, sms.text
@@ -173,6 +173,22 @@ def test_senders_add_list_remove(cli, env):
     assert "+14155550177" not in env.store.accounts.tenant_doc(TENANT)["sender_numbers"]
 
 
+def test_a_sender_hosted_at_twilio_sends_through_twilio_and_weights_are_the_tenants_own(cli, env):
+    code, listed, _ = cli("senders", "add", TENANT, "+18335550188", "--carrier", "twilio")
+    assert code == 0
+    assert {"number": "+18335550188", "sms": True, "mms": True, "carrier": "twilio", "default": False} in listed
+    sent = env.api.post("/api/v1/messages/sms", json={"to": fictional(3), "from": "+18335550188", "body": "x"})
+    assert sent.status_code == 200, sent.text
+    assert env.wait_status(sent.json()["data"]["id"], "delivered", timeout=30)["carrier"] == "twilio"
+    code, shown, _ = cli("senders", "weights", TENANT, "telnyx=70", "twilio=30")
+    assert code == 0 and shown == {"carrier_weights": {"telnyx": 70, "twilio": 30}}
+    assert env.store.accounts.get_tenant(TENANT).carrier_weights == {"telnyx": 70, "twilio": 30}
+    code, _, err = cli("senders", "weights", TENANT, "sinch=10")
+    assert code != 0 and "telnyx=N" in err
+    code, shown, _ = cli("senders", "weights", TENANT)
+    assert code == 0 and shown == {"carrier_weights": {}}
+
+
 def test_senders_refuses_removing_the_default_an_unknown_number_or_a_default_without_mms(cli, env):
     default = env.store.accounts.get_tenant(TENANT).default_from
     code, _, err = cli("senders", "remove", TENANT, default)
@@ -183,7 +199,8 @@ def test_senders_refuses_removing_the_default_an_unknown_number_or_a_default_wit
     assert code == 1 and "MMS-capable" in err
     assert env.store.accounts.get_tenant(TENANT).default_from == default
     code, listed, _ = cli("senders", "add", TENANT, "+14155550198", "--default")
-    assert code == 0 and {"number": "+14155550198", "sms": True, "mms": True, "default": True} in listed
+    assert code == 0
+    assert {"number": "+14155550198", "sms": True, "mms": True, "carrier": "telnyx", "default": True} in listed
 
 
 # -- webhooks ------------------------------------------------------------------------------------------
