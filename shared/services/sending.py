@@ -259,6 +259,12 @@ def request_checks(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest 
                 raise invalid_field(name, exc.reason) from None
 
     route = carriers.route(rt, tenant, req.from_, req.carrier, channel, recipient)
+    if getattr(req, "conversation", False) and route.carrier != "telnyx":
+        # A group conversation is one group MMS, which only Telnyx sends (shared/carriers: capabilities).
+        if req.from_ or req.carrier:
+            raise invalid_field("carrier" if req.carrier else "from",
+                                f"{route.carrier} cannot send a group conversation (group MMS); Telnyx can")
+        route = carriers.route(rt, tenant, None, "telnyx", channel, recipient)
     sender = route.sender
     failover_checks(tenant, req.sms_failover, sender, channel)
     capabilities = tenant.senders.get(sender)

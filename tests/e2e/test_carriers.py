@@ -97,6 +97,14 @@ def test_a_pin_the_request_cannot_honour_is_a_400_naming_the_field(env):
     assert "no SMS sender" in response.json()["error"]["details"][0]["issue"]
 
 
+def test_a_group_conversation_cannot_be_pinned_to_twilio(env):
+    _, client = _both_carriers(env)
+    response = client.post("/api/v1/messages/group", json={"to": [fictional(50, "213"), fictional(51, "213")],
+                                                           "body": "x", "conversation": True, "carrier": "twilio"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["details"][0]["field"] == "carrier"
+
+
 def test_a_group_and_a_batch_through_twilio(env):
     _, client = _both_carriers(env)
     group = [fictional(10 + i, "213") for i in range(3)]
