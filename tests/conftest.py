@@ -44,12 +44,42 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     """Every test that needs the stack (directly or through another fixture) is marked ``stack``, so
-    ``pytest -m "not stack"`` is the fast tier; tests/unit must never need it."""
+    ``pytest -m "not stack"`` is the fast tier; tests/unit must never need it.
+
+    With pytest-xdist (pyproject's addopts run two workers, ``--dist loadgroup``), every test that uses the
+    stack is in one group, so one worker starts the one stack and runs them in order, as a serial run would;
+    every other test is grouped by its module, so a module's fixtures (a Terraform plan, a started server)
+    are built once, on one worker, while the other worker runs the stack's tests."""
     for item in items:
         if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
             if "tests/unit/" in item.nodeid:
                 raise pytest.UsageError(f"{item.nodeid}: tests/unit must not start the stack")
             item.add_marker(pytest.mark.stack)
+            group = "stack"
+        else:
+            group = item.nodeid.split("::", 1)[0]
+        if config.pluginmanager.hasplugin("xdist"):
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture
+def figures(request):
+    """``figures(text)``: a figure the issue asks every run to show (a settlement spread, an outage's split).
+    Kept in the test's report and printed at the end of the run, also from an xdist worker (whose own output
+    never reaches the terminal)."""
+    def add(text: str) -> None:
+        request.node.add_report_section("call", "figures", text.strip())
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter):
+    shown = [content for reports in terminalreporter.stats.values() for report in reports
+             for title, content in getattr(report, "sections", ()) if title.endswith("figures")]
+    if shown:
+        terminalreporter.section("figures")
+        for content in shown:
+            terminalreporter.write_line(content)
 
 
 # A module that marks itself whole (``pytestmark = pytest.mark.stack``) has nothing for the fast tier.

@@ -182,7 +182,7 @@ def test_a_transient_telnyx_refusal_fails_over_to_twilio_once(env):
     assert kept["carrier"] == "telnyx" and kept["carrier_failed_over_from"] is None
 
 
-def test_a_telnyx_outage_mid_burst_moves_traffic_to_twilio_and_back(env, capsys):
+def test_a_telnyx_outage_mid_burst_moves_traffic_to_twilio_and_back(env, figures):
     tenant_id, client = _both_carriers(env)
     telnyx_sim = env.sim
     numbers = [f"+1217555{i:04d}" for i in range(85)]
@@ -248,6 +248,5 @@ def test_a_telnyx_outage_mid_burst_moves_traffic_to_twilio_and_back(env, capsys)
     later = [_send(client, to=f"+1218555{i:04d}", body="back") for i in range(10)]
     carriers = Counter(_final(client, m)["carrier"] for m in later)
     assert carriers["telnyx"] >= 5, carriers
-    with capsys.disabled():
-        print(f"\ncarrier outage: {len(ids)} legs, {taken} taken once each; by carrier "
-              f"{dict(Counter(m['carrier'] for m in messages))}; after recovery {dict(carriers)}")
+    figures(f"carrier outage: {len(ids)} legs, {taken} taken once each; by carrier "
+            f"{dict(Counter(m['carrier'] for m in messages))}; after recovery {dict(carriers)}")

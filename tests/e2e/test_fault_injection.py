@@ -71,7 +71,7 @@ def _burst(env, client, area_codes: list[str], kill: str, down_for: float, webho
         return [message_id for f in futures for message_id in f.result()]
 
 
-def test_no_leg_lost_no_double_send_no_double_charge_under_kills(env, receiver, capsys):
+def test_no_leg_lost_no_double_send_no_double_charge_under_kills(env, receiver, figures):
     tenant_id, api_key = env.new_tenant(balance_micros=100_000_000, rps=100)
     client = env.client(api_key)
     legs: list[str] = []
@@ -113,8 +113,7 @@ def test_no_leg_lost_no_double_send_no_double_charge_under_kills(env, receiver, 
             assert m["provider_id"] is not None, m
     _, settled = settlement(env, legs)
     assert settled, "no leg was ever ambiguous: the faults missed the case this test is about"
-    with capsys.disabled():  # the figures the issue asks every run to show
-        print(describe_settlement("fault injection", env, legs, horizon))
+    figures(describe_settlement("fault injection", env, legs, horizon))
 
     # One charge per message the provider took, and not one more (refunds for the refused ones).
     assert env.balance(tenant_id) == 100_000_000 - taken * MMS_PRICE

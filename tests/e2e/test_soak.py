@@ -31,7 +31,7 @@ def _rank(status: str) -> int:
     return len(ORDER) if status not in ORDER else ORDER.index(status)
 
 
-def test_soak_every_leg_terminal_one_send_each_no_regressions(env, capsys):
+def test_soak_every_leg_terminal_one_send_each_no_regressions(env, figures):
     numbers = [f"+1{npa}55501{xx:02d}" for npa in NPAS for xx in ENDINGS]
     legs: list[str] = []
     for npa in NPAS:
@@ -119,5 +119,4 @@ def test_soak_every_leg_terminal_one_send_each_no_regressions(env, capsys):
         entered = [h for h in leg["history"] if h["to"] == leg["status"] and h["from"] != leg["status"]]
         assert len(entered) == 1, (leg["to"], leg["history"])  # entered its status exactly once
     assert sum(sent_by_provider.values()) == len(legs) - len(NPAS) * sum(1 for xx in ENDINGS if xx in REJECTED)
-    with capsys.disabled():  # the figures the issue asks every run to show
-        print(describe_settlement("soak", env, legs, env.stack.lookup_horizon_seconds()))
+    figures(describe_settlement("soak", env, legs, env.stack.lookup_horizon_seconds()))
