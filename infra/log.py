@@ -40,6 +40,8 @@ METRIC_EVENTS: dict[str, int] = {
     "dispatch.ambiguous": logging.WARNING,   # a send whose outcome at Telnyx is unknown
     "dispatch.reconciled": logging.INFO,     # lookup: what asking Telnyx about an ambiguous send found
     "report.latency": logging.INFO,          # latency_ms: provider send -> final delivery report
+    "carrier.health": logging.WARNING,       # carrier, healthy, penalty, tripped (reason: logs only)
+    "carrier.failover": logging.WARNING,     # source, target, message_id
     "webhook.gave_up": logging.WARNING,      # a customer webhook event abandoned after 24 h
     "signature.invalid": logging.WARNING,    # a Telnyx webhook with a bad or stale signature
     "inbound.unknown_number": logging.WARNING,  # a Telnyx event for a number no tenant owns

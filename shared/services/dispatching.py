@@ -105,7 +105,7 @@ def _claim_and_call(rt: Runtime, message_id: str, now: dt.datetime) -> tuple[Ste
     step, leg = recorded.result, recorded.current
     assert step is not None
     if recorded.changed and leg is not None and leg.status is Status.FAILED and leg.provider_error_code:
-        observe.metric("provider.rejected", code=leg.provider_error_code)
+        observe.metric("provider.rejected", code=leg.provider_error_code, carrier=leg.carrier)
     if recorded.changed:
         failover.launch_if_due(rt, leg)
     return step, leg

@@ -82,7 +82,7 @@ def apply(rt: Runtime, report: Report) -> dict[str, str]:
     if mutation.changed and report.occurred_at and mutation.after and mutation.after.sent_at:
         latency = (report.occurred_at - mutation.after.sent_at).total_seconds() * 1000
         observe.metric("report.latency", latency_ms=round(max(0.0, latency), 1), event_type=report.event_type,
-                       carrier=mutation.after.carrier)
+                       carrier=mutation.after.carrier, status=mutation.after.status.value)
         if mutation.after.status is Status.DELIVERED and latency <= carriers.HEALTH.slow_after.total_seconds() * 1000:
             carriers.count(rt, mutation.after.carrier, "fast", mutation.after.sent_at)
     return {"outcome": mutation.result or "applied"}

@@ -373,7 +373,8 @@ def function_secrets(name: str) -> set[str]:
     _, body = function_resources()[name]
     dyn = dynamic_block(block(body, "service_config"), "secret_environment_variables")
     assert re.fullmatch(
-        r"\{for (\w+), (\w+) in local\.deployed_secret_env : \1 => data\.google_secret_manager_secret\.this\[\1\]\.secret_id"
+        r"\{for (\w+), (\w+) in local\.deployed_secret_env : "
+        r"\1 => data\.google_secret_manager_secret\.this\[\1\]\.secret_id"
         r" if contains\(\2, each\.key\)\}",
         dyn["for_each"],
     ), dyn["for_each"]
