@@ -463,7 +463,8 @@ def single_answer(group_id: str | None, legs: list[Leg], request_id: str, now: d
         body = error_body(error, request_id, now)
         body["error"]["message_id"] = leg.id
         return error.status, body
-    data = {"id": leg.id, "status": leg.status.value, "channel": leg.channel, "segments": leg.segments}
+    data = {"id": leg.id, "status": leg.status.value, "channel": leg.channel, "segments": leg.segments,
+            "carrier": leg.carrier}
     return 200, {"data": data, "meta": meta(request_id, now)}
 
 
