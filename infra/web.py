@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from infra import log
+from shared.api.version import VERSION
 from shared.ports import Caller
 from shared.rules import idempotency as rules
 from shared.rules.errors import ApiError, ErrorCode
@@ -68,7 +69,8 @@ def timestamp() -> str:
 
 
 def meta(request_id: str) -> dict[str, str]:
-    return {"request_id": request_id, "timestamp": timestamp()}
+    """The request's id, the answer's time and the version of mmsgate that answered (docs/releasing.md)."""
+    return {"request_id": request_id, "timestamp": timestamp(), "version": VERSION}
 
 
 def error_body(error: ApiError, request_id: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ Every command prints JSON on stdout. Every mistake is one line on stderr and a n
   mmsgate-admin retention show TENANT | set TENANT DAYS
   mmsgate-admin pricing seed | show [COUNTRY]
   mmsgate-admin opt-outs list TENANT | add TENANT +1... | remove TENANT +1...
+  mmsgate-admin --version
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
+
+from shared.api.version import VERSION
 
 PROG = "mmsgate-admin"
 ROOT = Path(__file__).resolve().parents[1]
@@ -635,6 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="use the running make dev stack (.dev/stack.json)")
     common.add_argument("--state", default=argparse.SUPPRESS, help="another stack.json for --local")
     parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"{PROG} {VERSION}",
+                        help="print mmsgate's version and exit")
     parser.add_argument("--local", action="store_true", help="use the running make dev stack (.dev/stack.json)")
     parser.add_argument("--state", default=None, help="another stack.json for --local")
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND", parser_class=_Parser)

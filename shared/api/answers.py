@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from shared.api.version import VERSION
 from shared.rules.errors import ApiError
 
 
@@ -13,7 +14,8 @@ def timestamp(now: dt.datetime) -> str:
 
 
 def meta(request_id: str, now: dt.datetime) -> dict[str, str]:
-    return {"request_id": request_id, "timestamp": timestamp(now)}
+    """The request's id, the answer's time and the version of mmsgate that answered (docs/releasing.md)."""
+    return {"request_id": request_id, "timestamp": timestamp(now), "version": VERSION}
 
 
 def error_body(error: ApiError, request_id: str, now: dt.datetime) -> dict[str, Any]:

@@ -18,7 +18,7 @@ def _error(response, status, code):
     assert response.status_code == status, response.text
     payload = response.json()
     assert payload["error"]["code"] == code
-    assert set(payload["meta"]) == {"request_id", "timestamp"}
+    assert set(payload["meta"]) == {"request_id", "timestamp", "version"}
     return payload["error"]
 
 
