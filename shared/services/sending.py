@@ -469,9 +469,10 @@ def single_answer(group_id: str | None, legs: list[Leg], request_id: str, now: d
 
 
 def group_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt.datetime) -> tuple[int, dict]:
-    """One item per recipient, keyed ``id`` as in every read (``message_id`` repeats it, deprecated). The
-    summary counts what this answer decided: ``accepted`` (queued for sending), ``scheduled``, ``failed``;
-    ``succeeded`` repeats ``accepted`` (deprecated: the contract's first draft named it so)."""
+    """One item per recipient, keyed ``id`` as in every read (``message_id`` repeats it). The summary counts
+    what this answer decided: ``accepted`` (queued for sending), ``scheduled``, ``failed``; ``succeeded`` repeats
+    ``accepted``. ``message_id`` and ``succeeded`` are the first contract's names and stay for good
+    (docs/releasing.md)."""
     messages = []
     summary = {"total": len(legs), "accepted": 0, "failed": 0, "scheduled": 0}
     for leg in legs:

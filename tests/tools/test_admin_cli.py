@@ -307,3 +307,21 @@ def test_the_console_script_runs_as_its_own_process(env):
     assert failed.stderr.strip() == "mmsgate-admin: no tenant tnt_ghost (mmsgate-admin tenants list shows them)"
     shown = subprocess.run([str(script), "tenants", "show", TENANT], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == TENANT
+
+
+# -- version -------------------------------------------------------------------------------------------
+def test_version_prints_the_projects_version(capsys):
+    from shared.api.version import VERSION
+
+    assert main(["--version"]) == 0
+    out, err = capsys.readouterr()
+    assert (out, err) == (f"mmsgate-admin {VERSION}\n", "")
+
+
+def test_the_console_script_prints_the_version():
+    """What an operator types: the installed entry point (tools.admin_cli:run), in a fresh interpreter."""
+    from shared.api.version import VERSION
+
+    done = subprocess.run([sys.executable, "-c", "from tools.admin_cli import run; run()", "--version"],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"mmsgate-admin {VERSION}\n", "")
