@@ -24,7 +24,12 @@ if TYPE_CHECKING:  # each library is imported on first use (the module docstring
 def firestore() -> fs.Client:
     from google.cloud import firestore as fs
 
-    return fs.Client(project=settings().project, database=settings().firestore_database)
+    client = fs.Client(project=settings().project, database=settings().firestore_database)
+    # The client builds its gRPC channel on first use, without a lock: a request whose first reads run in
+    # parallel threads (the sweeper's queries, a send's first round) would build one channel per thread
+    # (the sweeper's first request built five). Build the one channel here, before any thread needs it.
+    client._firestore_api  # noqa: B018
+    return client
 
 
 @functools.cache
