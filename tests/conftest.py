@@ -35,31 +35,67 @@ def _fast_tier(config) -> bool:
     return " ".join(str(config.option.markexpr).split()) == "not stack"
 
 
+# Two workers (pyproject's addopts: pytest-xdist, -n 2): every test that uses the one stack runs on one worker,
+# in order, as a serial run would; every other module is a unit of its own, so its module fixtures (a Terraform
+# plan, a started server) are built once, on the other worker. xdist's own "loadgroup" cannot say so under
+# pytest 9.2 (it renames node ids, which pytest 9.2 no longer lets it do), hence this scheduler: each worker
+# writes the ids of the tests that use the stack (it collected them), and the controller, which schedules only
+# once every worker has collected, reads them.
+_STACK_IDS = "MMSGATE_STACK_TEST_IDS"
+
+
 def pytest_configure(config):
     """schemathesis' plugin (the OpenAPI fuzz, a stack test) is loaded only when stack tests may run: pyproject's
     addopts turn autoloading off, which also spares the fast tier from rewriting schemathesis' asserts."""
     if not _fast_tier(config):
         config.pluginmanager.import_plugin("schemathesis.pytest.plugin")
+    if not hasattr(config, "workerinput") and getattr(config.option, "numprocesses", None):
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="mmsgate-stack-tests-", suffix=".json")
+        os.close(fd)
+        os.environ[_STACK_IDS] = config.stack_ids_path = path  # workers inherit it when they start
+
+
+def pytest_unconfigure(config):
+    path = getattr(config, "stack_ids_path", None)
+    if path:
+        Path(path).unlink(missing_ok=True)
 
 
 def pytest_collection_modifyitems(config, items):
     """Every test that needs the stack (directly or through another fixture) is marked ``stack``, so
-    ``pytest -m "not stack"`` is the fast tier; tests/unit must never need it.
-
-    With pytest-xdist (pyproject's addopts run two workers, ``--dist loadgroup``), every test that uses the
-    stack is in one group, so one worker starts the one stack and runs them in order, as a serial run would;
-    every other test is grouped by its module, so a module's fixtures (a Terraform plan, a started server)
-    are built once, on one worker, while the other worker runs the stack's tests."""
+    ``pytest -m "not stack"`` is the fast tier; tests/unit must never need it."""
+    uses_stack = []
     for item in items:
         if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
             if "tests/unit/" in item.nodeid:
                 raise pytest.UsageError(f"{item.nodeid}: tests/unit must not start the stack")
             item.add_marker(pytest.mark.stack)
-            group = "stack"
-        else:
-            group = item.nodeid.split("::", 1)[0]
-        if config.pluginmanager.hasplugin("xdist"):
-            item.add_marker(pytest.mark.xdist_group(group))
+            uses_stack.append(item.nodeid)
+    path = os.environ.get(_STACK_IDS)
+    if hasattr(config, "workerinput") and path:
+        mine = f"{path}.{config.workerinput['workerid']}"
+        Path(mine).write_text(json.dumps(uses_stack))
+        os.replace(mine, path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneStack(LoadScopeScheduling):
+        """xdist's scope scheduling with these scopes: "stack" (every test that uses it), else the module."""
+
+        stack_ids: set[str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.stack_ids is None:
+                path = getattr(config, "stack_ids_path", None)
+                self.stack_ids = set(json.loads(Path(path).read_text() or "[]")) if path else set()
+            return "stack" if nodeid in self.stack_ids else nodeid.split("::", 1)[0]
+
+    return OneStack(config, log)
 
 
 @pytest.fixture
