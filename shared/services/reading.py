@@ -42,7 +42,7 @@ def group(rt: Runtime, tenant_id: str, group_id: str) -> dict[str, Any]:
     legs = sorted(rt.legs.of_group(group_id), key=lambda leg: order.get(leg.id, len(order)))
     # The accept's summary (shared/services/sending.py group_answer), recomputed from the legs as they are now:
     # ``accepted`` = on its way or arrived (neither failed, scheduled nor still pending); ``succeeded``
-    # repeats it (deprecated), ``delivered`` is the part the carrier confirmed.
+    # repeats it (the seed contract's name, kept for good), ``delivered`` is the part the carrier confirmed.
     counts = {"total": len(legs), "accepted": 0, "failed": 0, "scheduled": 0, "pending": 0, "delivered": 0,
               "final": 0}
     by_status: dict[str, int] = {}

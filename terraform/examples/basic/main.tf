@@ -1,7 +1,7 @@
 # mmsgate in one project, with the module's defaults and the few inputs most deployments set, deployed from
 # this checkout: source_dir is the repository's root, which the module archives. Copy this folder to start
 # your own root module; point `source` at a tagged release of the repository then, e.g.
-#   source = "git::https://github.com/<owner>/mmsgate.git//terraform?ref=v1.0.0"
+#   source = "git::https://github.com/<owner>/mmsgate.git//terraform?ref=v0.5.0"
 # and source_dir at a checkout of the same release (or use source_archive: examples/source_archive).
 module "mmsgate" {
   source = "../.."
