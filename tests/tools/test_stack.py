@@ -139,18 +139,18 @@ def test_started_hook_and_state_file(standin):
     print(f"stack start: {standin.test_start_seconds:.2f}s timings={standin.timings}")
     assert standin.test_hook_calls == [standin]
     state = json.loads(standin.state_file.read_text())
-    keys = ("gateway", "simulator", "firestore", "tasks", "storage", "sample_media_url", "api_key",
+    keys = ("gateway", "simulator", "twilio", "firestore", "tasks", "storage", "sample_media_url", "api_key",
             "functions")
     for key in keys:
         assert key in state, key
     assert state["api_key"] == "mk_test_key" and state["seeded"] is True
     assert state["functions"] == {name: standin.urls[f"function:{name}"] for name in NAMES}
     assert state["gateway"] == standin.urls["gateway"]
-    assert set(standin.urls) == {"gateway", "simulator", "firestore", "tasks", "storage", "dev",
+    assert set(standin.urls) == {"gateway", "simulator", "twilio", "firestore", "tasks", "storage", "dev",
                                *(f"function:{n}" for n in NAMES)}
     assert state["console"] == standin.urls["dev"] + "/_dev/console"
     assert state["inbox"] == standin.urls["dev"] + "/_dev/inbox"
-    for name in ("firestore", "tasks", "storage", "simulator", *NAMES):
+    for name in ("firestore", "tasks", "storage", "simulator", "twilio", *NAMES):
         assert (standin.logs_dir / f"{name}.log").exists()
 
 
@@ -503,7 +503,7 @@ def test_firestore_and_unknown_components_cannot_be_killed(standin):
     with pytest.raises(StackError, match="no component"):
         standin.kill("nope")
     assert standin.procs["firestore"].running()
-    assert set(standin.components()) == {"tasks", "storage", "simulator", "gateway", *NAMES}
+    assert set(standin.components()) == {"tasks", "storage", "simulator", "twilio", "gateway", *NAMES}
 
 
 def test_a_task_in_flight_when_its_function_dies_is_retried_by_the_new_process(standin):
