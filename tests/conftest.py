@@ -396,15 +396,12 @@ def env(stack, receiver) -> Env:
     finally:
         api.close()
         try:
-            # the simulator's reports only follow what it was sent: a test that sent nothing has none on the way
-            reporting = bool(sim.get("/_sim/messages").json()["data"])
-        except (httpx.HTTPError, ValueError, KeyError):
-            reporting = True
-        sim.close()
-        _settle(store(), reports_on_the_way=reporting)
+            _settle(store(), sim)
+        finally:
+            sim.close()
 
 
-def _settle(store, timeout: float = 15.0, reports_on_the_way: bool = True) -> None:
+def _settle(store, sim: httpx.Client, timeout: float = 15.0) -> None:
     """Let a test's in-flight legs finish before the next test resets: a dispatch still running
     after a reset would otherwise reach the simulator and be counted by the next test. A leg still in
     flight after ``timeout`` is a stuck leg, the very thing mmsgate promises never happens: it fails the
@@ -424,8 +421,10 @@ def _settle(store, timeout: float = 15.0, reports_on_the_way: bool = True) -> No
                                   for leg in stuck)
             raise AssertionError(f"{len(stuck)} leg(s) still in flight {timeout}s after the test: {described}")
         time.sleep(0.1)
-    if reports_on_the_way:
-        time.sleep(0.2)  # the last provider report may still be on its way
+    # The simulator's reports of this test's legs: none may be running or due in a moment when the next test
+    # resets (later ones die with the reset's generation).
+    wait_for(lambda: sim.get("/_sim/stats", params={"within_s": "0.05"}).json()["data"]["busy"] == 0, 5.0,
+             "the simulator's reports sent")
 
 
 def fictional(xx: int, npa: str = "415") -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
-from tools.admin import create_api_key, create_tenant, seed_pricing
+from tools.admin import DEFAULT_PRICING, create_api_key, create_tenant
 
+_POOL = ThreadPoolExecutor(max_workers=5, thread_name_prefix="seed")
 DEV_API_KEY = "mk_test_devlocal_0000000000000000"
 DEV_TENANT_ID = "tnt_dev"
 DEV_SENDER = "+18005551234"
@@ -36,11 +38,15 @@ def apply_env(env: dict[str, str]) -> None:
 def seed(store, *, api_key: str = DEV_API_KEY, balance_micros: int = 100_000_000, **tenant) -> tuple[str, str]:
     """``store`` is an ``infra.store.Store`` (or its ``accounts``)."""
     store = getattr(store, "accounts", store)
-    seed_pricing(store)
-    tenant_id = create_tenant(store, tenant_id=tenant.pop("tenant_id", DEV_TENANT_ID), name=tenant.pop("name", "dev"),
-                              default_from=tenant.pop("default_from", DEV_SENDER), balance_micros=balance_micros,
-                              rps=tenant.pop("rps", 50), **tenant)
-    create_api_key(store, tenant_id, api_key)
+    tenant_id = tenant.pop("tenant_id", DEV_TENANT_ID)
+    # Independent writes, at once: the test suite seeds before every stack test.
+    writes = [_POOL.submit(store.put_pricing, country, rates) for country, rates in DEFAULT_PRICING.items()]
+    writes.append(_POOL.submit(create_tenant, store, tenant_id=tenant_id, name=tenant.pop("name", "dev"),
+                               default_from=tenant.pop("default_from", DEV_SENDER), balance_micros=balance_micros,
+                               rps=tenant.pop("rps", 50), **tenant))
+    writes.append(_POOL.submit(create_api_key, store, tenant_id, api_key))
+    for write in writes:
+        write.result()
     return tenant_id, api_key
 
 

@@ -22,6 +22,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._ready: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._stopped = False
+        self._running = 0  # jobs taken from the ready queue and not finished (a webhook POST in flight)
         self._on_error = on_error
         self._threads = [threading.Thread(target=self._timer, name="telnyx-sim-timer", daemon=True)]
         self._threads += [threading.Thread(target=self._work, name=f"telnyx-sim-worker-{i}", daemon=True)
@@ -35,6 +36,13 @@ class Scheduler:
                 return
             heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay_s), next(self._seq), fn))
             self._cond.notify()
+
+    def busy(self, within_s: float) -> int:
+        """Jobs running, ready, or due within ``within_s``: what may still reach a webhook URL shortly (the
+        test harness waits for none before it resets; later jobs die with the reset's generation)."""
+        with self._cond:
+            soon = time.monotonic() + within_s
+            return self._running + self._ready.qsize() + sum(1 for at, _, _ in self._heap if at <= soon)
 
     def stop(self, timeout: float = 2.0) -> None:
         with self._cond:
@@ -66,7 +74,12 @@ class Scheduler:
             fn = self._ready.get()
             if fn is None or self._stopped:
                 return
+            with self._cond:
+                self._running += 1
             try:
                 fn()
             except BaseException as exc:  # noqa: BLE001 - a failing job must not take a worker down
                 self._on_error(exc)
+            finally:
+                with self._cond:
+                    self._running -= 1

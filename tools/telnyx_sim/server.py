@@ -323,8 +323,9 @@ class SimHandler(BaseHTTPRequestHandler):
                 return self._send_json(200, server.sim_webhooks(query))
             if method == "GET" and path == "/_sim/stats":
                 idempotency = {"replay": server.config.idempotency_replay, **server.store.idempotency_stats()}
+                busy = server.dispatcher.scheduler.busy(float((query.get("within_s") or ["0.3"])[0]))
                 return self._send_json(200, {"data": {"messages": len(server.store.messages()),
-                                                      "idempotency": idempotency}})
+                                                      "idempotency": idempotency, "busy": busy}})
             if path == "/_sim/outage":
                 if method == "POST":
                     server.set_outage(str((self._json(raw) or {}).get("mode", "")))
