@@ -369,10 +369,13 @@ def _key_view(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def keys_create(ctx: Ctx, args: argparse.Namespace) -> Any:
+    from shared.rules import ids
     from tools.admin import create_api_key
 
     tenant_doc(ctx, args.tenant)
-    key = create_api_key(ctx.accounts, args.tenant)
+    # Against the emulators (make dev, --local, FIRESTORE_EMULATOR_HOST) a key is mk_test_, like the dev key;
+    # against a project, mk_live_.
+    key = create_api_key(ctx.accounts, args.tenant, ids.new_api_key(args.tenant, live=not ctx.emulator))
     return {"tenant_id": args.tenant, "api_key": key, "prefix": key[:12],
             "note": "shown once: only its SHA-256 is stored; revoke it with mmsgate-admin keys revoke " + key[:12]}
 

@@ -4,7 +4,10 @@ thread, bound to 127.0.0.1; nothing deployed imports it and Terraform knows noth
 - ``POST /inbox/{tenant_id}``: a customer webhook endpoint. It records each event with its headers and the
   result of checking its Standard Webhooks signature against the tenant's secret (derived as the notifier
   derives it), and answers 200; ``?status=NNN`` on the URL makes it answer NNN instead (to watch retries).
-- ``GET /_dev/inbox``: what it received, newest first (``?tenant=`` filters); ``DELETE`` empties it.
+- ``GET /_dev/inbox``: what it received, newest first (``?tenant=`` filters); ``DELETE`` empties it. Each
+  event keeps the request's exact body as ``raw_body`` (the bytes the signature covers, as text; the parsed
+  ``body`` beside it is only for reading), and ``GET /_dev/inbox/{seq}/raw`` serves those bytes unchanged, so a
+  signature can be checked again by any library: ``raw_body`` with the kept ``webhook-*`` headers.
 - ``GET /_dev/console``: a page that shows, live, the messages with their status timeline and provider id,
   groups and batches, the customer webhook deliveries (attempts, answers), inbound messages, the inbox and
   what the Telnyx simulator received. It reads ``GET /_dev/api/state``.
@@ -20,6 +23,7 @@ import http.client
 import json
 import logging
 import socketserver
+import sys
 import threading
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -101,19 +105,27 @@ class FirestoreReader:
 
 
 class Inbox:
-    """The received events, newest last; thread-safe."""
+    """The received events, newest last, with the exact bytes of each; thread-safe."""
 
     def __init__(self) -> None:
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        self._raw: dict[int, bytes] = {}  # seq -> the request body as received
         self._lock = threading.Lock()
         self._seq = 0
 
-    def add(self, event: dict[str, Any]) -> dict[str, Any]:
+    def add(self, event: dict[str, Any], raw: bytes = b"") -> dict[str, Any]:
         with self._lock:
             self._seq += 1
             event = {"seq": self._seq, **event}
+            if len(self._events) == self._events.maxlen:
+                self._raw.pop(self._events[0]["seq"], None)
             self._events.append(event)
+            self._raw[self._seq] = raw
             return event
+
+    def raw(self, seq: int) -> bytes | None:
+        with self._lock:
+            return self._raw.get(seq)
 
     def events(self, tenant_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -123,6 +135,7 @@ class Inbox:
     def clear(self) -> None:
         with self._lock:
             self._events.clear()
+            self._raw.clear()
 
 
 class DevServer(ThreadingHTTPServer):
@@ -139,6 +152,13 @@ class DevServer(ThreadingHTTPServer):
         self.inbox = Inbox()
         self._thread: threading.Thread | None = None
         super().__init__((host, port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a console tab closed while its poll was answered) is no error worth a
+        traceback in the make dev log; anything else still is."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind would call socket.getfqdn(host): a reverse DNS lookup we do not need.
@@ -190,12 +210,16 @@ class DevServer(ThreadingHTTPServer):
             payload = body.decode(errors="replace")
         data = payload.get("data") if isinstance(payload, dict) and isinstance(payload.get("data"), dict) else {}
         kept = {k: v for k, v in headers.items() if k in _HEADERS_KEPT}
+        try:
+            raw_text: str | None = body.decode()
+        except UnicodeDecodeError:  # not UTF-8: only GET /_dev/inbox/{seq}/raw has it
+            raw_text = None
         return self.inbox.add({
             "received_at": _now_iso(), "tenant_id": tenant_id, "answered": answered,
             "event_id": headers.get("webhook-id"), "type": payload.get("type") if isinstance(payload, dict) else None,
             "message_id": data.get("id"), "status": data.get("status"), "headers": kept,
-            "signature": self.check_signature(tenant_id, body, headers), "body": payload,
-        })
+            "signature": self.check_signature(tenant_id, body, headers), "body": payload, "raw_body": raw_text,
+        }, body)
 
     # -- the console's data ------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -256,6 +280,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _guard(self, handler) -> None:
         try:
             handler()
+        except ConnectionError:  # the client went away (a console tab closed mid-answer): nothing to tell it
+            self.close_connection = True
         except Exception as exc:  # noqa: BLE001 - a JSON answer, never a dropped connection
             log.exception("dev server error")
             with contextlib.suppress(OSError):
@@ -286,6 +312,14 @@ class _Handler(BaseHTTPRequestHandler):
         if split.path == "/_dev/inbox":
             events = self.server.inbox.events(query.get("tenant", [None])[0])
             self._json(200, {"data": events, "count": len(events)})
+            return
+        parts = split.path.strip("/").split("/")
+        if len(parts) == 4 and parts[:2] == ["_dev", "inbox"] and parts[3] == "raw" and parts[2].isdigit():
+            raw = self.server.inbox.raw(int(parts[2]))
+            if raw is None:
+                self._error(404, "NOT_FOUND", f"no event {parts[2]} in the inbox")
+            else:
+                self._send(200, raw, "application/octet-stream")
             return
         if split.path == "/_dev/api/state":
             self._json(200, self.server.state())

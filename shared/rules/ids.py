@@ -31,26 +31,32 @@ def new_tenant_id() -> str:
     return f"tnt_{_token(10)}"
 
 
-API_KEY_PREFIX = "mk_live_"
+API_KEY_PREFIX = "mk_live_"  # a key made for a deployment
+TEST_API_KEY_PREFIX = "mk_test_"  # a key made against the emulators (make dev, tests), like the dev key
+_PREFIXES = (API_KEY_PREFIX, TEST_API_KEY_PREFIX)
 _SECRET_CHARS = 32  # _token(20)
 
 
-def new_api_key(tenant_id: str | None = None) -> str:
+def new_api_key(tenant_id: str | None = None, *, live: bool = True) -> str:
     """A new API key. With ``tenant_id`` the key names its tenant after the secret,
     ``mk_live_<secret>_<tenant id>``, so a request's first round can read the tenant's documents alongside the
     key's own (which still decides: see ``tenant_named_by``). The secret comes first, so the 12-character
-    prefix operators see and revoke by (``mmsgate-admin keys``) stays distinct between keys."""
+    prefix operators see and revoke by (``mmsgate-admin keys``) stays distinct between keys. ``live=False``
+    (a key made against the emulators) starts ``mk_test_`` instead, as the dev key does; the prefix is a label
+    for people, the key's stored hash alone decides what it may do."""
+    prefix = API_KEY_PREFIX if live else TEST_API_KEY_PREFIX
     secret = _token(20)
-    return f"{API_KEY_PREFIX}{secret}_{tenant_id}" if tenant_id else f"{API_KEY_PREFIX}{secret}"
+    return f"{prefix}{secret}_{tenant_id}" if tenant_id else f"{prefix}{secret}"
 
 
 def tenant_named_by(api_key: str) -> str | None:
     """The tenant an API key names (None for a key made before keys named their tenant). Only a hint of which
     documents to read: the key's own document, read in the same round, must exist, be unrevoked and name the
     same tenant, or the request is 401."""
-    if not api_key.startswith(API_KEY_PREFIX):
+    prefix = next((p for p in _PREFIXES if api_key.startswith(p)), None)
+    if prefix is None:
         return None
-    secret, sep, tenant_id = api_key[len(API_KEY_PREFIX):].partition("_")
+    secret, sep, tenant_id = api_key[len(prefix):].partition("_")
     if not sep or len(secret) != _SECRET_CHARS or not 0 < len(tenant_id) <= 128 or "/" in tenant_id:
         return None
     return tenant_id

@@ -117,6 +117,7 @@ def test_an_unknown_tenant_is_refused_by_every_command_and_never_created(cli, en
 def test_keys_create_list_and_revoke_by_prefix(cli, env):
     _, created, _ = cli("keys", "create", TENANT)
     key = created["api_key"]
+    assert key.startswith("mk_test_") and key.endswith(f"_{TENANT}")  # made against the emulators, like the dev key
     client = env.client(key)
     assert client.get("/api/v1/pricing/messaging", params={"country": "US"}).status_code == 200
 
@@ -135,7 +136,7 @@ def test_keys_revoke_refuses_an_unknown_or_ambiguous_prefix(cli, env):
     cli("keys", "create", TENANT)
     code, _, err = cli("keys", "revoke", "mk_nothing_")
     assert code == 1 and "no API key" in err
-    code, _, err = cli("keys", "revoke", "mk_")  # the dev key (mk_test_...) and the new one (mk_live_...)
+    code, _, err = cli("keys", "revoke", "mk_")  # the dev key (mk_test_devlocal...) and the new one (mk_test_...)
     assert code == 1 and "matches 2 keys" in err
     assert env.api.get("/api/v1/pricing/messaging", params={"country": "US"}).status_code == 200
     code, _, err = cli("keys", "revoke", env.api_key)  # the whole key, but another tenant's

@@ -74,3 +74,27 @@ def test_the_key_texts_here_are_what_new_api_key_makes():
     assert tenant_named_by(NAMING_A) == "tnt_a" and tenant_named_by(PLAIN) is None
     assert len(new_api_key("tnt_a")) == len(NAMING_A) and new_api_key("tnt_a").endswith("_tnt_a")
     assert len(new_api_key()) == len(PLAIN)
+
+
+def test_a_key_made_against_the_emulators_starts_mk_test_and_still_names_its_tenant():
+    from shared.rules.ids import new_api_key, tenant_named_by
+
+    local = new_api_key("tnt_a", live=False)
+    assert local.startswith("mk_test_") and len(local) == len(NAMING_A) and tenant_named_by(local) == "tnt_a"
+    assert new_api_key("tnt_a").startswith("mk_live_") and new_api_key(live=False).startswith("mk_test_")
+    assert tenant_named_by("mk_test_devlocal_0000000000000000") is None  # the dev key names no tenant
+
+
+@pytest.mark.parametrize(("emulator", "prefix"), [("127.0.0.1:8681", "mk_test_"), ("", "mk_live_")])
+def test_mmsgate_admin_keys_create_labels_the_key_by_where_it_runs(monkeypatch, emulator, prefix):
+    # keys create against the emulators (make dev, --local) makes mk_test_ keys; against a project, mk_live_.
+    import argparse
+
+    from tools import admin, admin_cli
+
+    made = {}
+    monkeypatch.setattr(admin_cli, "tenant_doc", lambda ctx, tenant_id: {"name": "a"})
+    monkeypatch.setattr(admin, "create_api_key", lambda store, tenant_id, api_key: made.setdefault("key", api_key))
+    ctx = admin_cli.Ctx(env={"FIRESTORE_EMULATOR_HOST": emulator} if emulator else {}, _accounts=object())
+    answer = admin_cli.keys_create(ctx, argparse.Namespace(tenant="tnt_a"))
+    assert answer["api_key"] == made["key"] and made["key"].startswith(prefix) and made["key"].endswith("_tnt_a")
