@@ -223,6 +223,46 @@ def test_any_punctuation_is_rejected(position: int, junk: str) -> None:
     assert info.value.reason == FORMAT
 
 
+@pytest.mark.parametrize("raw", [
+    "+10003100000",  # found by the property below: int("0003100000") dropped the zeros and built +1 310-0000
+    "+10002345678", "+10123456789", "+11234567890",  # area code starting 0 or 1
+    "+14150550101", "+14151550101",  # exchange code starting 0 or 1
+    "+18090123456", "+18291123456",  # even where phonenumbers' Dominican Republic pattern is looser than the plan
+])
+def test_nanp_area_and_exchange_codes_never_start_with_0_or_1(raw: str) -> None:
+    with pytest.raises(InvalidNumber) as info:
+        parse_e164(raw)
+    assert info.value.reason == "phone number is not valid"
+    assert is_nanp(raw) is False
+    assert region_of(raw) is None or len(region_of(raw) or "") == 2  # never raises
+
+
+_DIGIT = st.sampled_from("0123456789")
+_TEN_DIGITS = st.tuples(*[_DIGIT] * 10).map("".join)
+# Zero-padded short national numbers: the ones phonenumbers calls valid under +1 (Canada's 7-digit 310-xxxx) are
+# what a parser that reads the ten digits as an integer turns a +1 000... number into.
+_PADDED = st.one_of(st.integers(3_100_000, 3_109_999), st.integers(0, 10**10 - 1)).map(lambda n: f"{n:010d}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(national=st.one_of(_TEN_DIGITS, _PADDED))
+def test_is_nanp_and_parse_e164_agree_on_every_ten_digit_plus_one_number(national: str) -> None:
+    """Every +1 number of ten digits (the first digits of its area and exchange codes drawn uniformly, so 0 and 1
+    come up in every run; or a short national number padded with zeros): is_nanp implies parse_e164 accepts it
+    unchanged, and an area or exchange code starting with 0 or 1 is never a number."""
+    raw = "+1" + national
+    try:
+        parsed: str | None = parse_e164(raw)
+    except InvalidNumber:
+        parsed = None
+    if is_nanp(raw):
+        assert parsed == raw
+    if national[0] in "01" or national[3] in "01":
+        assert parsed is None and not is_nanp(raw)
+    if parsed is not None:
+        assert parse_e164(parsed) == parsed
+
+
 @pytest.mark.parametrize("raw", ["+49030000", "+4403069990000"])
 def test_a_national_trunk_prefix_is_not_e164(raw: str) -> None:
     with pytest.raises(InvalidNumber, match="canonical"):
