@@ -83,5 +83,10 @@ def search(rt: Runtime, tenant_id: str, args: Mapping[str, list[str]]) -> dict[s
     legs = rt.legs.search(query, query.limit + 1)
     page, more = legs[: query.limit], len(legs) > query.limit
     next_cursor = searching.encode_cursor(key, scope, page[-1].created_at, page[-1].id) if more else None
-    return {"data": [view(leg) for leg in page],
+    data = [view(leg) for leg in page]
+    if any(leg.direction == "inbound" for leg in page):  # their media: signed URLs of our copies, as one read's
+        from shared.services.received import signed_all  # noqa: PLC0415
+
+        data = signed_all(rt, list(zip(page, data, strict=True)))
+    return {"data": data,
             "pagination": {"limit": query.limit, "has_more": more, "next_cursor": next_cursor}}

@@ -217,17 +217,29 @@ def reply_leg(parent: Leg, tenant: Tenant, now: dt.datetime) -> Leg:
 def signed(rt: Runtime, leg: Leg, data: dict[str, Any]) -> dict[str, Any]:
     """``data`` (an inbound leg's view) with a signed URL for each stored copy. A copy whose URL cannot be
     signed now shows none (the read or the event still answers)."""
-    stored = [i for i, m in enumerate(leg.media) if m.object and m.extra.get("state", "stored") == "stored"]
-    if not stored or "media" not in data:
-        return data
+    return signed_all(rt, [(leg, data)])[0]
+
+
+def _stored_copies(leg: Leg) -> list[int]:
+    return [i for i, m in enumerate(leg.media) if m.object and m.extra.get("state", "stored") == "stored"]
+
+
+def signed_all(rt: Runtime, pairs: list[tuple[Leg, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Each view of ``pairs`` (a leg and its view) with signed URLs of its stored copies, as ``signed``: the
+    inbound messages of a search page are signed in one call. Views without ``media`` are returned as they are."""
+    wanted = [(n, i) for n, (leg, data) in enumerate(pairs) if "media" in data for i in _stored_copies(leg)]
+    out = [data for _, data in pairs]
+    if not wanted:
+        return out
     try:
-        urls = rt.media.signed_urls([leg.media[i].to_doc() for i in stored])
+        urls = rt.media.signed_urls([pairs[n][0].media[i].to_doc() for n, i in wanted])
     except Exception:  # noqa: BLE001 - IAM signing is one call: the next read or attempt signs again
-        return data
-    media = [dict(item) for item in data["media"]]
-    for index, url in zip(stored, urls, strict=True):
-        media[index]["url"] = url
-    return {**data, "media": media}
+        return out
+    media: dict[int, list[dict[str, Any]]] = {}
+    for (n, i), url in zip(wanted, urls, strict=True):
+        items = media.setdefault(n, [dict(item) for item in out[n]["media"]])
+        items[i]["url"] = url
+    return [{**data, "media": media[n]} if n in media else data for n, data in enumerate(out)]
 
 
 def _iso(value: dt.datetime) -> str:

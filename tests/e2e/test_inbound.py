@@ -132,6 +132,19 @@ def test_an_inbound_sms_with_no_customer_webhook_is_still_stored(env):
     assert [m["id"] for m in found.json()["data"]] == [read["id"]], found.text
 
 
+def test_the_message_list_signs_inbound_media_as_the_single_read_does(env):
+    injected = _inject(env, "in the list", sender=fictional(43), media=[_png()])
+    read = _stored(env, injected)
+    wait_for(lambda: env.api.get(f"/api/v1/messages/{read['id']}").json()["data"]["media"][0]["status"] == "stored",
+             20, "the inbound copy stored")
+    found = env.api.get("/api/v1/messages", params={"direction": "inbound"})
+    assert found.status_code == 200, found.text
+    [listed] = [m for m in found.json()["data"] if m["id"] == read["id"]]
+    [attachment] = listed["media"]
+    assert attachment["status"] == "stored" and attachment["url"], listed
+    assert httpx.get(attachment["url"]).content == PNG
+
+
 def test_a_replayed_event_stores_nothing_twice_and_announces_once(env):
     _hooked(env)
     sender = fictional(43)
