@@ -46,7 +46,7 @@ from shared.rules import media as rules
 from shared.rules.errors import ApiError, ErrorCode
 from shared.rules.frozen import frozen
 from shared.rules.media import MediaError, Upload
-from shared.rules.ssrf import Resolver, UrlPolicy, UrlRejected, VettedUrl, check_url
+from shared.rules.ssrf import Resolver, UrlPolicy, UrlRejected, VettedUrl, check_url, media_url_problem, shown_url
 
 if TYPE_CHECKING:
     from google.cloud.storage import Bucket
@@ -65,12 +65,12 @@ STORE_WORKERS = 4
 # (media_retention_days) never deletes a copy a new leg still needs.
 REFRESH_AFTER = dt.timedelta(days=1)
 USER_AGENT = "mmsgate-media/1 (+https://github.com/mmsgate)"
-LABEL_CHARS = 120
 
 
 def label(url: str) -> str:
-    """A URL as error messages show it: shortened, so a 2000-character URL does not fill the message."""
-    return url if len(url) <= LABEL_CHARS else url[: LABEL_CHARS - 3] + "..."
+    """A URL as error messages show it: without user information or query string (credentials, signed tokens),
+    shortened, so a 2000-character URL does not fill the message."""
+    return shown_url(url)
 
 
 # ------------------------------------------------------------------------------------------ fetching
@@ -110,8 +110,10 @@ class Fetcher:
             try:
                 vetted = check_url(current, self.policy, self.resolver)
             except UrlRejected as exc:
-                where = f" (redirected to {label(current)})" if hop else ""
-                raise MediaError(ErrorCode.MEDIA_URL_REJECTED, f"{name}{where}: {exc.reason}") from None
+                target = current if hop else None
+                raise MediaError(ErrorCode.MEDIA_URL_REJECTED,
+                                 media_url_problem(None, url, exc.reason, redirected_to=target),
+                                 url=url, reason=exc.reason, redirected_to=target) from None
             answer = self._get(vetted, deadline, cap_for, name)
             if isinstance(answer, str):  # a redirect: its target is checked at the top of the loop
                 current = urljoin(vetted.url, answer)

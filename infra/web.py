@@ -14,7 +14,7 @@ from infra import log
 from shared.api.version import VERSION
 from shared.ports import Caller
 from shared.rules import idempotency as rules
-from shared.rules.errors import ApiError, ErrorCode
+from shared.rules.errors import ApiError, ErrorCode, unauthorized
 from shared.rules.ids import new_request_id
 from shared.rules.records import Tenant
 
@@ -137,7 +137,7 @@ def _caller(request: Request) -> Caller:
 
     api_key = request.headers.get("X-API-Key", "")
     if not 0 < len(api_key) <= 200:
-        raise ApiError(ErrorCode.UNAUTHORIZED, "Missing, unknown or revoked API key")
+        raise unauthorized(api_key)
     return runtime().accounts.caller(api_key)
 
 
@@ -148,7 +148,7 @@ def _authenticate(request: Request) -> Tenant:
     # No handler behind this looks at the balance (an accept reads it again, with its shards, in its first round).
     tenant = runtime().accounts.tenant_for_api_key(api_key, balance=False) if 0 < len(api_key) <= 200 else None
     if tenant is None or tenant.disabled:
-        raise ApiError(ErrorCode.UNAUTHORIZED, "Missing, unknown or revoked API key")
+        raise unauthorized(api_key)
     return tenant
 
 
@@ -277,7 +277,7 @@ def idempotent(ctx: Context, raw: bytes, produce: Callable[[str | None], Reply],
         if tenant is None or tenant.disabled or tenant.id != tenant_id:
             if state == rules.Claim.NEW:
                 store.release(record_id)
-            raise ApiError(ErrorCode.UNAUTHORIZED, "Missing, unknown or revoked API key")
+            raise unauthorized(caller.api_key)
         ctx.tenant = caller.authenticated = tenant
     else:
         if ctx.tenant is None and caller is not None:  # a key that names no tenant, new to this instance

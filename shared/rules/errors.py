@@ -95,10 +95,14 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 
 # The message a recipient row carries when a gate fails it.
 DEFAULT_MESSAGES: dict[ErrorCode, str] = {
-    ErrorCode.INVALID_PHONE_NUMBER: "The recipient is not a valid E.164 phone number",
+    ErrorCode.UNAUTHORIZED: "Missing, unknown or revoked API key: send your key in the X-API-Key header",
+    ErrorCode.INVALID_PHONE_NUMBER: ("The recipient is not a valid phone number: expected E.164, a + followed by the "
+                                     "country code and the number, e.g. +14155552671"),
     ErrorCode.MMS_NANP_ONLY: "MMS is only available for NANP (US/Canada) recipients",
     ErrorCode.SENDER_NOT_ALLOWED: "The sender number is not allowed for this account or channel",
-    ErrorCode.MEDIA_URL_REJECTED: "A media URL was rejected by the SSRF allowlist",
+    ErrorCode.MEDIA_URL_REJECTED: ("A media URL was refused: its host is not on the media host allowlist "
+                                   "(MEDIA_ALLOWED_HOSTS), or it failed the address check (a private, loopback or "
+                                   "metadata address, a redirect to one, or a name that does not resolve)"),
     ErrorCode.MEDIA_FETCH_FAILED: "A media URL could not be fetched",
     ErrorCode.MEDIA_TYPE_UNSUPPORTED: "A media attachment is not of a supported type, or is not what it declares",
     ErrorCode.MEDIA_TOO_LARGE: "The media attachments are too large for one message",
@@ -115,6 +119,15 @@ DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.NOT_CANCELABLE: "The message was already handed to the provider (or is still being accepted)",
     ErrorCode.MESSAGE_NOT_FINAL: "Only a message in a final status can be redacted",
 }
+
+
+API_KEY_HEADER = "X-API-Key"
+
+
+def unauthorized(api_key: str | None = None) -> ApiError:
+    """The 401 of a request without a valid key; ``details`` names the header and whether the key was missing."""
+    issue = "missing" if not api_key else "unknown or revoked key"
+    return ApiError(ErrorCode.UNAUTHORIZED, details=[{"field": API_KEY_HEADER, "issue": issue}])
 
 
 def message_for(code: ErrorCode) -> str:

@@ -27,6 +27,23 @@ def parse(raw: str) -> Number | None:
         return None
 
 
+E164_EXAMPLE = "+14155552671"
+
+
+def invalid_number_message(raw: object, field: str) -> str:
+    """What an ``INVALID_PHONE_NUMBER`` says: the field (``to``, ``to[3]``), why the value is not a number, and the
+    form expected (E.164: ``+``, the country code and the number, nothing else)."""
+    from shared.rules.phone import InvalidNumber, parse_e164  # noqa: PLC0415 - see parse()
+
+    try:
+        parse_e164(raw)  # type: ignore[arg-type]
+        reason = "phone number is not valid"
+    except InvalidNumber as exc:
+        reason = exc.reason
+    return (f"{field} is not a valid phone number ({reason}): expected E.164, a + followed by the country code "
+            f"and the number, digits only, e.g. {E164_EXAMPLE}")
+
+
 def number_gate(number: Number | None, channel: str, request_error: ErrorCode | None = None) -> ErrorCode | None:
     """The gates that need no read: a valid number; then the request's own failure (its sender, its media
     URLs), which fails every valid recipient; then MMS to US/Canada only."""

@@ -106,6 +106,17 @@ def attachment(media: StoredMedia) -> dict[str, Any]:
             "status": media.extra.get("state") or "stored", "error": media.extra.get("error"), "url": None}
 
 
+def sent_attachment(media: StoredMedia) -> dict[str, Any]:
+    """One attachment of an outbound message as it went to the carrier: our copy's type and size and, when the
+    image was downscaled to fit the message limit, its original size (``media.original_size``; downscaling
+    re-encodes in the same format, so the original type is the sent one: shared/rules/media.py downscale)."""
+    original_size = media.extra.get("original_size")
+    return {"content_type": media.content_type or None, "size": media.size or None,
+            "original_content_type": media.extra.get("original_content_type") or media.content_type or None,
+            "original_size": original_size or media.size or None, "downscaled": original_size is not None,
+            **({"filename": media.extra["filename"]} if media.extra.get("filename") else {})}
+
+
 def view(leg: Leg) -> dict[str, Any]:
     """The public representation of a leg (GET /api/v1/messages/{id}, customer webhooks)."""
     return {
@@ -141,7 +152,8 @@ def view(leg: Leg) -> dict[str, Any]:
         "keyword": leg.keyword,
         "reply_message_id": leg.reply_message_id,
         "in_reply_to": leg.in_reply_to,
-        **({"media": [attachment(m) for m in leg.media]} if leg.direction == "inbound" else {}),
+        **({"media": [attachment(m) for m in leg.media]} if leg.direction == "inbound" else
+           {"sent_media": [sent_attachment(m) for m in leg.media]}),
         "price": {"amount": f"{leg.price_micros / 1_000_000:.4f}", "currency": "USD"},
         "created_at": iso(leg.created_at),
         "updated_at": iso(leg.updated_at),

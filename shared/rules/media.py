@@ -96,10 +96,14 @@ MIN_SHARE = 4096  # bytes: a resizable image given less than this cannot become 
 class MediaError(Exception):
     """A media rule failed. ``code`` is one of the MEDIA_* codes; ``message`` is safe to show."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, url: str | None = None, reason: str | None = None,
+                 redirected_to: str | None = None) -> None:
         super().__init__(f"{code.value}: {message}")
         self.code = code
         self.message = message
+        # MEDIA_URL_REJECTED: the URL asked for, the check's reason, and the redirect target it was about (if
+        # any), so the request can say at which position of the request the URL is (shared.rules.ssrf).
+        self.url, self.reason, self.redirected_to = url, reason, redirected_to
 
 
 def unsupported(message: str) -> MediaError:

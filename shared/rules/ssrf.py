@@ -75,6 +75,8 @@ __all__ = [
     "check_url",
     "is_public_address",
     "media_url_policy",
+    "media_url_problem",
+    "shown_url",
     "system_resolver",
     "webhook_url_policy",
 ]
@@ -536,6 +538,61 @@ def check_url(url: str, policy: UrlPolicy, resolver: Resolver = system_resolver)
         port=parsed.port,
         addresses=_dedupe(vetted),
     )
+
+
+# ------------------------------------------------------------------------------ what a rejection says
+
+ALLOWLIST_REASON = "host is not on the allowlist"
+# The reasons of the address check: what the host is or resolves to, not how the URL is written.
+_ADDRESS_REASONS = ("host is a literal IP address", "host is an internal name", "host does not resolve",
+                    "host resolves to no addresses", "resolves to an invalid address", "resolves to a private address")
+SHOWN_URL_CHARS = 120
+
+
+def shown_url(url: object) -> str:
+    """A URL as an error message may show it: without user information, query string or fragment (where
+    credentials and signed tokens live), printable, at most ``SHOWN_URL_CHARS`` characters."""
+    if not isinstance(url, str):
+        return "(not a string)"
+    text = url.split("#", 1)[0].split("?", 1)[0]
+    scheme, sep, rest = text.partition("://")
+    head, slash, path = (rest if sep else text).partition("/")
+    head = head.rpartition("@")[2]  # user information ends at the authority's last "@"
+    text = f"{scheme}{sep}{head}{slash}{path}" if sep else f"{head}{slash}{path}"
+    text = "".join(c if c.isprintable() and not c.isspace() else "?" for c in text)
+    return text if len(text) <= SHOWN_URL_CHARS else text[: SHOWN_URL_CHARS - 3] + "..."
+
+
+def _host_of(shown: str) -> str:
+    authority = shown.partition("://")[2].partition("/")[0]
+    if authority.startswith("["):
+        return authority.partition("]")[0] + "]"
+    return authority.rpartition(":")[0] if authority.count(":") == 1 else authority
+
+
+def media_url_problem(field: str | None, url: object, reason: str, *, redirected_to: object = None) -> str:
+    """The message of a ``MEDIA_URL_REJECTED``: which URL (``field``, its position in the request such as
+    ``media_urls[1]``, and the URL as ``shown_url`` shows it), and why: the host allowlist (and how an operator
+    allows a host), the address check (private, loopback, link-local or metadata address; DNS; a redirect to
+    such a place), or the URL's form."""
+    shown = shown_url(url)
+    what = f"{field} ({shown})" if field else f"media URL {shown}"
+    if redirected_to is not None:
+        target = shown_url(redirected_to)
+        what = f"{what} redirected to {target}, which"
+    else:
+        target = shown
+    if reason == ALLOWLIST_REASON:
+        return (f"{what} is not on the media host allowlist: host {_host_of(target)} is not allowed. Media is "
+                "fetched only from the media bucket and the hosts the operator lists in MEDIA_ALLOWED_HOSTS "
+                "(Terraform: extra_allowed_hosts); host the file there, or ask the operator to allow the host")
+    if reason.startswith(_ADDRESS_REASONS):
+        return (f"{what} failed the address check: {reason}. Media is fetched only from public addresses "
+                "(never private, loopback, link-local or cloud metadata ones), by a host name that resolves")
+    if reason == "port is not allowed":
+        return (f"{what} was refused: port is not allowed (443 only, unless the operator lists host:port in "
+                "MEDIA_ALLOWED_HOSTS)")
+    return f"{what} was refused: {reason}"
 
 
 def _trusted(parsed: _Parsed, resolver: Resolver) -> VettedUrl:

@@ -44,6 +44,7 @@ from shared.services.sending import (
     controls,
     first_round_of,
     invalid_field,
+    media_field,
     plan_timing,
     prepare_media,
     request_checks,
@@ -72,8 +73,8 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
     route, request_error = request_checks(rt, tenant, req, channel, now, next((n[0] for n in numbers if n), None))
     sender = route.sender
     if request_error is not None:  # it would fail every recipient: refused whole, nothing written
-        field = "from" if request_error is ErrorCode.SENDER_NOT_ALLOWED else "media_urls"
-        raise ApiError(request_error, details=[{"field": field, "issue": "refused for every recipient"}])
+        raise ApiError(request_error.code, request_error.message,
+                       details=[{"field": request_error.field, "issue": request_error.message}])
     timing = plan_timing(req, now)
     encoding, segments = count_segments(req.body or "")
     if channel == "mms":
@@ -160,8 +161,8 @@ def _media(rt: Runtime, tenant: Tenant, req: BatchRequest) -> tuple[StoredMedia,
     try:
         return prepare_media(rt, tenant, req)
     except MediaError as exc:
-        raise ApiError(exc.code, exc.message, details=[{"field": "media_urls" if req.all_media_urls else "media",
-                                                         "issue": exc.message}]) from None
+        field = media_field(req, exc)
+        raise ApiError(exc.code, exc.message, details=[{"field": field, "issue": exc.message}]) from None
 
 
 def run_chunk(rt: Runtime, batch_id: str, index: int) -> tuple[int, str]:

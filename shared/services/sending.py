@@ -22,13 +22,20 @@ from typing import TYPE_CHECKING, Any
 from shared.api.answers import error_body, meta
 from shared.ports import AcceptDecision, Caller, Contended, DispatchTask, FirstRound, IdempotentAnswer, PreInsertFailed
 from shared.rules import gates, ids, retention, validity
-from shared.rules.errors import ApiError, ErrorCode, message_for
+from shared.rules.errors import ApiError, ErrorCode, message_for, unauthorized
 from shared.rules.frozen import frozen
 from shared.rules.legs import new_leg, transition
 from shared.rules.media import MediaError, Upload
 from shared.rules.records import Group, Leg, LegChanges, StoredMedia, Tenant
 from shared.rules.segments import MMS_SEGMENTS, count_segments
-from shared.rules.ssrf import UrlPolicy, UrlRejected, check_url, media_url_policy, webhook_url_policy
+from shared.rules.ssrf import (
+    UrlPolicy,
+    UrlRejected,
+    check_url,
+    media_url_policy,
+    media_url_problem,
+    webhook_url_policy,
+)
 from shared.rules.status import Status
 from shared.services import carriers, fanout, leg_changes, observe
 from shared.services.carriers import Route
@@ -52,7 +59,17 @@ class Recipient:
     e164: str | None = None
     price_micros: int = 0
     error: ErrorCode | None = None
-    error_message: str | None = None  # when the gate has more to say than its code (media)
+    error_message: str | None = None  # when the gate has more to say than its code (number, media)
+    error_field: str | None = None  # the request field at fault: "to", "to[3]", "media_urls[1]", "from"
+
+
+@frozen
+class RequestProblem:
+    """A gate failure of the whole request (its sender, a media URL): it fails every valid recipient."""
+
+    code: ErrorCode
+    field: str
+    message: str
 
 
 @frozen
@@ -71,7 +88,7 @@ class Answer:
     kept: bool = False
 
 
-Render = Callable[[str | None, list[Leg], str, dt.datetime], tuple[int, dict[str, Any]]]
+Render = Callable[..., tuple[int, dict[str, Any]]]  # (group_id, legs, request_id, now, *, fields) -> answer
 
 
 def send_single(rt: Runtime, who: Tenant | Caller, req: SendRequest, request_id: str,
@@ -98,12 +115,9 @@ def _group_limit(tenant: Tenant) -> RateLimit:
     return RateLimit(f"{tenant.id}:group", GROUP_REQUESTS_PER_MINUTE, 60)
 
 
-UNAUTHORIZED = "Missing, unknown or revoked API key"
-
-
 def _authenticated(caller: Caller, tenant: Tenant | None) -> Tenant:
     if tenant is None or tenant.disabled:
-        raise ApiError(ErrorCode.UNAUTHORIZED, UNAUTHORIZED)
+        raise unauthorized(caller.api_key)
     caller.authenticated = tenant
     return tenant
 
@@ -144,7 +158,7 @@ def first_round_of(rt: Runtime, who: Tenant | Caller, recipients: list[Recipient
     if caller is not None:
         tenant = _authenticated(caller, first.tenant)
     elif first.tenant is None:
-        raise ApiError(ErrorCode.UNAUTHORIZED, UNAUTHORIZED)
+        raise unauthorized("?")
     else:
         tenant = first.tenant
     limit = limit_of(tenant)
@@ -195,15 +209,17 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     if channel == "mms":
         segments = MMS_SEGMENTS
     # Its first round read the lists and claimed its rate-limit slot.
-    _gate(recipients, request_error, first, channel, segments)
+    _gate(recipients, request_error, first, channel, segments, listed=group_id is not None)
     _balance_preflight(rt, tenant, recipients, first.exact)
     try:
         media = prepare_media(rt, tenant, req) if any(r.error is None for r in recipients) else ()
     except MediaError as exc:  # a request-level gate: every valid recipient's row ends failed with it
         media = ()
+        field = media_field(req, exc)
         for r in recipients:
             if r.error is not ErrorCode.INVALID_PHONE_NUMBER:
-                r.error, r.error_message = exc.code, exc.message
+                r.error, r.error_message, r.error_field = exc.code, exc.message, field
+    fields = {r.message_id: r.error_field for r in recipients if r.error_field}
     legs = _build_legs(tenant, req, recipients, group_id=group_id, sender=sender, channel=channel,
                        encoding=encoding, segments=segments, media=media, request_id=request_id, now=now)
     window = req.delivery_window.window() if req.delivery_window else None
@@ -219,14 +235,14 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     def answer(accepted: list[Leg]) -> IdempotentAnswer | None:
         if idempotency_record is None:
             return None
-        status, body = render(group_id, accepted, request_id, now)
+        status, body = render(group_id, accepted, request_id, now, fields=fields)
         return IdempotentAnswer(idempotency_record, status, body)
 
     target = Status.SCHEDULED if timing.scheduled_at else Status.QUEUED
     accepted = _commit(rt, tenant, group, legs, recipients, target=target, now=now, answer=answer,
                        version=first.version)
     _after_accept(rt, accepted)
-    status, body = render(group_id, accepted, request_id, now)
+    status, body = render(group_id, accepted, request_id, now, fields=fields)
     return Answer(status, body, kept=idempotency_record is not None)
 
 
@@ -242,7 +258,7 @@ def plan_timing(req: SendRequest | GroupRequest | BatchRequest, now: dt.datetime
 
 
 def request_checks(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest | BatchRequest, channel: str,
-                   now: dt.datetime, recipient: str | None) -> tuple[Route, ErrorCode | None]:
+                   now: dt.datetime, recipient: str | None) -> tuple[Route, RequestProblem | None]:
     """Checks that concern the whole request, and its carrier and sender (shared/services/carriers.py: the
     first recipient's sticky sender). Shape errors raise (nothing is written); gate failures are returned, to
     fail every recipient's row."""
@@ -269,14 +285,38 @@ def request_checks(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest 
     failover_checks(tenant, req.sms_failover, sender, channel)
     capabilities = tenant.senders.get(sender)
     if capabilities is None or not capabilities.allows(channel):
-        return route, ErrorCode.SENDER_NOT_ALLOWED
+        code = ErrorCode.SENDER_NOT_ALLOWED
+        return route, RequestProblem(code, "from", message_for(code))
     policy = media_policy(rt)
-    for url in req.all_media_urls:
+    for field, url in media_url_fields(req):
         try:
             check_url(url, policy, rt.resolver)
-        except UrlRejected:
-            return route, ErrorCode.MEDIA_URL_REJECTED
+        except UrlRejected as exc:
+            return route, RequestProblem(ErrorCode.MEDIA_URL_REJECTED, field, media_url_problem(field, url, exc.reason))
     return route, None
+
+
+def media_url_fields(req: SendRequest | GroupRequest | BatchRequest) -> list[tuple[str, str]]:
+    """Each distinct media URL of the request (``all_media_urls``' order) with the field it was first given in:
+    ``media_url`` or ``media_urls[i]``."""
+    named = ([("media_url", req.media_url)] if req.media_url else []) + [
+        (f"media_urls[{i}]", url) for i, url in enumerate(req.media_urls or [])]
+    first: dict[str, str] = {}
+    for field, url in named:
+        first.setdefault(url, field)
+    return [(field, url) for url, field in first.items()]
+
+
+def media_field(req: SendRequest | GroupRequest | BatchRequest, exc: MediaError) -> str:
+    """The request field a media failure is about; its message says it too when the fetch refused a URL (a redirect,
+    an address that changed since the request's own check): rewritten here with the URL's position."""
+    if exc.url is not None:
+        for field, url in media_url_fields(req):
+            if url == exc.url:
+                if exc.code is ErrorCode.MEDIA_URL_REJECTED and exc.reason is not None:
+                    exc.message = media_url_problem(field, url, exc.reason, redirected_to=exc.redirected_to)
+                return field
+    return "media_urls" if req.all_media_urls else "media"
 
 
 def failover_checks(tenant: Tenant, failover: SmsFailover | None, sender: str, channel: str) -> None:
@@ -299,11 +339,17 @@ def invalid_field(field: str, issue: str) -> ApiError:
     return ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid", details=[{"field": field, "issue": issue}])
 
 
-def _gate(recipients: list[Recipient], request_error: ErrorCode | None, first: FirstRound, channel: str,
-          segments: int) -> None:
-    """Each recipient through the accept's gates (shared/rules/gates.py), with the lists its first round read."""
-    for r in recipients:
-        r.error = gates.number_gate(r.number, channel, request_error)
+def _gate(recipients: list[Recipient], request_error: RequestProblem | None, first: FirstRound, channel: str,
+          segments: int, *, listed: bool) -> None:
+    """Each recipient through the accept's gates (shared/rules/gates.py), with the lists its first round read.
+    ``listed``: the recipients are the request's ``to`` list (a group), so a field names its position."""
+    for i, r in enumerate(recipients):
+        r.error = gates.number_gate(r.number, channel, request_error.code if request_error else None)
+        if r.error is ErrorCode.INVALID_PHONE_NUMBER:
+            r.error_field = f"to[{i}]" if listed else "to"
+            r.error_message = gates.invalid_number_message(r.raw, r.error_field)
+        elif request_error is not None and r.error is request_error.code:
+            r.error_field, r.error_message = request_error.field, request_error.message
         if r.error is None and r.number is not None:
             r.price_micros, r.error = gates.list_gate(r.number, first.opted_out, first.prices, channel, segments)
 
@@ -448,14 +494,15 @@ _GATE_FIELDS = {
 }
 
 
-def single_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt.datetime) -> tuple[int, dict]:
+def single_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt.datetime, *,
+                  fields: dict[str, str] | None = None) -> tuple[int, dict]:
     """The single send answers like the message it created; a failed gate answers as an error that names
-    the field at fault in ``details`` and carries the stored message's id in ``error.message_id`` (the
-    failed message can be read like any other)."""
+    the field at fault in ``details`` (``fields``: what the accept knew of it, such as ``media_urls[1]``) and
+    carries the stored message's id in ``error.message_id`` (the failed message can be read like any other)."""
     leg = legs[0]
     if leg.status is Status.FAILED:
         code = ErrorCode(leg.error_code or ErrorCode.INTERNAL.value)
-        field = _GATE_FIELDS.get(code)
+        field = (fields or {}).get(leg.id) or _GATE_FIELDS.get(code)
         if field == "media_urls" and not leg.media_urls:
             field = "media"  # inline blobs only
         details = [{"field": field, "issue": leg.error_message or message_for(code)}] if field else None
@@ -468,7 +515,8 @@ def single_answer(group_id: str | None, legs: list[Leg], request_id: str, now: d
     return 200, {"data": data, "meta": meta(request_id, now)}
 
 
-def group_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt.datetime) -> tuple[int, dict]:
+def group_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt.datetime, *,
+                 fields: dict[str, str] | None = None) -> tuple[int, dict]:
     """One item per recipient, keyed ``id`` as in every read (``message_id`` repeats it). The summary counts
     what this answer decided: ``accepted`` (queued for sending), ``scheduled``, ``failed``; ``succeeded`` repeats
     ``accepted``. ``message_id`` and ``succeeded`` are the first contract's names and stay for good

@@ -108,6 +108,10 @@ def test_a_3mb_jpeg_is_downscaled_still_decodes_and_the_simulator_accepts_it(env
     ref = leg(env, message_id)["media"][0]
     assert ref["content_type"] == "image/jpeg" and ref["original_size"] == len(original)
     assert 0.5 * LIMIT < ref["size"] < LIMIT
+    # the read shows it: what was sent and what was given (issue 24, item 3)
+    assert env.message(message_id)["sent_media"] == [
+        {"content_type": "image/jpeg", "size": ref["size"], "original_content_type": "image/jpeg",
+         "original_size": len(original), "downscaled": True}]
     copy = stored(env, env.tenant_id)[ref["object"]]
     assert len(copy) == ref["size"] and sha(copy) == ref["sha256"]
     with Image.open(io.BytesIO(copy)) as im:

@@ -40,6 +40,8 @@ def test_each_gate_fails_only_its_recipient(env):
     assert response.json()["summary"] == {"total": 4, "accepted": 1, "failed": 3, "scheduled": 0, "succeeded": 1}
     for item in response.json()["messages"][1:]:
         assert env.message(item["id"])["status"] == "failed"  # pre-inserted, then flipped
+    invalid = response.json()["messages"][1]["error_message"]  # names its position and the form expected
+    assert invalid.startswith("to[1] is not a valid phone number") and "+14155552671" in invalid
 
 
 def test_request_level_gate_fails_every_recipient(env):
@@ -48,6 +50,8 @@ def test_request_level_gate_fails_every_recipient(env):
     assert response.status_code == 207
     assert {m["error_code"] for m in response.json()["messages"]} == {"MEDIA_URL_REJECTED"}
     assert response.json()["summary"]["failed"] == 2
+    assert {m["error_message"].split(" is not on")[0] for m in response.json()["messages"]} == {
+        "media_urls[0] (https://evil.example.com/x.png)"}
 
 
 def test_per_leg_key_and_id(env):

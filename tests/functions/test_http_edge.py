@@ -80,6 +80,9 @@ def test_missing_or_unknown_key_is_401(env, key):
         headers["X-API-Key"] = key
     response = _client("send").post("/", data=json.dumps({"to": fictional(1), "body": "x"}), headers=headers)
     _envelope(response, 401, "UNAUTHORIZED")
+    error = response.get_json()["error"]
+    assert "X-API-Key header" in error["message"]
+    assert error["details"] == [{"field": "X-API-Key", "issue": "missing" if not key else "unknown or revoked key"}]
 
 
 @pytest.mark.stack

@@ -33,6 +33,14 @@ def _gate(response, status, code, field):
 def test_invalid_recipient_is_rejected_and_stored_as_failed(env):
     error = _gate(_send(env, to="+1415555", body="x"), 400, "INVALID_PHONE_NUMBER", "to")
     assert env.message(error["message_id"])["status"] == "failed"
+    # the message teaches the form expected, and names the field (issue 24, item 3)
+    for text in (error["message"], error["details"][0]["issue"]):
+        assert text.startswith("to is not a valid phone number") and "E.164" in text and "+14155552671" in text
+
+
+def test_a_national_format_number_is_told_the_e164_form(env):
+    error = _gate(_send(env, to="(415) 555-2671", body="x"), 400, "INVALID_PHONE_NUMBER", "to")
+    assert "must be in E.164 format" in error["message"] and "country code" in error["message"]
 
 
 def test_mms_to_a_non_nanp_number_is_rejected(env):
@@ -108,8 +116,30 @@ def test_sms_segments(env, text, segments):
 @pytest.mark.parametrize("url", ["http://storage.googleapis.com/b/o.png", "https://example.com/o.png",
                                  "https://127.0.0.1/o.png", "https://storage.googleapis.com:8443/b/o.png"])
 def test_media_url_rejected(env, url):
-    _gate(_send(env, to=fictional(6), body="x", media_urls=[url]), 400, "MEDIA_URL_REJECTED", "media_urls")
+    _gate(_send(env, to=fictional(6), body="x", media_urls=[url]), 400, "MEDIA_URL_REJECTED", "media_urls[0]")
     assert env.sim_messages(fictional(6)) == []
+
+
+def test_a_rejected_media_url_is_named_by_position_without_its_secrets_and_says_why(env):
+    good = env.sample_media_url
+    foreign = "https://reader:hunter2@cdn.example.com/pics/cat.jpg?X-Goog-Signature=s3cret#frag"
+    error = _gate(_send(env, to=fictional(6), body="x", media_urls=[good, foreign]), 400, "MEDIA_URL_REJECTED",
+                  "media_urls[1]")
+    message = error["message"]
+    assert message == error["details"][0]["issue"]
+    assert "media_urls[1] (https://cdn.example.com/pics/cat.jpg)" in message
+    assert "allowlist" in message and "MEDIA_ALLOWED_HOSTS" in message
+    for secret in ("hunter2", "reader", "s3cret", "X-Goog-Signature", "frag"):
+        assert secret not in message
+    stored = env.message(error["message_id"])
+    assert stored["error_code"] == "MEDIA_URL_REJECTED" and stored["error_message"] == message
+
+
+def test_a_media_url_on_a_private_address_is_told_it_is_the_address_check(env):
+    error = _gate(_send(env, to=fictional(6), body="x", media_url="https://127.0.0.1/o.png"), 400,
+                  "MEDIA_URL_REJECTED", "media_url")
+    assert "media_url (https://127.0.0.1/o.png) failed the address check" in error["message"]
+    assert "allowlist" not in error["message"]
 
 
 def test_scheduled_send_is_scheduled_and_dispatched_at_its_time(env):

@@ -360,9 +360,13 @@ def test_the_fetcher_resolves_once_and_connects_to_what_it_vetted(net):
 @pytest.mark.parametrize("path", ["/to-internal", "/to-loopback", "/to-http", "/to-elsewhere"])
 def test_a_redirect_is_followed_only_to_a_target_that_passes_the_same_check(net, path):
     with pytest.raises(MediaError) as err:
-        net.fetcher().fetch(f"https://media.example.com{path}")
+        net.fetcher().fetch(f"https://media.example.com{path}?token=s3cret")
     assert err.value.code is ErrorCode.MEDIA_URL_REJECTED
-    assert "redirected to" in err.value.message
+    assert err.value.message.startswith(f"media URL https://media.example.com{path} redirected to ")
+    assert "s3cret" not in err.value.message
+    # what the request rewrites with the URL's position (shared.services.sending.media_field)
+    assert (err.value.url, err.value.redirected_to is not None) == (f"https://media.example.com{path}?token=s3cret",
+                                                                     True)
     assert net.backend.connects == [(PUBLIC, 443)]  # only the first hop was ever dialled
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from shared.rules.ids import notify_event_id
 from shared.rules.legs import mark_event, new_leg, note, transition, view, with_event, with_outbox, with_send_state
-from shared.rules.records import EventState, HistoryEntry, OutboxEntry
+from shared.rules.records import EventState, HistoryEntry, OutboxEntry, StoredMedia
 from shared.rules.status import SendState, Status
 from tests.unit.legs import HOOK, T0, at, claimed, leg, statuses
 
@@ -188,3 +188,26 @@ def test_view_is_final_for_a_closed_sent_leg_and_lists_the_history():
     assert [(h["from"], h["to"]) for h in shown["history"]] == statuses(leg(S.SENT).history)
     assert shown["created_at"] == "2026-03-01T12:00:00.000Z"
     assert view(leg(S.SENT))["final"] is False
+
+
+# -- what a read shows of an outbound message's media (issue 24, item 3) ------------------------------------------
+
+
+def test_a_downscaled_image_shows_its_original_and_sent_size_and_type_in_the_read():
+    downscaled = StoredMedia(object="media/tnt_unit/aaa", content_type="image/jpeg", size=734_112,
+                             extra={"sha256": "aaa", "original_size": 3_145_728})
+    kept = StoredMedia(object="media/tnt_unit/bbb", content_type="application/pdf", size=1_000,
+                       extra={"sha256": "bbb", "filename": "terms.pdf"})
+    shown = view(leg(Status.QUEUED, media=(downscaled, kept)))
+    assert shown["sent_media"] == [
+        {"content_type": "image/jpeg", "size": 734_112, "original_content_type": "image/jpeg",
+         "original_size": 3_145_728, "downscaled": True},
+        {"content_type": "application/pdf", "size": 1_000, "original_content_type": "application/pdf",
+         "original_size": 1_000, "downscaled": False, "filename": "terms.pdf"},
+    ]
+    assert "media" not in shown  # the inbound attachments' key
+
+
+def test_an_inbound_message_shows_its_attachments_not_sent_media():
+    shown = view(leg(Status.DELIVERED, direction="inbound"))
+    assert shown["media"] == [] and "sent_media" not in shown
