@@ -577,7 +577,14 @@ class Stack:
         if self._tasks_client is not None:
             with contextlib.suppress(Exception):  # best effort: the emulator is about to go anyway
                 self._tasks_client.transport.close()
-        killed = stop_all(list(self.procs.values()), timeout=self.config.stop_timeout)
+        # The functions first, while what they call still answers: a request in flight when the stop begins (a
+        # dispatch, a notifier delivery) finishes against a live Firestore, Cloud Tasks and simulator and the
+        # function exits on its SIGTERM. Stopped together, such a request hung on an emulator that was already
+        # gone (its client retrying for a minute), gunicorn waited for it, and the stop ended in a SIGKILL.
+        functions = [proc for name, proc in self.procs.items() if name in self.functions]
+        services = [proc for name, proc in self.procs.items() if name not in self.functions]
+        killed = stop_all(functions, timeout=self.config.stop_timeout)
+        killed += stop_all(services, timeout=self.config.stop_timeout)
         if killed:
             print(f"[stack] SIGKILLed after {self.config.stop_timeout:.0f} s: {', '.join(killed)}",
                   file=sys.stderr)
