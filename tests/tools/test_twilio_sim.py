@@ -634,6 +634,8 @@ def test_full_sender_queue_is_21611_and_validity_expiry_is_30036(run_sim, receiv
         sid = send(api, "+12125550100", body="b", receiver=receiver, ValidityPeriod="1").json()["sid"]
         m = wait_status(api, sid, "failed", timeout=3)
     assert m["error_code"] == 30036 and m["date_sent"] is None
+    # the status callback follows the status change: wait for it rather than race it
+    wait_for(lambda: receiver.statuses_of(sid))
     assert receiver.statuses_of(sid) == ["failed"]
 
 
