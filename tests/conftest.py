@@ -35,12 +35,13 @@ def _fast_tier(config) -> bool:
     return " ".join(str(config.option.markexpr).split()) == "not stack"
 
 
-# Two workers (pyproject's addopts: pytest-xdist, -n 2): every test that uses the one stack runs on one worker,
-# in order, as a serial run would; every other module is a unit of its own, so its module fixtures (a Terraform
-# plan, a started server) are built once, on the other worker. xdist's own "loadgroup" cannot say so under
-# pytest 9.2 (it renames node ids, which pytest 9.2 no longer lets it do), hence this scheduler: each worker
-# writes the ids of the tests that use the stack (it collected them), and the controller, which schedules only
-# once every worker has collected, reads them.
+# Three workers (pyproject's addopts: pytest-xdist, -n 3): the tests that use a stack run on two workers, each
+# with its own stack (the end-to-end scenarios on one, every other stack test on the other), in order, as a
+# serial run would; every other module is a unit of its own, so its module fixtures (a Terraform plan, a started
+# server) are built once, on whichever worker is free. xdist's own "loadgroup" cannot say so under pytest 9.2 (it
+# renames node ids, which pytest 9.2 no longer lets it do), hence this scheduler: each worker writes the ids of
+# the tests that use the stack (it collected them), and the controller, which schedules only once every worker
+# has collected, reads them.
 _STACK_IDS = "MMSGATE_STACK_TEST_IDS"
 
 
@@ -85,7 +86,7 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     class OneStack(LoadScopeScheduling):
-        """xdist's scope scheduling with these scopes: "stack" (every test that uses it), else the module."""
+        """xdist's scope scheduling with these scopes: a stack's tests (two stacks, two scopes), else the module."""
 
         stack_ids: set[str] | None = None
 
@@ -93,7 +94,12 @@ def pytest_xdist_make_scheduler(config, log):
             if self.stack_ids is None:
                 path = getattr(config, "stack_ids_path", None)
                 self.stack_ids = set(json.loads(Path(path).read_text() or "[]")) if path else set()
-            return "stack" if nodeid in self.stack_ids else nodeid.split("::", 1)[0]
+            module = nodeid.split("::", 1)[0]
+            if nodeid not in self.stack_ids:
+                return module
+            # Two stacks, each on its own worker: the end-to-end scenarios (long waits on faults and
+            # horizons), and every other test that uses a stack.
+            return "stack:e2e" if module.startswith("tests/e2e/") else "stack:other"
 
     return OneStack(config, log)
 
