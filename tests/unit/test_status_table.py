@@ -1,4 +1,4 @@
-"""The status machine, checked pair by pair against rules written here from the domain (README "Statuses",
+"""The status machine, checked pair by pair against rules written here from the domain (docs/webhooks.md "Statuses",
 the docstrings of shared/rules/status.py), not read from ``ALLOWED_FROM``: adding or removing any single entry of
 either table fails one of these tests.
 
@@ -115,7 +115,7 @@ def test_unknown_status_is_refused_loudly():
 
 
 # -- Telnyx statuses (telnyx.md §2.3: queued, sending, sent, delivered, sending_failed, delivery_failed,
-# delivery_unconfirmed, expired; README "Statuses" for our side) -----------------------------------
+# delivery_unconfirmed, expired; docs/webhooks.md "Statuses" for our side) -----------------------------------
 TELNYX_FINALIZED = {
     "queued": None,  # not news: no change
     "sending": None,
