@@ -122,17 +122,22 @@ def test_media_url_rejected(env, url):
 
 def test_a_rejected_media_url_is_named_by_position_without_its_secrets_and_says_why(env):
     good = env.sample_media_url
-    foreign = "https://reader:hunter2@cdn.example.com/pics/cat.jpg?X-Goog-Signature=s3cret#frag"
+    foreign = "https://cdn.example.com/pics/cat.jpg?X-Goog-Signature=s3cret#frag"
     error = _gate(_send(env, to=fictional(6), body="x", media_urls=[good, foreign]), 400, "MEDIA_URL_REJECTED",
                   "media_urls[1]")
     message = error["message"]
     assert message == error["details"][0]["issue"]
-    assert "media_urls[1] (https://cdn.example.com/pics/cat.jpg)" in message
-    assert "allowlist" in message and "MEDIA_ALLOWED_HOSTS" in message
-    for secret in ("hunter2", "reader", "s3cret", "X-Goog-Signature", "frag"):
-        assert secret not in message
+    assert "media_urls[1] (https://cdn.example.com/pics/cat.jpg) is not on the media host allowlist" in message
+    assert "MEDIA_ALLOWED_HOSTS" in message
     stored = env.message(error["message_id"])
     assert stored["error_code"] == "MEDIA_URL_REJECTED" and stored["error_message"] == message
+    with_user = "https://reader:hunter2@storage.googleapis.com/b/cat.jpg?X-Goog-Signature=s3cret"
+    error = _gate(_send(env, to=fictional(6), body="x", media_url=with_user), 400, "MEDIA_URL_REJECTED", "media_url")
+    assert error["message"] == ("media_url (https://storage.googleapis.com/b/cat.jpg) was refused: url must not "
+                                "contain user information")
+    for text in (message, error["message"]):
+        for secret in ("hunter2", "reader", "s3cret", "X-Goog-Signature", "frag"):
+            assert secret not in text
 
 
 def test_a_media_url_on_a_private_address_is_told_it_is_the_address_check(env):
