@@ -30,7 +30,7 @@ GROUP_USES_PER_TENANT = 25  # group sends are limited to 30 per minute per tenan
 
 
 def fictional(xx: int, npa: str = "415") -> str:
-    """A simulator number whose last two digits pick the outcome (README: 99 = sent, never final)."""
+    """A simulator number whose last two digits pick the outcome (docs/simulator.md: 99 = sent, never final)."""
     return f"+1{npa}55501{xx:02d}"
 
 

@@ -434,7 +434,7 @@ def _settle(store, sim: httpx.Client, timeout: float = 15.0) -> None:
 
 
 def fictional(xx: int, npa: str = "415") -> str:
-    """A simulator number whose last two digits pick the outcome (see README)."""
+    """A simulator number whose last two digits pick the outcome (see docs/simulator.md)."""
     return f"+1{npa}55501{xx:02d}"
 
 
