@@ -50,7 +50,12 @@ def sweep(rt: Runtime) -> dict[str, int]:
     stale = now - policy.queued_after
     # The sweep's queries are independent: one round of waiting, not eight. Each list is as of the sweep's
     # start, as it would be a moment later; every step below reads its leg again before it decides.
-    pending, past_validity, queued, sending, scheduled, sent, events_due, failovers_due = rt.concurrently(
+    # Carrier health (every minute in production, on the sweeper's schedule) goes beside them: it reads and
+    # writes only the carriers' documents, and nothing at all with one carrier.
+    from shared.services import carriers  # noqa: PLC0415 - the routing rules only when there are two carriers
+
+    (pending, past_validity, queued, sending, scheduled, sent, events_due, failovers_due,
+     carrier_changes) = rt.concurrently(
         lambda: rt.legs.in_status(Status.PENDING.value, stale),
         lambda: rt.legs.past_validity([s.value for s in validity.UNSENT], now),
         lambda: rt.legs.in_status(Status.QUEUED.value, stale),
@@ -59,6 +64,7 @@ def sweep(rt: Runtime) -> dict[str, int]:
         lambda: rt.legs.in_status(Status.SENT.value, now - policy.final_after),
         lambda: rt.legs.with_events_due(stale),
         lambda: rt.legs.with_failover_due(stale),
+        lambda: carriers.assess(rt),
     )
     for leg in pending:
         counts["abandoned"] += bool(change(rt, leg.id, functools.partial(abandon, now=now)).result)
@@ -79,10 +85,7 @@ def sweep(rt: Runtime) -> dict[str, int]:
     # SMS failovers decided but not created (the process died between the two steps: shared/services/failover.py)
     counts["failovers"] = sum(failover.launch(rt, leg.id).startswith(("queued", "failed")) for leg in failovers_due)
     counts["batch_chunks"] = sweep_batch_chunks(rt, stale, now)
-    # Carrier health, on the sweeper's schedule (every minute in production): nothing with one carrier.
-    from shared.services import carriers  # noqa: PLC0415 - the routing rules only when there are two carriers
-
-    counts["carrier_changes"] = len(carriers.assess(rt))
+    counts["carrier_changes"] = len(carrier_changes)
     return counts
 
 
