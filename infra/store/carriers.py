@@ -3,12 +3,13 @@
 Health is one document per carrier (``carriers/{name}``), written by the health job at most once a minute
 and read by accepts through a short per-instance cache, so routing costs no read on most sends.
 
-Traffic counters are slot documents ``carrier_slots/{carrier}:{minute}:{shard}`` (messages given, delivered fast)
-and ``carrier_slots/{carrier}:e{ten seconds}:{shard}`` (errors: a burst window is short): a dispatch or a report
-adds one to a random shard of the current slot with a field transform, so no document takes more than a few
-writes a second at Telnyx's account default of 15 MMS a second (Firestore sustains about one write a second
-per document: docs/decisions.md, "Carrier routing and failover"). The job reads a carrier's last minutes by id
-in one batch get; no query, no index. Slots expire after a day (TTL on ``expires_at``).
+Traffic counters are slot documents: ``carriers/{carrier}/carrier_slots/{minute}:{shard}`` (messages given,
+delivered fast) and ``carriers/{carrier}.errors/carrier_slots/{ten seconds}:{shard}`` (errors: a burst window
+is short). A dispatch or a report adds one to a random shard of the current slot with a field transform, so
+no document takes more than a few writes a second at Telnyx's account default of 15 MMS a second (Firestore
+sustains about one write a second per document: docs/decisions.md, "Carrier routing and failover"). The job
+reads a carrier's recent slots with one range query on ``start`` each (Firestore's default single-field
+index; no composite index). Slots expire after a day (TTL on ``expires_at``, collection group carrier_slots).
 """
 
 from __future__ import annotations
@@ -18,21 +19,18 @@ import random
 import time
 
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from infra import collections as C
 from shared.ports import CarrierSlot
 from shared.rules.routing import CarrierHealth
 
 SHARDS = 4
-SLOT = dt.timedelta(minutes=1)
 KEEP = dt.timedelta(days=1)
 CACHE_SECONDS = 10.0
 FIELDS = ("given", "fast")
 ERROR_SLOT_SECONDS = 10
 
-
-def minute_of(at: dt.datetime) -> int:
-    return int(at.timestamp() // 60)
 
 
 class FirestoreCarriers:
@@ -59,40 +57,42 @@ class FirestoreCarriers:
             "changed_at": health.changed_at, "quiet_since": health.quiet_since, "tripped": health.tripped})
         self._cached = None
 
+    def _slots(self, carrier: str, errors: bool) -> firestore.CollectionReference:
+        # A carrier's minutes under its own document, its error slots under "<carrier>.errors" (a parent that is
+        # never written: the health stream does not see it); both are the collection group carrier_slots (TTL).
+        parent = f"{carrier}.errors" if errors else carrier
+        return self.db.collection(C.CARRIERS).document(parent).collection(C.CARRIER_SLOTS)
+
     def count(self, carrier: str, field: str, at: dt.datetime) -> None:
         if field not in (*FIELDS, "errors"):
             raise ValueError(f"unknown carrier counter {field!r}")
-        if field == "errors":
-            slot = int(at.timestamp() // ERROR_SLOT_SECONDS)
-            name, start = f"e{slot}", dt.datetime.fromtimestamp(slot * ERROR_SLOT_SECONDS, dt.UTC)
-        else:
-            minute = minute_of(at)
-            name, start = str(minute), dt.datetime.fromtimestamp(minute * 60, dt.UTC)
-        ref = self.db.collection(C.CARRIER_SLOTS).document(f"{carrier}:{name}:{random.randrange(SHARDS)}")
+        errors = field == "errors"
+        seconds = ERROR_SLOT_SECONDS if errors else 60
+        slot = int(at.timestamp() // seconds)
+        start = dt.datetime.fromtimestamp(slot * seconds, dt.UTC)
+        ref = self._slots(carrier, errors).document(f"{slot}:{random.randrange(SHARDS)}")
         try:
             ref.set({field: firestore.Increment(1), "carrier": carrier, "start": start,
                      "expires_at": start + KEEP}, merge=True)
         except Exception:  # noqa: BLE001 - a lost count blurs a sample; it must never fail a send or a report
             pass
 
+    def _since(self, carrier: str, errors: bool, since: dt.datetime, until: dt.datetime) -> list[dict]:
+        """The slots that exist from ``since``'s slot to ``until``: one range query on ``start`` (a single-field
+        index, which Firestore keeps by default), not a read of every possible slot."""
+        seconds = ERROR_SLOT_SECONDS if errors else 60
+        first = dt.datetime.fromtimestamp(int(since.timestamp() // seconds) * seconds, dt.UTC)
+        query = self._slots(carrier, errors).where(filter=FieldFilter("start", ">=", first))
+        return [doc for snap in query.stream() if (doc := snap.to_dict() or {}).get("start") is not None
+                and doc["start"] <= until]
+
     def slots(self, carrier: str, since: dt.datetime, until: dt.datetime) -> list[CarrierSlot]:
-        first, last = minute_of(since), minute_of(until)
-        refs = [self.db.collection(C.CARRIER_SLOTS).document(f"{carrier}:{m}:{s}")
-                for m in range(first, last + 1) for s in range(SHARDS)]
-        totals: dict[int, dict[str, int]] = {}
-        for snap in self.db.get_all(refs):
-            if not snap.exists:
-                continue
-            minute = int(snap.id.split(":")[1])
-            doc = snap.to_dict() or {}
-            slot = totals.setdefault(minute, dict.fromkeys(FIELDS, 0))
+        totals: dict[dt.datetime, dict[str, int]] = {}
+        for doc in self._since(carrier, False, since, until):
+            slot = totals.setdefault(doc["start"], dict.fromkeys(FIELDS, 0))
             for name in FIELDS:
                 slot[name] += int(doc.get(name) or 0)
-        return [CarrierSlot(start=dt.datetime.fromtimestamp(m * 60, dt.UTC), **totals[m]) for m in sorted(totals)]
+        return [CarrierSlot(start=start, **totals[start]) for start in sorted(totals)]
 
     def errors(self, carrier: str, since: dt.datetime, until: dt.datetime) -> int:
-        first = int(since.timestamp() // ERROR_SLOT_SECONDS)
-        last = int(until.timestamp() // ERROR_SLOT_SECONDS)
-        refs = [self.db.collection(C.CARRIER_SLOTS).document(f"{carrier}:e{n}:{s}")
-                for n in range(first, last + 1) for s in range(SHARDS)]
-        return sum(int((snap.to_dict() or {}).get("errors") or 0) for snap in self.db.get_all(refs) if snap.exists)
+        return sum(int(doc.get("errors") or 0) for doc in self._since(carrier, True, since, until))
