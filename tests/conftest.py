@@ -116,8 +116,10 @@ def figures(request):
 
 
 def pytest_terminal_summary(terminalreporter):
+    # "Captured figures call" sections, from each test's call report (its teardown report repeats them)
     shown = [content for reports in terminalreporter.stats.values() for report in reports
-             for title, content in getattr(report, "sections", ()) if title.endswith("figures")]
+             if getattr(report, "when", None) == "call"
+             for title, content in getattr(report, "sections", ()) if title.split()[1:2] == ["figures"]]
     if shown:
         terminalreporter.section("figures")
         for content in shown:
