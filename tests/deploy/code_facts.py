@@ -10,6 +10,7 @@ The contract test (test_terraform_contract.py) compares these with the HCL; the 
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from pathlib import Path
 
@@ -210,9 +211,15 @@ class CallGraph:
         return {q for name in self.reachable(start) for q in self.enqueues.get(name, ())}
 
 
+@functools.cache
+def call_graph() -> CallGraph:
+    """One graph per run: it parses every module of the code (it reads files, it changes nothing)."""
+    return CallGraph()
+
+
 def queues_by_function() -> dict[str, set[str]]:
     """Entry point (main.ENTRY_POINTS) -> the queues its code can create tasks on."""
     import main
 
-    graph = CallGraph()
+    graph = call_graph()
     return {name: graph.queues(f"{module}.{name}") for name, module in main.ENTRY_POINTS.items()}

@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
 import main  # noqa: E402 - after the path fix above
 from infra import collections as fs_collections  # noqa: E402
 from infra import settings  # noqa: E402
-from tests.deploy.code_facts import ENQUEUE_CALLS, CallGraph, firestore_queries, index_need, queues_by_function  # noqa: E402
+from tests.deploy.code_facts import ENQUEUE_CALLS, call_graph, firestore_queries, index_need, queues_by_function  # noqa: E402
 
 PRIVATE_FUNCTIONS = {"dispatch", "notifier", "sweeper"}
 PUBLIC_FUNCTIONS = {"send", "group", "batch", "messages", "optouts", "webhook"}
@@ -568,7 +568,7 @@ def test_enqueue_grants_are_exactly_what_each_function_needs():
     assert helpers == set(ENQUEUE_CALLS), f"the queue helpers changed: update code_facts.ENQUEUE_CALLS ({helpers})"
     # The call graph follows module-level functions; a class method that enqueued would hide behind calls on
     # objects it cannot follow (rt.x.y()), so none may, besides the queue adapter itself.
-    graph = CallGraph()
+    graph = call_graph()
     hidden = [name for name, queues in graph.enqueues.items()
               if queues and name.split(".")[-2][:1].isupper() and not name.startswith("infra.queue.")]
     assert not hidden, f"enqueue calls inside class methods: {hidden}"
