@@ -15,7 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
-from . import inbound, net
+from tools.simkit import net
+
+from . import inbound
 from .config import SimConfig
 from .media import fetch_all
 from .outcomes import (

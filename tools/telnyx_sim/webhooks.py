@@ -25,10 +25,11 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import net
+from tools.simkit import net
+from tools.simkit.scheduler import Scheduler
+
 from .config import SimConfig
 from .outcomes import UNDELIVERABLE_ERROR, final_status, is_silent
-from .scheduler import Scheduler
 from .signing import sign_with
 from .state import Store
 from .wire import Message, iso, now_utc
@@ -82,7 +83,7 @@ class WebhookDispatcher:
         self.log = log
         self._stopped = False
         self._context = net.ssl_context()
-        self.scheduler = Scheduler(config.webhook_workers, self._job_failed)
+        self.scheduler = Scheduler(config.webhook_workers, self._job_failed, name="telnyx-sim")
 
     def close(self) -> None:
         self._stopped = True

@@ -18,7 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from . import inbound, net
+from tools.simkit import net
+
+from . import inbound
 from .config import OUTAGE_MODES, SimConfig
 from .media import fetch_all, over_carrier_limit
 from .outcomes import fate, outcome_code

@@ -25,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from . import net
+from tools.simkit import net
+from tools.simkit.scheduler import Scheduler
+
 from .config import SimConfig
 from .outcomes import Fate, fate
-from .scheduler import Scheduler
 from .signing import expected_signature
 from .state import Store
 from .wire import API_VERSION, PRICE_MMS, PRICE_PER_SEGMENT, Message, now_utc, rfc2822
@@ -144,7 +145,7 @@ class Dispatcher:
         self.log = log
         self._stopped = False
         self._context = net.ssl_context()
-        self.scheduler = Scheduler(config.workers, self._job_failed)
+        self.scheduler = Scheduler(config.workers, self._job_failed, name="twilio-sim")
         self._held: dict[str, list[_Callback]] = {}  # reordered callbacks, per message
         self._held_lock = threading.Lock()
 

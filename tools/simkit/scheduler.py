@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 
 class Scheduler:
-    def __init__(self, workers: int, on_error: Callable[[BaseException], None]):
+    def __init__(self, workers: int, on_error: Callable[[BaseException], None], name: str = "sim"):
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -24,8 +24,8 @@ class Scheduler:
         self._stopped = False
         self._running = 0  # jobs taken from the ready queue and not finished (a webhook POST in flight)
         self._on_error = on_error
-        self._threads = [threading.Thread(target=self._timer, name="telnyx-sim-timer", daemon=True)]
-        self._threads += [threading.Thread(target=self._work, name=f"telnyx-sim-worker-{i}", daemon=True)
+        self._threads = [threading.Thread(target=self._timer, name=f"{name}-timer", daemon=True)]
+        self._threads += [threading.Thread(target=self._work, name=f"{name}-worker-{i}", daemon=True)
                           for i in range(max(1, workers))]
         for thread in self._threads:
             thread.start()
