@@ -23,11 +23,9 @@ def _webhook(ctx: Context) -> Reply:
     request = ctx.request
     rt = runtime()
     if request.path.rstrip("/").endswith("/twilio"):
-        # Twilio signs the URL it called: ours as published (TWILIO_WEBHOOK_URL), with the query it was given.
-        query = request.query_string.decode("utf-8", "replace")
-        url = rt.settings.twilio_webhook_url + (f"?{query}" if query else "")
         form = {key: request.form.getlist(key) for key in request.form}
-        return Reply(200, ingest_twilio(rt, url, form, request.headers.get("x-twilio-signature")))
+        return Reply(200, ingest_twilio(rt, request.query_string.decode("utf-8", "replace"), form,
+                                        request.headers.get("x-twilio-signature")))
     result = ingest(rt, request.get_data(), request.headers.get("telnyx-timestamp"),
                     request.headers.get("telnyx-signature-ed25519"))
     return Reply(200, result)

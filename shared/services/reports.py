@@ -38,11 +38,13 @@ def ingest(rt: Runtime, raw: bytes, timestamp: str | None, signature: str | None
     return apply(rt, parse_report(raw))
 
 
-def ingest_twilio(rt: Runtime, url: str, form: dict[str, list[str]], signature: str | None) -> dict[str, str]:
-    """A Twilio status callback or inbound message (form-encoded), verified with ``X-Twilio-Signature`` over
-    ``url``: the public URL Twilio called (``TWILIO_WEBHOOK_URL`` plus the request's query), as Twilio signs it."""
+def ingest_twilio(rt: Runtime, query: str, form: dict[str, list[str]], signature: str | None) -> dict[str, str]:
+    """A Twilio status callback or inbound message (form-encoded), verified with ``X-Twilio-Signature`` over the
+    URL Twilio called: ours as published (``TWILIO_WEBHOOK_URL``) with the request's ``query``, as Twilio signs
+    it (behind the gateway, the URL the function sees is not the one Twilio called)."""
     from shared.carriers.twilio import parse_inbound, parse_status_callback, verify_twilio  # noqa: PLC0415
 
+    url = rt.settings.twilio_webhook_url + (f"?{query}" if query else "")
     try:
         verify_twilio(url, form, signature or "", rt.settings.twilio_auth_token)
     except BadSignature as exc:
