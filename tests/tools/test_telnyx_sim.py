@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 # ------------------------------------------------------------------ helpers
 
 
-def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01):
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.01):
     """Poll until predicate() is truthy; return its value or fail at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
