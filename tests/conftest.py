@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 from hypothesis import settings as hypothesis_settings
+
+# The suite starts hundreds of Python processes (every function of every stack, the simulators, each bench
+# child) and xdist workers that each import the whole code base. Some machines (this CI image among them) set
+# PYTHONDONTWRITEBYTECODE, so every one of them compiled every module from source: ~10 s of the fast tier's
+# 30 on 2 cores. A deployed function loads compiled bytecode, so caching it here changes nothing under test.
+# Popped before xdist spawns its workers and before any stack process starts, so they all inherit it.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,14 +44,23 @@ def _fast_tier(config) -> bool:
     return " ".join(str(config.option.markexpr).split()) == "not stack"
 
 
-# Three workers (pyproject's addopts: pytest-xdist, -n 3): the tests that use a stack run on two workers, each
-# with its own stack (the end-to-end scenarios on one, every other stack test on the other), in order, as a
-# serial run would; every other module is a unit of its own, so its module fixtures (a Terraform plan, a started
-# server) are built once, on whichever worker is free. xdist's own "loadgroup" cannot say so under pytest 9.2 (it
-# renames node ids, which pytest 9.2 no longer lets it do), hence this scheduler: each worker writes the ids of
-# the tests that use the stack (it collected them), and the controller, which schedules only once every worker
-# has collected, reads them.
+# Three workers (pyproject's addopts: pytest-xdist's -n auto, made 3 below): the tests that use a stack run on
+# two workers, each with its own stack (the end-to-end scenarios on one, every other stack test on the other),
+# in order, as a serial run would; every other module is a unit of its own, so its module fixtures (a Terraform
+# plan, a started server) are built once, on whichever worker is free. xdist's own "loadgroup" cannot say so
+# under pytest 9.2 (it renames node ids, which pytest 9.2 no longer lets it do), hence this scheduler: each
+# worker writes the ids of the tests that use the stack (it collected them), and the controller, which
+# schedules only once every worker has collected, reads them.
 _STACK_IDS = "MMSGATE_STACK_TEST_IDS"
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject's addopts). A run with stack tests takes three workers whatever the cores: two of
+    them spend most of their time waiting on their stacks. The fast tier is all CPU: one worker per core (a
+    third worker on two cores only adds its own collection, ~4 s of CPU)."""
+    if _fast_tier(config):
+        return max(1, min(len(os.sched_getaffinity(0)), 8))
+    return 3
 
 
 def pytest_configure(config):

@@ -20,9 +20,10 @@ import sys
 import tomllib
 from pathlib import Path
 
-import hcl2
 import pytest
 import yaml
+
+from tests.deploy import hcl_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 TF_DIR = ROOT / "terraform"
@@ -101,7 +102,7 @@ def norm(value):
 
 def parse_object_literal(text: str) -> dict:
     """Parse an HCL object constructor such as '{A = b, C = "d"}' into a normalised dict."""
-    parsed = hcl2.loads(f"x = {text}\n")
+    parsed = hcl_cache.loads(f"x = {text}\n")
     return norm(parsed["x"])
 
 
@@ -146,8 +147,7 @@ class Config:
         self.files = sorted(directory.glob("*.tf"))
         assert self.files, f"no .tf files in {directory}"
         for path in self.files:
-            with path.open() as fh:
-                doc = hcl2.load(fh)
+            doc = hcl_cache.load(path)
             for block in doc.get("resource", []):
                 for rtype, named in norm(block).items():
                     for name, body in named.items():
@@ -509,7 +509,7 @@ def test_secret_values_never_reach_terraform():
         '{for name in keys(local.deployed_secret_env) : name => lookup(var.secret_ids, name, '
         '"${var.name_prefix}-${lower(replace(name, "_", "-"))}")}')
     # Earlier states created the secrets: they are forgotten, never destroyed (their values stay).
-    removed = [b for p in c.files for b in hcl2.loads(p.read_text()).get("removed", [])]
+    removed = [b for p in c.files for b in hcl_cache.loads(p.read_text()).get("removed", [])]
     assert any(norm(b)["from"] == "google_secret_manager_secret.this"
                and block(norm(b), "lifecycle") == {"destroy": False} for b in removed), removed
     grants = c.resource("google_secret_manager_secret_iam_member", "accessor")
@@ -952,8 +952,7 @@ EXAMPLES = sorted(p.parent for p in (TF_DIR / "examples").glob("*/main.tf"))
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_example_is_a_root_module_calling_the_module(example):
     c, module = Config(example), cfg()
-    with (example / "terraform.tfvars.example").open() as fh:
-        values = norm(hcl2.load(fh))
+    values = norm(hcl_cache.load(example / "terraform.tfvars.example"))
     assert set(values) <= set(c.variables), set(values) - set(c.variables)
     required = {n for n, v in c.variables.items() if "default" not in v}
     assert required <= set(values), required - set(values)
@@ -962,7 +961,7 @@ def test_example_is_a_root_module_calling_the_module(example):
     # State stays local until the operator adds the backend: backend.tf.example holds the GCS one.
     assert not re.search(r'backend\s+"', text), "no backend block in an example: backend.tf.example holds it"
     assert re.search(r'backend\s+"gcs"', (example / "backend.tf.example").read_text())
-    calls = [body for blk in (hcl2.loads(p.read_text()).get("module", []) for p in c.files) for b in blk
+    calls = [body for blk in (hcl_cache.loads(p.read_text()).get("module", []) for p in c.files) for b in blk
              for body in norm(b).values()]
     assert len(calls) == 1 and calls[0]["source"] == "../..", calls
     args = set(calls[0]) - {"source", "providers", "depends_on"}

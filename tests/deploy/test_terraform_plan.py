@@ -21,8 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import hcl2
 import pytest
+
+from tests.deploy import hcl_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 TF_DIR = ROOT / "terraform"
@@ -125,8 +126,7 @@ def test_constraint_reader_agrees_with_terraform_semantics():
 def required_providers(path: Path) -> dict[str, dict]:
     out = {}
     for tf_file in path.glob("*.tf"):
-        with tf_file.open() as fh:
-            doc = hcl2.load(fh)
+        doc = hcl_cache.load(tf_file)
         for block in doc.get("terraform", []):
             for rp in block.get("required_providers", []):
                 for name, spec in rp.items():
@@ -156,8 +156,7 @@ def declared_types() -> list[tuple[str, str, str]]:
     for tf_file in sorted(TF_DIR.rglob("*.tf")):
         if ".terraform" in tf_file.parts:
             continue
-        with tf_file.open() as fh:
-            doc = hcl2.load(fh)
+        doc = hcl_cache.load(tf_file)
         blocks = [("resource", b) for b in doc.get("resource", [])] + [("data", b) for b in doc.get("data", [])]
         for check in doc.get("check", []):
             for body in check.values():
