@@ -71,7 +71,9 @@ FLOORS: dict[str, dict] = {
     "dispatch": {"libs": ["firestore", "httpx"], "calls": "get + batch commit + POST /v2/messages (simulator)"},
     "webhook": {"libs": ["firestore"], "calls": "get + batch commit"},
     "notifier": {"libs": ["firestore", "httpx"], "calls": "get + POST (customer endpoint) + batch commit"},
-    "sweeper": {"libs": ["firestore", "tasks"], "calls": "query + get + batch commit + create_task"},
+    "sweeper": {"libs": ["firestore", "tasks"],
+                "calls": "9 queries at once (+ carrier health reads beside them with two carriers) + get + batch commit"
+                         " + create_task"},
 }
 if MEDIA:
     for _name in ("send", "group"):
@@ -194,6 +196,18 @@ def build_cases(bench: BenchStack, runs: int) -> list[Case]:
     media = [["fetch", bench.sample_media_url], ["blob", bucket, sample]] if MEDIA else []
     sign = [["sign", bucket, sample]] if MEDIA else []
 
+    def sweep_reads() -> list:
+        """The sweep's first round (shared/services/sweeping.py): nine queries for stuck legs and batch chunks at
+        once and, beside them, carrier health when two carriers are configured (their documents, then each
+        carrier's traffic and error slots since the window)."""
+        reads: list = [["query", C.MESSAGES, "leg_key", f"single:{stuck_id}"] for _ in range(9)]
+        if env.get("TWILIO_ACCOUNT_SID"):
+            since = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=15)).isoformat()
+            reads.append([["scan", C.CARRIERS], *[["range", f"{C.CARRIERS}/{parent}/{C.CARRIER_SLOTS}", "start", since]
+                                                  for carrier in ("telnyx", "twilio")
+                                                  for parent in (carrier, f"{carrier}.errors")]])
+        return reads
+
     return [
         Case("send",
              lambda i: Request("POST", "/api/v1/messages/sms", json.dumps(bench.single_body()), auth()),
@@ -223,7 +237,7 @@ def build_cases(bench: BenchStack, runs: int) -> list[Case]:
                         ["post", bench.receiver.url, {"id": "evt_floor"}, None], ["commit", 1]]),
         Case("sweeper",
              lambda i: Request("POST", "/", "{}", json_headers),
-             lambda i: [["query", C.MESSAGES, "leg_key", f"single:{stuck_id}"],
+             lambda i: [["concurrently", sweep_reads()],
                         ["get", f"{C.MESSAGES}/{stuck_id}"], ["commit", 1],
                         ["task", dispatch_queue, env["DISPATCH_URL"]]],
              before=make_stuck),

@@ -13,6 +13,10 @@ first op that needs it, so the process imports functions_framework plus exactly 
 - ``["fetch", url]``                               httpx GET of a media URL (the accept-time media fetch)
 - ``["blob", bucket, name]``                       Cloud Storage get_blob (the media copy's existence check)
 - ``["sign", bucket, name]``                       V4 signed URL with the MEDIA_SIGNING_KEY service account
+- ``["range", "collection/doc/sub", "field", iso]``  Firestore query ``field >= iso`` on a subcollection, streamed
+- ``["scan", "collection"]``                        every document of a collection, streamed
+- ``["concurrently", [op | [op, ...], ...]]``      the items at once on a pool of threads (a list of ops is one
+                                                    item run in order), as the app's ``Runtime.concurrently``
 
 Configuration comes from the same environment the functions get (emulator hosts, project).
 This file is bench code, not application code: it never imports ``functions``, ``shared`` or ``infra``.
@@ -98,11 +102,34 @@ def _leg_sized_doc(now: dt.datetime) -> dict:
 
 
 def floor(request):
-    ops = json.loads(request.get_data())["ops"]
-    results = []
+    try:
+        results = _run(json.loads(request.get_data())["ops"])
+    except ValueError as exc:
+        return json.dumps({"error": str(exc)}), 400, {"Content-Type": "application/json"}
+    return json.dumps({"results": results}), 200, {"Content-Type": "application/json"}
+
+
+def _run(ops: list) -> list:
+    results: list = []
     for op in ops:
         kind = op[0]
-        if kind == "get":
+        if isinstance(kind, list):  # a sequence inside ``concurrently``
+            results.append(_run(op))
+        elif kind == "concurrently":
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=len(op[1])) as pool:
+                futures = [pool.submit(_run, item if isinstance(item[0], list) else [item]) for item in op[1]]
+                results.append([future.result() for future in futures])
+        elif kind == "range":
+            from google.cloud.firestore_v1.base_query import FieldFilter
+
+            since = dt.datetime.fromisoformat(op[3])
+            query = _firestore().collection(op[1]).where(filter=FieldFilter(op[2], ">=", since))
+            results.append(sum(1 for _ in query.stream()))
+        elif kind == "scan":
+            results.append(sum(1 for _ in _firestore().collection(op[1]).stream()))
+        elif kind == "get":
             collection, doc = op[1].split("/", 1)
             results.append(_firestore().collection(collection).document(doc).get().exists)
         elif kind == "commit":
@@ -138,5 +165,5 @@ def floor(request):
             results.append(len(blob.generate_signed_url(version="v4", expiration=dt.timedelta(hours=1),
                                                         method="GET", credentials=_signer())))
         else:
-            return json.dumps({"error": f"unknown op {kind}"}), 400, {"Content-Type": "application/json"}
-    return json.dumps({"results": results}), 200, {"Content-Type": "application/json"}
+            raise ValueError(f"unknown op {kind}")
+    return results

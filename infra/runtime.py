@@ -40,7 +40,8 @@ def _pool() -> ThreadPoolExecutor:
     """The threads of ``concurrently``, started on its first call (most functions never make one)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="request")
+    # The sweeper's ten independent reads are the most any request makes at once.
+    return ThreadPoolExecutor(max_workers=10, thread_name_prefix="request")
 
 
 class Runtime:

@@ -18,7 +18,7 @@ from shared.rules import ids, validity
 from shared.rules.errors import ErrorCode
 from shared.rules.frozen import frozen
 from shared.rules.legs import note, transition, with_event
-from shared.rules.records import Leg
+from shared.rules.records import BatchChunk, Leg
 from shared.rules.status import Status
 from shared.services import failover, leg_changes
 from shared.services.dispatch_steps import CLAIM_LEASE, RECONCILE_DELAY
@@ -48,13 +48,13 @@ def sweep(rt: Runtime) -> dict[str, int]:
                          claim_lease=dt.timedelta(seconds=rt.settings.dispatch_claim_lease_seconds))
     counts = {"requeued": 0, "reconciling": 0, "closed": 0, "abandoned": 0, "expired": 0}
     stale = now - policy.queued_after
-    # The sweep's queries are independent: one round of waiting, not eight. Each list is as of the sweep's
+    # The sweep's queries are independent: one round of waiting, not nine. Each list is as of the sweep's
     # start, as it would be a moment later; every step below reads its leg again before it decides.
     # Carrier health (every minute in production, on the sweeper's schedule) goes beside them: it reads and
     # writes only the carriers' documents, and nothing at all with one carrier.
     from shared.services import carriers  # noqa: PLC0415 - the routing rules only when there are two carriers
 
-    (pending, past_validity, queued, sending, scheduled, sent, events_due, failovers_due,
+    (pending, past_validity, queued, sending, scheduled, sent, events_due, failovers_due, chunks,
      carrier_changes) = rt.concurrently(
         lambda: rt.legs.in_status(Status.PENDING.value, stale),
         lambda: rt.legs.past_validity([s.value for s in validity.UNSENT], now),
@@ -64,6 +64,7 @@ def sweep(rt: Runtime) -> dict[str, int]:
         lambda: rt.legs.in_status(Status.SENT.value, now - policy.final_after),
         lambda: rt.legs.with_events_due(stale),
         lambda: rt.legs.with_failover_due(stale),
+        lambda: rt.batches.chunks_todo(stale),
         lambda: carriers.assess(rt),
     )
     for leg in pending:
@@ -84,16 +85,15 @@ def sweep(rt: Runtime) -> dict[str, int]:
     counts["notified"] = _resend_events(rt, now, policy.queued_after, events_due)
     # SMS failovers decided but not created (the process died between the two steps: shared/services/failover.py)
     counts["failovers"] = sum(failover.launch(rt, leg.id).startswith(("queued", "failed")) for leg in failovers_due)
-    counts["batch_chunks"] = sweep_batch_chunks(rt, stale, now)
+    counts["batch_chunks"] = enqueue_batch_chunks(rt, chunks, now)
     counts["carrier_changes"] = len(carrier_changes)
     return counts
 
 
-def sweep_batch_chunks(rt: Runtime, stale: dt.datetime, now: dt.datetime) -> int:
-    """Batch chunks whose work is not done (shared/services/batch_sending.py) and that nobody touched since ``stale``
-    (a queued leg's window: their task was lost, or keeps failing): a new task each, named after the sweep's
+def enqueue_batch_chunks(rt: Runtime, chunks: list[BatchChunk], now: dt.datetime) -> int:
+    """Batch chunks whose work is not done (shared/services/batch_sending.py) and that nobody touched for a queued
+    leg's window (their task was lost, or keeps failing): a new task each, named after the sweep's
     second, so a sweep delivered twice creates it once. A chunk task is safe to run any number of times."""
-    chunks = rt.batches.chunks_todo(stale)
     for chunk in chunks:
         rt.queue.enqueue_batch_chunks(chunk.batch_id, [chunk.index], purpose=f"sweep-{int(now.timestamp())}")
     return len(chunks)
