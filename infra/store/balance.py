@@ -10,7 +10,6 @@ opaque version an accept is conditioned on), ``debit`` adds an accept's conditio
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 from google.cloud import firestore
@@ -18,10 +17,11 @@ from google.cloud import firestore
 from infra import collections as C
 from shared.rules import balance as rules
 from shared.rules.balance import SHARD_COLLECTION, SHARDS, Shard, overlay, plan, shard_for
+from shared.rules.frozen import frozen
 from shared.rules.records import Leg, Tenant
 
 
-@dataclass(frozen=True)
+@frozen
 class Seen:
     """The tenant (its document plus every shard, or only shard ``only``) as one batch get read it."""
 

@@ -12,10 +12,12 @@ after the detail-record horizon) before anyone sends it again (shared/services/d
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
+
+from shared.rules.frozen import frozen
 
 
 class Kind(StrEnum):
@@ -45,7 +47,7 @@ def _settle_key(message: OutboundMessage | GroupOutboundMessage) -> None:
         raise ValueError(f"idempotency key {message.idempotency_key!r} does not match {IDEMPOTENCY_KEY.pattern}")
 
 
-@dataclass(frozen=True)
+@frozen
 class OutboundMessage:
     message_id: str
     to: str
@@ -62,7 +64,7 @@ class OutboundMessage:
         _settle_key(self)
 
 
-@dataclass(frozen=True)
+@frozen
 class GroupOutboundMessage:
     """One Telnyx group_mms: a true group conversation of up to 8 recipients (shared/services/conversation.py).
     ``message_id`` is the conversation's id; every attempt carries its idempotency key and the same body."""
@@ -80,7 +82,7 @@ class GroupOutboundMessage:
         _settle_key(self)
 
 
-@dataclass(frozen=True)
+@frozen
 class Outcome:
     kind: Kind
     provider_id: str | None = None
@@ -97,7 +99,7 @@ class LookupState(StrEnum):
     UNKNOWN = "unknown"  # the provider could not be asked, or its answer was incomplete: decide without it
 
 
-@dataclass(frozen=True)
+@frozen
 class Lookup:
     state: LookupState
     provider_id: str | None = None
@@ -156,7 +158,7 @@ def classify(http_status: int, code: str | None) -> Kind:
     return Kind.PERMANENT
 
 
-@dataclass(frozen=True)
+@frozen
 class Capabilities:
     """What one carrier can carry over the API we use (facts, each with its source, in the carrier's module:
     ``shared.carriers.telnyx.TELNYX_CAPABILITIES``, ``shared.carriers.twilio.TWILIO_CAPABILITIES``).

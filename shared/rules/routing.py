@@ -40,7 +40,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
+
+from shared.rules.frozen import frozen
 
 MAX_WEIGHT = 100
 
@@ -76,7 +78,7 @@ def _checked(weights: Mapping[str, int]) -> dict[str, int]:
     return {carrier: _check_weight(carrier, weight) for carrier, weight in weights.items()}
 
 
-@dataclass(frozen=True)
+@frozen
 class CarrierWeights(Mapping[str, int]):
     """Weights by carrier name, each 0..100, in a declared order (the first is the primary: it takes the
     traffic when every weight is 0). Validated once; a plain mapping works wherever one is taken."""
@@ -107,7 +109,7 @@ class CarrierWeights(Mapping[str, int]):
         return len(self.pairs)
 
 
-@dataclass(frozen=True)
+@frozen
 class CarrierHealth:
     """One carrier's health as last assessed. ``penalty``: points moved away from its configured weight
     (0..100, steps of ``HealthConfig.step``). ``changed_at``: when its health or penalty last changed (None:
@@ -125,7 +127,7 @@ class CarrierHealth:
     tripped: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class Sent:
     """One message a carrier accepted: when, and when its delivery report said delivered (None: not yet).
     Messages that failed are left out, as Notify counts only delivered, sending and pending ones."""
@@ -134,7 +136,7 @@ class Sent:
     delivered_at: dt.datetime | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class HealthSample:
     """What the last windows show for one carrier: ``messages`` it was given in the slow window, how many of
     them were ``slow``, and its ``errors`` in the burst window."""
@@ -149,7 +151,7 @@ class HealthSample:
             raise ValueError(f"impossible sample {self}")
 
 
-@dataclass(frozen=True)
+@frozen
 class HealthConfig:
     """The thresholds (defaults: Notify's numbers, and the error burst)."""
 
@@ -164,7 +166,7 @@ class HealthConfig:
     quiet_period: dt.timedelta = dt.timedelta(minutes=10)  # between recovery steps (Notify: an hour)
 
 
-@dataclass(frozen=True)
+@frozen
 class Change:
     """What ``assess`` asks to store for one carrier (``after``), the weight points it lost (< 0) or
     regained (> 0) in doing so (0: only its state changed), and why, for logs and metrics."""
