@@ -28,8 +28,9 @@ MAX_URL = 2000  # the longest URL stored (as a webhook URL may be: shared/rules/
 MAX_HOSTNAME = 253
 PATH = "/l/"  # the redirect's route under the link origin (tools/gateway.py, the API Gateway spec)
 
-# A URL starts at a scheme or at "www." not glued to a word before it ("awww.x", "xhttp://" are no links).
-_START = re.compile(r"(?<![\w@.+/-])(?:https?://(?=[^\s/?#])|www\.(?=[^\s.]))", re.IGNORECASE)
+# A URL starts at a scheme or at "www." not glued to a Latin word before it ("awww.x", "xhttp://" are no links);
+# CJK text runs into a link with no space, so a letter of those scripts may come right before one.
+_START = re.compile(r"(?<![A-Za-z0-9_@.+/-])(?:https?://(?=[^\s/?#])|www\.(?=[^\s.]))", re.IGNORECASE)
 # What a URL cannot hold unencoded: whitespace, <>" and `, the curly quotes, and the CJK and full-width
 # punctuation a sentence in those scripts puts right after a link.
 _STOP = r"\s<>\"`\u2018-\u201f\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
