@@ -16,6 +16,7 @@ from shared.carriers.signatures import tenant_secret
 from shared.rules.links import Tracking, new_code
 from shared.services import links
 from tests.conftest import fictional, wait_for
+from tests.docs.test_openapi import assert_matches
 
 ORIGINAL = "https://shop.example.com/p?id=7&ref=(spring)#top"
 AGENT = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) mmsgate-test"
@@ -77,6 +78,7 @@ def test_a_click_redirects_to_the_original_and_signs_a_link_clicked_event(env):
     [record] = _events(env, "link.clicked", 1)
     payload = Webhook(tenant_secret(env.stack.function_env()["WEBHOOK_SIGNING_KEY"], env.tenant_id)).verify(
         record["body"], record["headers"])
+    assert_matches("CustomerEvent", payload)  # docs/openapi.yaml's LinkClick
     data = payload["data"]
     assert (data["message_id"], data["recipient"], data["url"], data["user_agent"]) == \
         (message_id, fictional(40), ORIGINAL, AGENT)
