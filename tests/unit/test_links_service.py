@@ -193,3 +193,22 @@ def test_a_tracking_url_that_fails_the_ssrf_rules_is_a_400(url):
 def test_no_tracking_url_needs_no_check():
     links.vet(runtime(), rules.Tracking())
     links.vet(runtime(), None)
+
+
+def test_a_click_event_keeps_its_data_and_url_through_attempts_and_storage():
+    from shared.rules.legs import mark_event
+    from shared.rules.records import EventState, Leg, OutboxEntry
+
+    rt = runtime()
+    code = code_of(shorten(rt, "https://x.example.com", rules.Tracking(tracking_url=TRACKER)))
+    links.click(rt, code, "UA", T0)
+    message = rt.legs.legs["msg_unit0001"]
+    [event_id] = message.notifications
+    retried = mark_event(message, event_id, T0 + dt.timedelta(seconds=5), state=EventState.RETRYING, error="HTTP 500")
+    assert retried is not None
+    entry = retried.notifications[event_id]
+    assert (entry.data, entry.url, entry.attempts) == (message.notifications[event_id].data, TRACKER, 1)
+    assert Leg.from_doc(retried.to_doc()).notifications == retried.notifications
+    # a status event's stored form is as it was: no keys of its own
+    plain = OutboxEntry(type="message.sent", status="sent", created_at=T0)
+    assert set(plain.to_doc()) == {"type", "status", "created_at", "state", "attempts", "last_attempt_at", "last_error"}
