@@ -118,3 +118,39 @@ def test_redaction_removes_the_links(env):
     response = env.api.post(f"/api/v1/messages/{message_id}/redact")
     assert response.status_code == 200, response.text
     _is_404(_get(short))
+
+
+def test_ten_clicks_in_a_batch_of_fifty_are_each_attributed_to_their_message(env):
+    """Issue 25's proof, with shorten called per recipient as the accept will: 50 recipients share one URL,
+    10 of them click, and each of the 10 events names the clicking recipient's message and nobody else's."""
+    from tests.e2e.test_batch import numbers, progress, search
+
+    response = env.api.post("/api/v1/messages/batch", json={"to": numbers(50), "body": "spring",
+                                                            "webhook_url": env.receiver.url})
+    assert response.status_code == 202, response.text
+    batch_id = response.json()["data"]["id"]
+    wait_for(lambda: progress(env, batch_id)["status"] == "completed", 60, "the batch never completed")
+    rows = search(env, batch_id=batch_id)
+    assert len(rows) == 50
+
+    rt = _runtime()
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    short: dict[str, str] = {}
+    for row in rows:
+        body = links.shorten(rt, f"Sale: {ORIGINAL}", Tracking(), tenant_id=env.tenant_id, message_id=row["id"],
+                             recipient=row["to"], expires_at=expires)
+        [short[row["id"]]] = re.findall(r"http://127\.0\.0\.1:\d+/l/[A-Za-z0-9_-]+", body)
+    assert len(set(short.values())) == 50  # one link per recipient, though the URL is the same
+
+    clickers = {row["id"]: row["to"] for row in rows[::5]}
+    for message_id in clickers:
+        response = _get(short[message_id], headers={"User-Agent": f"reader {message_id}"})
+        assert response.status_code == 302 and response.headers["location"] == ORIGINAL
+
+    events = [json.loads(r["body"])["data"] for r in _events(env, "link.clicked", 10)]
+    assert sorted((e["message_id"], e["recipient"], e["user_agent"]) for e in events) == \
+        sorted((m, to, f"reader {m}") for m, to in clickers.items())
+    for row in rows:
+        read = env.api.get(f"/api/v1/messages/{row['id']}").json()["data"]
+        clicks = [n for n in read["notifications"] if n["type"] == "link.clicked"]
+        assert len(clicks) == (1 if row["id"] in clickers else 0), row["id"]
