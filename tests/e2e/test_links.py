@@ -10,6 +10,7 @@ import json
 import re
 
 import httpx
+import pytest
 from standardwebhooks import Webhook
 
 from shared.carriers.signatures import tenant_secret
@@ -17,6 +18,8 @@ from shared.rules.links import Tracking, new_code
 from shared.services import links
 from tests.conftest import fictional, wait_for
 from tests.docs.test_openapi import assert_matches
+
+pytestmark = pytest.mark.stack
 
 ORIGINAL = "https://shop.example.com/p?id=7&ref=(spring)#top"
 AGENT = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) mmsgate-test"
