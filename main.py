@@ -18,6 +18,7 @@ ENTRY_POINTS = {
     "webhook": "functions.webhook",
     "notifier": "functions.notifier",
     "sweeper": "functions.sweeper",
+    "links": "functions.links",
 }
 
 

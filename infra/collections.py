@@ -19,9 +19,10 @@ BATCHES = "batches"  # one per batch send (shared/services/batch_sending.py)
 BATCH_CHUNKS = "batch_chunks"  # a batch's recipients, at most batching.CHUNK per document
 CARRIERS = "carriers"  # one per carrier: its assessed health (shared/services/carrier_health.py)
 CARRIER_SLOTS = "carrier_slots"  # a carrier's traffic per minute and shard (infra/store/carriers.py)
+LINKS = "links"  # one per short link (shared/services/links.py)
 
 ALL = (TENANTS, API_KEYS, MESSAGES, GROUPS, IDEMPOTENCY, PROVIDER_EVENTS, RATE_LIMITS, PRICING, OPT_OUTS,
-       CONVERSATIONS, BATCHES, BATCH_CHUNKS, CARRIERS, CARRIER_SLOTS)
+       CONVERSATIONS, BATCHES, BATCH_CHUNKS, CARRIERS, CARRIER_SLOTS, LINKS)
 
 # collection -> field holding the expiry timestamp Firestore TTL deletes on
 TTL_FIELDS = {
@@ -35,6 +36,7 @@ TTL_FIELDS = {
     RATE_LIMITS: "expires_at",
     PROVIDER_EVENTS: "expires_at",
     CARRIER_SLOTS: "expires_at",
+    LINKS: "expires_at",  # the message's retention
 }
 
 # (collection, ((field, order), ...)) for every query that filters on one field and ranges on another.

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         IdempotencyStore,
         LegStore,
         LimitStore,
+        LinkStore,
         MediaStore,
         Provider,
         TaskQueue,
@@ -108,6 +109,10 @@ class Runtime:
     @property
     def carriers(self) -> CarrierStore:
         return self.store.carriers
+
+    @property
+    def links(self) -> LinkStore:
+        return self.store.links
 
     @functools.cached_property
     def media(self) -> MediaStore:

@@ -52,6 +52,8 @@ ENV: dict[str, tuple[str | None, str]] = {
                           "storage emulator. In production URLs are signed through IAM signBlob."),
     "BATCH_LEGS_PER_SECOND": ("10", "The pace of a batch sent without sending_speed (0: all at once). Below the "
                               "dispatch queue's rate, so one tenant's batch leaves room for everyone's other sends."),
+    "LINK_BASE_URL": (None, "Origin of the short links of tracked sends (https://<host>; links are <origin>/l/<code>): "
+                      "the API Gateway's, or the operator's link_domain that routes to it."),
     "SWEEP_QUEUED_AFTER_SECONDS": ("300", "A leg queued longer than this is re-enqueued by the sweeper."),
     "SWEEP_FINAL_AFTER_SECONDS": ("259200", "A sent leg with no final report after this is closed as sent."),
     "DISPATCH_CLAIM_LEASE_SECONDS": ("30", "How long a dispatch holds a leg's claim; must outlive the provider "
@@ -124,6 +126,7 @@ class Settings:
     media_fetch_timeout_seconds: float
     media_signing_key: str
     batch_legs_per_second: float
+    link_base_url: str
     sweep_queued_after_seconds: int
     sweep_final_after_seconds: int
     dispatch_claim_lease_seconds: int
@@ -188,6 +191,7 @@ def settings() -> Settings:
         media_fetch_timeout_seconds=float(env("MEDIA_FETCH_TIMEOUT_SECONDS")),
         media_signing_key=env("MEDIA_SIGNING_KEY"),
         batch_legs_per_second=float(env("BATCH_LEGS_PER_SECOND")),
+        link_base_url=env_optional("LINK_BASE_URL").rstrip("/"),
         sweep_queued_after_seconds=int(env("SWEEP_QUEUED_AFTER_SECONDS")),
         sweep_final_after_seconds=int(env("SWEEP_FINAL_AFTER_SECONDS")),
         dispatch_claim_lease_seconds=int(env("DISPATCH_CLAIM_LEASE_SECONDS")),

@@ -31,6 +31,7 @@ from shared.rules.records import (
 )
 
 if TYPE_CHECKING:
+    from shared.rules.links import Link
     from shared.rules.routing import CarrierHealth
     from shared.rules.searching import Query as SearchQuery
     from shared.rules.ssrf import VettedUrl
@@ -395,6 +396,22 @@ class CarrierStore(Protocol):
         ...
 
 
+class LinkStore(Protocol):
+    """Short links (shared/services/links.py), one document per code (infra/store/links.py)."""
+
+    def put(self, links: Sequence[Link]) -> None:
+        """Store one recipient's links in one write (all or none)."""
+        ...
+
+    def get(self, code: str) -> Link | None:
+        """The link of ``code``: one document read, the redirect's only one."""
+        ...
+
+    def forget(self, message_id: str) -> int:
+        """Delete every link of a message (its redaction); how many were deleted."""
+        ...
+
+
 class Clock(Protocol):
     def now(self) -> dt.datetime: ...
 
@@ -457,6 +474,8 @@ class Settings(Protocol):
     def sweep_final_after_seconds(self) -> int: ...
     @property
     def batch_legs_per_second(self) -> float: ...
+    @property
+    def link_base_url(self) -> str: ...
 
 
 class Runtime(Protocol):
@@ -484,6 +503,8 @@ class Runtime(Protocol):
     def carriers(self) -> CarrierStore: ...
     @property
     def media(self) -> MediaStore: ...
+    @property
+    def links(self) -> LinkStore: ...
 
     def post_vetted(self, vetted: VettedUrl, *, content: bytes, headers: dict[str, str], timeout: float) -> int:
         """POST to a URL that passed the SSRF check, connecting only to its vetted addresses."""

@@ -1,5 +1,6 @@
-# API Gateway in front of the public functions: one public origin whose paths /api/v1/..., /webhooks/telnyx
-# and /webhooks/twilio map to send, group, batch, messages, optouts and webhook (openapi-gateway.yaml.tftpl).
+# API Gateway in front of the public functions: one public origin whose paths /api/v1/..., /webhooks/telnyx,
+# /webhooks/twilio and /l/{code} map to send, group, batch, messages, optouts, webhook and links
+# (openapi-gateway.yaml.tftpl).
 # The gateway checks no API key: the functions check tenants' API keys and the carriers' signatures
 # themselves. It calls the functions as its own service account, the only principal they admit. Backends are
 # the functions' deterministic URLs, so the gateway does not wait for the functions, and the functions can be
@@ -25,6 +26,7 @@ locals {
     messages_url = local.function_urls["messages"]
     optouts_url  = local.function_urls["optouts"]
     webhook_url  = local.function_urls["webhook"]
+    links_url    = local.function_urls["links"]
   })
 }
 

@@ -63,6 +63,13 @@ locals {
       enqueues    = ["dispatch", "notify"]
       media       = false
     }
+    links = {
+      description = "GET /l/{code}: the short links of tracked sends; 302 to the stored URL and a link.clicked event for the customer."
+      public      = true
+      timeout     = 30
+      enqueues    = ["notify"]
+      media       = false
+    }
     sweeper = {
       description = "Cloud Scheduler target: re-enqueue stuck legs, close stale ones, and assess each carrier's health."
       public      = false
@@ -133,6 +140,7 @@ locals {
     rate_limits     = "expires_at"
     provider_events = "expires_at"
     carrier_slots   = "expires_at"
+    links           = "expires_at"
   }
 
   # infra.collections.COMPOSITE_INDEXES, keyed by a readable id.
@@ -222,6 +230,9 @@ locals {
   telnyx_webhook_url = "${local.public_base_url}/webhooks/telnyx"
   # Twilio signs the URL it calls: the functions must know it exactly as the number's webhook is set.
   twilio_webhook_url = "${local.public_base_url}/webhooks/twilio"
+  # Short links (<origin>/l/<code>) are on the operator's link domain, which must route to the gateway, or
+  # else on the gateway's own origin.
+  link_base_url = var.link_domain != "" ? "https://${var.link_domain}" : local.public_base_url
 
   # CARRIER_WEIGHTS as the code reads it: telnyx=70,twilio=30 (infra/settings.py carrier_weights).
   carrier_weights = join(",", [for carrier, weight in var.carrier_weights : "${carrier}=${weight}"])
@@ -252,6 +263,7 @@ locals {
     MEDIA_FETCH_TIMEOUT_SECONDS     = tostring(var.media_fetch_timeout_seconds)
     SWEEP_QUEUED_AFTER_SECONDS      = tostring(var.sweep_queued_after_seconds)
     BATCH_LEGS_PER_SECOND           = tostring(var.batch_legs_per_second)
+    LINK_BASE_URL                   = local.link_base_url
     SWEEP_FINAL_AFTER_SECONDS       = tostring(var.sweep_final_after_seconds)
     DISPATCH_CLAIM_LEASE_SECONDS    = tostring(var.dispatch_claim_lease_seconds)
     DISPATCH_LOOKUP_HORIZON_SECONDS = tostring(var.dispatch_lookup_horizon_seconds)

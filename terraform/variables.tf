@@ -516,6 +516,17 @@ variable "batch_legs_per_second" {
   }
 }
 
+variable "link_domain" {
+  type        = string
+  description = "Host name of the short links of tracked sends (https://<link_domain>/l/<code>), e.g. go.example.com; it must route /l/* to this deployment's API Gateway (an external HTTPS load balancer, say). Empty: the gateway's own host name."
+  default     = ""
+
+  validation {
+    condition     = var.link_domain == "" || (length(var.link_domain) <= 253 && can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", var.link_domain)))
+    error_message = "link_domain must be empty or a lower-case host name such as go.example.com (no scheme, port or path)."
+  }
+}
+
 variable "sweep_queued_after_seconds" {
   type        = number
   description = "SWEEP_QUEUED_AFTER_SECONDS: a leg queued longer than this is re-enqueued by the sweeper."

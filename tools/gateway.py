@@ -57,6 +57,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("DELETE", r"/api/v1/opt-outs/(?!import/?$)[^/]+/?"): "optouts",
     ("POST", r"/webhooks/telnyx"): "webhook",
     ("POST", r"/webhooks/twilio"): "webhook",
+    ("GET", r"/l/[^/]+/?"): "links",
 }
 
 HOP_BY_HOP = {

@@ -15,6 +15,7 @@ from infra.store.carriers import FirestoreCarriers
 from infra.store.idempotency import FirestoreIdempotency
 from infra.store.legs import FirestoreLegs
 from infra.store.limits import FirestoreLimits
+from infra.store.links import FirestoreLinks
 
 
 class Store:
@@ -26,7 +27,8 @@ class Store:
         self.idempotency = FirestoreIdempotency(client)
         self.batches = FirestoreBatches(client)
         self.carriers = FirestoreCarriers(client)
+        self.links = FirestoreLinks(client)
 
 
 __all__ = ["FirestoreAccounts", "FirestoreBatches", "FirestoreCarriers", "FirestoreIdempotency", "FirestoreLegs",
-           "FirestoreLimits", "Store"]
+           "FirestoreLimits", "FirestoreLinks", "Store"]

@@ -88,7 +88,8 @@ def mark_event(leg: Leg, event_id: str, now: dt.datetime, *, state: EventState, 
     if entry is None or not entry.state.undelivered:
         return None
     done = OutboxEntry(type=entry.type, status=entry.status, created_at=entry.created_at, state=state,
-                       attempts=entry.attempts + 1, last_attempt_at=now, last_error=error)
+                       attempts=entry.attempts + 1, last_attempt_at=now, last_error=error, data=entry.data,
+                       url=entry.url)
     return with_outbox(leg, {**leg.notifications, event_id: done}, now, due=leg.notify_due)
 
 

@@ -65,16 +65,22 @@ class OutboxEntry:
     attempts: int = 0
     last_attempt_at: dt.datetime | None = None
     last_error: str | None = None
+    # An event that is not about the leg's status (link.clicked: shared/services/links.py) carries its own
+    # ``data``, and may go to a URL of its own (the send's tracking_url) instead of the leg's webhook.
+    data: Doc | None = None
+    url: str | None = None
 
     def to_doc(self) -> Doc:
-        return {"type": self.type, "status": self.status, "created_at": self.created_at, "state": self.state.value,
-                "attempts": self.attempts, "last_attempt_at": self.last_attempt_at, "last_error": self.last_error}
+        doc = {"type": self.type, "status": self.status, "created_at": self.created_at, "state": self.state.value,
+               "attempts": self.attempts, "last_attempt_at": self.last_attempt_at, "last_error": self.last_error}
+        return {**doc, "data": self.data, "url": self.url} if self.data is not None or self.url else doc
 
     @classmethod
     def from_doc(cls, doc: Doc) -> OutboxEntry:
         return cls(type=doc["type"], status=doc["status"], created_at=doc["created_at"],
                    state=EventState(doc.get("state", "pending")), attempts=int(doc.get("attempts", 0)),
-                   last_attempt_at=doc.get("last_attempt_at"), last_error=doc.get("last_error"))
+                   last_attempt_at=doc.get("last_attempt_at"), last_error=doc.get("last_error"),
+                   data=doc.get("data"), url=doc.get("url"))
 
 
 @frozen

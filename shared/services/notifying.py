@@ -43,6 +43,8 @@ def target_urls(leg: Leg, entry: OutboxEntry) -> list[str]:
     is used). Like Telnyx: the primary URL for the first ``FAILOVER_AFTER_ATTEMPTS`` attempts, then the
     failover URL (the send's, else the tenant's) for the rest of the retry schedule; a primary URL that no
     longer passes the check goes straight to the failover URL."""
+    if entry.url:  # an event with a URL of its own (link.clicked to the send's tracking_url): that URL only
+        return [entry.url]
     primary, failover = leg.webhook_url or "", leg.webhook_failover_url
     if failover and failover != primary:
         return [failover] if entry.attempts >= FAILOVER_AFTER_ATTEMPTS else [primary, failover]
@@ -51,6 +53,9 @@ def target_urls(leg: Leg, entry: OutboxEntry) -> list[str]:
 
 def event_body(leg: Leg, event_id: str, entry: OutboxEntry) -> bytes:
     created = entry.created_at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if entry.data is not None:  # an event with data of its own (link.clicked), fixed when it entered the outbox
+        return json.dumps({"id": event_id, "type": entry.type, "created_at": created, "data": entry.data},
+                          separators=(",", ":")).encode()
     # The delivery bookkeeping is the read's, not the event's: it changes with every attempt.
     data = {**{k: v for k, v in view(leg).items() if k != "notifications"}, "status": entry.status.split(":")[0]}
     return json.dumps({"id": event_id, "type": entry.type, "created_at": created, "data": data},
@@ -74,7 +79,7 @@ def deliver(rt: Runtime, event_id: str, message_id: str) -> tuple[int, str]:
     for url in target_urls(leg, entry):
         try:
             vetted = check_url(url, webhook_url_policy(rt.settings.media_trusted_origins), rt.resolver)
-            via = " (failover URL)" if url != leg.webhook_url else ""
+            via = " (failover URL)" if url not in (leg.webhook_url, entry.url) else ""
             break
         except UrlRejected as exc:
             rejected = exc.reason

@@ -1,8 +1,9 @@
 """Redaction: ``POST /api/v1/messages/{id}/redact`` removes a final message's content and keeps its record.
 
 One decision removes the body, subject, media (our copies' references and the URLs given), metadata and
-the SMS failover text together, and stamps ``redacted_at``; status, price, timestamps, history, provider id,
-``client_ref`` (the caller's own reference) and the links to a failover stay. A message that is not final
+the SMS failover text together, and stamps ``redacted_at`` (its short links are deleted after it); status,
+price, timestamps, history, provider id, ``client_ref`` (the caller's own reference) and the links to a
+failover stay. A message that is not final
 (the provider may still need its media, a report may still come) is refused: 409 ``MESSAGE_NOT_FINAL``;
 so is an MMS whose SMS failover is still being created (it needs the failover text).
 
@@ -22,7 +23,7 @@ from shared.ports import Decision
 from shared.rules.errors import ApiError, ErrorCode
 from shared.rules.legs import note, view
 from shared.rules.records import Leg
-from shared.services import observe
+from shared.services import links, observe
 from shared.services.leg_changes import change
 
 if TYPE_CHECKING:
@@ -62,6 +63,9 @@ def redact(rt: Runtime, tenant_id: str, message_id: str) -> dict[str, Any]:
                        details=[{"field": "message_id", "issue": leg.status.value}])
     if result == "redacted" and mutation.before is not None:
         remove_media(rt, mutation.before)
+    # Its short links too (shared/services/links.py), on a repeated call as well: a redaction whose deletion
+    # failed (the error reaches the caller) is completed by calling it again.
+    links.forget(rt, message_id)
     return view(leg)
 
 

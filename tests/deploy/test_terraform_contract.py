@@ -36,7 +36,7 @@ from infra import settings  # noqa: E402
 from tests.deploy.code_facts import ENQUEUE_CALLS, call_graph, firestore_queries, index_need, queues_by_function  # noqa: E402
 
 PRIVATE_FUNCTIONS = {"dispatch", "notifier", "sweeper"}
-PUBLIC_FUNCTIONS = {"send", "group", "batch", "messages", "optouts", "webhook"}
+PUBLIC_FUNCTIONS = {"send", "group", "batch", "messages", "optouts", "webhook", "links"}
 # Local-stack-only variables (SSRF exemption for the emulators, the emulator's URL-signing key).
 LOCAL_ONLY_ENV = settings.LOCAL_ONLY_ENV
 # messages: a redaction deletes media copies; notifier: copies inbound media (shared/services/inbound.py)
@@ -62,6 +62,7 @@ GATEWAY_ROUTES = {
     ("/api/v1/opt-outs/{number}", "delete"): "optouts",
     ("/webhooks/telnyx", "post"): "webhook",
     ("/webhooks/twilio", "post"): "webhook",
+    ("/l/{code}", "get"): "links",
 }
 
 
@@ -809,6 +810,7 @@ def test_invokers_are_exactly_the_callers():
         "messages": {gateway},
         "optouts": {gateway},
         "webhook": {gateway},
+        "links": {gateway},
     }
     for name, grant in cfg().resources.get("google_project_iam_member", {}).items():
         assert "invoker" not in grant["role"], f"project-wide invoker grant {name}"

@@ -22,12 +22,14 @@ from shared.ports import (
     FixedClock,
     LegStore,
     LimitStore,
+    LinkStore,
     MediaStore,
     Mutation,
     Provider,
     Runtime,
     TaskQueue,
 )
+from shared.rules.links import Link
 from shared.rules.records import Leg, ProviderEventRecord
 from shared.rules.routing import CarrierHealth
 from shared.rules.ssrf import VettedUrl
@@ -161,6 +163,27 @@ class FakeLimits:
     claim = _unused
 
 
+@dataclass
+class FakeLinks:
+    links: dict[str, Link] = field(default_factory=dict)
+    reads: int = 0
+
+    def put(self, links: Sequence[Link]) -> None:
+        for link in links:
+            assert link.code not in self.links, "a code is issued once"
+            self.links[link.code] = link
+
+    def get(self, code: str) -> Link | None:
+        self.reads += 1
+        return self.links.get(code)
+
+    def forget(self, message_id: str) -> int:
+        gone = [code for code, link in self.links.items() if link.message_id == message_id]
+        for code in gone:
+            del self.links[code]
+        return len(gone)
+
+
 class FakeBatches:
     """No batch by default (a test of a batch's leg sets ``rt.batches`` itself)."""
 
@@ -189,6 +212,7 @@ class FakeSettings:
     twilio_account_sid: str = ""
     carrier_weights: dict[str, int] = field(default_factory=lambda: {"telnyx": 100})
     carrier_error_burst: tuple[int, int] = (50, 60)
+    link_base_url: str = "https://gw.example"
 
 
 class FakeRuntime:
@@ -203,6 +227,7 @@ class FakeRuntime:
         self.limits = FakeLimits()
         self.batches = FakeBatches()
         self.carriers = FakeCarriers()
+        self.links = FakeLinks()
         self.providers: dict[str, FakeProvider] = {"telnyx": self.provider}
         self.settings = FakeSettings(dispatch_max_attempts=max_attempts, dispatch_claim_lease_seconds=lease_seconds,
                                      dispatch_lookup_horizon_seconds=horizon_seconds)
@@ -233,5 +258,6 @@ def _as_ports(rt: FakeRuntime) -> Runtime:
     limits: LimitStore = rt.limits
     batches: BatchStore = rt.batches
     carriers: CarrierStore = rt.carriers
-    del legs, queue, provider, media, accounts, limits, batches, carriers
+    links: LinkStore = rt.links
+    del legs, queue, provider, media, accounts, limits, batches, carriers, links
     return rt
