@@ -41,6 +41,7 @@ __all__ = [
     "UCS2",
     "Encoded",
     "NotGsm7",
+    "TooLong",
     "count_segments",
     "encode",
     "first_non_gsm7",
@@ -175,11 +176,12 @@ def first_non_gsm7(text: str, *, smart: bool = False) -> tuple[int, str] | None:
     return None
 
 
-def smart_encode(text: str) -> tuple[str, int]:
+def smart_encode(text: str, max_length: int | None = None) -> tuple[str, int]:
     """``(text, segments_saved)``: the text with its look-alikes replaced when that makes it GSM-7 without
-    costing more segments (see the module docstring), else ``(text, 0)`` unchanged."""
+    costing more segments (see the module docstring) nor growing past ``max_length`` characters (an ellipsis
+    becomes three), else ``(text, 0)`` unchanged."""
     replaced = text.translate(_SMART_TABLE)
-    if replaced == text or not is_gsm7(replaced):
+    if replaced == text or not is_gsm7(replaced) or (max_length is not None and len(replaced) > max_length):
         return text, 0
     before, after = count_segments(text)[1], count_segments(replaced)[1]
     if after > before:
@@ -198,6 +200,15 @@ class Encoded:
     segments_saved: int = 0
 
 
+class TooLong(ValueError):
+    """``encoding: "gsm7"`` on a text that is GSM-7 only once replaced, and then longer than allowed."""
+
+    def __init__(self, length: int, max_length: int) -> None:
+        self.length, self.max_length = length, max_length
+        super().__init__(f"is {length} characters once smart encoding replaced its look-alikes; at most "
+                         f"{max_length}")
+
+
 class NotGsm7(ValueError):
     """``encoding: "gsm7"`` on a text that is not GSM-7: ``character`` at ``position`` (0-based) is the first
     one outside the alphabet."""
@@ -208,15 +219,18 @@ class NotGsm7(ValueError):
                          "alphabet")
 
 
-def encode(text: str, *, smart: bool = False, gsm7_only: bool = False) -> Encoded:
+def encode(text: str, *, smart: bool = False, gsm7_only: bool = False, max_length: int | None = None) -> Encoded:
     """The text as sent, under the request's ``smart_encoding`` (``smart``) and ``encoding: "gsm7"``
     (``gsm7_only``). With both, a text whose replacement is all GSM-7 is sent replaced even when that costs
-    a segment more than the UCS-2 original: GSM-7 is what the request demands."""
-    sent, saved = smart_encode(text) if smart else (text, 0)
+    a segment more than the UCS-2 original: GSM-7 is what the request demands, and if the replaced text is then
+    longer than ``max_length``, :class:`TooLong` is raised."""
+    sent, saved = smart_encode(text, max_length) if smart else (text, 0)
     if gsm7_only and not is_gsm7(sent):
         found = first_non_gsm7(text, smart=smart)
         if found is not None:
             raise NotGsm7(*found)
         sent, saved = text.translate(_SMART_TABLE), 0
+        if max_length is not None and len(sent) > max_length:
+            raise TooLong(len(sent), max_length)
     encoding, segments = count_segments(sent)
     return Encoded(sent, encoding, segments, saved)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.api.answers import error_body, meta
+from shared.api.plain_requests import MAX_BODY
 from shared.ports import AcceptDecision, Caller, Contended, DispatchTask, FirstRound, IdempotentAnswer, PreInsertFailed
 from shared.rules import gates, ids, retention, validity
 from shared.rules.errors import ApiError, ErrorCode, message_for, unauthorized
@@ -27,7 +28,7 @@ from shared.rules.frozen import frozen
 from shared.rules.legs import new_leg, transition
 from shared.rules.media import MediaError, Upload
 from shared.rules.records import Group, Leg, LegChanges, StoredMedia, Tenant
-from shared.rules.segments import MMS_SEGMENTS, Encoded, NotGsm7, count_segments, encode
+from shared.rules.segments import MMS_SEGMENTS, Encoded, NotGsm7, TooLong, count_segments, encode
 from shared.rules.ssrf import (
     UrlPolicy,
     UrlRejected,
@@ -115,7 +116,9 @@ def encode_texts(req: SendRequest | GroupRequest | BatchRequest, channel: str) -
 
     def sent(text: str, field: str) -> Encoded:
         try:
-            return encode(text, smart=smart, gsm7_only=gsm7_only)
+            return encode(text, smart=smart, gsm7_only=gsm7_only, max_length=MAX_BODY)
+        except TooLong as exc:
+            raise invalid_field(field, str(exc)) from None
         except NotGsm7 as exc:
             issue = f"{exc.character!r} (U+{ord(exc.character):04X}) at position {exc.position} is not in the " \
                     "GSM-7 alphabet" + ("" if smart else "; smart_encoding may replace look-alikes")

@@ -136,3 +136,20 @@ def test_a_batch_reports_encoding_and_reserves_on_the_smart_encoded_text(env):
     refused = env.api.post("/api/v1/messages/batch", json={"to": to, "body": "\U0001f600 hi", "encoding": "gsm7"})
     _refused(refused, "body", "\U0001f600", 0)
     assert env.balance() == before - reserved - unit
+
+
+def test_gsm7_with_smart_encoding_never_sends_a_body_grown_past_1600(env):
+    before = env.balance()
+    body = "x" * 1590 + "\u2026" * 10  # 1600 characters; replaced, 1620
+    response = env.api.post("/api/v1/messages/sms", json={"to": fictional(3), "body": body,
+                                                          "smart_encoding": True, "encoding": "gsm7"})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR" and error["details"][0]["field"] == "body"
+    assert "1620 characters" in error["details"][0]["issue"] and "1600" in error["details"][0]["issue"]
+    assert env.balance() == before
+    # without the demand for GSM-7 the body goes as written (UCS-2), not grown
+    sent = env.api.post("/api/v1/messages/sms", json={"to": fictional(3), "body": body, "smart_encoding": True})
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["data"]["encoding"] == "UCS-2"
+    assert env.message(sent.json()["data"]["id"])["body"] == body

@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.rules.segments import SMART_ENCODING, NotGsm7, count_segments, encode, first_non_gsm7, smart_encode
+from shared.rules.segments import (
+    SMART_ENCODING,
+    NotGsm7,
+    TooLong,
+    count_segments,
+    encode,
+    first_non_gsm7,
+    smart_encode,
+)
 
 # Written out from Twilio's list (https://www.twilio.com/docs/messaging/services/smart-encoding-char-list) and
 # the look-alikes the issue names, independently of the module's table: each must be replaced as shown.
@@ -120,3 +128,13 @@ def test_gsm7_only_prefers_gsm7_even_at_a_segment_more():
 def test_the_encoding_table(text, expected):
     assert count_segments(text) == expected
     assert (encode(text).encoding, encode(text).segments) == expected
+
+
+def test_replacement_never_grows_a_text_past_the_limit():
+    body = "x" * 200 + "\u2026" * 20 + "\u2019"  # 221 characters, UCS-2 in 4 parts; replaced, 261 GSM-7 in 2
+    assert count_segments(body) == ("UCS-2", 4)
+    assert smart_encode(body, max_length=261) == ("x" * 200 + "..." * 20 + "'", 2)
+    assert smart_encode(body, max_length=260) == (body, 0)
+    with pytest.raises(TooLong) as caught:
+        encode(body, smart=True, gsm7_only=True, max_length=260)
+    assert (caught.value.length, caught.value.max_length) == (261, 260)
