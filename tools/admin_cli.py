@@ -1,4 +1,5 @@
-"""mmsgate-admin: operate mmsgate's tenants, API keys, balances, senders, webhooks, prices and opt-outs.
+"""mmsgate-admin: operate mmsgate's tenants, API keys, balances, senders, webhooks, keyword replies, prices and
+opt-outs.
 
 Where it works (read once, at the start of each command):
   a real project   GOOGLE_CLOUD_PROJECT=<project id>, FIRESTORE_DATABASE=<the deployment's database,
@@ -19,6 +20,8 @@ Every command prints JSON on stdout. Every mistake is one line on stderr and a n
                        | remove TENANT +1... | weights TENANT [telnyx=70 twilio=30]
   mmsgate-admin webhooks set TENANT [--url URL | --clear-url] [--failover-url URL | --clear-failover-url]
   mmsgate-admin webhooks secret TENANT | rotate TENANT
+  mmsgate-admin keywords show TENANT | set TENANT [--stop TEXT] [--help-text TEXT] [--start TEXT] [--clear KIND]
+                        [--smart-encoding]
   mmsgate-admin retention show TENANT | set TENANT DAYS
   mmsgate-admin pricing seed | show [COUNTRY]
   mmsgate-admin opt-outs list TENANT | add TENANT +1... | remove TENANT +1...
@@ -527,6 +530,53 @@ def retention_set(ctx: Ctx, args: argparse.Namespace) -> Any:
             "note": "applies to messages created from now on"}
 
 
+# ------------------------------------------------------------------------------------------ keyword replies
+
+def _keyword_answer(tenant_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """Each reply as the gateway sends it (the tenant's own text or the default, with its brand), with its
+    encoding and segments: a reply is an SMS the tenant pays for, and one curly quote makes it UCS-2."""
+    from shared.rules import keywords
+    from shared.rules.records import Tenant
+    from shared.rules.segments import count_segments
+
+    tenant = Tenant.from_doc(tenant_id, doc)
+    replies = {}
+    for kind in keywords.Kind:
+        text = keywords.reply_text(tenant, kind)
+        encoding, segments = count_segments(text)
+        replies[kind.value] = {"text": text, "own": bool((tenant.keyword_texts.get(kind.value) or "").strip()),
+                               "encoding": encoding, "segments": segments}
+    return {"tenant_id": tenant_id, "keyword_replies": keywords.replies_setting(tenant), "replies": replies}
+
+
+def keywords_show(ctx: Ctx, args: argparse.Namespace) -> Any:
+    return _keyword_answer(args.tenant, tenant_doc(ctx, args.tenant))
+
+
+def keywords_set(ctx: Ctx, args: argparse.Namespace) -> Any:
+    from shared.rules.keywords import MAX_REPLY
+    from shared.rules.segments import smart_encode
+
+    doc = tenant_doc(ctx, args.tenant)
+    texts = {k: v for k, v in (doc.get("keyword_texts") or {}).items() if isinstance(v, str)}
+    given = {"stop": args.stop, "help": args.help_text, "start": args.start}
+    for kind, text in given.items():
+        if text is None:
+            continue
+        if not text.strip():
+            raise CliError(f"--{'help-text' if kind == 'help' else kind}: give a text, or --clear {kind}", code=2)
+        if len(text) > MAX_REPLY:
+            raise CliError(f"--{'help-text' if kind == 'help' else kind}: at most {MAX_REPLY} characters "
+                           f"({len(text)} given)", code=2)
+        texts[kind] = smart_encode(text)[0] if args.smart_encoding else text
+    for kind in args.clear or ():
+        texts.pop(kind, None)
+    if not any(v is not None for v in given.values()) and not args.clear:
+        raise CliError("nothing to set: give --stop, --help-text, --start or --clear", code=2)
+    _update_tenant(ctx, args.tenant, {"keyword_texts": texts})
+    return _keyword_answer(args.tenant, tenant_doc(ctx, args.tenant))
+
+
 # ------------------------------------------------------------------------------------------ webhooks
 
 def webhooks_set(ctx: Ctx, args: argparse.Namespace) -> Any:
@@ -707,6 +757,17 @@ def build_parser() -> argparse.ArgumentParser:
     failover.add_argument("--clear-failover-url", action="store_true")
     leaf(w, "secret", webhooks_secret, "the whsec_ secret receivers verify with (needs WEBHOOK_SIGNING_KEY)")
     leaf(w, "rotate", webhooks_rotate, "a new secret; the old one still signs for 24 h (needs WEBHOOK_SIGNING_KEY)")
+
+    kw = group("keywords", "the replies to STOP, HELP and START: show, set (each with its encoding and segments)")
+    leaf(kw, "show", keywords_show, "each reply as sent, with its encoding and SMS segments")
+    p = leaf(kw, "set", keywords_set, "the tenant's own reply texts ({brand} and {contact} are filled in)")
+    p.add_argument("--stop", default=None, help="the reply to STOP and its synonyms")
+    p.add_argument("--help-text", default=None, help="the reply to HELP and INFO")
+    p.add_argument("--start", default=None, help="the reply to START and UNSTOP")
+    p.add_argument("--clear", action="append", choices=("stop", "help", "start"), default=None,
+                   help="back to the default reply (repeatable)")
+    p.add_argument("--smart-encoding", action="store_true",
+                   help="replace look-alikes (curly quotes, long dashes, ...) with GSM-7 in the texts given")
 
     r = group("retention", "how long messages, groups and their events are kept: show, set")
     leaf(r, "show", retention_show, "the tenant's retention in days (default 90)")

@@ -192,6 +192,10 @@ class _Message(BaseModel):
     metadata: dict[str, str] | None = None
     # pins the carrier (docs/decisions.md, "Carrier routing and failover"); else chosen by weight and health
     carrier: Literal["telnyx", "twilio"] | None = None
+    # SMS texts (an SMS's body, an MMS's SMS failover text): look-alikes replaced by GSM-7 (shared/rules/segments.py
+    # smart_encode); "gsm7" refuses a text that is not GSM-7 after that, as Telnyx's ``encoding`` does
+    smart_encoding: StrictBool = False
+    encoding: Literal["auto", "gsm7"] = "auto"
 
     @field_validator("scheduled_at", "expires_at")
     @classmethod

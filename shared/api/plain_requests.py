@@ -3,9 +3,9 @@
 pydantic and the request models (``shared.api.models``) are the largest import on the send and group
 functions' cold path: about 60-90 ms of a cold start's CPU, the whole gap to its floor (bench/README.md).
 Most requests carry only plain fields: ``to``, ``from``, ``body``, ``subject``, ``media_url``, ``media_urls``,
-``webhook_url``, ``webhook_failover_url``, ``request_dlr``, ``client_ref``, ``metadata`` (a group's ``to`` a
-list, ``conversation`` false). Their rules are simple, and this module checks exactly those rules, building an
-object with every attribute of the model and the values pydantic would give it.
+``webhook_url``, ``webhook_failover_url``, ``request_dlr``, ``client_ref``, ``metadata``, ``smart_encoding``,
+``encoding`` (a group's ``to`` a list, ``conversation`` false). Their rules are simple, and this module checks
+exactly those rules, building an object with every attribute of the model and the values pydantic would give it.
 
 A body with any other field, any other type, or any broken rule gets None here: the handler then validates
 it with the models (imported then), which also word the 400's details. So this path never answers an error
@@ -34,7 +34,8 @@ MAX_PHONE = 32
 _RESERVED_KEY = re.compile(r"__.*__", re.DOTALL)
 _TEXT_LIMITS = {"from": MAX_PHONE, "body": MAX_BODY, "subject": MAX_SUBJECT, "media_url": MAX_URL,
                 "webhook_url": MAX_URL, "webhook_failover_url": MAX_URL, "client_ref": MAX_CLIENT_REF}
-_PLAIN = frozenset(_TEXT_LIMITS) | {"to", "media_urls", "request_dlr", "metadata"}
+_PLAIN = frozenset(_TEXT_LIMITS) | {"to", "media_urls", "request_dlr", "metadata", "smart_encoding", "encoding"}
+ENCODINGS = ("auto", "gsm7")
 
 
 class _Refused(Exception):
@@ -88,6 +89,12 @@ class PlainRequest:
         if type(dlr) is not bool:
             raise _Refused
         self.request_dlr = dlr
+        smart = payload.get("smart_encoding", False)
+        encoding = payload.get("encoding", "auto")
+        if type(smart) is not bool or type(encoding) is not str or encoding not in ENCODINGS:
+            raise _Refused
+        self.smart_encoding = smart
+        self.encoding = encoding
         self.metadata = _metadata(payload.get("metadata"))
         if not self.body and not self.all_media_urls:
             raise _Refused

@@ -130,6 +130,7 @@ def view(leg: Leg) -> dict[str, Any]:
         "status": leg.status.value,
         "final": leg.is_final,
         "segments": leg.segments,
+        "encoding": leg.encoding if leg.channel == "sms" else None,  # an MMS is not GSM-7/UCS-2 encoded
         "body": leg.body,
         "subject": leg.subject,
         "media_urls": list(leg.media_urls),

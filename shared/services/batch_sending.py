@@ -33,7 +33,6 @@ from shared.rules.errors import ApiError, ErrorCode
 from shared.rules.legs import iso, new_leg
 from shared.rules.media import MediaError
 from shared.rules.records import Batch, BatchStatus, Leg, StoredMedia, Tenant
-from shared.rules.segments import MMS_SEGMENTS, count_segments
 from shared.rules.status import Status, is_final
 from shared.services import leg_changes, observe
 from shared.services.canceling import CANCELABLE, cancel_step
@@ -42,6 +41,7 @@ from shared.services.sending import (
     Answer,
     RateLimit,
     controls,
+    encode_texts,
     first_round_of,
     invalid_field,
     media_field,
@@ -76,10 +76,8 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
         raise ApiError(request_error.code, request_error.message,
                        details=[{"field": request_error.field, "issue": request_error.message}])
     timing = plan_timing(req, now)
-    encoding, segments = count_segments(req.body or "")
-    if channel == "mms":
-        segments = MMS_SEGMENTS
-    gated = batching.gate_recipients(items, channel, segments, first.prices, numbers)
+    texts = encode_texts(req, channel)
+    gated = batching.gate_recipients(items, channel, texts.segments, first.prices, numbers)
     start = timing.scheduled_at or now
     interval = req.sending_speed.interval_seconds if req.sending_speed else _default_interval(rt)
     count = sum(r.error_code is None for r in gated)
@@ -90,11 +88,11 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
     batch_id = ids.new_batch_id()
     window = req.delivery_window.window() if req.delivery_window else None
     template = new_leg(
-        message_id="", leg_key="", tenant_id=tenant.id, group_id=None, to="", from_=sender, body=req.body,
-        subject=req.subject, media_urls=req.all_media_urls, channel=channel, encoding=encoding, segments=segments,
-        scheduled_at=None, webhook_url=req.webhook_url or tenant.webhook_url, metadata=req.metadata or {},
-        request_id=request_id, now=now,
-    ).with_(**controls(tenant, req, sender, now)).with_(
+        message_id="", leg_key="", tenant_id=tenant.id, group_id=None, to="", from_=sender, body=texts.body,
+        subject=req.subject, media_urls=req.all_media_urls, channel=channel, encoding=texts.encoding,
+        segments=texts.segments, scheduled_at=None, webhook_url=req.webhook_url or tenant.webhook_url,
+        metadata=req.metadata or {}, request_id=request_id, now=now,
+    ).with_(**controls(tenant, req, sender, now, failover_text=texts.failover_text)).with_(
         media=media, batch_id=batch_id, valid_until=timing.valid_until, delivery_window=window, carrier=route.carrier,
         delete_at=retention.delete_at(tenant, start))  # each leg's counts from its own turn (batching.chunk_rows)
     # the batch and its chunks are kept as long as its last leg
@@ -117,7 +115,7 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
     def answer(batch: Batch) -> IdempotentAnswer | None:
         if idempotency_record is None:
             return None
-        return IdempotentAnswer(idempotency_record, 202, _answer_body(batch, request_id, now))
+        return IdempotentAnswer(idempotency_record, 202, _answer_body(batch, request_id, now, texts.report))
 
     batch = rt.batches.accept(tenant.id, first.version, decide, answer)
     observe.metric("batch.accepted", tenant_id=tenant.id, count=batch.accepted)
@@ -126,7 +124,7 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
         if error is not None:  # the sweeper creates it (the chunk is still todo)
             observe.log_error("batch chunk task not created; the sweeper will", batch_id=batch.id, chunk=index,
                               error=type(error).__name__)
-    return Answer(202, _answer_body(batch, request_id, now), kept=idempotency_record is not None)
+    return Answer(202, _answer_body(batch, request_id, now, texts.report), kept=idempotency_record is not None)
 
 
 def _default_interval(rt: Runtime) -> float:
@@ -137,8 +135,9 @@ def _default_interval(rt: Runtime) -> float:
     return 1.0 / rate if rate > 0 else 0.0
 
 
-def _answer_body(batch: Batch, request_id: str, now: dt.datetime) -> dict[str, Any]:
-    return {"data": view(batch), "meta": meta(request_id, now)}
+def _answer_body(batch: Batch, request_id: str, now: dt.datetime, report: dict[str, Any]) -> dict[str, Any]:
+    """The batch as accepted, with its SMS text's encoding and segments (``encode_texts``)."""
+    return {"data": {**view(batch), **report}, "meta": meta(request_id, now)}
 
 
 def _check_spread(req: BatchRequest, start: dt.datetime, interval: float, count: int,

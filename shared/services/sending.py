@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.api.answers import error_body, meta
+from shared.api.plain_requests import MAX_BODY
 from shared.ports import AcceptDecision, Caller, Contended, DispatchTask, FirstRound, IdempotentAnswer, PreInsertFailed
 from shared.rules import gates, ids, retention, validity
 from shared.rules.errors import ApiError, ErrorCode, message_for, unauthorized
@@ -27,7 +28,7 @@ from shared.rules.frozen import frozen
 from shared.rules.legs import new_leg, transition
 from shared.rules.media import MediaError, Upload
 from shared.rules.records import Group, Leg, LegChanges, StoredMedia, Tenant
-from shared.rules.segments import MMS_SEGMENTS, count_segments
+from shared.rules.segments import MMS_SEGMENTS, Encoded, NotGsm7, TooLong, count_segments, encode
 from shared.rules.ssrf import (
     UrlPolicy,
     UrlRejected,
@@ -86,6 +87,53 @@ class Answer:
     status: int
     body: dict[str, Any]
     kept: bool = False
+
+
+@frozen
+class Texts:
+    """A request's texts as they will be sent and stored: the body (smart-encoded when it is an SMS's and the
+    request asks), the SMS failover text likewise, the leg's encoding and segments (an MMS is one), and what
+    the accept answer reports of its SMS text (``report``)."""
+
+    body: str | None
+    failover_text: str | None
+    encoding: str
+    segments: int
+    report: dict[str, Any]
+
+
+def _sms_report(encoded: Encoded) -> dict[str, Any]:
+    saved = {"segments_saved": encoded.segments_saved} if encoded.segments_saved else {}
+    return {"encoding": encoded.encoding, "segments": encoded.segments, **saved}
+
+
+def encode_texts(req: SendRequest | GroupRequest | BatchRequest, channel: str) -> Texts:
+    """The request's SMS texts under ``smart_encoding`` and ``encoding`` (shared/rules/segments.py encode): an
+    SMS's body, an MMS's SMS failover text. An MMS body is sent as written (MMS is not GSM-7 encoded; Telnyx's
+    smart encoding likewise applies to SMS only). A text that ``encoding: "gsm7"`` refuses is a 400
+    ``BODY_NOT_GSM7`` naming the field, the character and its position, before anything is written."""
+    smart, gsm7_only = bool(req.smart_encoding), req.encoding == "gsm7"
+
+    def sent(text: str, field: str) -> Encoded:
+        try:
+            return encode(text, smart=smart, gsm7_only=gsm7_only, max_length=MAX_BODY)
+        except TooLong as exc:
+            raise invalid_field(field, str(exc)) from None
+        except NotGsm7 as exc:
+            issue = f"{exc.character!r} (U+{ord(exc.character):04X}) at position {exc.position} is not in the " \
+                    "GSM-7 alphabet" + ("" if smart else "; smart_encoding may replace look-alikes")
+            raise ApiError(ErrorCode.BODY_NOT_GSM7, f"{field} cannot be sent in GSM-7: {issue}",
+                           details=[{"field": field, "issue": issue}]) from None
+
+    failover = req.sms_failover
+    failover_sent = sent(failover.text, "sms_failover.text") if failover is not None else None
+    report: dict[str, Any] = {"sms_failover": _sms_report(failover_sent)} if failover_sent else {}
+    if channel == "mms":
+        return Texts(req.body, failover_sent.text if failover_sent else None, count_segments(req.body or "")[0],
+                     MMS_SEGMENTS, report)
+    body = sent(req.body or "", "body")
+    return Texts(body.text if req.body is not None else None, None, body.encoding, body.segments,
+                 {**_sms_report(body), **report})
 
 
 Render = Callable[..., tuple[int, dict[str, Any]]]  # (group_id, legs, request_id, now, *, fields) -> answer
@@ -205,11 +253,9 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
                                          recipients[0].e164 if recipients else None)
     sender = route.sender
     timing = plan_timing(req, now)
-    encoding, segments = count_segments(req.body or "")
-    if channel == "mms":
-        segments = MMS_SEGMENTS
+    texts = encode_texts(req, channel)
     # Its first round read the lists and claimed its rate-limit slot.
-    _gate(recipients, request_error, first, channel, segments, listed=group_id is not None)
+    _gate(recipients, request_error, first, channel, texts.segments, listed=group_id is not None)
     _balance_preflight(rt, tenant, recipients, first.exact)
     try:
         media = prepare_media(rt, tenant, req) if any(r.error is None for r in recipients) else ()
@@ -220,8 +266,8 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
             if r.error is not ErrorCode.INVALID_PHONE_NUMBER:
                 r.error, r.error_message, r.error_field = exc.code, exc.message, field
     fields = {r.message_id: r.error_field for r in recipients if r.error_field}
-    legs = _build_legs(tenant, req, recipients, group_id=group_id, sender=sender, channel=channel,
-                       encoding=encoding, segments=segments, media=media, request_id=request_id, now=now)
+    legs = _build_legs(tenant, req, recipients, group_id=group_id, sender=sender, channel=channel, texts=texts,
+                       media=media, request_id=request_id, now=now)
     window = req.delivery_window.window() if req.delivery_window else None
     # kept the tenant's retention from when they are due: a send scheduled past it is not deleted unsent
     kept_until = retention.delete_at(tenant, timing.scheduled_at or now)
@@ -235,14 +281,14 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     def answer(accepted: list[Leg]) -> IdempotentAnswer | None:
         if idempotency_record is None:
             return None
-        status, body = render(group_id, accepted, request_id, now, fields=fields)
+        status, body = render(group_id, accepted, request_id, now, fields=fields, report=texts.report)
         return IdempotentAnswer(idempotency_record, status, body)
 
     target = Status.SCHEDULED if timing.scheduled_at else Status.QUEUED
     accepted = _commit(rt, tenant, group, legs, recipients, target=target, now=now, answer=answer,
                        version=first.version)
     _after_accept(rt, accepted)
-    status, body = render(group_id, accepted, request_id, now, fields=fields)
+    status, body = render(group_id, accepted, request_id, now, fields=fields, report=texts.report)
     return Answer(status, body, kept=idempotency_record is not None)
 
 
@@ -381,15 +427,15 @@ def prepare_media(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest |
 
 
 def _build_legs(tenant: Tenant, req: SendRequest | GroupRequest, recipients: list[Recipient], *,
-                group_id: str | None, sender: str, channel: str, encoding: str, segments: int,
+                group_id: str | None, sender: str, channel: str, texts: Texts,
                 media: tuple[StoredMedia, ...], request_id: str, now: dt.datetime) -> list[Leg]:
     return [
         new_leg(message_id=r.message_id, leg_key=r.leg_key, tenant_id=tenant.id, group_id=group_id,
-                to=r.e164 or r.raw, from_=sender, body=req.body, subject=req.subject, media_urls=req.all_media_urls,
-                channel=channel, encoding=encoding, segments=segments, scheduled_at=req.scheduled_at,
+                to=r.e164 or r.raw, from_=sender, body=texts.body, subject=req.subject, media_urls=req.all_media_urls,
+                channel=channel, encoding=texts.encoding, segments=texts.segments, scheduled_at=req.scheduled_at,
                 webhook_url=req.webhook_url or tenant.webhook_url, metadata=req.metadata or {},
                 request_id=request_id, now=now).with_(
-            **_with_media(controls(tenant, req, sender, now, group_id), media))
+            **_with_media(controls(tenant, req, sender, now, group_id, failover_text=texts.failover_text), media))
         for r in recipients
     ]
 
@@ -400,9 +446,9 @@ def _with_media(changes: LegChanges, media: tuple[StoredMedia, ...]) -> LegChang
 
 
 def controls(tenant: Tenant, req: SendRequest | GroupRequest | BatchRequest, sender: str, now: dt.datetime,
-             group_id: str | None = None) -> LegChanges:
+             group_id: str | None = None, *, failover_text: str | None = None) -> LegChanges:
     """The leg fields of webhook control, SMS failover, retention and group conversation a request sets
-    (docs/decisions.md)."""
+    (docs/decisions.md). ``failover_text``: the SMS failover text as it will be sent (``encode_texts``)."""
     failover = req.sms_failover
     conversation = bool(getattr(req, "conversation", False)) and group_id is not None  # a group request's
     return {
@@ -410,7 +456,8 @@ def controls(tenant: Tenant, req: SendRequest | GroupRequest | BatchRequest, sen
         "webhook_failover_url": req.webhook_failover_url or tenant.webhook_failover_url,
         "request_dlr": req.request_dlr,
         "client_ref": req.client_ref,
-        "sms_failover": {"text": failover.text, "from": failover.from_ or sender} if failover else None,
+        "sms_failover": ({"text": failover_text or failover.text, "from": failover.from_ or sender}
+                         if failover else None),
         "delete_at": retention.delete_at(tenant, now),
     }
 
@@ -495,10 +542,11 @@ _GATE_FIELDS = {
 
 
 def single_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt.datetime, *,
-                  fields: dict[str, str] | None = None) -> tuple[int, dict]:
+                  fields: dict[str, str] | None = None, report: dict[str, Any] | None = None) -> tuple[int, dict]:
     """The single send answers like the message it created; a failed gate answers as an error that names
     the field at fault in ``details`` (``fields``: what the accept knew of it, such as ``media_urls[1]``) and
-    carries the stored message's id in ``error.message_id`` (the failed message can be read like any other)."""
+    carries the stored message's id in ``error.message_id`` (the failed message can be read like any other).
+    ``report``: its SMS text's encoding and segments (``Texts.report``), added to an accepted answer."""
     leg = legs[0]
     if leg.status is Status.FAILED:
         code = ErrorCode(leg.error_code or ErrorCode.INTERNAL.value)
@@ -511,16 +559,16 @@ def single_answer(group_id: str | None, legs: list[Leg], request_id: str, now: d
         body["error"]["message_id"] = leg.id
         return error.status, body
     data = {"id": leg.id, "status": leg.status.value, "channel": leg.channel, "segments": leg.segments,
-            "carrier": leg.carrier}
+            "carrier": leg.carrier, **(report or {})}
     return 200, {"data": data, "meta": meta(request_id, now)}
 
 
 def group_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt.datetime, *,
-                 fields: dict[str, str] | None = None) -> tuple[int, dict]:
+                 fields: dict[str, str] | None = None, report: dict[str, Any] | None = None) -> tuple[int, dict]:
     """One item per recipient, keyed ``id`` as in every read (``message_id`` repeats it). The summary counts
     what this answer decided: ``accepted`` (queued for sending), ``scheduled``, ``failed``; ``succeeded`` repeats
     ``accepted``. ``message_id`` and ``succeeded`` are the first contract's names and stay for good
-    (docs/releasing.md)."""
+    (docs/releasing.md). ``report``: its SMS failover text's encoding and segments (``Texts.report``)."""
     messages = []
     summary = {"total": len(legs), "accepted": 0, "failed": 0, "scheduled": 0}
     for leg in legs:
@@ -537,5 +585,5 @@ def group_answer(group_id: str | None, legs: list[Leg], request_id: str, now: dt
     summary["succeeded"] = summary["accepted"]
     status = 207 if summary["failed"] else 200
     extra = {"conversation_id": legs[0].conversation_id} if legs and legs[0].conversation_id else {}
-    return status, {"group_id": group_id, **extra, "messages": messages, "summary": summary,
+    return status, {"group_id": group_id, **extra, "messages": messages, "summary": summary, **(report or {}),
                     "meta": meta(request_id, now)}

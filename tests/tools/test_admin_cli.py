@@ -48,7 +48,7 @@ def tenant_exists(env, tenant_id: str) -> bool:
 def test_help_names_every_command_and_each_group_has_its_own(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
-    for group in ("tenants", "keys", "balance", "senders", "webhooks", "pricing", "opt-outs"):
+    for group in ("tenants", "keys", "balance", "senders", "webhooks", "keywords", "pricing", "opt-outs"):
         assert group in text
         assert main([group, "--help"]) == 0
         assert "ACTION" in capsys.readouterr().out
@@ -202,6 +202,42 @@ def test_senders_refuses_removing_the_default_an_unknown_number_or_a_default_wit
     code, listed, _ = cli("senders", "add", TENANT, "+14155550198", "--default")
     assert code == 0
     assert {"number": "+14155550198", "sms": True, "mms": True, "carrier": "telnyx", "default": True} in listed
+
+
+# -- keyword replies -----------------------------------------------------------------------------------
+def test_keywords_show_the_replies_as_sent_with_encoding_and_segments(cli, env):
+    code, shown, _ = cli("keywords", "show", TENANT)
+    assert code == 0 and set(shown["replies"]) == {"stop", "help", "start"}
+    for reply in shown["replies"].values():  # the compliant defaults: plain GSM-7, each within one segment
+        assert (reply["own"], reply["encoding"], reply["segments"]) == (False, "GSM-7", 1), reply
+        assert reply["text"]
+
+
+def test_keywords_set_reports_what_a_reply_costs_and_smart_encoding_saves_it(cli, env):
+    text = "{brand}: you\u2019re unsubscribed \u2014 no more messages from us. Reply START to resubscribe. " * 2
+    code, answer, _ = cli("keywords", "set", TENANT, "--stop", text.strip())
+    assert code == 0
+    stop = answer["replies"]["stop"]
+    assert stop["own"] is True and "\u2019" in stop["text"] and not stop["text"].startswith("{brand}")
+    assert (stop["encoding"], stop["segments"]) == ("UCS-2", 3)  # about 170 characters, 67 to a part
+    assert env.store.accounts.tenant_doc(TENANT)["keyword_texts"]["stop"] == text.strip()
+
+    code, answer, _ = cli("keywords", "set", TENANT, "--stop", text.strip(), "--smart-encoding")
+    assert code == 0
+    stop = answer["replies"]["stop"]
+    assert (stop["encoding"], stop["segments"]) == ("GSM-7", 2)
+    assert "you're unsubscribed - no more" in stop["text"]
+    assert answer["replies"]["help"]["own"] is False  # the others untouched
+
+    assert cli("keywords", "set", TENANT, "--clear", "stop")[0] == 0
+    assert cli("keywords", "show", TENANT)[1]["replies"]["stop"]["own"] is False
+
+
+def test_keywords_set_refuses_an_empty_or_long_text_and_nothing(cli, env):
+    for argv in (["--stop", " "], ["--help-text", "x" * 321], []):
+        code, _, err = cli("keywords", "set", TENANT, *argv)
+        assert code == 2 and err, argv
+    assert not env.store.accounts.tenant_doc(TENANT).get("keyword_texts")
 
 
 # -- webhooks ------------------------------------------------------------------------------------------

@@ -54,6 +54,8 @@ PLAIN = [
     {"to": TO, "body": "héllo ✓ 😀", "metadata": None, "subject": None, "from": None, "media_urls": None},
     {"to": TO, "media_urls": [f"{URL}?{i}" for i in range(10)]},
     {"to": TO, "body": "x", "metadata": {f"k{i}": "v" for i in range(20)}},
+    {"to": TO, "body": "x\u2019s", "smart_encoding": True, "encoding": "gsm7"},
+    {"to": TO, "body": "x", "smart_encoding": False, "encoding": "auto"},
 ]
 
 
@@ -66,6 +68,13 @@ def test_plain_bodies_take_the_plain_path_with_the_models_values(payload):
     plain_g = plain_group(group)
     assert plain_g is not None
     _same(plain_g, GroupRequest.model_validate(group))
+
+
+def test_the_encoding_fields_keep_their_values():
+    plain = plain_send({"to": TO, "body": "x", "smart_encoding": True, "encoding": "gsm7"})
+    assert plain is not None and (plain.smart_encoding, plain.encoding) == (True, "gsm7")
+    plain = plain_send({"to": TO, "body": "x"})
+    assert plain is not None and (plain.smart_encoding, plain.encoding) == (False, "auto")
 
 
 LEFT_TO_THE_MODELS = [
@@ -90,6 +99,12 @@ LEFT_TO_THE_MODELS = [
     {"to": TO, "body": "x", "metadata": {f"k{i}": "v" for i in range(21)}},
     {"to": TO, "body": "x", "metadata": {"k": "v" * 501}},
     {"to": TO, "body": "x", "metadata": []},
+    {"to": TO, "body": "x", "smart_encoding": "true"},
+    {"to": TO, "body": "x", "smart_encoding": 1},
+    {"to": TO, "body": "x", "smart_encoding": None},
+    {"to": TO, "body": "x", "encoding": "ucs2"},
+    {"to": TO, "body": "x", "encoding": "GSM7"},
+    {"to": TO, "body": "x", "encoding": None},
     # valid, but not plain: the models handle them
     {"to": TO, "body": "x", "from_": "+18005551234"},
     {"to": TO, "body": "x", "scheduled_at": "2030-01-01T00:00:00Z"},
@@ -118,8 +133,9 @@ _text = st.one_of(st.none(), st.integers(), st.text(max_size=5), st.text(min_siz
                   st.sampled_from(["", "x", "\ud800", URL, "a" * 2001, "__k__"]))
 _fields = st.dictionaries(
     st.sampled_from(["to", "from", "from_", "body", "subject", "media_url", "media_urls", "webhook_url",
-                     "webhook_failover_url", "request_dlr", "client_ref", "metadata", "conversation", "other"]),
-    st.one_of(_text, st.booleans(), st.lists(_text, max_size=12),
+                     "webhook_failover_url", "request_dlr", "client_ref", "metadata", "conversation", "other",
+                     "smart_encoding", "encoding"]),
+    st.one_of(_text, st.booleans(), st.sampled_from(["auto", "gsm7", "ucs2", "Auto"]), st.lists(_text, max_size=12),
               st.dictionaries(st.one_of(st.text(max_size=3), st.just("__x__"), st.just("k" * 41)), _text,
                               max_size=22)),
     max_size=8)
