@@ -55,6 +55,12 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", r"/api/v1/opt-outs/(?!import/?$)[^/]+/?"): "optouts",
     ("PUT", r"/api/v1/opt-outs/(?!import/?$)[^/]+/?"): "optouts",
     ("DELETE", r"/api/v1/opt-outs/(?!import/?$)[^/]+/?"): "optouts",
+    ("GET", r"/api/v1/templates"): "templates",
+    ("POST", r"/api/v1/templates"): "templates",
+    ("GET", r"/api/v1/templates/[^/]+/?"): "templates",
+    ("PUT", r"/api/v1/templates/[^/]+/?"): "templates",
+    ("DELETE", r"/api/v1/templates/[^/]+/?"): "templates",
+    ("POST", r"/api/v1/templates/[^/]+/preview/?"): "templates",
     ("POST", r"/webhooks/telnyx"): "webhook",
     ("POST", r"/webhooks/twilio"): "webhook",
 }

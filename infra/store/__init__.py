@@ -1,6 +1,6 @@
 """All Firestore access, one module per concern: ``accounts`` (tenants, keys, prices, opt-outs), ``legs``
-(legs, groups, provider events, the accept), ``limits`` (rate-limit slots), ``idempotency`` and ``batches``
-(batch sends).
+(legs, groups, provider events, the accept), ``limits`` (rate-limit slots), ``idempotency`` ``batches``
+(batch sends) and ``templates``.
 
 ``Store`` bundles them over one client, for the runtime and for operator tools and tests.
 """
@@ -15,6 +15,7 @@ from infra.store.carriers import FirestoreCarriers
 from infra.store.idempotency import FirestoreIdempotency
 from infra.store.legs import FirestoreLegs
 from infra.store.limits import FirestoreLimits
+from infra.store.templates import FirestoreTemplates
 
 
 class Store:
@@ -26,7 +27,8 @@ class Store:
         self.idempotency = FirestoreIdempotency(client)
         self.batches = FirestoreBatches(client)
         self.carriers = FirestoreCarriers(client)
+        self.templates = FirestoreTemplates(client)
 
 
 __all__ = ["FirestoreAccounts", "FirestoreBatches", "FirestoreCarriers", "FirestoreIdempotency", "FirestoreLegs",
-           "FirestoreLimits", "Store"]
+           "FirestoreLimits", "FirestoreTemplates", "Store"]

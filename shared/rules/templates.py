@@ -13,8 +13,10 @@ placeholder must have a value: the ones missing are named, in the template's ord
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from shared.rules.frozen import frozen
 
@@ -23,7 +25,7 @@ MAX_VALUES = 100  # personalisation keys in one request (a batch recipient's own
 MAX_VALUE = 1600  # one value: a rendered body is held to the send's body limit anyway
 MAX_PLACEHOLDER = 64
 
-PLACEHOLDER = re.compile(r"\(\(([A-Za-z0-9_ ]{1,%d})\)\)" % MAX_PLACEHOLDER)
+PLACEHOLDER = re.compile(r"\(\(([A-Za-z0-9_ ]{1,%s})\)\)" % (MAX_PLACEHOLDER,))  # noqa: UP031 - braces of a regex
 
 # A scheme ("https://", "mailto:" is not a link an SMS client opens, "sms:" neither), "www.", or a dotted name
 # whose last label is a top-level domain messaging apps turn into links.
@@ -137,3 +139,39 @@ def used_values(values: Mapping[str, str], names: Iterable[str]) -> dict[str, st
     keyed = {key(name): value for name, value in values.items()}
     wanted = {key(name) for name in names}
     return {k: v for k, v in keyed.items() if k in wanted}
+
+
+@frozen
+class Template:
+    """One version of a tenant's template. An edit makes a new version (the old ones stay readable); an archived
+    template is refused by sends, and its versions stay readable for the messages that used them."""
+
+    id: str
+    tenant_id: str
+    version: int
+    name: str
+    body: str | None
+    subject: str | None
+    media_urls: tuple[str, ...]
+    created_at: dt.datetime  # the template's first version
+    updated_at: dt.datetime  # this version's
+    archived_at: dt.datetime | None = None
+
+    @property
+    def archived(self) -> bool:
+        return self.archived_at is not None
+
+    @property
+    def placeholders(self) -> list[str]:
+        return placeholders(self.body, self.subject)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"id": self.id, "tenant_id": self.tenant_id, "version": self.version, "name": self.name,
+                "body": self.body, "subject": self.subject, "media_urls": list(self.media_urls),
+                "created_at": self.created_at, "updated_at": self.updated_at, "archived_at": self.archived_at}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Template:
+        return cls(id=doc["id"], tenant_id=doc["tenant_id"], version=int(doc["version"]), name=doc["name"],
+                   body=doc.get("body"), subject=doc.get("subject"), media_urls=tuple(doc.get("media_urls") or ()),
+                   created_at=doc["created_at"], updated_at=doc["updated_at"], archived_at=doc.get("archived_at"))
