@@ -1,5 +1,5 @@
 # API Gateway in front of the public functions: one public origin whose paths /api/v1/..., /webhooks/telnyx
-# and /webhooks/twilio map to send, group, batch, messages, optouts and webhook (openapi-gateway.yaml.tftpl).
+# and /webhooks/twilio map to send, group, batch, messages, optouts, templates and webhook (openapi-gateway.yaml.tftpl).
 # The gateway checks no API key: the functions check tenants' API keys and the carriers' signatures
 # themselves. It calls the functions as its own service account, the only principal they admit. Backends are
 # the functions' deterministic URLs, so the gateway does not wait for the functions, and the functions can be
@@ -18,13 +18,14 @@ resource "google_api_gateway_api" "this" {
 
 locals {
   openapi_spec = templatefile("${path.module}/openapi-gateway.yaml.tftpl", {
-    title        = "mmsgate"
-    send_url     = local.function_urls["send"]
-    group_url    = local.function_urls["group"]
-    batch_url    = local.function_urls["batch"]
-    messages_url = local.function_urls["messages"]
-    optouts_url  = local.function_urls["optouts"]
-    webhook_url  = local.function_urls["webhook"]
+    title         = "mmsgate"
+    send_url      = local.function_urls["send"]
+    group_url     = local.function_urls["group"]
+    batch_url     = local.function_urls["batch"]
+    messages_url  = local.function_urls["messages"]
+    optouts_url   = local.function_urls["optouts"]
+    templates_url = local.function_urls["templates"]
+    webhook_url   = local.function_urls["webhook"]
   })
 }
 
