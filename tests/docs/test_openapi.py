@@ -42,7 +42,8 @@ def test_every_public_path_is_described():
                                     "/api/v1/messages/group/{group_id}", "/api/v1/messages/batch",
                                     "/api/v1/batches/{batch_id}", "/api/v1/pricing/messaging",
                                     "/api/v1/opt-outs", "/api/v1/opt-outs/import", "/api/v1/opt-outs/{number}",
-                                    "/webhooks/telnyx"}
+                                    "/api/v1/templates", "/api/v1/templates/{template_id}",
+                                    "/api/v1/templates/{template_id}/preview", "/webhooks/telnyx"}
 
 
 def test_real_responses_match_the_spec(env):
