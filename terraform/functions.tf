@@ -1,4 +1,4 @@
-# The nine Cloud Run functions (2nd gen), all built from the one source archive, each with entry_point =
+# The ten Cloud Run functions (2nd gen), all built from the one source archive, each with entry_point =
 # its name in main.ENTRY_POINTS, its own runtime service account and the same configuration (local.env,
 # whose function URLs are the deterministic ones from main.tf, so no function waits for another).
 

@@ -84,10 +84,10 @@ run "invariants" {
   assert {
     condition = (
       toset([for g in google_cloud_run_service_iam_member.gateway_invoker : "${g.service} ${g.role} ${g.member}"]) ==
-      toset([for name in ["send", "group", "batch", "messages", "optouts", "webhook"] :
+      toset([for name in ["send", "group", "batch", "messages", "optouts", "templates", "webhook"] :
       "tst9-${name} roles/run.invoker serviceAccount:tst9-gateway@mmsgate-tftest.iam.gserviceaccount.com"])
     )
-    error_message = "API Gateway's account must invoke exactly the five public functions, and no private one."
+    error_message = "API Gateway's account must invoke exactly the public functions, and no private one."
   }
 
   assert {
@@ -205,16 +205,16 @@ run "invariants" {
   }
 
   # Another deployment whose prefix starts with this one ("tst9-eu") must not be counted: the filters name
-  # this deployment's nine services exactly.
+  # this deployment's ten services exactly.
   assert {
     condition = alltrue([
       for filter in concat(
         [for m in concat(values(google_logging_metric.counter), values(google_logging_metric.distribution)) : m.filter],
         [google_monitoring_alert_policy.function_errors.conditions[0].condition_threshold[0].filter,
         google_monitoring_alert_policy.function_errors.conditions[0].condition_threshold[0].denominator_filter],
-      ) : length(regexall("tst9-\\((batch|dispatch|group|messages|notifier|optouts|send|sweeper|webhook)(\\|(batch|dispatch|group|messages|notifier|optouts|send|sweeper|webhook)){8}\\)", filter)) == 1 && !strcontains(filter, "tst9-.*")
+      ) : length(regexall("tst9-\\((batch|dispatch|group|messages|notifier|optouts|send|sweeper|templates|webhook)(\\|(batch|dispatch|group|messages|notifier|optouts|send|sweeper|templates|webhook)){9}\\)", filter)) == 1 && !strcontains(filter, "tst9-.*")
     ])
-    error_message = "A metric or alert filter must match exactly this deployment's nine services."
+    error_message = "A metric or alert filter must match exactly this deployment's ten services."
   }
 
   assert {
