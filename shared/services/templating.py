@@ -42,6 +42,7 @@ R = TypeVar("R", "SendRequest", "GroupRequest", "BatchRequest")
 # The send's limits (shared/api/models.py), repeated so this module does not import pydantic on a send's plain path.
 MAX_BODY = 1600
 MAX_SUBJECT = 64
+MAX_RECIPIENT_BYTES = 2_048  # shared/api/batch_request.py: a recipient's own fields in its chunk document
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 LIST_PARAMS = frozenset({"limit", "cursor"})
@@ -258,6 +259,14 @@ def apply_batch(rt: Runtime, tenant_id: str, req: BatchRequest
     for i, r in enumerate(req.recipients):
         values = {**shared, **(r.personalisation or {})}
         out = _rendered(template, values, f"recipients[{i}].personalisation")
-        per.append((used_values(values, names), counts(template, out.body)[2]))
+        kept = used_values(values, names)
+        # what the recipient's chunk document holds for it stays within its share of the 1 MiB document
+        size = sum(len(k) + len(v) for k, v in kept.items()) + len(r.client_ref or "") + sum(
+            len(k) + len(v) for k, v in (r.metadata or {}).items())
+        if size > MAX_RECIPIENT_BYTES:
+            raise _invalid(f"recipients[{i}].personalisation", f"the values this recipient uses (its own and the "
+                           f"request's), its metadata and client_ref hold {size} characters; at most "
+                           f"{MAX_RECIPIENT_BYTES} together")
+        per.append((kept, counts(template, out.body)[2]))
     # the rows are rendered from the template's text by the chunk tasks (shared/rules/batching.chunk_rows)
     return req.model_copy(update={**update, "body": template.body, "subject": template.subject}), per

@@ -209,3 +209,18 @@ def test_a_chunk_writes_each_recipients_own_text_with_its_segments_and_the_templ
     # the personalisation survives the chunk document
     assert [ChunkRecipient.from_doc(r.to_doc()) for r in chunk.recipients] == [
         dataclasses.replace(r) for r in chunk_recipients]
+
+
+def test_a_batch_recipients_stored_values_are_bounded_like_its_metadata():
+    from shared.api.batch_request import MAX_RECIPIENT_BYTES
+
+    assert templating.MAX_RECIPIENT_BYTES == MAX_RECIPIENT_BYTES
+    rt = _rt()
+    made = _create(rt, body="((a)) ((b))")
+    # each value is within its own limit, and the request's shared one is stored with every recipient that uses it
+    req = BatchRequest(template_id=made["id"], personalisation={"a": "x" * 1500}, recipients=[
+        {"to": "+14155550100", "personalisation": {"b": "short"}},
+        {"to": "+14155550101", "personalisation": {"b": "y" * 600}}])
+    error = _refused(lambda: templating.apply_batch(rt, TENANT, req))
+    assert error.code is ErrorCode.VALIDATION_ERROR
+    assert error.details and error.details[0]["field"] == "recipients[1].personalisation"
