@@ -6,13 +6,10 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from shared.api.models import MAX_MEDIA, Body, Phone, Subject, Url, _unicode
-from shared.rules.templates import MAX_NAME, MAX_VALUE, MAX_VALUES
+from shared.api.models import MAX_MEDIA, Body, Personalisation, Phone, Subject, Url, _unicode
+from shared.rules.templates import MAX_NAME
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME), AfterValidator(_unicode)]
-Value = Annotated[str, StringConstraints(max_length=MAX_VALUE), AfterValidator(_unicode)]
-Personalisation = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], Value],
-                            Field(max_length=MAX_VALUES)]
 
 
 class TemplateCreate(BaseModel):
