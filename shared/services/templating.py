@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from shared.ports import Contended
 from shared.rules import ids
 from shared.rules.errors import ApiError, ErrorCode
 from shared.rules.legs import iso
@@ -59,6 +60,11 @@ def view(template: Template) -> dict[str, Any]:
 
 def _invalid(field: str, issue: str) -> ApiError:
     return ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid", details=[{"field": field, "issue": issue}])
+
+
+def _busy() -> ApiError:
+    return ApiError(ErrorCode.RATE_LIMITED, "Too many concurrent edits of this template; retry shortly",
+                    headers={"Retry-After": "1"})
 
 
 def _not_found() -> ApiError:
@@ -159,14 +165,20 @@ def edit(rt: Runtime, tenant_id: str, template_id: str, req: TemplateEdit) -> di
     candidate = next_version(current)
     if not candidate.body and not candidate.media_urls:
         raise _invalid("body", "a template needs a body or media_urls")
-    saved = rt.templates.update(tenant_id, template_id, next_version)
+    try:
+        saved = rt.templates.update(tenant_id, template_id, next_version)
+    except Contended:
+        raise _busy() from None
     if saved is None or saved.archived:
         raise _not_found()
     return view(saved)
 
 
 def archive(rt: Runtime, tenant_id: str, template_id: str) -> dict[str, Any]:
-    template = rt.templates.archive(tenant_id, template_id, rt.now()) if _ID.match(template_id) else None
+    try:
+        template = rt.templates.archive(tenant_id, template_id, rt.now()) if _ID.match(template_id) else None
+    except Contended:
+        raise _busy() from None
     if template is None:
         raise _not_found()
     return view(template)

@@ -224,3 +224,20 @@ def test_a_batch_recipients_stored_values_are_bounded_like_its_metadata():
     error = _refused(lambda: templating.apply_batch(rt, TENANT, req))
     assert error.code is ErrorCode.VALIDATION_ERROR
     assert error.details and error.details[0]["field"] == "recipients[1].personalisation"
+
+
+def test_edits_that_keep_colliding_are_a_429_not_a_500():
+    from shared.ports import Contended
+
+    rt = _rt()
+    made = _create(rt)
+
+    def contended(*_args, **_kwargs):
+        raise Contended("busy")
+
+    rt.templates.update = contended  # type: ignore[method-assign]
+    rt.templates.archive = contended  # type: ignore[method-assign]
+    for call in (lambda: templating.edit(rt, TENANT, made["id"], TemplateEdit(body="x")),
+                 lambda: templating.archive(rt, TENANT, made["id"])):
+        error = _refused(call)
+        assert error.status == 429 and error.headers == {"Retry-After": "1"}
