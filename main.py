@@ -14,6 +14,7 @@ ENTRY_POINTS = {
     "batch": "functions.batch",
     "messages": "functions.messages",
     "optouts": "functions.optouts",
+    "templates": "functions.templates",
     "dispatch": "functions.dispatch",
     "webhook": "functions.webhook",
     "notifier": "functions.notifier",

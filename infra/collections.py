@@ -20,9 +20,13 @@ BATCH_CHUNKS = "batch_chunks"  # a batch's recipients, at most batching.CHUNK pe
 CARRIERS = "carriers"  # one per carrier: its assessed health (shared/services/carrier_health.py)
 CARRIER_SLOTS = "carrier_slots"  # a carrier's traffic per minute and shard (infra/store/carriers.py)
 LINKS = "links"  # one per short link (shared/services/links.py)
+# subcollection tenants/{tenant_id}/templates/{template_id}: the template's latest version and whether it is archived;
+# its every version below it, templates/{template_id}/versions/{n} (infra/store/templates.py)
+TEMPLATES = "templates"
+TEMPLATE_VERSIONS = "versions"
 
 ALL = (TENANTS, API_KEYS, MESSAGES, GROUPS, IDEMPOTENCY, PROVIDER_EVENTS, RATE_LIMITS, PRICING, OPT_OUTS,
-       CONVERSATIONS, BATCHES, BATCH_CHUNKS, CARRIERS, CARRIER_SLOTS, LINKS)
+       CONVERSATIONS, BATCHES, BATCH_CHUNKS, CARRIERS, CARRIER_SLOTS, LINKS, TEMPLATES, TEMPLATE_VERSIONS)
 
 # collection -> field holding the expiry timestamp Firestore TTL deletes on
 TTL_FIELDS = {

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         MediaStore,
         Provider,
         TaskQueue,
+        TemplateStore,
     )
     from shared.rules.ssrf import VettedUrl
 
@@ -80,6 +81,10 @@ class Runtime:
     @property
     def batches(self) -> BatchStore:
         return self.store.batches
+
+    @property
+    def templates(self) -> TemplateStore:
+        return self.store.templates
 
     @functools.cached_property
     def queue(self) -> TaskQueue:

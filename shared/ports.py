@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from shared.rules.routing import CarrierHealth
     from shared.rules.searching import Query as SearchQuery
     from shared.rules.ssrf import VettedUrl
+    from shared.rules.templates import Template
 
 T = TypeVar("T")
 
@@ -312,6 +313,20 @@ class AccountStore(Protocol):
     def import_opt_outs(self, tenant_id: str, entries: Sequence[OptOut]) -> int: ...
 
 
+class TemplateStore(Protocol):
+    """A tenant's templates and every version of each (infra/store/templates.py)."""
+
+    def create(self, template: Template) -> Template: ...
+
+    def get(self, tenant_id: str, template_id: str, version: int | None = None) -> Template | None: ...
+
+    def list(self, tenant_id: str, after: str | None, limit: int) -> list[Template]: ...
+
+    def update(self, tenant_id: str, template_id: str, edit: Callable[[Template], Template]) -> Template | None: ...
+
+    def archive(self, tenant_id: str, template_id: str, now: dt.datetime) -> Template | None: ...
+
+
 class LimitStore(Protocol):
 
     def claim(self, key: str, limit: int, window_seconds: int, now: dt.datetime) -> tuple[int | None, int]: ...
@@ -492,6 +507,8 @@ class Runtime(Protocol):
     def limits(self) -> LimitStore: ...
     @property
     def batches(self) -> BatchStore: ...
+    @property
+    def templates(self) -> TemplateStore: ...
     @property
     def queue(self) -> TaskQueue: ...
     @property

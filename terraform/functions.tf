@@ -33,7 +33,7 @@ resource "google_artifact_registry_repository" "functions" {
   depends_on = [google_project_service.this]
 }
 
-# send, group, batch, messages, optouts, webhook and links: behind API Gateway.
+# send, group, batch, messages, optouts, templates, webhook and links: behind API Gateway.
 resource "google_cloudfunctions2_function" "public" {
   #checkov:skip=CKV_GCP_124:API Gateway is not an internal ingress source, so the functions it fronts need ALLOW_ALL; IAM still admits only the gateway's service account (run.invoker), and the functions check API keys or the carriers' signatures themselves.
   for_each = local.public_functions

@@ -1,5 +1,5 @@
 # API Gateway in front of the public functions: one public origin whose paths /api/v1/..., /webhooks/telnyx,
-# /webhooks/twilio and /l/{code} map to send, group, batch, messages, optouts, webhook and links
+# /webhooks/twilio and /l/{code} map to send, group, batch, messages, optouts, templates, webhook and links
 # (openapi-gateway.yaml.tftpl).
 # The gateway checks no API key: the functions check tenants' API keys and the carriers' signatures
 # themselves. It calls the functions as its own service account, the only principal they admit. Backends are
@@ -19,14 +19,15 @@ resource "google_api_gateway_api" "this" {
 
 locals {
   openapi_spec = templatefile("${path.module}/openapi-gateway.yaml.tftpl", {
-    title        = "mmsgate"
-    send_url     = local.function_urls["send"]
-    group_url    = local.function_urls["group"]
-    batch_url    = local.function_urls["batch"]
-    messages_url = local.function_urls["messages"]
-    optouts_url  = local.function_urls["optouts"]
-    webhook_url  = local.function_urls["webhook"]
-    links_url    = local.function_urls["links"]
+    title         = "mmsgate"
+    send_url      = local.function_urls["send"]
+    group_url     = local.function_urls["group"]
+    batch_url     = local.function_urls["batch"]
+    messages_url  = local.function_urls["messages"]
+    optouts_url   = local.function_urls["optouts"]
+    templates_url = local.function_urls["templates"]
+    webhook_url   = local.function_urls["webhook"]
+    links_url     = local.function_urls["links"]
   })
 }
 

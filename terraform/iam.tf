@@ -8,6 +8,7 @@
 #  batch     yes        dispatch          yes                  objectAdmin   yes         -
 #  messages  yes        notify            yes                  objectAdmin   yes         WEBHOOK_SIGNING_KEY
 #  optouts   yes        -                 -                    -             -           -
+#  templates yes        -                 -                    -             -           -
 #  webhook   yes        dispatch, notify  yes                  -             -           TELNYX_PUBLIC_KEY
 #  sweeper   yes        dispatch, notify  yes                  -             -           -
 #  dispatch  yes        dispatch, notify  yes                  objectAdmin   yes         TELNYX_API_KEY
@@ -15,7 +16,7 @@
 #  Why each queue (the contract test derives them from the code): send and group enqueue their legs and
 #  announce legs that end at once (message.failed); batch only enqueues its chunk tasks (the chunks write and
 #  announce the legs, in dispatch) and cancels batches (chunk tasks); messages cancels (message.canceled);
-#  optouts enqueues nothing (changes made through the API raise no customer event);
+#  optouts enqueues nothing (changes made through the API raise no customer event), nor does templates;
 #  webhook records reports and inbound messages (customer events, inbound tasks) and starts SMS failovers
 #  (their legs); dispatch re-enqueues rescheduled legs, fans out groups, writes batch chunks and announces
 #  results; the notifier retries customer events and sends keyword replies (their legs); the sweeper
@@ -58,7 +59,7 @@ resource "google_service_account" "gateway" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-gateway"
   display_name = "${var.name_prefix} API Gateway backend identity"
-  description  = "Identity API Gateway uses to call send, group, batch, messages, optouts and webhook."
+  description  = "Identity API Gateway uses to call send, group, batch, messages, optouts, templates and webhook."
 
   depends_on = [google_project_service.this]
 }

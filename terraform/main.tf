@@ -56,6 +56,13 @@ locals {
       enqueues    = []
       media       = false
     }
+    templates = {
+      description = "The template API: create, list, read, edit (a new version), archive and preview message templates with personalisation."
+      public      = true
+      timeout     = 30
+      enqueues    = []
+      media       = false
+    }
     webhook = {
       description = "POST /webhooks/telnyx and /webhooks/twilio: verify and record each carrier's delivery reports and inbound messages; start SMS failovers and keyword replies."
       public      = true

@@ -153,8 +153,8 @@ variable "min_instances" {
   }
 
   validation {
-    condition     = alltrue([for name, n in var.min_instances : contains(["send", "group", "batch", "messages", "optouts", "dispatch", "webhook", "notifier", "sweeper"], name) && n >= 0 && floor(n) == n])
-    error_message = "min_instances keys must be function names (send, group, batch, messages, optouts, dispatch, webhook, notifier, sweeper) and values whole numbers >= 0."
+    condition     = alltrue([for name, n in var.min_instances : contains(["send", "group", "batch", "messages", "optouts", "templates", "dispatch", "webhook", "notifier", "sweeper"], name) && n >= 0 && floor(n) == n])
+    error_message = "min_instances keys must be function names (send, group, batch, messages, optouts, templates, dispatch, webhook, notifier, sweeper) and values whole numbers >= 0."
   }
 }
 
@@ -166,7 +166,7 @@ variable "max_instances" {
   }
 
   validation {
-    condition     = alltrue([for name, n in var.max_instances : contains(["send", "group", "batch", "messages", "optouts", "dispatch", "webhook", "notifier", "sweeper"], name) && n >= 1 && floor(n) == n])
+    condition     = alltrue([for name, n in var.max_instances : contains(["send", "group", "batch", "messages", "optouts", "templates", "dispatch", "webhook", "notifier", "sweeper"], name) && n >= 1 && floor(n) == n])
     error_message = "max_instances keys must be function names and values whole numbers >= 1."
   }
 }
@@ -190,7 +190,7 @@ variable "function_memory_overrides" {
   }
 
   validation {
-    condition     = alltrue([for name, m in var.function_memory_overrides : contains(["send", "group", "batch", "messages", "optouts", "dispatch", "webhook", "notifier", "sweeper"], name) && can(regex("^[0-9]+(Mi|Gi|M|G)$", m))])
+    condition     = alltrue([for name, m in var.function_memory_overrides : contains(["send", "group", "batch", "messages", "optouts", "templates", "dispatch", "webhook", "notifier", "sweeper"], name) && can(regex("^[0-9]+(Mi|Gi|M|G)$", m))])
     error_message = "function_memory_overrides keys must be function names and values quantities such as 512Mi or 1Gi."
   }
 }

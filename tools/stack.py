@@ -76,7 +76,7 @@ EMU_VENV = ROOT / ".venv-emulators"
 DEFAULT_PORTS: dict[str, int] = {
     "gateway": 8080, "firestore": 8681, "tasks": 9022, "storage": 9023, "simulator": 9090, "twilio": 9091,
     "send": 8701, "group": 8702, "messages": 8703, "dispatch": 8704, "webhook": 8705, "notifier": 8706,
-    "sweeper": 8707, "batch": 8708, "optouts": 8709, "links": 8710, "dev": 8088,
+    "sweeper": 8707, "batch": 8708, "optouts": 8709, "links": 8710, "templates": 8711, "dev": 8088,
 }
 SERVICES = ("firestore", "tasks", "storage", "simulator", "twilio")
 # The Twilio simulator's account (tools/twilio_sim/config.py's default SID) and the local carrier weights: Twilio is

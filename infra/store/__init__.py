@@ -1,6 +1,6 @@
 """All Firestore access, one module per concern: ``accounts`` (tenants, keys, prices, opt-outs), ``legs``
-(legs, groups, provider events, the accept), ``limits`` (rate-limit slots), ``idempotency`` and ``batches``
-(batch sends).
+(legs, groups, provider events, the accept), ``limits`` (rate-limit slots), ``idempotency`` ``batches``
+(batch sends) and ``templates``.
 
 ``Store`` bundles them over one client, for the runtime and for operator tools and tests.
 """
@@ -16,6 +16,7 @@ from infra.store.idempotency import FirestoreIdempotency
 from infra.store.legs import FirestoreLegs
 from infra.store.limits import FirestoreLimits
 from infra.store.links import FirestoreLinks
+from infra.store.templates import FirestoreTemplates
 
 
 class Store:
@@ -28,7 +29,8 @@ class Store:
         self.batches = FirestoreBatches(client)
         self.carriers = FirestoreCarriers(client)
         self.links = FirestoreLinks(client)
+        self.templates = FirestoreTemplates(client)
 
 
 __all__ = ["FirestoreAccounts", "FirestoreBatches", "FirestoreCarriers", "FirestoreIdempotency", "FirestoreLegs",
-           "FirestoreLimits", "FirestoreLinks", "Store"]
+           "FirestoreLimits", "FirestoreLinks", "FirestoreTemplates", "Store"]

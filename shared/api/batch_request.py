@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from shared.api.models import MAX_METADATA_KEYS, ClientRef, Phone, _Message, check_metadata
+from shared.api.models import MAX_METADATA_KEYS, ClientRef, Personalisation, Phone, _Message, check_metadata
 from shared.rules.batching import MAX_RECIPIENTS
 
 # A chunk document holds CHUNK recipients' own fields within Firestore's 1 MiB (shared/rules/batching.py).
@@ -34,6 +34,7 @@ class BatchRecipient(BaseModel):
     to: Phone
     metadata: dict[str, str] | None = None
     client_ref: ClientRef | None = None
+    personalisation: Personalisation | None = None  # this recipient's values (over the request's own)
 
     @field_validator("metadata")
     @classmethod
@@ -44,9 +45,10 @@ class BatchRecipient(BaseModel):
     def _bounded(self) -> Self:
         # Every recipient's own fields are stored in its chunk document (1 MiB for CHUNK recipients).
         size = len(self.client_ref or "") + sum(len(k) + len(v) for k, v in (self.metadata or {}).items())
+        size += sum(len(k) + len(v) for k, v in (self.personalisation or {}).items())
         if size > MAX_RECIPIENT_BYTES:
-            raise ValueError(f"a recipient's metadata and client_ref may hold at most {MAX_RECIPIENT_BYTES} "
-                             "characters together")
+            raise ValueError(f"a recipient's metadata, client_ref and personalisation may hold at most "
+                             f"{MAX_RECIPIENT_BYTES} characters together")
         return self
 
 
@@ -67,6 +69,8 @@ class BatchRequest(_Message):
             if r.metadata and len(shared_keys | set(r.metadata)) > MAX_METADATA_KEYS:
                 raise ValueError(f"recipients[{i}].metadata and metadata together have more than "
                                  f"{MAX_METADATA_KEYS} keys")
+            if r.personalisation is not None and self.template_id is None:
+                raise ValueError(f"recipients[{i}].personalisation goes with template_id")
         return self
 
     def all_recipients(self) -> list[BatchRecipient]:

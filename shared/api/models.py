@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from shared.rules.phone import InvalidNumber, is_nanp, parse_e164
+from shared.rules.templates import MAX_PLACEHOLDER, MAX_VALUE, MAX_VALUES
 from shared.rules.windows import DAYS, MIN_LENGTH_MINUTES, UnknownTimeZone, Window, zone
 
 MAX_RECIPIENTS = 20
@@ -66,6 +67,13 @@ Blob = Annotated[str, StringConstraints(min_length=1), AfterValidator(_unicode)]
 Filename = Annotated[str, StringConstraints(min_length=1, max_length=MAX_FILENAME, pattern=r'^[^\x00-\x1f\x7f"\\/]+$'),
                      AfterValidator(_unicode)]
 ClientRef = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CLIENT_REF), AfterValidator(_unicode)]
+# templates (shared/rules/templates.py): a send names one in place of its body, subject and media
+TemplateId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")]
+PersonalisationValue = Annotated[str, StringConstraints(max_length=MAX_VALUE), AfterValidator(_unicode)]
+PersonalisationKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PLACEHOLDER),
+                               AfterValidator(_unicode)]
+Personalisation = Annotated[dict[PersonalisationKey, PersonalisationValue], Field(max_length=MAX_VALUES)]
+_TEMPLATE_OR_CONTENT = "give body (with subject and media) or template_id, not both: a template brings its own"
 
 
 class SmsFailover(BaseModel):
@@ -196,6 +204,10 @@ class _Message(BaseModel):
     # smart_encode); "gsm7" refuses a text that is not GSM-7 after that, as Telnyx's ``encoding`` does
     smart_encoding: StrictBool = False
     encoding: Literal["auto", "gsm7"] = "auto"
+    # a template in place of body, subject and media: its id, a version (else the latest), its placeholders' values
+    template_id: TemplateId | None = None
+    template_version: int | None = Field(default=None, ge=1, strict=True)
+    personalisation: Personalisation | None = None
 
     @field_validator("scheduled_at", "expires_at")
     @classmethod
@@ -233,6 +245,12 @@ class _Message(BaseModel):
 
     @model_validator(mode="after")
     def _content(self) -> Self:
+        if self.template_id is not None:
+            if self.body is not None or self.subject is not None or self.all_media_urls or self.media is not None:
+                raise ValueError(_TEMPLATE_OR_CONTENT)
+            return self
+        if self.template_version is not None or self.personalisation is not None:
+            raise ValueError("template_version and personalisation go with template_id")
         if not self.body and not self.all_media_urls and not self.media:
             raise ValueError("at least one of body or media is required")
         return self

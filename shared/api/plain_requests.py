@@ -69,6 +69,10 @@ class PlainRequest:
     sms_failover = None
     conversation = False
     carrier = None
+    # a body naming a template takes the models' path
+    template_id = None
+    template_version = None
+    personalisation = None
 
     def __init__(self, payload: dict[str, Any], to: str | list[str]) -> None:
         self.to = to

@@ -15,14 +15,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.rules import gates, ids
 from shared.rules.errors import ApiError, ErrorCode, message_for
 from shared.rules.frozen import frozen
 from shared.rules.legs import transition
 from shared.rules.records import Batch, BatchChunk, BatchStatus, ChunkRecipient, HistoryEntry, Leg, Rates, Tenant
+from shared.rules.segments import MMS_SEGMENTS, count_segments
 from shared.rules.status import Status
+from shared.rules.templates import render
+
+if TYPE_CHECKING:
+    from shared.rules.records import LegChanges
 
 MAX_RECIPIENTS = 10_000
 # Recipients per chunk task: its one commit (the rows, and the refund of those that fail a late gate) stays
@@ -116,20 +121,24 @@ def countries_of(numbers: Iterable[Number | None]) -> set[str]:
 
 
 def gate_recipients(items: Sequence[Recipient], channel: str, segments: int,
-                    prices: dict[str, Rates | None], numbers: Sequence[Number | None] | None = None
-                    ) -> list[ChunkRecipient]:
+                    prices: dict[str, Rates | None], numbers: Sequence[Number | None] | None = None,
+                    personalised: Sequence[tuple[dict[str, str], int]] | None = None) -> list[ChunkRecipient]:
     """The accept's gates (shared/rules/gates.py) but the opt-out list, which each chunk task reads when it
     writes its rows. A recipient that fails one carries its error code (its row is written failed, nothing
-    reserved). ``numbers``: ``numbers_of(items)``, when the caller has it already."""
+    reserved). ``numbers``: ``numbers_of(items)``, when the caller has it already. ``personalised``: each
+    recipient's template values and the segments of its own rendered body (priced by those)."""
     out = []
-    for item, number in zip(items, numbers if numbers is not None else numbers_of(items), strict=True):
+    for i, (item, number) in enumerate(zip(items, numbers if numbers is not None else numbers_of(items),
+                                           strict=True)):
         price, error = 0, gates.number_gate(number, channel)
         if error is None and number is not None:
-            price, error = gates.list_gate(number, (), prices, channel, segments)
+            price, error = gates.list_gate(number, (), prices, channel,
+                                           personalised[i][1] if personalised else segments)
         out.append(ChunkRecipient(to=number[0] if number is not None else item.to,
                                   price_micros=price if error is None else 0,
                                   error_code=error.value if error else None, metadata=dict(item.metadata or {}),
-                                  client_ref=item.client_ref))
+                                  client_ref=item.client_ref,
+                                  personalisation=personalised[i][0] if personalised else None))
     return out
 
 
@@ -178,6 +187,14 @@ def due_at(batch: Batch, slot: int) -> dt.datetime:
     return batch.start_at + dt.timedelta(seconds=slot * batch.interval_seconds)
 
 
+def personalised(template: Leg, values: dict[str, str]) -> LegChanges:
+    """A row's body and subject rendered from the batch template's text, with their encoding and segments."""
+    body, subject = render(template.body, values), render(template.subject, values)
+    encoding, segments = count_segments(body or "")
+    return {"body": body, "subject": subject, "encoding": encoding,
+            "segments": MMS_SEGMENTS if template.channel == "mms" else segments}
+
+
 # A leg due this close to now is queued, not scheduled (its task is created to run at once).
 ON_TIME = dt.timedelta(seconds=1)
 
@@ -196,6 +213,8 @@ def chunk_rows(batch: Batch, chunk: BatchChunk, opted_out: set[str], validity: d
             created_at=batch.created_at, status=Status.PENDING, status_since=batch.created_at, updated_at=now,
             history=(HistoryEntry(at=batch.created_at, from_=None, to=Status.PENDING.value,
                                   cause="request received"),))
+        if r.personalisation is not None:  # the batch's template text, with this recipient's values
+            leg = leg.with_(**personalised(template, r.personalisation))
         moved: Leg | None
         if r.error_code is not None or r.slot is None:
             code = ErrorCode(r.error_code or ErrorCode.INTERNAL.value)

@@ -47,6 +47,9 @@ class ErrorCode(StrEnum):
     MESSAGE_NOT_FINAL = "MESSAGE_NOT_FINAL"
     # reads
     INVALID_CURSOR = "INVALID_CURSOR"
+    # templates (shared/rules/templates.py)
+    TEMPLATE_NOT_FOUND = "TEMPLATE_NOT_FOUND"
+    MISSING_PERSONALISATION = "MISSING_PERSONALISATION"
     # webhooks in
     INVALID_SIGNATURE = "INVALID_SIGNATURE"
     # ours
@@ -91,6 +94,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.NOT_CANCELABLE: 409,
     ErrorCode.MESSAGE_NOT_FINAL: 409,
     ErrorCode.INVALID_CURSOR: 400,
+    ErrorCode.TEMPLATE_NOT_FOUND: 400,  # a send naming it: the request is wrong, not its path
+    ErrorCode.MISSING_PERSONALISATION: 400,
     ErrorCode.INVALID_SIGNATURE: 401,
     ErrorCode.INTERNAL: 500,
 }
@@ -120,6 +125,8 @@ DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.VALIDITY_EXPIRED: "The message's validity ended before it could be sent; it was not sent or charged",
     ErrorCode.NOT_CANCELABLE: "The message was already handed to the provider (or is still being accepted)",
     ErrorCode.MESSAGE_NOT_FINAL: "Only a message in a final status can be redacted",
+    ErrorCode.TEMPLATE_NOT_FOUND: ("No usable template with that id and version: unknown, another account's, "
+                                   "or archived"),
 }
 
 

@@ -23,6 +23,10 @@ def new_batch_id() -> str:
     return f"bat_{_token()}"
 
 
+def new_template_id() -> str:
+    return f"tpl_{_token()}"
+
+
 def new_request_id() -> str:
     return f"req_{_token(10)}"
 

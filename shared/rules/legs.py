@@ -157,6 +157,7 @@ def view(leg: Leg) -> dict[str, Any]:
         **({"media": [attachment(m) for m in leg.media]} if leg.direction == "inbound" else
            {"sent_media": [sent_attachment(m) for m in leg.media]}),
         "price": {"amount": f"{leg.price_micros / 1_000_000:.4f}", "currency": "USD"},
+        "template": {"id": leg.template_id, "version": leg.template_version} if leg.template_id else None,
         "created_at": iso(leg.created_at),
         "updated_at": iso(leg.updated_at),
         "history": [{"at": iso(h.at), "from": h.from_, "to": h.to, "cause": h.cause,

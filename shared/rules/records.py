@@ -183,6 +183,9 @@ class Leg:
     # carrier error moved it (shared/rules/routing.py, failover_carrier: once per leg)
     carrier: str = "telnyx"
     carrier_failed_over_from: str | None = None
+    # the template the message was made from (shared/rules/templates.py), and which of its versions
+    template_id: str | None = None
+    template_version: int | None = None
 
     def with_(self, **changes: Unpack[LegChanges]) -> Leg:
         return dataclasses.replace(self, **changes)
@@ -223,6 +226,7 @@ class Leg:
             "direction": self.direction, "keyword": self.keyword, "reply_message_id": self.reply_message_id,
             "reply_due": self.reply_due, "in_reply_to": self.in_reply_to,
             "carrier": self.carrier, "carrier_failed_over_from": self.carrier_failed_over_from,
+            "template_id": self.template_id, "template_version": self.template_version,
             # derived, for one query: is a media object still used by another message (redaction); an inbound
             # attachment that could not be copied has no object
             "media_objects": sorted({m.object for m in self.media if m.object}),
@@ -263,6 +267,7 @@ class Leg:
             reply_message_id=doc.get("reply_message_id"), reply_due=doc.get("reply_due"),
             in_reply_to=doc.get("in_reply_to"), carrier=doc.get("carrier") or "telnyx",
             carrier_failed_over_from=doc.get("carrier_failed_over_from"),
+            template_id=doc.get("template_id"), template_version=doc.get("template_version"),
         )
 
 
@@ -358,9 +363,13 @@ class ChunkRecipient:
     error_code: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     client_ref: str | None = None
+    # the values of the batch template's placeholders for this recipient (its row's body is rendered from them)
+    personalisation: dict[str, str] | None = None
 
     def to_doc(self) -> Doc:
         doc: Doc = {"to": self.to, "price_micros": self.price_micros, "slot": self.slot}
+        if self.personalisation is not None:
+            doc["personalisation"] = dict(self.personalisation)
         if self.error_code:
             doc["error_code"] = self.error_code
         if self.metadata:
@@ -374,7 +383,8 @@ class ChunkRecipient:
         slot = doc.get("slot")
         return cls(to=doc["to"], price_micros=int(doc.get("price_micros") or 0),
                    slot=int(slot) if slot is not None else None, error_code=doc.get("error_code"),
-                   metadata=dict(doc.get("metadata") or {}), client_ref=doc.get("client_ref"))
+                   metadata=dict(doc.get("metadata") or {}), client_ref=doc.get("client_ref"),
+                   personalisation=dict(doc["personalisation"]) if doc.get("personalisation") is not None else None)
 
 
 @frozen
@@ -673,6 +683,8 @@ if TYPE_CHECKING:  # for type checkers: at run time the three are plain dicts (n
         in_reply_to: str | None
         carrier: str
         carrier_failed_over_from: str | None
+        template_id: str | None
+        template_version: int | None
 
     class BatchChanges(TypedDict, total=False):
         """Any of ``Batch``'s fields, each with its own type: ``Batch.with_`` takes these and no others."""

@@ -34,7 +34,7 @@ from shared.rules.legs import iso, new_leg
 from shared.rules.media import MediaError
 from shared.rules.records import Batch, BatchStatus, Leg, StoredMedia, Tenant
 from shared.rules.status import Status, is_final
-from shared.services import leg_changes, observe
+from shared.services import leg_changes, observe, templating
 from shared.services.canceling import CANCELABLE, cancel_step
 from shared.services.leg_changes import change
 from shared.services.sending import (
@@ -69,6 +69,7 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
     now = rt.now()
     numbers = batching.numbers_of(items)
     tenant, first = first_round_of(rt, who, [], now, _batch_limit, countries=batching.countries_of(numbers))
+    req, personalised = templating.apply_batch(rt, tenant.id, req)  # a template's text in (unchanged without)
     channel = "mms" if req.is_mms else "sms"
     route, request_error = request_checks(rt, tenant, req, channel, now, next((n[0] for n in numbers if n), None))
     sender = route.sender
@@ -76,8 +77,10 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
         raise ApiError(request_error.code, request_error.message,
                        details=[{"field": request_error.field, "issue": request_error.message}])
     timing = plan_timing(req, now)
+    # A template's rows are counted and priced one by one on their rendered text (batching.gate_recipients); the
+    # template's own text is smart-encoded and checked here like any body (its placeholders are plain ASCII).
     texts = encode_texts(req, channel)
-    gated = batching.gate_recipients(items, channel, texts.segments, first.prices, numbers)
+    gated = batching.gate_recipients(items, channel, texts.segments, first.prices, numbers, personalised)
     start = timing.scheduled_at or now
     interval = req.sending_speed.interval_seconds if req.sending_speed else _default_interval(rt)
     count = sum(r.error_code is None for r in gated)

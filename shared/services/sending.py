@@ -38,7 +38,7 @@ from shared.rules.ssrf import (
     webhook_url_policy,
 )
 from shared.rules.status import Status
-from shared.services import carriers, fanout, leg_changes, observe
+from shared.services import carriers, fanout, leg_changes, observe, templating
 from shared.services.carriers import Route
 
 if TYPE_CHECKING:  # the models import pydantic: the handlers pass plain requests where they can
@@ -150,6 +150,8 @@ def send_single(rt: Runtime, who: Tenant | Caller, req: SendRequest, request_id:
     recipient = Recipient(raw=req.to, message_id=message_id, leg_key=f"single:{message_id}")
     # its first round reads only the balance shard this send writes (the one its message id picks)
     tenant, first = first_round_of(rt, who, [recipient], rt.now(), _single_limit, shard_key=message_id)
+    if req.template_id is not None:  # its text rendered in before anything is charged (a missing value: 400)
+        req = templating.apply(rt, tenant.id, req)
     return _accept(rt, tenant, req, [recipient], group_id=None, channel="mms" if req.is_mms else "sms",
                    request_id=request_id, render=single_answer,
                    idempotency_record=idempotency_record, first=first)
@@ -234,6 +236,8 @@ def send_group(rt: Runtime, who: Tenant | Caller, req: GroupRequest, request_id:
     # The key, the tenant, the opt-outs and prices in one round, as a single send's (the group keeps its
     # pending pre-insert: no recipient dropped between rows).
     tenant, first = first_round_of(rt, who, recipients, rt.now(), _group_limit)
+    if req.template_id is not None:
+        req = templating.apply(rt, tenant.id, req)
     # The group endpoint is the group MMS product: every leg is an MMS, media or not.
     return _accept(rt, tenant, req, recipients, group_id=group_id, channel="mms", request_id=request_id,
                    render=group_answer, idempotency_record=idempotency_record,
@@ -459,6 +463,7 @@ def controls(tenant: Tenant, req: SendRequest | GroupRequest | BatchRequest, sen
         "sms_failover": ({"text": failover_text or failover.text, "from": failover.from_ or sender}
                          if failover else None),
         "delete_at": retention.delete_at(tenant, now),
+        "template_id": req.template_id, "template_version": req.template_version,
     }
 
 

@@ -84,10 +84,10 @@ run "invariants" {
   assert {
     condition = (
       toset([for g in google_cloud_run_service_iam_member.gateway_invoker : "${g.service} ${g.role} ${g.member}"]) ==
-      toset([for name in ["send", "group", "batch", "messages", "optouts", "webhook", "links"] :
+      toset([for name in ["send", "group", "batch", "messages", "optouts", "templates", "webhook", "links"] :
       "tst9-${name} roles/run.invoker serviceAccount:tst9-gateway@mmsgate-tftest.iam.gserviceaccount.com"])
     )
-    error_message = "API Gateway's account must invoke exactly the seven public functions, and no private one."
+    error_message = "API Gateway's account must invoke exactly the eight public functions, and no private one."
   }
 
   assert {
@@ -212,7 +212,7 @@ run "invariants" {
         [for m in concat(values(google_logging_metric.counter), values(google_logging_metric.distribution)) : m.filter],
         [google_monitoring_alert_policy.function_errors.conditions[0].condition_threshold[0].filter,
         google_monitoring_alert_policy.function_errors.conditions[0].condition_threshold[0].denominator_filter],
-      ) : length(regexall("tst9-\\((batch|dispatch|group|links|messages|notifier|optouts|send|sweeper|webhook)(\\|(batch|dispatch|group|links|messages|notifier|optouts|send|sweeper|webhook)){9}\\)", filter)) == 1 && !strcontains(filter, "tst9-.*")
+      ) : length(regexall("tst9-\\((batch|dispatch|group|links|messages|notifier|optouts|send|sweeper|templates|webhook)(\\|(batch|dispatch|group|links|messages|notifier|optouts|send|sweeper|templates|webhook)){10}\\)", filter)) == 1 && !strcontains(filter, "tst9-.*")
     ])
     error_message = "A metric or alert filter must match exactly this deployment's ten services."
   }

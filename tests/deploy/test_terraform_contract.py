@@ -36,7 +36,7 @@ from infra import settings  # noqa: E402
 from tests.deploy.code_facts import ENQUEUE_CALLS, call_graph, firestore_queries, index_need, queues_by_function  # noqa: E402
 
 PRIVATE_FUNCTIONS = {"dispatch", "notifier", "sweeper"}
-PUBLIC_FUNCTIONS = {"send", "group", "batch", "messages", "optouts", "webhook", "links"}
+PUBLIC_FUNCTIONS = {"send", "group", "batch", "messages", "optouts", "templates", "webhook", "links"}
 # Local-stack-only variables (SSRF exemption for the emulators, the emulator's URL-signing key).
 LOCAL_ONLY_ENV = settings.LOCAL_ONLY_ENV
 # messages: a redaction deletes media copies; notifier: copies inbound media (shared/services/inbound.py)
@@ -60,6 +60,12 @@ GATEWAY_ROUTES = {
     ("/api/v1/opt-outs/{number}", "get"): "optouts",
     ("/api/v1/opt-outs/{number}", "put"): "optouts",
     ("/api/v1/opt-outs/{number}", "delete"): "optouts",
+    ("/api/v1/templates", "get"): "templates",
+    ("/api/v1/templates", "post"): "templates",
+    ("/api/v1/templates/{template_id}", "get"): "templates",
+    ("/api/v1/templates/{template_id}", "put"): "templates",
+    ("/api/v1/templates/{template_id}", "delete"): "templates",
+    ("/api/v1/templates/{template_id}/preview", "post"): "templates",
     ("/webhooks/telnyx", "post"): "webhook",
     ("/webhooks/twilio", "post"): "webhook",
     ("/l/{code}", "get"): "links",
@@ -809,6 +815,7 @@ def test_invokers_are_exactly_the_callers():
         "batch": {gateway},
         "messages": {gateway},
         "optouts": {gateway},
+        "templates": {gateway},
         "webhook": {gateway},
         "links": {gateway},
     }

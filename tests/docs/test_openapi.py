@@ -42,7 +42,8 @@ def test_every_public_path_is_described():
                                     "/api/v1/messages/group/{group_id}", "/api/v1/messages/batch",
                                     "/api/v1/batches/{batch_id}", "/api/v1/pricing/messaging",
                                     "/api/v1/opt-outs", "/api/v1/opt-outs/import", "/api/v1/opt-outs/{number}",
-                                    "/webhooks/telnyx", "/l/{code}"}
+                                    "/api/v1/templates", "/api/v1/templates/{template_id}",
+                                    "/api/v1/templates/{template_id}/preview", "/webhooks/telnyx", "/l/{code}"}
 
 
 def test_real_responses_match_the_spec(env):
@@ -183,3 +184,42 @@ def test_inbound_messages_their_events_and_the_opt_out_api_match_the_spec(env):
     imported = env.api.post("/api/v1/opt-outs/import", json={"numbers": [fictional(63)]}).json()
     assert_matches("OptOutImportResult", imported["data"])
     assert_matches("ErrorEnvelope", env.api.get("/api/v1/opt-outs", params={"cursor": "x!"}).json())
+
+
+def test_the_template_api_and_templated_sends_match_the_spec(env):
+    created = env.api.post("/api/v1/templates", json={"name": "spec", "body": "Hi ((name))", "subject": "((name))"})
+    assert created.status_code == 201, created.text
+    assert_matches("Template", created.json()["data"])
+    template_id = created.json()["data"]["id"]
+    edited = env.api.put(f"/api/v1/templates/{template_id}", json={"body": "Hello ((name))"})
+    assert_matches("Template", edited.json()["data"])
+    listed = env.api.get("/api/v1/templates", params={"limit": 1}).json()
+    assert listed["data"] and all(assert_matches("Template", t) is None for t in listed["data"])
+    assert_matches("Template", env.api.get(f"/api/v1/templates/{template_id}", params={"version": 1}).json()["data"])
+    preview = env.api.post(f"/api/v1/templates/{template_id}/preview",
+                           json={"personalisation": {"name": "Ann"}, "to": fictional(80)})
+    assert preview.status_code == 200, preview.text
+    assert_matches("TemplatePreviewResult", preview.json()["data"])
+    send = {"to": fictional(81), "template_id": template_id, "personalisation": {"name": "Ann"}}
+    assert_matches("SendRequest", send)
+    single = env.api.post("/api/v1/messages/sms", json=send)
+    assert single.status_code == 200, single.text
+    message = env.message(single.json()["data"]["id"])
+    assert message["template"] == {"id": template_id, "version": 2}
+    assert_matches("Message", message)
+    batch = {"template_id": template_id, "recipients": [{"to": fictional(82), "personalisation": {"name": "Bo"}}]}
+    assert_matches("BatchRequest", batch)
+    for refused in (env.api.post("/api/v1/messages/sms", json={**send, "personalisation": {}}),
+                    env.api.post("/api/v1/messages/sms", json={**send, "template_id": "tpl_missing"}),
+                    env.api.get("/api/v1/templates/tpl_missing")):
+        assert 400 <= refused.status_code < 500
+        assert_matches("ErrorEnvelope", refused.json())
+    assert_matches("Template", env.api.delete(f"/api/v1/templates/{template_id}").json()["data"])
+
+
+def test_a_body_and_a_template_together_break_the_request_schemas():
+    for name, payload in (("SendRequest", {"to": "+14155550100", "template_id": "tpl_x", "body": "x"}),
+                          ("SendRequest", {"to": "+14155550100"}),
+                          ("GroupRequest", {"to": ["+14155550100"], "template_id": "tpl_x", "media_urls": ["u"]})):
+        with pytest.raises(AssertionError):
+            assert_matches(name, payload)

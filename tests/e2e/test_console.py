@@ -113,3 +113,16 @@ def test_a_sent_message_reaches_delivered_on_the_console(env, browser, tmp_path)
     _until(browser, lambda d: _cell(d, f'#twilio-body tr[data-provider-id="{sid}"]'), 10,
            "the Twilio simulator's record on the page")
     browser.save_screenshot(str(tmp_path / "console.png"))
+
+
+def test_a_templated_message_shows_its_template_and_version(env, browser):
+    created = env.api.post("/api/v1/templates", json={"name": "console", "body": "Hi ((name))"})
+    assert created.status_code == 201, created.text
+    template_id = created.json()["data"]["id"]
+    response = env.api.post("/api/v1/messages/sms", json={"to": fictional(13), "template_id": template_id,
+                                                           "personalisation": {"name": "Ann"}})
+    assert response.status_code == 200, response.text
+    row = f'#messages-body tr[data-message-id="{response.json()["data"]["id"]}"]'
+    browser.get(f"{env.stack.urls['dev']}/_dev/console")
+    _until(browser, lambda d: _cell(d, f"{row} .template") == f"template {template_id} v1", 15,
+           "the message's template never showed")

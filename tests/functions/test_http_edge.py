@@ -138,7 +138,7 @@ def test_unknown_public_path_is_404_envelope(env):
 # functions-framework serves each function as a Flask app; werkzeug answers what its router cannot match
 # (a decoded newline: /api/v1/messages/group/%2A%0Az) and what crashes outside our handler. These need no
 # stack: the router answers before any function code runs.
-FUNCTIONS = ["send", "group", "messages", "optouts", "webhook", "dispatch", "notifier", "sweeper"]
+FUNCTIONS = ["send", "group", "messages", "optouts", "templates", "webhook", "dispatch", "notifier", "sweeper"]
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE"]
 UNROUTABLE = ["/api/v1/messages/group/%2A%0Az", "/api/v1/messages/msg_x%0A", "/a%0A", "/a%0D%0Ab/c",
               "/robots.txt", "/favicon.ico", "/x/%0a/%0d"]
@@ -162,7 +162,8 @@ def test_a_path_the_router_cannot_match_is_a_json_404(target, path):
 
 @pytest.mark.parametrize("target, allowed", [("send", "POST"), ("group", "POST"), ("webhook", "POST"),
                                              ("messages", "GET, DELETE, POST"),  # POST: redact
-                                             ("optouts", "GET, PUT, DELETE, POST")])  # POST: import
+                                             ("optouts", "GET, PUT, DELETE, POST"),  # POST: import
+                                             ("templates", "GET, POST, PUT, DELETE")])
 def test_a_method_a_public_function_does_not_take_is_a_json_405(target, allowed):
     for method in (m for m in METHODS if m not in allowed.split(", ")):
         for path in ("/", "/api/v1/messages/sms", "/api/v1/messages/msg_x/", "/%zz", "/%", "/%FF%FE"):

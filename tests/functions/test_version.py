@@ -12,7 +12,7 @@ from functions_framework import create_app
 from shared.api.version import VERSION
 from tests.conftest import ROOT, fictional
 
-PUBLIC = ("send", "group", "batch", "messages", "optouts")
+PUBLIC = ("send", "group", "batch", "messages", "optouts", "templates")
 
 
 @functools.cache

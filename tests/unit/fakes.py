@@ -6,6 +6,7 @@ test at run time. A port method no unit test calls is ``_unused``: it raises Not
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,11 +29,13 @@ from shared.ports import (
     Provider,
     Runtime,
     TaskQueue,
+    TemplateStore,
 )
 from shared.rules.links import Link
 from shared.rules.records import Leg, ProviderEventRecord
 from shared.rules.routing import CarrierHealth
 from shared.rules.ssrf import VettedUrl
+from shared.rules.templates import Template
 
 T = TypeVar("T")
 
@@ -190,6 +193,49 @@ class FakeBatches:
     accept = get = chunk_state = rows = write_rows = chunk_done = cancel = count_by_status = chunks_todo = _unused
 
 
+class FakeTemplates:
+    """Templates and their versions in memory, keyed as the Firestore store keys them (per tenant)."""
+
+    def __init__(self) -> None:
+        self.versions: dict[tuple[str, str], list[Template]] = {}  # (tenant, id) -> versions, oldest first
+
+    def create(self, template: Template) -> Template:
+        self.versions[(template.tenant_id, template.id)] = [template]
+        return template
+
+    def get(self, tenant_id: str, template_id: str, version: int | None = None) -> Template | None:
+        versions = self.versions.get((tenant_id, template_id))
+        if not versions:
+            return None
+        if version is None:
+            return versions[-1]
+        one = next((t for t in versions if t.version == version), None)
+        return dataclasses.replace(one, archived_at=versions[-1].archived_at) if one else None
+
+    def list(self, tenant_id: str, after: str | None, limit: int) -> list[Template]:
+        ids = sorted(i for t, i in self.versions if t == tenant_id and (after is None or i > after))
+        return [self.versions[(tenant_id, i)][-1] for i in ids[:limit]]
+
+    def update(self, tenant_id: str, template_id: str, edit: Callable[[Template], Template]) -> Template | None:
+        versions = self.versions.get((tenant_id, template_id))
+        if not versions:
+            return None
+        new = edit(versions[-1])
+        if new.version != versions[-1].version:
+            versions.append(new)
+        else:
+            versions[-1] = new
+        return new
+
+    def archive(self, tenant_id: str, template_id: str, now: dt.datetime) -> Template | None:
+        versions = self.versions.get((tenant_id, template_id))
+        if not versions:
+            return None
+        if versions[-1].archived_at is None:
+            versions[-1] = dataclasses.replace(versions[-1], archived_at=now)
+        return versions[-1]
+
+
 @dataclass(frozen=True)
 class FakeSettings:
     """``shared.ports.Settings`` with the values the unit tests assume (infra/settings.py's defaults elsewhere)."""
@@ -228,6 +274,7 @@ class FakeRuntime:
         self.batches = FakeBatches()
         self.carriers = FakeCarriers()
         self.links = FakeLinks()
+        self.templates = FakeTemplates()
         self.providers: dict[str, FakeProvider] = {"telnyx": self.provider}
         self.settings = FakeSettings(dispatch_max_attempts=max_attempts, dispatch_claim_lease_seconds=lease_seconds,
                                      dispatch_lookup_horizon_seconds=horizon_seconds)
@@ -259,5 +306,6 @@ def _as_ports(rt: FakeRuntime) -> Runtime:
     batches: BatchStore = rt.batches
     carriers: CarrierStore = rt.carriers
     links: LinkStore = rt.links
-    del legs, queue, provider, media, accounts, limits, batches, carriers, links
+    templates: TemplateStore = rt.templates
+    del legs, queue, provider, media, accounts, limits, batches, carriers, links, templates
     return rt

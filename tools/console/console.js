@@ -44,7 +44,8 @@ function renderMessages(messages) {
     const events = outbox(m);
     const summary = events.map((e) => `${esc(e.type)}: ${esc(e.state)}`).join("<br>");
     return `<tr data-message-id="${esc(m.id)}">
-      <td class="mono">${esc(m.id)}</td><td>${esc(m.to)}</td><td>${esc(m.from)}</td><td>${esc(m.channel)}</td>
+      <td class="mono">${esc(m.id)}</td><td>${esc(m.to)}</td><td>${esc(m.from)}</td><td>${esc(m.channel)}${m.template_id ?
+        `<div class="cause template">template ${esc(m.template_id)} v${esc(m.template_version)}</div>` : ""}</td>
       <td class="status-cell">${status(m.status)}${m.final && m.status === "sent" ? " (final)" : ""}
         ${m.error_code ? `<div class="bad">${esc(m.error_code)}</div>` : ""}</td>
       <td class="carrier">${esc(m.carrier)}${m.carrier_failed_over_from ?
