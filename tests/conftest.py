@@ -32,9 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # Locally, property tests explore new examples on every run; in CI they replay a fixed set, so a build
 # is never red by the luck of the draw (what a local run finds becomes an example test, as in
 # tests/shared/test_phone.py).
+# No profile has a deadline: a test never asserts that something ran fast (bench/ measures speed), and a
+# busy machine made hypothesis' 200 ms deadline fail a correct test.
 hypothesis_settings.register_profile("ci", derandomize=True, database=None, deadline=None)
-if os.environ.get("CI"):
-    hypothesis_settings.load_profile("ci")
+hypothesis_settings.register_profile("local", deadline=None)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "local")
 
 
 STACK_FIXTURES = frozenset({"stack", "env"})
