@@ -350,7 +350,8 @@ class TaskQueue(Protocol):
 
 
 class MediaStore(Protocol):
-    def prepare(self, tenant_id: str, urls: Sequence[str], uploads: Sequence[Any], policy: Any) -> list[dict]: ...
+    def prepare(self, tenant_id: str, urls: Sequence[str], uploads: Sequence[Any], policy: Any,
+                limit: Any = None) -> list[dict]: ...
 
     def signed_urls(self, media: Sequence[dict], signed_at: dt.datetime | None = None) -> list[str]: ...
 
