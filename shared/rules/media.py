@@ -494,54 +494,52 @@ def downscale(data: bytes, content_type: str, target: int, *, label: str = "an i
     return found[0]
 
 
-# A PNG over its share is kept a PNG (lossless: text, drawings, screenshots stay sharp) when it keeps most of
-# its size; when it would have to shrink further and it is opaque, JPEG is tried: a photo-like PNG (camera
-# pictures saved as PNG, rendered images) is several times smaller as JPEG, so it fits at a larger size.
-PNG_KEEP_SCALE = 0.8  # a downscaled PNG at least this fraction of the original's width is kept
-JPEG_GAIN = 1.25  # JPEG is chosen when it keeps at least this many times the PNG's width
+# A PNG over its share stays a PNG (lossless: text, drawings and screenshots stay sharp) unless it is photo-like
+# and would have to lose much of its size: a camera picture or a rendering saved as PNG is several times smaller
+# as JPEG, so as JPEG it fits at (or near) full size instead of being shrunk to a thumbnail.
+PNG_KEEP_SCALE = 0.8  # a PNG that fits at this fraction of its width (or more) stays a PNG
+PHOTO_RATIO = 0.5  # photo-like: its JPEG at full size is at most this fraction of the PNG's bytes
 
 
-def prefer_jpeg(png_scale: float | None, jpeg_scale: float | None) -> bool:
-    """Whether an opaque PNG that must shrink goes as JPEG: ``png_scale`` and ``jpeg_scale`` are the widths (as a
-    fraction of the original's) at which each format fits its share, ``None`` if it cannot fit at all."""
-    if jpeg_scale is None:
+def png_as_jpeg(png_size: int, target: int, opaque: bool, jpeg_size: int | None) -> bool:
+    """Whether a PNG of ``png_size`` bytes that must come down to ``target`` is sent as JPEG: it must lose more
+    than ``PNG_KEEP_SCALE`` of its width as a PNG (the size of an encoding goes with the pixel count), have no
+    transparency (JPEG has none), and be photo-like (``jpeg_size``, its JPEG at full size, ``None`` when not
+    encoded yet, is at most ``PHOTO_RATIO`` of the PNG)."""
+    if png_size <= target or math.sqrt(target / png_size) >= PNG_KEEP_SCALE or not opaque:
         return False
-    if png_scale is None:
-        return True
-    return png_scale < PNG_KEEP_SCALE and jpeg_scale >= png_scale * JPEG_GAIN
+    return jpeg_size is not None and jpeg_size <= PHOTO_RATIO * png_size
 
 
 def _opaque(im: PilImage) -> bool:
-    """No pixel is even partly transparent: JPEG, which has no alpha, would show the picture as it is."""
+    """No pixel is even partly transparent: as JPEG, which has no alpha, the picture looks the same."""
     if im.mode in ("RGBA", "LA"):
         low, _ = im.getchannel("A").getextrema()
         return bool(low == 255)
-    return "transparency" not in im.info and im.mode not in ("PA",)
+    return "transparency" not in im.info and im.mode != "PA"
 
 
 def reduce(data: bytes, content_type: str, target: int, *, label: str = "an image") -> tuple[str, bytes]:
     """The image brought to at most ``target`` bytes: ``(content type, bytes)``. Downscaled in its own format
-    (``downscale``), except an opaque PNG that would lose more than ``PNG_KEEP_SCALE`` of its width and fits
-    notably larger as JPEG (``prefer_jpeg``). Raises as ``downscale``."""
-    if content_type != "image/png":
-        return content_type, downscale(data, content_type, target, label=label)
-    try:
-        im = _upright(_open(data, "PNG", "PNG", label), "PNG")
-    except MediaError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken files
-        raise unsupported(f"{label} does not decode as PNG ({type(exc).__name__})") from None
-    png = _shrink(im, "PNG", target, min(1.0, math.sqrt(target / len(data)) * 0.95))
-    opaque = _opaque(im)
-    if png is not None and (png[1] >= PNG_KEEP_SCALE or not opaque):
-        return content_type, png[0]
-    # JPEG's search starts at full size: a photo-like picture is often that much smaller as JPEG
-    jpeg = _shrink(im.convert("RGB"), "JPEG", target, 1.0) if opaque else None
-    if jpeg is not None and prefer_jpeg(None if png is None else png[1], jpeg[1]):
-        return "image/jpeg", jpeg[0]
-    if png is None:
-        raise too_large(f"{label} cannot be downscaled to {target} bytes")
-    return content_type, png[0]
+    (``downscale``), except a PNG that ``png_as_jpeg`` sends as JPEG (then the largest JPEG that fits).
+    Raises as ``downscale``."""
+    # the cheap test first: most PNGs that must shrink only a little never get decoded twice
+    if content_type == "image/png" and len(data) > target and math.sqrt(target / len(data)) < PNG_KEEP_SCALE:
+        try:
+            im = _upright(_open(data, "PNG", "PNG", label), "PNG")
+        except MediaError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken files
+            raise unsupported(f"{label} does not decode as PNG ({type(exc).__name__})") from None
+        opaque = _opaque(im)
+        full = _encode(im.convert("RGB"), "JPEG") if opaque else None
+        if png_as_jpeg(len(data), target, opaque, None if full is None else len(full)):
+            if full is not None and len(full) <= target:
+                return "image/jpeg", full
+            found = _shrink(im.convert("RGB"), "JPEG", target, math.sqrt(target / len(full or data)) * 0.95)
+            if found is not None:
+                return "image/jpeg", found[0]
+    return content_type, downscale(data, content_type, target, label=label)
 
 
 # ------------------------------------------------------------------------------------------ convert
@@ -604,11 +602,6 @@ def prepared(item: Item) -> Item:
                 original_content_type=item.content_type, original=item.data)
 
 
-def _what(item: Item, animated: bool) -> str:
-    name = ALLOWED.get(item.content_type, item.content_type)
-    return f"an animated {name}" if animated else f"a {name}" if name[0] not in "AEIOU" else f"an {name}"
-
-
 def fit(items: Sequence[Item], limit: int, kind: str | None = None) -> list[Item]:
     """The items, converted (``prepared``) and with resizable images reduced if needed so the total is below
     ``limit`` (``kind``: the sender's kind, named in errors). An item that cannot shrink and alone reaches the
@@ -622,8 +615,9 @@ def fit(items: Sequence[Item], limit: int, kind: str | None = None) -> list[Item
         animated = is_animated(item.content_type, item.data)
         can_shrink = item.content_type in RESIZABLE and not animated
         if not can_shrink and len(item.data) >= limit:
-            raise too_large(f"{item.label} is {_what(item, animated)} of {len(item.data)} bytes, which cannot be "
-                            f"downscaled: {MediaLimit(limit, kind).describe()}")
+            name = ("animated " if animated else "") + ALLOWED.get(item.content_type, item.content_type)
+            raise too_large(f"{item.label} ({name}, {len(item.data)} bytes) cannot be downscaled: "
+                            f"{MediaLimit(limit, kind).describe()}")
         resizable.append(can_shrink)
     shares = budget(sizes, resizable, limit, kind)
     out = []
