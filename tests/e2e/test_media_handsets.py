@@ -63,9 +63,9 @@ def stored(env, tenant_id: str) -> dict[str, bytes]:
 
 
 def delivered_as_jpeg_under(env, host, original: bytes, content_type: str, path: str, to: str, limit: int,
-                            sender: str | None = None) -> dict:
+                            sender: str | None = None) -> tuple[str, dict]:
     """Send ``original`` by URL; check what was stored, what the read shows and what the simulator fetched.
-    Returns the leg's media entry."""
+    Returns the message id and the leg's media entry."""
     url = host.put(path, original, content_type)
     response = env.api.post("/api/v1/messages/sms", json={"to": to, "body": "From the beach", "media_urls": [url],
                                                           **({"from": sender} if sender else {})})
@@ -91,25 +91,32 @@ def delivered_as_jpeg_under(env, host, original: bytes, content_type: str, path:
     with Image.open(io.BytesIO(copy)) as im:
         im.load()
         assert im.format == "JPEG"
-    return ref
+    return message_id, ref
 
 
 def test_a_3mb_heic_reaches_the_handset_as_a_jpeg_under_the_toll_free_limit(env, host):
     original = iphone_heic()
     assert 2_500_000 < len(original) < 4_000_000
 
-    ref = delivered_as_jpeg_under(env, host, original, "image/heic", "/IMG_0042.HEIC", fictional(31), TOLL_FREE)
+    message_id, ref = delivered_as_jpeg_under(env, host, original, "image/heic", "/IMG_0042.HEIC", fictional(31),
+                                              TOLL_FREE)
 
-    assert ref["downscaled"] is True  # a 5-megapixel grainy JPEG is far over 600 KB
+    assert ref["downscaled"] is True  # a 2.4-megapixel grainy JPEG is far over 600 KB
     with Image.open(io.BytesIO(stored(env, env.tenant_id)[ref["object"]])) as im:
         assert abs(im.size[0] / im.size[1] - 4 / 3) < 0.01
+
+    # redaction deletes the original with the copy sent
+    assert sorted(env.leg_doc(message_id)["media_objects"]) == sorted([ref["object"], ref["original_object"]])
+    response = env.api.post(f"/api/v1/messages/{message_id}/redact")
+    assert response.status_code == 200, response.text
+    assert stored(env, env.tenant_id) == {}
 
 
 def test_a_2mb_photo_like_png_reaches_the_handset_as_a_jpeg_under_the_toll_free_limit(env, host):
     original = photo_png()
     assert 1_800_000 < len(original) < 3_000_000
 
-    ref = delivered_as_jpeg_under(env, host, original, "image/png", "/holiday.png", fictional(32), TOLL_FREE)
+    _, ref = delivered_as_jpeg_under(env, host, original, "image/png", "/holiday.png", fictional(32), TOLL_FREE)
 
     with Image.open(io.BytesIO(stored(env, env.tenant_id)[ref["object"]])) as im:
         assert im.size == (1200, 900)  # as JPEG it fits whole; as PNG it would have lost half its width
@@ -142,7 +149,7 @@ def test_a_long_code_sender_may_send_up_to_1mb(env, host):
     env.store.accounts.put_tenant(env.tenant_id, {
         "senders": {LONG_CODE_SENDER: {"sms": True, "mms": True, "carrier": "telnyx", "kind": "long_code"}}})
 
-    ref = delivered_as_jpeg_under(env, host, iphone_heic(), "image/heic", "/IMG_0043.HEIC", fictional(34),
+    _, ref = delivered_as_jpeg_under(env, host, iphone_heic(), "image/heic", "/IMG_0043.HEIC", fictional(34),
                                   LONG_CODE, sender=LONG_CODE_SENDER)
 
     assert ref["size"] > TOLL_FREE  # more than a toll-free sender may send: the limit is the sender's

@@ -127,6 +127,16 @@ def test_a_stored_sender_kind_wins_and_a_missing_or_unknown_one_is_inferred():
         "+18445550100": "toll_free"}
 
 
+def test_a_re_encoded_attachment_uses_its_original_object_too():
+    from shared.rules.records import StoredMedia
+
+    sent = StoredMedia.from_doc({"object": "media/t/jpeg", "content_type": "image/jpeg", "size": 10,
+                                 "original_object": "media/t/heic", "original_content_type": "image/heic"})
+    assert sent.objects == ("media/t/jpeg", "media/t/heic")
+    assert StoredMedia("media/t/png", "image/png", 10).objects == ("media/t/png",)
+    assert StoredMedia("", "image/png", 0).objects == ()  # an inbound attachment never copied
+
+
 # --------------------------------------------------------------------------------------------- HEIC/HEIF
 
 
