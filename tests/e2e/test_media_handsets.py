@@ -13,7 +13,7 @@ import os
 import pytest
 from PIL import Image
 
-from tests.conftest import fictional, load_json
+from tests.conftest import fictional, load_json, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -153,3 +153,27 @@ def test_a_long_code_sender_may_send_up_to_1mb(env, host):
                                   LONG_CODE, sender=LONG_CODE_SENDER)
 
     assert ref["size"] > TOLL_FREE  # more than a toll-free sender may send: the limit is the sender's
+
+
+def test_a_batch_sends_its_heic_as_one_jpeg_under_the_limit_and_refuses_a_video_whole(env, host):
+    url = host.put("/IMG_0044.HEIC", iphone_heic(), "image/heic")
+    to = [fictional(i) for i in (35, 36, 37)]
+
+    response = env.api.post("/api/v1/messages/batch", json={"to": to, "body": "Team photo", "media_urls": [url]})
+
+    assert response.status_code == 202, response.text
+    wait_for(lambda: len([m for m in env.sim_messages() if m["to"] in to]) == 3, 60, "the batch was not sent")
+    media = [m["media"] for m in env.sim_messages() if m["to"] in to]
+    assert {(f["content_type"], f["sha256"]) for [f] in media} == {("image/jpeg", media[0][0]["sha256"])}
+    assert media[0][0]["size"] < TOLL_FREE
+    assert host.hits["/IMG_0044.HEIC"] == 1  # fetched and converted once for the whole batch
+
+    video = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomavc1" + os.urandom(5 * 1024 * 1024)
+    balance = env.balance()
+    refused = env.api.post("/api/v1/messages/batch", json={
+        "to": [fictional(38), fictional(39)], "media_urls": [host.put("/clip2.mp4", video, "video/mp4")]})
+    assert refused.status_code == 413, refused.text
+    error = load_json(refused)["error"]
+    assert error["code"] == "MEDIA_TOO_LARGE" and "toll-free sender" in error["message"]
+    assert "614400 bytes" in error["message"]
+    assert env.balance() == balance  # nothing reserved
