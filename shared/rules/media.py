@@ -1,25 +1,31 @@
 """Media rules: which attachments a message may carry, what their bytes really are, and how a message whose
-media is too large is made to fit.
+media is too large is made to fit the sender's limit.
 
 Pure: bytes in, decisions out; no network, no Cloud SDK (fetching, storing and signing are
-``infra.media``). Pillow is imported only by :func:`is_animated` and :func:`downscale`, i.e. only when a
-message's media is over the limit, so a send without media never loads it. Keeping the image work here
-rather than in ``infra`` keeps it testable without any stack: it is a function of bytes.
+``infra.media``). Pillow is imported only inside the functions that decode images (:func:`is_animated`,
+:func:`downscale`, :func:`reduce`, :func:`convert`), i.e. only when a message's media is over the limit or is
+a HEIC, so a send without media never loads it; pillow-heif only inside :func:`convert`. Keeping the image
+work here rather than in ``infra`` keeps it testable without any stack: it is a function of bytes.
 
 Rules (docs/media.md has the reasons):
 
 - Allowed types (``ALLOWED``): JPEG, PNG, GIF, WebP, BMP, MP4, 3GPP, MP3, AMR, vCard, iCalendar, PDF and
-  plain text. Anything else is ``MEDIA_TYPE_UNSUPPORTED``.
+  plain text; HEIC/HEIF stills are accepted and always sent as JPEG (``CONVERTIBLE``, :func:`convert`).
+  Anything else is ``MEDIA_TYPE_UNSUPPORTED``.
 - The declared type (a URL's ``Content-Type`` header, an upload's ``content_type``) must be what the bytes
   are, judged by their magic numbers (:func:`sniff`). Aliases (``image/jpg``, ``audio/mp3``, ...) are
-  accepted, parameters (``; charset=utf-8``) ignored, and two families are lenient: ``text/plain``
-  covers vCard and iCalendar text, ``video/mp4`` and ``video/3gpp`` are both ISO media files. A URL
-  answered with no type or ``application/octet-stream`` (a common storage default) takes the sniffed
-  type; an upload must declare its type.
-- The media total of a message must stay *below* ``limit`` bytes (Telnyx: "less than 1 MB"). When it
-  does not, the resizable images (JPEG, PNG, GIF and WebP that are not animated) share what the others
-  leave (:func:`budget`, largest first), and each one over its share is downscaled and re-encoded in its
-  own format, keeping its aspect ratio (:func:`downscale`). If that cannot work: ``MEDIA_TOO_LARGE``.
+  accepted, parameters (``; charset=utf-8``) ignored, and three families are lenient: ``text/plain``
+  covers vCard and iCalendar text, ``video/mp4`` and ``video/3gpp`` are both ISO media files,
+  ``image/heic`` and ``image/heif`` both HEIF stills. A URL answered with no type or
+  ``application/octet-stream`` (a common storage default) takes the sniffed type; an upload must declare
+  its type.
+- The media total of a message must stay *below* its limit (:class:`MediaLimit`: the carriers' limit for the
+  sender's kind, ``SENDER_KIND_LIMITS``, within the deployment's ``MEDIA_MAX_BYTES``). When it does not, an
+  item that cannot shrink and alone reaches the limit is refused by name; the resizable images (JPEG, PNG,
+  GIF and WebP that are not animated) share what the others leave (:func:`budget`, largest first), and each
+  one over its share is downscaled, keeping its aspect ratio, in its own format (:func:`downscale`), or a
+  photo-like PNG as JPEG (:func:`reduce`, :func:`png_as_jpeg`). If that cannot work: ``MEDIA_TOO_LARGE``,
+  naming the limit and the sender's kind.
 """
 
 from __future__ import annotations
