@@ -104,6 +104,10 @@ RESIZABLE: dict[str, str] = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gi
 SNIFF_BYTES = 64  # enough for every magic number of sniff() (the PDF marker may sit further in; see there)
 MAX_SOURCE_BYTES = 8 * 1024 * 1024  # largest resizable image read at all (a phone photo is 2-6 MB)
 MAX_PIXELS = 40_000_000  # largest image decoded for downscaling (~120 MB as RGB)
+# Largest HEIC/HEIF decoded: libheif holds its own copy while Pillow gets one, so a 12 MP iPhone photo peaks at
+# ~150 MB in all and a 48 MP one at ~400 MB (measured with pillow-heif 1.9), too close to a 512 MiB function.
+# 25 MP holds the 24 MP photos of current iPhones; a 48 MP one is also over MAX_SOURCE_BYTES as a file.
+MAX_CONVERT_PIXELS = 25_000_000
 MIN_SIDE = 16  # a downscaled image narrower or lower than this is no longer worth sending
 MIN_SHARE = 4096  # bytes: a resizable image given less than this cannot become a useful picture
 
@@ -412,16 +416,16 @@ def _encode(im: PilImage, fmt: str) -> bytes:
     return out.getvalue()
 
 
-def _open(data: bytes, fmt: str, what: str, label: str) -> PilImage:
-    """The image, decoded lazily, checked to be ``fmt`` (Pillow's format name) and not over ``MAX_PIXELS``."""
+def _open(data: bytes, fmt: str, what: str, label: str, max_pixels: int = MAX_PIXELS) -> PilImage:
+    """The image, decoded lazily, checked to be ``fmt`` (Pillow's format name) and not over ``max_pixels``."""
     from PIL import Image  # noqa: PLC0415 - only when an image is re-encoded
 
     im: Image.Image = Image.open(io.BytesIO(data))
     if im.format != fmt:
         raise unsupported(f"{label} does not decode as {what}")
     width, height = im.size
-    if width * height > MAX_PIXELS:
-        raise too_large(f"{label} has {width}x{height} pixels; at most {MAX_PIXELS} can be re-encoded")
+    if width * height > max_pixels:
+        raise too_large(f"{label} has {width}x{height} pixels; at most {max_pixels} can be re-encoded")
     return im
 
 
@@ -562,13 +566,13 @@ def _heif_opener() -> None:
 def convert(data: bytes, content_type: str, *, label: str = "an image") -> tuple[str, bytes]:
     """A ``CONVERTIBLE`` image re-encoded as what it becomes (HEIC/HEIF -> JPEG), at full size, upright, without
     its metadata (GPS included): ``(content type, bytes)``. ``fit`` brings it under the limit afterwards.
-    Raises ``MEDIA_TYPE_UNSUPPORTED`` when it does not decode, ``MEDIA_TOO_LARGE`` over ``MAX_PIXELS``."""
+    Raises ``MEDIA_TYPE_UNSUPPORTED`` when it does not decode, ``MEDIA_TOO_LARGE`` over ``MAX_CONVERT_PIXELS``."""
     target = CONVERTIBLE[content_type]
     fmt = RESIZABLE[target]
     name = CONVERTIBLE_NAMES[content_type]
     _heif_opener()
     try:
-        im = _upright(_open(data, "HEIF", name, label), fmt)
+        im = _upright(_open(data, "HEIF", name, label, MAX_CONVERT_PIXELS), fmt)
         return target, _encode(im, fmt)
     except MediaError:
         raise

@@ -198,6 +198,16 @@ def test_bytes_that_only_look_like_a_heic_are_refused_as_unsupported():
     assert "media_urls[0] does not decode as HEIC" in err.value.message
 
 
+def test_a_heic_over_the_conversion_pixel_cap_is_too_large_before_it_is_decoded(monkeypatch):
+    monkeypatch.setattr(media, "MAX_CONVERT_PIXELS", 96 * 64 - 1)
+    with pytest.raises(MediaError) as err:
+        media.convert(heic((96, 64)), "image/heic", label="media_urls[0]")
+    assert err.value.code is ErrorCode.MEDIA_TOO_LARGE
+    assert err.value.message == "media_urls[0] has 96x64 pixels; at most 6143 can be re-encoded"
+    monkeypatch.setattr(media, "MAX_CONVERT_PIXELS", 96 * 64)
+    assert media.convert(heic((96, 64)), "image/heic")[0] == "image/jpeg"
+
+
 def test_fit_converts_a_small_heic_and_keeps_the_original():
     data = heic()
     [out] = media.fit([Item("image/heic", data, "media[0]", "beach.heic")], TOLL_FREE, "toll_free")
