@@ -466,8 +466,10 @@ def senders_add(ctx: Ctx, args: argparse.Namespace) -> Any:
         raise CliError("the default sender must be MMS-capable (drop --no-mms)")
 
     def change(doc: dict[str, Any]) -> dict[str, Any]:
-        # the kind is stored, said or inferred, so the limit it sets does not change if the inference does
-        kind = args.kind or sender_kind(args.number)
+        # the kind is stored (said, kept from before, or inferred), so the limit it sets does not change if the
+        # inference does, nor when other capabilities of the number are changed
+        before = (doc.get("senders") or {}).get(args.number) or {}
+        kind = args.kind or (before["kind"] if before.get("kind") in SENDER_KINDS else sender_kind(args.number))
         senders = {**(doc.get("senders") or {}),
                    args.number: {"sms": args.sms, "mms": args.mms, "carrier": args.carrier, "kind": kind}}
         fields: dict[str, Any] = {"senders": senders, "sender_numbers": sorted(senders)}

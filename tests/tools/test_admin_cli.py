@@ -216,6 +216,8 @@ def test_senders_add_stores_the_kind_said_or_inferred_and_the_send_uses_its_limi
     assert code == 0 and {s["number"]: s["kind"] for s in listed}["+18885550166"] == "toll_free"
     senders = env.store.accounts.tenant_doc(TENANT)["senders"]
     assert (senders["+14155550166"]["kind"], senders["+18885550166"]["kind"]) == ("toll_free", "toll_free")
+    code, listed, _ = cli("senders", "add", TENANT, "+14155550166", "--no-sms")  # changing it keeps its kind
+    assert code == 0 and {s["number"]: s["kind"] for s in listed}["+14155550166"] == "toll_free"
     code, _, err = cli("senders", "add", TENANT, "+14155550167", "--kind", "satellite")
     assert code != 0 and "invalid choice" in err
     # the stored kind is what the send reads: a toll-free limit for this +1 415 number
