@@ -100,8 +100,9 @@ class Fetcher:
         self._backend = network_backend or httpcore.SyncBackend()
         self._ssl = ssl_context or default_ssl_context()
 
-    def fetch(self, url: str, cap_for: Callable[[bytes], int] | None = None) -> Fetched:
-        """``cap_for(first bytes)`` says how many bytes the body may have at most (default: the source cap).
+    def fetch(self, url: str, cap_for: Callable[[bytes], int] | None = None, limit: str = "") -> Fetched:
+        """``cap_for(first bytes)`` says how many bytes the body may have at most (default: the source cap);
+        ``limit`` describes the message limit behind it, for the message of a MEDIA_TOO_LARGE.
         Raises ``MediaError`` (MEDIA_URL_REJECTED, MEDIA_FETCH_FAILED or MEDIA_TOO_LARGE)."""
         cap_for = cap_for or (lambda head: rules.MAX_SOURCE_BYTES)
         deadline = Deadline(self.timeout)
@@ -114,7 +115,7 @@ class Fetcher:
                 raise MediaError(ErrorCode.MEDIA_URL_REJECTED,
                                  media_url_problem(None, url, exc.reason, redirected_to=target),
                                  url=url, reason=exc.reason, redirected_to=target) from None
-            answer = self._get(vetted, deadline, cap_for, name)
+            answer = self._get(vetted, deadline, cap_for, name, limit)
             if isinstance(answer, str):  # a redirect: its target is checked at the top of the loop
                 current = urljoin(vetted.url, answer)
                 continue
@@ -122,7 +123,8 @@ class Fetcher:
             return Fetched(url, vetted.url, content_type, data)
         raise _failed(f"{name}: more than {self.max_redirects} redirects")
 
-    def _get(self, vetted: VettedUrl, deadline: Deadline, cap_for: Callable[[bytes], int], name: str) -> _Answer:
+    def _get(self, vetted: VettedUrl, deadline: Deadline, cap_for: Callable[[bytes], int], name: str,
+             limit: str) -> _Answer:
         backend = PinnedBackend(self._backend, deadline, {(canonical_ip(a), vetted.port) for a in vetted.addresses})
         timeout = httpx.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT, self.timeout))
         headers = {"Host": host_header(vetted), "Accept": "*/*", "Accept-Encoding": "identity",
@@ -135,7 +137,7 @@ class Fetcher:
                 target = f"{vetted.scheme}://{netloc(address, vetted.port)}{path}"
                 try:
                     with client.stream("GET", target, headers=headers, extensions=extensions) as response:
-                        return self._read(response, cap_for, name)
+                        return self._read(response, cap_for, name, limit)
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                     last_error = exc  # try the next vetted address
                 except httpx.TimeoutException:
@@ -145,7 +147,7 @@ class Fetcher:
         raise _failed(f"{name}: could not connect ({type(last_error).__name__})")
 
     @staticmethod
-    def _read(response: httpx.Response, cap_for: Callable[[bytes], int], name: str) -> _Answer:
+    def _read(response: httpx.Response, cap_for: Callable[[bytes], int], name: str, limit: str = "") -> _Answer:
         status = response.status_code
         if status in REDIRECT_STATUSES:
             location = response.headers.get("location")
@@ -170,18 +172,18 @@ class Fetcher:
             if not sniffed and len(body) >= rules.SNIFF_BYTES:
                 cap, sniffed = cap_for(bytes(body[: rules.SNIFF_BYTES])), True
                 if declared is not None and declared > cap:
-                    raise rules.too_large(_over(name, cap))
+                    raise rules.too_large(_over(name, cap, limit))
             if len(body) > cap:
-                raise rules.too_large(_over(name, cap))  # leaving the block closes the connection unread
+                raise rules.too_large(_over(name, cap, limit))  # leaving the block closes the connection unread
         if not sniffed and len(body) > cap_for(bytes(body)):
-            raise rules.too_large(_over(name, cap_for(bytes(body))))
+            raise rules.too_large(_over(name, cap_for(bytes(body)), limit))
         return response.headers.get("content-type"), bytes(body)
 
 
-def _over(name: str, cap: int) -> str:
+def _over(name: str, cap: int, limit: str = "") -> str:
     if cap >= rules.MAX_SOURCE_BYTES:
         return f"{name} is larger than {cap} bytes, the most read for an image"
-    return f"{name} is larger than {cap} bytes and only images can be downscaled"
+    return f"{name} is larger than {cap} bytes and only images can be downscaled" + (f": {limit}" if limit else "")
 
 
 # ---------------------------------------------------------------------------------------- the service
@@ -209,10 +211,14 @@ class Media:
         return storage().bucket(self.settings.media_bucket)
 
     # -- accept time ---------------------------------------------------------------------------------
-    def prepare(self, tenant_id: str, urls: Sequence[str], uploads: Sequence[Upload], policy: UrlPolicy) -> list[dict]:
-        """Fetch, check, fit and store a request's media; the leg's ``media`` entries, in order (URLs, then
-        uploads). Raises ``MediaError`` for a media rule, ``ApiError(INTERNAL)`` if storing fails."""
-        limit = self.settings.media_max_bytes
+    def prepare(self, tenant_id: str, urls: Sequence[str], uploads: Sequence[Upload], policy: UrlPolicy,
+                limit: rules.MediaLimit | None = None) -> list[dict]:
+        """Fetch, check, convert, fit and store a request's media; the leg's ``media`` entries, in order (URLs,
+        then uploads). ``limit``: the sender's (``MediaLimit.for_sender``); none is the deployment's
+        ``MEDIA_MAX_BYTES``. An attachment re-encoded to be sent (converted, downscaled) keeps its original in
+        Cloud Storage too (``original_object``). Raises ``MediaError`` for a media rule, ``ApiError(INTERNAL)`` if
+        storing fails."""
+        limit = limit or rules.MediaLimit(self.settings.media_max_bytes)
         fetched = self._fetch_all(urls, policy, limit)
         items = [rules.Item(rules.check_type(f.content_type, f.data, label=label(f.url), generic_ok=True),
                             f.data, label(f.url)) for f in fetched]
@@ -220,7 +226,7 @@ class Media:
             name = f"media[{i}]"
             content_type = rules.check_type(upload.content_type, upload.data, label=name, generic_ok=False)
             items.append(rules.Item(content_type, upload.data, name, upload.filename))
-        items = rules.fit(items, limit)
+        items = rules.fit(items, limit.max_bytes, limit.kind)
 
         refs: list[dict[str, object]] = []
         distinct: dict[str, rules.Item] = {}
@@ -230,8 +236,14 @@ class Media:
                    "size": len(item.data), "sha256": digest}
             if item.filename:
                 ref["filename"] = item.filename
-            if item.original_size is not None:
-                ref["original_size"] = item.original_size
+            if item.original is not None:
+                original = hashlib.sha256(item.original).hexdigest()
+                ref.update(original_size=len(item.original), original_sha256=original,
+                           original_content_type=item.original_content_type or item.content_type,
+                           original_object=object_name(tenant_id, original), downscaled=item.downscaled)
+                distinct.setdefault(object_name(tenant_id, original),
+                                    rules.Item(item.original_content_type or item.content_type, item.original,
+                                               item.label))
             refs.append(ref)
             distinct.setdefault(object_name(tenant_id, digest), item)
         try:
@@ -247,18 +259,19 @@ class Media:
         return Fetcher(policy, self.resolver, timeout=self.settings.media_fetch_timeout_seconds,
                        network_backend=self._backend, ssl_context=self._ssl)
 
-    def _fetch_all(self, urls: Sequence[str], policy: UrlPolicy, limit: int) -> list[Fetched]:
+    def _fetch_all(self, urls: Sequence[str], policy: UrlPolicy, limit: rules.MediaLimit) -> list[Fetched]:
         """Each URL once, ``FETCH_WORKERS`` at a time. The first failure ends the request at once; fetches
         still running end by their own deadline."""
         if not urls:
             return []
         fetcher = self.fetcher(policy)
-        cap_for = functools.partial(rules.source_cap, limit=limit)
+        cap_for = functools.partial(rules.source_cap, limit=limit.max_bytes)
+        said = limit.describe()
         if len(urls) == 1:
-            return [fetcher.fetch(urls[0], cap_for)]
+            return [fetcher.fetch(urls[0], cap_for, said)]
         pool = cf.ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, len(urls)), thread_name_prefix="media-fetch")
         try:
-            futures = {pool.submit(fetcher.fetch, url, cap_for): i for i, url in enumerate(urls)}
+            futures = {pool.submit(fetcher.fetch, url, cap_for, said): i for i, url in enumerate(urls)}
             results: list[Fetched | None] = [None] * len(urls)
             for future in cf.as_completed(futures):
                 results[futures[future]] = future.result()

@@ -17,6 +17,7 @@ Every command prints JSON on stdout. Every mistake is one line on stderr and a n
   mmsgate-admin keys create TENANT | list TENANT | revoke PREFIX [--tenant TENANT]
   mmsgate-admin balance show TENANT | top-up TENANT AMOUNT_USD
   mmsgate-admin senders list TENANT | add TENANT +1... [--no-sms] [--no-mms] [--default] [--carrier twilio]
+                                         [--kind long_code|toll_free|short_code]
                        | remove TENANT +1... | weights TENANT [telnyx=70 twilio=30]
   mmsgate-admin webhooks set TENANT [--url URL | --clear-url] [--failover-url URL | --clear-failover-url]
   mmsgate-admin webhooks secret TENANT | rotate TENANT
@@ -47,6 +48,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from shared.api.version import VERSION
+from shared.rules.media import SENDER_KINDS, sender_kind
 
 PROG = "mmsgate-admin"
 ROOT = Path(__file__).resolve().parents[1]
@@ -451,7 +453,8 @@ def balance_top_up(ctx: Ctx, args: argparse.Namespace) -> Any:
 
 def _senders_view(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"number": number, "sms": bool(c.get("sms")), "mms": bool(c.get("mms")),
-             "carrier": c.get("carrier") or "telnyx", "default": number == doc.get("default_from")}
+             "carrier": c.get("carrier") or "telnyx", "default": number == doc.get("default_from"),
+             "kind": c["kind"] if c.get("kind") in SENDER_KINDS else sender_kind(number)}
             for number, c in sorted((doc.get("senders") or {}).items())]
 
 
@@ -466,8 +469,12 @@ def senders_add(ctx: Ctx, args: argparse.Namespace) -> Any:
         raise CliError("the default sender must be MMS-capable (drop --no-mms)")
 
     def change(doc: dict[str, Any]) -> dict[str, Any]:
+        # the kind is stored (said, kept from before, or inferred), so the limit it sets does not change if the
+        # inference does, nor when other capabilities of the number are changed
+        before = (doc.get("senders") or {}).get(args.number) or {}
+        kind = args.kind or (before["kind"] if before.get("kind") in SENDER_KINDS else sender_kind(args.number))
         senders = {**(doc.get("senders") or {}),
-                   args.number: {"sms": args.sms, "mms": args.mms, "carrier": args.carrier}}
+                   args.number: {"sms": args.sms, "mms": args.mms, "carrier": args.carrier, "kind": kind}}
         fields: dict[str, Any] = {"senders": senders, "sender_numbers": sorted(senders)}
         if args.default:
             fields["default_from"] = args.number
@@ -742,6 +749,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--default", action="store_true", help="make it the default sender")
     p.add_argument("--carrier", choices=("telnyx", "twilio"), default="telnyx",
                    help="the carrier hosting the number, the only one that can send from it (default telnyx)")
+    p.add_argument("--kind", choices=SENDER_KINDS, default=None,
+                   help="long_code, toll_free or short_code: sets the MMS size limit (1 MB, 600 KB, 600 KB; "
+                        "docs/media.md). Default: toll_free for +1 800/833/844/855/866/877/888, else long_code")
     p = leaf(s, "remove", senders_remove, "remove a number (not the default one)")
     p.add_argument("number", type=e164_arg, metavar="NUMBER", help="E.164")
     p = leaf(s, "weights", senders_weights, "the tenant's own carrier weights over CARRIER_WEIGHTS (none: clear)")

@@ -108,13 +108,15 @@ def attachment(media: StoredMedia) -> dict[str, Any]:
 
 
 def sent_attachment(media: StoredMedia) -> dict[str, Any]:
-    """One attachment of an outbound message as it went to the carrier: our copy's type and size and, when the
-    image was downscaled to fit the message limit, its original size (``media.original_size``; downscaling
-    re-encodes in the same format, so the original type is the sent one: shared/rules/media.py downscale)."""
+    """One attachment of an outbound message as it went to the carrier: our copy's type and size and, when it
+    was re-encoded (a HEIC converted to JPEG, an image downscaled to fit the sender's limit, a PNG sent as JPEG),
+    the original's type and size (``media.original_*``). Copies stored before ``downscaled`` was recorded were
+    re-encoded only to be downscaled."""
     original_size = media.extra.get("original_size")
     return {"content_type": media.content_type or None, "size": media.size or None,
             "original_content_type": media.extra.get("original_content_type") or media.content_type or None,
-            "original_size": original_size or media.size or None, "downscaled": original_size is not None,
+            "original_size": original_size or media.size or None,
+            "downscaled": bool(media.extra.get("downscaled", original_size is not None)),
             **({"filename": media.extra["filename"]} if media.extra.get("filename") else {})}
 
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from shared.rules.frozen import frozen
+from shared.rules.media import SENDER_KINDS, sender_kind
 from shared.rules.status import SendState, Status
 from shared.rules.windows import Window
 
@@ -94,6 +95,12 @@ class StoredMedia:
 
     def to_doc(self) -> Doc:
         return {**self.extra, "object": self.object, "content_type": self.content_type, "size": self.size}
+
+    @property
+    def objects(self) -> tuple[str, ...]:
+        """The stored objects it uses: the copy sent and, when that was re-encoded, the original as given."""
+        original = self.extra.get("original_object")
+        return tuple(o for o in (self.object, original if isinstance(original, str) else None) if o)
 
     @classmethod
     def from_doc(cls, doc: Doc) -> StoredMedia:
@@ -227,9 +234,9 @@ class Leg:
             "reply_due": self.reply_due, "in_reply_to": self.in_reply_to,
             "carrier": self.carrier, "carrier_failed_over_from": self.carrier_failed_over_from,
             "template_id": self.template_id, "template_version": self.template_version,
-            # derived, for one query: is a media object still used by another message (redaction); an inbound
-            # attachment that could not be copied has no object
-            "media_objects": sorted({m.object for m in self.media if m.object}),
+            # derived, for one query: is a media object (a copy sent or its original) still used by another
+            # message (redaction); an inbound attachment that could not be copied has no object
+            "media_objects": sorted({o for m in self.media for o in m.objects}),
         }
 
     @classmethod
@@ -456,6 +463,9 @@ class SenderCapabilities:
     sms: bool = False
     mms: bool = False
     carrier: str = "telnyx"  # a number is hosted at one carrier, and only that carrier can send from it
+    # long_code, toll_free or short_code (shared/rules/media.py SENDER_KINDS): sets the MMS size limit. A
+    # sender stored without one is what its number says (media.sender_kind).
+    kind: str = "long_code"
 
     def allows(self, channel: str) -> bool:
         return self.mms if channel == "mms" else self.sms
@@ -497,7 +507,8 @@ class Tenant:
     @classmethod
     def from_doc(cls, tenant_id: str, doc: Doc) -> Tenant:
         senders = {number: SenderCapabilities(sms=bool(c.get("sms")), mms=bool(c.get("mms")),
-                                              carrier=str(c.get("carrier") or "telnyx"))
+                                              carrier=str(c.get("carrier") or "telnyx"),
+                                              kind=c["kind"] if c.get("kind") in SENDER_KINDS else sender_kind(number))
                    for number, c in (doc.get("senders") or {}).items()}
         quota = doc.get("daily_quota")
         return cls(id=tenant_id, balance_micros=int(doc.get("balance_micros") or 0),

@@ -87,7 +87,7 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
     _check_spread(req, start, interval, count, timing.valid_until, now)
     # the cheap 402 before any media is fetched (the commit decides again on the balance as it then is)
     batching.reserve(gated, tenant, now)
-    media = _media(rt, tenant, req) if count else ()
+    media = _media(rt, tenant, req, sender) if count else ()
     batch_id = ids.new_batch_id()
     window = req.delivery_window.window() if req.delivery_window else None
     template = new_leg(
@@ -157,11 +157,11 @@ def _check_spread(req: BatchRequest, start: dt.datetime, interval: float, count:
                        f"{last.isoformat(timespec='seconds')}, after expires_at")
 
 
-def _media(rt: Runtime, tenant: Tenant, req: BatchRequest) -> tuple[StoredMedia, ...]:
-    """Fetched and stored once for the whole batch; a media failure refuses the request (it would fail every
-    recipient)."""
+def _media(rt: Runtime, tenant: Tenant, req: BatchRequest, sender: str) -> tuple[StoredMedia, ...]:
+    """Fetched and stored once for the whole batch, to fit ``sender``'s limit; a media failure refuses the request
+    (it would fail every recipient)."""
     try:
-        return prepare_media(rt, tenant, req)
+        return prepare_media(rt, tenant, req, sender)
     except MediaError as exc:
         field = media_field(req, exc)
         raise ApiError(exc.code, exc.message, details=[{"field": field, "issue": exc.message}]) from None

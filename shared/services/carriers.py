@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from shared.rules import routing
 from shared.rules.errors import ApiError, ErrorCode
 from shared.rules.frozen import frozen
+from shared.rules.media import MediaLimit
 from shared.services import observe
 
 if TYPE_CHECKING:
@@ -106,6 +107,12 @@ def alternative(rt: Runtime, leg: Leg, kind: str) -> Route | None:
         return None
     tenant = rt.accounts.get_tenant(leg.tenant_id, balance=False)
     senders = _senders(tenant, carrier, leg.channel) if tenant else []
+    if tenant and leg.media:
+        # the media was made to fit the first sender's kind: a sender whose kind allows less (a toll-free number
+        # after a long code) would have it refused by the recipient's carrier
+        total = sum(m.size for m in leg.media)
+        senders = [n for n in senders if total < MediaLimit.for_sender(tenant.senders[n].kind,
+                                                                        rt.settings.media_max_bytes).max_bytes]
     if not senders:
         return None
     return Route(carrier, routing.sticky_sender(leg.to, senders))

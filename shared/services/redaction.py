@@ -73,7 +73,8 @@ def remove_media(rt: Runtime, before: Leg) -> dict[str, str]:
     """Delete the redacted leg's media copies that no other message uses. Never raises: an object left behind
     is deleted by the bucket's lifecycle rule, and the message no longer points to it."""
     outcomes: dict[str, str] = {}
-    for name in sorted({m.object for m in before.media if m.object}):  # an inbound attachment never copied has none
+    # each copy sent and its original; an inbound attachment never copied has none
+    for name in sorted({o for m in before.media for o in m.objects}):
         def in_use(name: str = name) -> bool:
             return rt.legs.media_in_use(before.tenant_id, name, besides=before.id)
 

@@ -26,7 +26,7 @@ from shared.rules import gates, ids, retention, validity
 from shared.rules.errors import ApiError, ErrorCode, message_for, unauthorized
 from shared.rules.frozen import frozen
 from shared.rules.legs import new_leg, transition
-from shared.rules.media import MediaError, Upload
+from shared.rules.media import MediaError, MediaLimit, Upload, sender_kind
 from shared.rules.records import Group, Leg, LegChanges, StoredMedia, Tenant
 from shared.rules.segments import MMS_SEGMENTS, Encoded, NotGsm7, TooLong, count_segments, encode
 from shared.rules.ssrf import (
@@ -262,7 +262,7 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     _gate(recipients, request_error, first, channel, texts.segments, listed=group_id is not None)
     _balance_preflight(rt, tenant, recipients, first.exact)
     try:
-        media = prepare_media(rt, tenant, req) if any(r.error is None for r in recipients) else ()
+        media = prepare_media(rt, tenant, req, sender) if any(r.error is None for r in recipients) else ()
     except MediaError as exc:  # a request-level gate: every valid recipient's row ends failed with it
         media = ()
         field = media_field(req, exc)
@@ -417,17 +417,25 @@ def _balance_preflight(rt: Runtime, tenant: Tenant, recipients: list[Recipient],
                        "needed)")
 
 
-def prepare_media(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest | BatchRequest
+def prepare_media(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest | BatchRequest, sender: str
                   ) -> tuple[StoredMedia, ...]:
-    """Media, fetched and stored once per request whatever the number of recipients (docs/media.md). Callers
-    come here after every cheaper check, so a request answered 402, or one no recipient can receive, fetches
-    nothing; and before anything is written, so an instance that dies mid-fetch leaves no pending row.
-    Raises ``MediaError``: what it fails is the caller's (every row of a single or group, the whole batch)."""
+    """Media, fetched and stored once per request whatever the number of recipients (docs/media.md), made to fit
+    the limit of ``sender``'s kind. Callers come here after every cheaper check, so a request answered 402, or
+    one no recipient can receive, fetches nothing; and before anything is written (or charged), so an instance
+    that dies mid-fetch leaves no pending row. Raises ``MediaError``: what it fails is the caller's (every row of
+    a single or group, the whole batch)."""
     if not (req.all_media_urls or req.media):
         return ()
     uploads = [Upload(m.content_type, m.data, m.filename) for m in req.media or []]
-    refs = rt.media.prepare(tenant.id, req.all_media_urls, uploads, media_policy(rt))
+    refs = rt.media.prepare(tenant.id, req.all_media_urls, uploads, media_policy(rt), media_limit(rt, tenant, sender))
     return tuple(StoredMedia.from_doc(ref) for ref in refs)
+
+
+def media_limit(rt: Runtime, tenant: Tenant, sender: str) -> MediaLimit:
+    """The sender's carrier limit (its kind: toll-free 600 KB, long code 1 MB, ...), within MEDIA_MAX_BYTES."""
+    capabilities = tenant.senders.get(sender)
+    kind = capabilities.kind if capabilities is not None else sender_kind(sender)
+    return MediaLimit.for_sender(kind, rt.settings.media_max_bytes)
 
 
 def _build_legs(tenant: Tenant, req: SendRequest | GroupRequest, recipients: list[Recipient], *,

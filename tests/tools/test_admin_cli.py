@@ -161,7 +161,8 @@ def test_balance_show_and_top_up(cli, env):
 def test_senders_add_list_remove(cli, env):
     code, listed, _ = cli("senders", "add", TENANT, "+14155550177", "--no-mms")
     assert code == 0
-    assert {"number": "+14155550177", "sms": True, "mms": False, "carrier": "telnyx", "default": False} in listed
+    assert {"number": "+14155550177", "sms": True, "mms": False, "carrier": "telnyx", "default": False,
+            "kind": "long_code"} in listed
     # the stored capabilities are the ones the send gate reads
     sms = env.api.post("/api/v1/messages/sms", json={"to": fictional(1), "from": "+14155550177", "body": "x"})
     assert sms.status_code == 200, sms.text
@@ -177,7 +178,8 @@ def test_senders_add_list_remove(cli, env):
 def test_a_sender_hosted_at_twilio_sends_through_twilio_and_weights_are_the_tenants_own(cli, env):
     code, listed, _ = cli("senders", "add", TENANT, "+18335550188", "--carrier", "twilio")
     assert code == 0
-    assert {"number": "+18335550188", "sms": True, "mms": True, "carrier": "twilio", "default": False} in listed
+    assert {"number": "+18335550188", "sms": True, "mms": True, "carrier": "twilio", "default": False,
+            "kind": "toll_free"} in listed
     sent = env.api.post("/api/v1/messages/sms", json={"to": fictional(3), "from": "+18335550188", "body": "x"})
     assert sent.status_code == 200, sent.text
     assert env.wait_status(sent.json()["data"]["id"], "delivered", timeout=30)["carrier"] == "twilio"
@@ -201,7 +203,26 @@ def test_senders_refuses_removing_the_default_an_unknown_number_or_a_default_wit
     assert env.store.accounts.get_tenant(TENANT).default_from == default
     code, listed, _ = cli("senders", "add", TENANT, "+14155550198", "--default")
     assert code == 0
-    assert {"number": "+14155550198", "sms": True, "mms": True, "carrier": "telnyx", "default": True} in listed
+    assert {"number": "+14155550198", "sms": True, "mms": True, "carrier": "telnyx", "default": True,
+            "kind": "long_code"} in listed
+
+
+def test_senders_add_stores_the_kind_said_or_inferred_and_the_send_uses_its_limit(cli, env):
+    code, listed, _ = cli("senders", "add", TENANT, "+14155550166", "--kind", "toll_free")
+    assert code == 0
+    assert {"number": "+14155550166", "sms": True, "mms": True, "carrier": "telnyx", "default": False,
+            "kind": "toll_free"} in listed
+    code, listed, _ = cli("senders", "add", TENANT, "+18885550166")
+    assert code == 0 and {s["number"]: s["kind"] for s in listed}["+18885550166"] == "toll_free"
+    senders = env.store.accounts.tenant_doc(TENANT)["senders"]
+    assert (senders["+14155550166"]["kind"], senders["+18885550166"]["kind"]) == ("toll_free", "toll_free")
+    code, listed, _ = cli("senders", "add", TENANT, "+14155550166", "--no-sms")  # changing it keeps its kind
+    assert code == 0 and {s["number"]: s["kind"] for s in listed}["+14155550166"] == "toll_free"
+    code, _, err = cli("senders", "add", TENANT, "+14155550167", "--kind", "satellite")
+    assert code != 0 and "invalid choice" in err
+    # the stored kind is what the send reads: a toll-free limit for this +1 415 number
+    tenant = env.store.accounts.get_tenant(TENANT)
+    assert tenant.senders["+14155550166"].kind == "toll_free"
 
 
 # -- keyword replies -----------------------------------------------------------------------------------

@@ -249,6 +249,7 @@ class FakeSettings:
     media_trusted_origins: tuple[str, ...] = ()
     media_allowed_hosts: tuple[str, ...] = ()
     media_bucket: str = ""
+    media_max_bytes: int = 1_048_576
     inbound_media_hosts: tuple[str, ...] = ()
     sweep_queued_after_seconds: int = 300
     sweep_final_after_seconds: int = 259200

@@ -122,6 +122,22 @@ def test_the_alternative_is_the_other_carrier_with_a_sender_there_once():
     assert carriers.alternative(_runtime(False, tenant), leg, "transient") is None
 
 
+def test_an_mms_fails_over_only_to_a_sender_whose_kind_takes_its_media():
+    from shared.rules.records import StoredMedia
+
+    def tenant(kind: str) -> Tenant:
+        return Tenant(id="tnt_a", default_from="+14155550100", senders={
+            "+14155550100": SenderCapabilities(sms=True, mms=True, carrier="telnyx", kind="long_code"),
+            "+18335550177": SenderCapabilities(sms=True, mms=True, carrier="twilio", kind=kind)})
+
+    leg = claimed().with_(from_="+14155550100", channel="mms")
+    big = leg.with_(media=(StoredMedia("media/t/a", "image/jpeg", 700_000),))  # under 1 MB, over 600 KB
+    small = leg.with_(media=(StoredMedia("media/t/b", "image/jpeg", 500_000),))
+    assert carriers.alternative(_runtime(True, tenant("toll_free")), big, "transient") is None
+    assert carriers.alternative(_runtime(True, tenant("toll_free")), small, "transient") == TWILIO
+    assert carriers.alternative(_runtime(True, tenant("long_code")), big, "transient") == TWILIO
+
+
 def test_a_sender_decides_the_carrier_and_a_pin_must_agree():
     rt = _runtime(True, _tenant(**BOTH))
     tenant = _tenant(**BOTH)

@@ -93,7 +93,7 @@ class Queue:
 
 
 class Media:
-    def prepare(self, tenant_id: str, urls: Any, uploads: Any, policy: Any) -> list[dict]:
+    def prepare(self, tenant_id: str, urls: Any, uploads: Any, policy: Any, limit: Any = None) -> list[dict]:
         return []
 
 
@@ -101,6 +101,7 @@ class Settings:
     media_trusted_origins: tuple[str, ...] = ()
     media_allowed_hosts: tuple[str, ...] = ()
     media_bucket = "media-bucket"
+    media_max_bytes = 1_048_576
     twilio_account_sid = ""  # Telnyx alone: routing reads nothing
 
 
