@@ -171,3 +171,35 @@ def test_a_refused_tracked_send_charges_nothing(env):
     response = env.api.post("/api/v1/messages/sms", json={"to": fictional(40), "body": BODY, "tracking": "on"})
     assert response.status_code == 400, response.text
     assert env.balance() == before
+
+
+def test_a_tracked_template_batch_counts_each_rows_rendered_shortened_body(env):
+    from tests.e2e.test_batch import numbers, progress, search
+
+    created = env.api.post("/api/v1/templates", json={"name": "tracked", "body": f"Hi ((name)), see {ORIGINAL}"})
+    assert created.status_code in (200, 201), created.text
+    template_id = created.json()["data"]["id"]
+    names = {number: name for number, name in zip(numbers(2), ("Al", "Bo" * 30), strict=True)}
+    response = env.api.post("/api/v1/messages/batch", json={
+        "template_id": template_id, "tracking": {},
+        "recipients": [{"to": number, "personalisation": {"name": name}} for number, name in names.items()]})
+    assert response.status_code == 202, response.text
+    batch_id = response.json()["data"]["id"]
+    wait_for(lambda: progress(env, batch_id)["status"] == "completed", 60, "the batch never completed")
+    for row in search(env, batch_id=batch_id):
+        stored = _message(env, row["id"])
+        [short] = _short_links(stored["body"])
+        assert stored["body"] == f"Hi {names[row['to']]}, see {short}"
+        assert stored["segments"] == count_segments(stored["body"])[1] == 1
+        assert _get(short).headers["location"] == ORIGINAL
+
+    # a link that holds a placeholder cannot be one short link for every recipient: refused, nothing charged
+    created = env.api.post("/api/v1/templates", json={"name": "per-order", "body": "See https://x.example/((order))"})
+    assert created.status_code in (200, 201), created.text
+    before = env.balance()
+    response = env.api.post("/api/v1/messages/batch", json={
+        "template_id": created.json()["data"]["id"], "tracking": {},
+        "recipients": [{"to": number, "personalisation": {"order": f"A-{i}"}} for i, number in enumerate(names)]})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["details"][0]["field"] == "tracking"
+    assert env.balance() == before
