@@ -203,3 +203,21 @@ def test_a_tracked_template_batch_counts_each_rows_rendered_shortened_body(env):
     assert response.status_code == 400, response.text
     assert response.json()["error"]["details"][0]["field"] == "tracking"
     assert env.balance() == before
+
+
+def test_clicks_go_to_the_tracking_url_and_redaction_removes_the_links(env):
+    # the test tenant has no default webhook and the send names none: only tracking_url can receive the click
+    response = env.api.post("/api/v1/messages/sms", json={
+        "to": fictional(44), "body": BODY, "tracking": {"tracking_url": env.receiver.url}})
+    assert response.status_code == 200, response.text
+    message_id = response.json()["data"]["id"]
+    env.wait_status(message_id, "delivered")
+    [short] = _short_links(_message(env, message_id)["body"])
+    assert _get(short).status_code == 302
+    [event] = _clicked(env, 1)
+    assert (event["data"]["message_id"], event["data"]["url"]) == (message_id, ORIGINAL)
+
+    response = env.api.post(f"/api/v1/messages/{message_id}/redact")
+    assert response.status_code == 200, response.text
+    gone = _get(short)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "NOT_FOUND"
