@@ -416,7 +416,9 @@ class LinkStore(Protocol):
     """Short links (shared/services/links.py), one document per code (infra/store/links.py)."""
 
     def put(self, links: Sequence[Link]) -> None:
-        """Store one recipient's links in one write (all or none)."""
+        """Store links, each created (never overwriting a code), in writes of at most 400: an accept's or a batch
+        chunk's recipients at once. A failure may leave some stored; no message names them (their writer
+        fails before its commit), and they expire by TTL."""
         ...
 
     def get(self, code: str) -> Link | None:

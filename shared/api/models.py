@@ -10,7 +10,7 @@ import base64
 import binascii
 import re
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -208,6 +208,9 @@ class _Message(BaseModel):
     template_id: TemplateId | None = None
     template_version: int | None = Field(default=None, ge=1, strict=True)
     personalisation: Personalisation | None = None
+    # link shortening and click tracking (Infobip's object): checked by shared/rules/links.py parse_tracking,
+    # whose 400 names ``tracking.<field>``
+    tracking: dict[str, Any] | None = None
 
     @field_validator("scheduled_at", "expires_at")
     @classmethod

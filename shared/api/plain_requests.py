@@ -73,6 +73,7 @@ class PlainRequest:
     template_id = None
     template_version = None
     personalisation = None
+    tracking = None  # a tracked send takes the models' path
 
     def __init__(self, payload: dict[str, Any], to: str | list[str]) -> None:
         self.to = to

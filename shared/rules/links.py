@@ -234,3 +234,71 @@ def click_data(link: Link, *, at: dt.datetime, user_agent: str | None) -> dict[s
     clicked = at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return {"message_id": link.message_id, "recipient": link.recipient, "url": link.url, "clicked_at": clicked,
             "user_agent": (user_agent or "")[:512] or None}
+
+
+# -- the accept's links: one shape priced, each recipient its own codes ------------------------------------------
+
+MARK_NONCE_CHARS = CODE_CHARS - 4  # a request's random prefix; each distinct URL's number makes up the code
+
+
+@frozen
+class Marked:
+    """A body with each distinct URL replaced by a placeholder short link: as long as every real one and of the
+    same characters (a code is URL-safe ASCII, all GSM-7), so the marked body prices and encodes exactly as any
+    recipient's will, before any link is stored. ``marks``: (placeholder code, URL it stands for). A placeholder
+    is the request's random ``nonce`` and the URL's number: no text of the sender's can collide with one."""
+
+    body: str
+    marks: tuple[tuple[str, str], ...]
+    base: str
+    remove_protocol: bool
+    track_clicks: bool
+    tracking_url: str | None
+
+    def placeholder(self, code: str) -> str:
+        return short_link(self.base, code, remove_protocol=self.remove_protocol)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"body": self.body, "marks": [{"code": code, "url": url} for code, url in self.marks],
+                "base": self.base, "remove_protocol": self.remove_protocol, "track_clicks": self.track_clicks,
+                "tracking_url": self.tracking_url}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Marked:
+        return cls(body=doc["body"], marks=tuple((m["code"], m["url"]) for m in doc.get("marks") or ()),
+                   base=doc["base"], remove_protocol=bool(doc.get("remove_protocol")),
+                   track_clicks=bool(doc.get("track_clicks")), tracking_url=doc.get("tracking_url"))
+
+
+def mark(body: str, tracking: Tracking, *, origin: str, nonce: str) -> Marked:
+    """``body`` with each distinct URL replaced by its placeholder short link (``nonce``: MARK_NONCE_CHARS
+    code characters, random per request)."""
+    if len(nonce) != MARK_NONCE_CHARS or not _CODE.fullmatch(nonce + "0000"):
+        raise ValueError("a nonce is MARK_NONCE_CHARS code characters")
+    base = custom_origin(tracking.custom_domain) if tracking.custom_domain else origin
+    marks: dict[str, str] = {}
+    for found in find_urls(body):
+        marks.setdefault(found.url, f"{nonce}{len(marks):04d}")
+    shape = Marked(body="", marks=tuple((code, target(url)) for url, code in marks.items()), base=base,
+                   remove_protocol=tracking.remove_protocol, track_clicks=tracking.track_clicks,
+                   tracking_url=tracking.tracking_url)
+    mapping = {url: shape.placeholder(code) for url, code in marks.items()}
+    return Marked(body=rewrite(body, mapping), marks=shape.marks, base=base, remove_protocol=shape.remove_protocol,
+                  track_clicks=shape.track_clicks, tracking_url=shape.tracking_url)
+
+
+def issue(text: str, marked: Marked, *, tenant_id: str, message_id: str, recipient: str, now: dt.datetime,
+          expires_at: dt.datetime, code: Callable[[], str] = new_code) -> tuple[str, list[Link]]:
+    """One recipient's text: ``text`` (the marked body as it is sent: smart-encoded, a template rendered into
+    it) with each placeholder replaced by a fresh code of its own, and the links to store for them."""
+    links: list[Link] = []
+    for placeholder, url in marked.marks:
+        shown = marked.placeholder(placeholder)
+        if shown not in text:
+            continue
+        link = Link(code=code(), url=url, tenant_id=tenant_id, message_id=message_id, recipient=recipient,
+                    track_clicks=marked.track_clicks, tracking_url=marked.tracking_url, created_at=now,
+                    expires_at=expires_at)
+        text = text.replace(shown, marked.placeholder(link.code))
+        links.append(link)
+    return text, links

@@ -331,6 +331,9 @@ class Batch:
     sending_speed: dict[str, Any] | None = None
     canceled_at: dt.datetime | None = None
     delete_at: dt.datetime | None = None
+    # link tracking (shared/rules/links.py Marked.to_doc): the template's body holds the marks each row's chunk
+    # task replaces with codes of its own
+    tracking: dict[str, Any] | None = None
 
     def with_(self, **changes: Unpack[BatchChanges]) -> Batch:
         return dataclasses.replace(self, **changes)
@@ -343,7 +346,7 @@ class Batch:
                 "interval_seconds": self.interval_seconds, "validity_seconds": self.validity_seconds,
                 "campaign_ref": self.campaign_ref,
                 "sending_speed": dict(self.sending_speed) if self.sending_speed else None,
-                "canceled_at": self.canceled_at, "delete_at": self.delete_at}
+                "canceled_at": self.canceled_at, "delete_at": self.delete_at, "tracking": self.tracking}
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Batch:
@@ -355,7 +358,8 @@ class Batch:
                    interval_seconds=float(doc.get("interval_seconds") or 0.0),
                    validity_seconds=doc.get("validity_seconds"), campaign_ref=doc.get("campaign_ref"),
                    sending_speed=dict(doc["sending_speed"]) if doc.get("sending_speed") else None,
-                   canceled_at=doc.get("canceled_at"), delete_at=doc.get("delete_at"))
+                   canceled_at=doc.get("canceled_at"), delete_at=doc.get("delete_at"),
+                   tracking=dict(doc["tracking"]) if doc.get("tracking") else None)
 
 
 @frozen

@@ -29,12 +29,15 @@ from typing import TYPE_CHECKING, Any
 from shared.api.answers import meta
 from shared.ports import BatchAcceptDecision, DispatchTask, IdempotentAnswer
 from shared.rules import batching, ids, retention
+from shared.rules import links as link_rules
 from shared.rules.errors import ApiError, ErrorCode
 from shared.rules.legs import iso, new_leg
 from shared.rules.media import MediaError
 from shared.rules.records import Batch, BatchStatus, Leg, StoredMedia, Tenant
+from shared.rules.segments import count_segments
 from shared.rules.status import Status, is_final
-from shared.services import leg_changes, observe, templating
+from shared.rules.templates import placeholders, render
+from shared.services import leg_changes, links, observe, templating
 from shared.services.canceling import CANCELABLE, cancel_step
 from shared.services.leg_changes import change
 from shared.services.sending import (
@@ -79,7 +82,14 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
     timing = plan_timing(req, now)
     # A template's rows are counted and priced one by one on their rendered text (batching.gate_recipients); the
     # template's own text is smart-encoded and checked here like any body (its placeholders are plain ASCII).
-    texts = encode_texts(req, channel)
+    # Links marked in before encoding and pricing (shared/services/sending.py _accept); each row gets its own
+    # codes in its chunk task, as long as the marks, so the segments priced here are the row's.
+    tracking = link_rules.parse_tracking(req.tracking)
+    links.vet(rt, tracking)
+    marked = links.prepare(rt, req.body, tracking)
+    texts = encode_texts(req, channel, marked.body if marked else None)
+    if marked is not None and personalised:
+        personalised = _personalised_marked(marked, texts.body, channel, personalised)
     gated = batching.gate_recipients(items, channel, texts.segments, first.prices, numbers, personalised)
     start = timing.scheduled_at or now
     interval = req.sending_speed.interval_seconds if req.sending_speed else _default_interval(rt)
@@ -109,7 +119,8 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
             chunks=len(batching.chunks(len(items))), reserved_micros=reservation.cost_micros, template=template,
             created_at=now, request_id=request_id, start_at=start, interval_seconds=interval,
             campaign_ref=req.campaign_ref, validity_seconds=req.validity_period,
-            sending_speed=req.sending_speed.model_dump() if req.sending_speed else None, delete_at=delete_at)
+            sending_speed=req.sending_speed.model_dump() if req.sending_speed else None, delete_at=delete_at,
+            tracking=marked.to_doc() if marked else None)
         return BatchAcceptDecision(
             batch=batch, chunks=batching.split(batch_id, tenant.id, reservation.recipients, now, delete_at),
             balance_micros=reservation.balance_micros, usage_day=reservation.usage_day,
@@ -128,6 +139,21 @@ def accept_batch(rt: Runtime, who: Tenant | Caller, req: BatchRequest, request_i
             observe.log_error("batch chunk task not created; the sweeper will", batch_id=batch.id, chunk=index,
                               error=type(error).__name__)
     return Answer(202, _answer_body(batch, request_id, now, texts.report), kept=idempotency_record is not None)
+
+
+def _personalised_marked(marked: link_rules.Marked, text: str | None, channel: str,
+                         personalised: list[tuple[dict[str, str], int]]) -> list[tuple[dict[str, str], int]]:
+    """Each recipient's values with the segments of its own text as its row will hold it: the template's text
+    with its links marked, then its values rendered in (a value cannot bring a link: templates escape them). A
+    link that holds a placeholder would send every click to the template's text, not the recipient's URL:
+    refused."""
+    for _, url in marked.marks:
+        if placeholders(url):
+            raise invalid_field("tracking", f"the link {url[:100]} holds a placeholder: a shortened link is the "
+                                "same for every recipient; put the placeholder outside the link")
+    if channel == "mms":
+        return personalised
+    return [(values, count_segments(render(text, values) or "")[1]) for values, _ in personalised]
 
 
 def _default_interval(rt: Runtime) -> float:
@@ -184,6 +210,8 @@ def run_chunk(rt: Runtime, batch_id: str, index: int) -> tuple[int, str]:
         rows = rt.batches.rows(message_ids)
     else:
         rows, refund = batching.chunk_rows(batch, chunk, opted_out, _relative_validity(batch), now)
+        if batch.tracking:
+            rows = _with_links(rt, batch, rows)
         if leg_changes.write_batch_rows(rt, rows, refund, f"batch-chunk:{batch_id}:{index}"):
             observe.metric("leg.accepted", tenant_id=batch.tenant_id,
                            count=sum(leg.status in (Status.QUEUED, Status.SCHEDULED) for leg in rows))
@@ -208,6 +236,25 @@ def run_chunk(rt: Runtime, batch_id: str, index: int) -> tuple[int, str]:
         outcome = f"{len(rows)} rows, {len(tasks)} tasks"
     rt.batches.chunk_done(chunk, state.version, now)
     return 200, outcome
+
+
+def _with_links(rt: Runtime, batch: Batch, rows: list[Leg]) -> list[Leg]:
+    """Each row's body with short links of its own, stored before the rows' commit. Codes are random: a chunk
+    task that runs twice writes its rows once (the second commit's creates fail and it reads the rows), so one
+    leg never holds two bodies; the losing run's links name no stored body and expire with its retention."""
+    marked = link_rules.Marked.from_doc(batch.tracking or {})
+    out, issued = [], []
+    for row in rows:
+        expires_at = row.delete_at or batch.delete_at or batch.template.delete_at
+        if expires_at is None:  # every leg has a retention (shared/rules/retention.py); kept as a guard
+            out.append(row)
+            continue
+        body, made = links.issue(rt, row.body, marked, tenant_id=batch.tenant_id, message_id=row.id,
+                                 recipient=row.to, expires_at=expires_at)
+        out.append(row.with_(body=body))
+        issued += made
+    links.store(rt, issued)
+    return out
 
 
 def _relative_validity(batch: Batch) -> dt.timedelta | None:

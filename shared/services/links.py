@@ -61,6 +61,38 @@ def shorten(rt: Runtime, body: str, tracking: rules.Tracking | None, *, tenant_i
     return shortened
 
 
+def prepare(rt: Runtime, body: str | None, tracking: rules.Tracking | None) -> rules.Marked | None:
+    """A send's body with its URLs marked (``rules.mark``), None when nothing is to be shortened. Nothing is
+    stored: the accept prices the marked body, and ``issue`` gives each recipient its codes once it is decided
+    to write. A deployment without a link origin refuses a request that names no ``custom_domain`` (400)."""
+    if tracking is None or not tracking.active or not body:
+        return None
+    origin = rt.settings.link_base_url
+    if not origin and not tracking.custom_domain:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "The request is invalid", details=[{
+            "field": "tracking.custom_domain", "issue": "this deployment has no link domain (LINK_BASE_URL): name "
+            "the custom_domain that serves its /l/ route"}])
+    marked = rules.mark(body, tracking, origin=origin, nonce=rules.new_code()[:rules.MARK_NONCE_CHARS])
+    return marked if marked.marks else None
+
+
+def issue(rt: Runtime, text: str | None, marked: rules.Marked | None, *, tenant_id: str, message_id: str,
+          recipient: str, expires_at: dt.datetime) -> tuple[str | None, list[rules.Link]]:
+    """One recipient's text with its own codes, and the links to ``store`` before its message is written."""
+    if marked is None or not text:
+        return text, []
+    return rules.issue(text, marked, tenant_id=tenant_id, message_id=message_id, recipient=recipient,
+                       now=rt.now(), expires_at=expires_at)
+
+
+def store(rt: Runtime, issued: list[rules.Link]) -> None:
+    """Links issued by an accept or a batch chunk, written before the messages that name them: a message never
+    shows a link that does not answer. An accept that then fails leaves its links unnamed: they expire with
+    the retention they were given (Firestore TTL), as docs/decisions.md says."""
+    if issued:
+        rt.links.put(issued)
+
+
 def click(rt: Runtime, code: str, user_agent: str | None, now: dt.datetime) -> str:
     """The URL a click on ``code`` goes to; 404 ``NOT_FOUND`` for a code never issued or past its expiry."""
     link = rt.links.get(code) if rules.is_code(code) else None

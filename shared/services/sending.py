@@ -23,6 +23,7 @@ from shared.api.answers import error_body, meta
 from shared.api.plain_requests import MAX_BODY
 from shared.ports import AcceptDecision, Caller, Contended, DispatchTask, FirstRound, IdempotentAnswer, PreInsertFailed
 from shared.rules import gates, ids, retention, validity
+from shared.rules import links as link_rules
 from shared.rules.errors import ApiError, ErrorCode, message_for, unauthorized
 from shared.rules.frozen import frozen
 from shared.rules.legs import new_leg, transition
@@ -38,7 +39,7 @@ from shared.rules.ssrf import (
     webhook_url_policy,
 )
 from shared.rules.status import Status
-from shared.services import carriers, fanout, leg_changes, observe, templating
+from shared.services import carriers, fanout, leg_changes, links, observe, templating
 from shared.services.carriers import Route
 
 if TYPE_CHECKING:  # the models import pydantic: the handlers pass plain requests where they can
@@ -107,11 +108,13 @@ def _sms_report(encoded: Encoded) -> dict[str, Any]:
     return {"encoding": encoded.encoding, "segments": encoded.segments, **saved}
 
 
-def encode_texts(req: SendRequest | GroupRequest | BatchRequest, channel: str) -> Texts:
+def encode_texts(req: SendRequest | GroupRequest | BatchRequest, channel: str, body: str | None = None) -> Texts:
     """The request's SMS texts under ``smart_encoding`` and ``encoding`` (shared/rules/segments.py encode): an
     SMS's body, an MMS's SMS failover text. An MMS body is sent as written (MMS is not GSM-7 encoded; Telnyx's
     smart encoding likewise applies to SMS only). A text that ``encoding: "gsm7"`` refuses is a 400
-    ``BODY_NOT_GSM7`` naming the field, the character and its position, before anything is written."""
+    ``BODY_NOT_GSM7`` naming the field, the character and its position, before anything is written. ``body``:
+    the request's body as it will be sent when that is not ``req.body`` (its links marked for shortening)."""
+    text = req.body if body is None else body
     smart, gsm7_only = bool(req.smart_encoding), req.encoding == "gsm7"
 
     def sent(text: str, field: str) -> Encoded:
@@ -129,11 +132,11 @@ def encode_texts(req: SendRequest | GroupRequest | BatchRequest, channel: str) -
     failover_sent = sent(failover.text, "sms_failover.text") if failover is not None else None
     report: dict[str, Any] = {"sms_failover": _sms_report(failover_sent)} if failover_sent else {}
     if channel == "mms":
-        return Texts(req.body, failover_sent.text if failover_sent else None, count_segments(req.body or "")[0],
+        return Texts(text, failover_sent.text if failover_sent else None, count_segments(text or "")[0],
                      MMS_SEGMENTS, report)
-    body = sent(req.body or "", "body")
-    return Texts(body.text if req.body is not None else None, None, body.encoding, body.segments,
-                 {**_sms_report(body), **report})
+    encoded = sent(text or "", "body")
+    return Texts(encoded.text if text is not None else None, None, encoded.encoding, encoded.segments,
+                 {**_sms_report(encoded), **report})
 
 
 Render = Callable[..., tuple[int, dict[str, Any]]]  # (group_id, legs, request_id, now, *, fields) -> answer
@@ -257,7 +260,12 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
                                          recipients[0].e164 if recipients else None)
     sender = route.sender
     timing = plan_timing(req, now)
-    texts = encode_texts(req, channel)
+    # Short links are marked in before the body is encoded and priced: each recipient's own codes (issued below)
+    # are as long as the marks, so every recipient's body counts the segments and costs what this one does.
+    tracking = link_rules.parse_tracking(req.tracking)
+    links.vet(rt, tracking)
+    marked = links.prepare(rt, req.body, tracking)
+    texts = encode_texts(req, channel, marked.body if marked else None)
     # Its first round read the lists and claimed its rate-limit slot.
     _gate(recipients, request_error, first, channel, texts.segments, listed=group_id is not None)
     _balance_preflight(rt, tenant, recipients, first.exact)
@@ -277,6 +285,8 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     kept_until = retention.delete_at(tenant, timing.scheduled_at or now)
     legs = [leg.with_(scheduled_at=timing.scheduled_at, valid_until=timing.valid_until, delivery_window=window,
                       delete_at=kept_until, carrier=route.carrier) for leg in legs]
+    if marked is not None:
+        legs = _with_links(rt, legs, marked, kept_until)
     group = Group(id=group_id, tenant_id=tenant.id, total=len(legs), created_at=now, request_id=request_id,
                   message_ids=tuple(leg.id for leg in legs), delete_at=kept_until,
                   conversation_id=legs[0].conversation_id,
@@ -294,6 +304,19 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     _after_accept(rt, accepted)
     status, body = render(group_id, accepted, request_id, now, fields=fields, report=texts.report)
     return Answer(status, body, kept=idempotency_record is not None)
+
+
+def _with_links(rt: Runtime, legs: list[Leg], marked: link_rules.Marked, expires_at: dt.datetime) -> list[Leg]:
+    """Each leg's body with short links of its own (a click names one message), the links stored before the
+    commit that writes the legs (shared/services/links.py store)."""
+    out, issued = [], []
+    for leg in legs:
+        body, made = links.issue(rt, leg.body, marked, tenant_id=leg.tenant_id, message_id=leg.id, recipient=leg.to,
+                                 expires_at=expires_at)
+        out.append(leg.with_(body=body))
+        issued += made
+    links.store(rt, issued)
+    return out
 
 
 def plan_timing(req: SendRequest | GroupRequest | BatchRequest, now: dt.datetime) -> validity.Timing:

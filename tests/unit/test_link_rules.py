@@ -10,6 +10,7 @@ import pytest
 
 from shared.rules import links
 from shared.rules.errors import ApiError
+from shared.rules.segments import count_segments
 
 NOW = dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC)
 
@@ -206,3 +207,74 @@ def test_click_data_names_the_message_recipient_url_time_and_agent():
                     "clicked_at": "2026-12-07T12:00:00.000Z", "user_agent": "Mozilla/5.0"}
     assert links.click_data(link, at=NOW, user_agent=None)["user_agent"] is None
     assert len(links.click_data(link, at=NOW, user_agent="x" * 5000)["user_agent"]) == 512
+
+
+# -- the accept's marks: priced once, each recipient its own codes ----------------------------------------
+
+NONCE = "NoNcE_-1"
+
+
+def _mark(body: str, tracking: links.Tracking | None = None) -> links.Marked:
+    return links.mark(body, tracking or links.Tracking(), origin="https://gw.example", nonce=NONCE)
+
+
+def _issue(text: str, marked: links.Marked, message_id: str = "msg_1",
+           codes: list[str] | None = None) -> tuple[str, list[links.Link]]:
+    given = iter(codes) if codes is not None else None
+    return links.issue(text, marked, tenant_id="tnt_1", message_id=message_id, recipient="+15550001111", now=NOW,
+                       expires_at=NOW + dt.timedelta(days=30),
+                       **({"code": lambda: next(given)} if given is not None else {}))
+
+
+def test_mark_replaces_each_distinct_url_with_a_placeholder_of_a_codes_length():
+    body = ("Deal: https://shop.example/d?x=1&y=(2). Again https://shop.example/d?x=1&y=(2)! "
+            "Wiki (https://en.wikipedia.org/wiki/Mercury_(planet)), and www.more.example.")
+    marked = _mark(body)
+    assert marked.marks == (("NoNcE_-10000", "https://shop.example/d?x=1&y=(2)"),
+                            ("NoNcE_-10001", "https://en.wikipedia.org/wiki/Mercury_(planet)"),
+                            ("NoNcE_-10002", "https://www.more.example"))
+    assert marked.body == ("Deal: https://gw.example/l/NoNcE_-10000. Again https://gw.example/l/NoNcE_-10000! "
+                           "Wiki (https://gw.example/l/NoNcE_-10001), and https://gw.example/l/NoNcE_-10002.")
+
+
+def test_issue_gives_each_recipient_fresh_codes_of_the_same_length():
+    marked = _mark("Shop https://shop.example/a?b=1 or www.b.example, twice: https://shop.example/a?b=1")
+    first, made_first = _issue(marked.body, marked, "msg_1", ["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
+    assert first == ("Shop https://gw.example/l/aaaaaaaaaaaa or https://gw.example/l/bbbbbbbbbbbb, twice: "
+                     "https://gw.example/l/aaaaaaaaaaaa")
+    assert [(link.code, link.url, link.message_id) for link in made_first] == [
+        ("aaaaaaaaaaaa", "https://shop.example/a?b=1", "msg_1"), ("bbbbbbbbbbbb", "https://www.b.example", "msg_1")]
+    second, made_second = _issue(marked.body, marked, "msg_2")  # real random codes
+    assert {link.code for link in made_second}.isdisjoint({link.code for link in made_first})
+    assert all(links.is_code(link.code) for link in made_second)
+    assert len(second) == len(first) == len(marked.body)
+    assert count_segments(second) == count_segments(marked.body)
+
+
+def test_issue_works_on_the_marked_text_as_sent_smart_encoded_or_rendered():
+    marked = _mark("\u201cSale\u201d \u2013 https://s.example/x \u2026 Hi ((name))")
+    sent = marked.body.replace("\u201c", '"').replace("\u201d", '"').replace("\u2013", "-").replace("\u2026", "...")
+    out, [link] = _issue(sent.replace("((name))", "Ann"), marked, codes=["cccccccccccc"])
+    assert out == '"Sale" - https://gw.example/l/cccccccccccc ... Hi Ann'
+    assert link.url == "https://s.example/x"
+
+
+def test_marks_follow_a_custom_domain_and_remove_protocol():
+    tracking = links.Tracking(custom_domain="go.acme.example", remove_protocol=True, tracking_url="https://h.example/c")
+    marked = _mark("x https://a.example y", tracking)
+    assert marked.body == "x go.acme.example/l/NoNcE_-10000 y"
+    out, [link] = _issue(marked.body, marked, codes=["dddddddddddd"])
+    assert out == "x go.acme.example/l/dddddddddddd y"
+    assert link.tracking_url == "https://h.example/c" and link.track_clicks
+
+
+def test_a_body_without_urls_has_no_marks_and_a_marked_body_round_trips():
+    assert _mark("no links here, www. alone").marks == ()
+    marked = _mark("x https://a.example/(b) y", links.Tracking(tracking_url="https://h.example/c"))
+    assert links.Marked.from_doc(marked.to_doc()) == marked
+
+
+@pytest.mark.parametrize("nonce", ["short", "NoNcE_-1x", "bad nonce"])
+def test_a_nonce_is_eight_code_characters(nonce):
+    with pytest.raises(ValueError):
+        links.mark("https://a.example", links.Tracking(), origin="https://gw.example", nonce=nonce)

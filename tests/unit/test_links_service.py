@@ -4,6 +4,7 @@ leg_changes, unknown or expired codes are 404s, and redaction forgets a message'
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -212,3 +213,36 @@ def test_a_click_event_keeps_its_data_and_url_through_attempts_and_storage():
     # a status event's stored form is as it was: no keys of its own
     plain = OutboxEntry(type="message.sent", status="sent", created_at=T0)
     assert set(plain.to_doc()) == {"type", "status", "created_at", "state", "attempts", "last_attempt_at", "last_error"}
+
+
+def test_prepare_marks_nothing_without_urls_or_shortening():
+    rt = runtime()
+    assert links.prepare(rt, "no links", rules.Tracking()) is None
+    assert links.prepare(rt, "x https://a.example.com", rules.Tracking(shorten_urls=False, track_clicks=False)) is None
+    assert links.prepare(rt, "x https://a.example.com", None) is None
+    assert links.prepare(rt, None, rules.Tracking()) is None
+
+
+def test_prepare_then_issue_stores_nothing_until_store():
+    rt = runtime()
+    marked = links.prepare(rt, "x https://a.example.com y", rules.Tracking())
+    assert marked is not None and marked.body.startswith("x https://gw.example/l/") and not rt.links.links
+    body, made = links.issue(rt, marked.body, marked, tenant_id="tnt_unit", message_id="msg_a",
+                             recipient="+14155550101", expires_at=LATER)
+    assert not rt.links.links
+    links.store(rt, made)
+    [link] = rt.links.links.values()
+    assert body == f"x https://gw.example/l/{link.code} y"
+    assert (link.url, link.message_id, link.created_at, link.expires_at) == \
+        ("https://a.example.com", "msg_a", T0, LATER)
+
+
+def test_a_deployment_without_a_link_origin_refuses_tracking_without_a_custom_domain():
+    rt = runtime()
+    rt.settings = dataclasses.replace(rt.settings, link_base_url="")
+    with pytest.raises(ApiError) as raised:
+        links.prepare(rt, "x https://a.example.com", rules.Tracking())
+    assert raised.value.code is ErrorCode.VALIDATION_ERROR
+    assert raised.value.details == [{"field": "tracking.custom_domain", "issue": raised.value.details[0]["issue"]}]
+    marked = links.prepare(rt, "x https://a.example.com", rules.Tracking(custom_domain="go.acme.example"))
+    assert marked is not None and marked.body.startswith("x https://go.acme.example/l/")

@@ -111,6 +111,7 @@ LEFT_TO_THE_MODELS = [
     {"to": TO, "body": "x", "validity_period": 60},
     {"to": TO, "body": "x", "unknown": 1},
     {"to": TO, "media": [{"content_type": "image/png", "blob": "AAAA"}]},
+    {"to": TO, "body": "x https://a.example", "tracking": {}},
 ]
 
 
