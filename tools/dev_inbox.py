@@ -8,9 +8,10 @@ thread, bound to 127.0.0.1; nothing deployed imports it and Terraform knows noth
   event keeps the request's exact body as ``raw_body`` (the bytes the signature covers, as text; the parsed
   ``body`` beside it is only for reading), and ``GET /_dev/inbox/{seq}/raw`` serves those bytes unchanged, so a
   signature can be checked again by any library: ``raw_body`` with the kept ``webhook-*`` headers.
-- ``GET /_dev/console``: a page that shows, live, the messages with their status timeline and provider id,
-  groups and batches, the customer webhook deliveries (attempts, answers), inbound messages, the inbox and
-  what the Telnyx simulator received. It reads ``GET /_dev/api/state``.
+- ``GET /_dev/console``: a page that shows, live, the messages with their status timeline and provider id (and
+  each one's encoding and segments, template, short links and clicks, media as sent), groups and batches, the
+  customer webhook deliveries (attempts, answers), inbound messages, the inbox and what the Telnyx simulator
+  received. It reads ``GET /_dev/api/state``.
 - ``GET /_dev/api/state``: that data as JSON, read from the Firestore emulator over its REST API (with the
   emulator's ``Bearer owner`` access, which only an emulator accepts), so this server needs no cloud SDK.
 """
@@ -227,7 +228,7 @@ class DevServer(ThreadingHTTPServer):
         # Batches and a separate inbound collection appear once those features store them; until then
         # (or if inbound messages share the messages collection, with direction "inbound") these are empty.
         sources = (("messages", C.MESSAGES), ("groups", C.GROUPS), ("batches", getattr(C, "BATCHES", "batches")),
-                   ("inbound", getattr(C, "INBOUND", None)))
+                   ("inbound", getattr(C, "INBOUND", None)), ("links", getattr(C, "LINKS", None)))
         for key, collection in sources:
             if collection is None:
                 out[key] = []

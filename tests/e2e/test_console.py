@@ -126,3 +126,58 @@ def test_a_templated_message_shows_its_template_and_version(env, browser):
     browser.get(f"{env.stack.urls['dev']}/_dev/console")
     _until(browser, lambda d: _cell(d, f"{row} .template") == f"template {template_id} v1", 15,
            "the message's template never showed")
+
+
+def test_a_tracked_smart_encoded_sms_shows_its_encoding_segments_short_link_and_click(env, browser):
+    import re
+
+    import httpx
+
+    from shared.rules.segments import count_segments
+
+    dev = env.stack.urls["dev"]
+    original = "https://shop.example.com/p?ref=console&x=(1)"
+    body = f"\u201cSpring sale\u201d \u2013 20% off\u2026 {original}"
+    assert count_segments(body)[0] == "UCS-2"  # the curly quotes, the dash and the ellipsis, as written
+    response = env.api.post("/api/v1/messages/sms", json={
+        "to": fictional(14), "body": body, "smart_encoding": True, "tracking": {},
+        "webhook_url": f"{dev}/inbox/{env.tenant_id}"})
+    assert response.status_code == 200, response.text
+    message_id = response.json()["data"]["id"]
+    stored = env.api.get(f"/api/v1/messages/{message_id}").json()["data"]
+    [code] = re.findall(r"/l/([A-Za-z0-9_-]{12})", stored["body"])
+    assert original not in stored["body"]
+    assert count_segments(stored["body"]) == ("GSM-7", 1)
+
+    row = f'#messages-body tr[data-message-id="{message_id}"]'
+    browser.get(f"{dev}/_dev/console")
+    _until(browser, lambda d: _cell(d, f"{row} .encoding") == "GSM-7, 1 segment", 15,
+           "the message's encoding and segments never showed")
+    assert _cell(browser, f"{row} .link") == f"/l/{code} \u2192 {original}"
+    assert "link.clicked" not in _cell(browser, f"{row} .events")
+
+    [short] = re.findall(r"\S+/l/" + code, stored["body"])
+    clicked = httpx.get(short, follow_redirects=False, timeout=10, trust_env=False)
+    assert (clicked.status_code, clicked.headers["location"]) == (302, original)
+    _until(browser, lambda d: f"link.clicked: delivered {original} at " in _cell(d, f"{row} .events"), 30,
+           "the click never showed as a delivered link.clicked event")
+
+
+def test_a_heic_shows_as_the_jpeg_it_was_sent_as_with_its_original_type(env, browser, media_host):
+    import re
+
+    from tests.e2e.test_media_handsets import TOLL_FREE, iphone_heic
+
+    media_host.reset()
+    url = media_host.put("/IMG_0050.HEIC", iphone_heic(), "image/heic")
+    response = env.api.post("/api/v1/messages/sms", json={"to": fictional(15), "body": "From the beach",
+                                                          "media_urls": [url]})
+    assert response.status_code == 200, response.text
+    row = f'#messages-body tr[data-message-id="{response.json()["data"]["id"]}"]'
+    browser.get(f"{env.stack.urls['dev']}/_dev/console")
+    _until(browser, lambda d: _cell(d, f"{row} .media"), 15, "the message's media never showed")
+    shown = re.fullmatch(r"image/jpeg (\d+) KB \(from image/heic (\d+\.\d) MB\)", _cell(browser, f"{row} .media"))
+    assert shown, _cell(browser, f"{row} .media")
+    assert int(shown.group(1)) * 1024 < TOLL_FREE and 2.4 < float(shown.group(2)) < 4.0
+    assert not _cell(browser, f"{row} .encoding")  # an MMS has no SMS encoding
+    media_host.reset()

@@ -39,19 +39,51 @@ function outbox(message) {
   return Object.entries(message.notifications || {}).map(([eventId, e]) => ({ eventId, message, ...e }));
 }
 
-function renderMessages(messages) {
+function size(bytes) {
+  return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MB` : `${Math.round(bytes / 1024)} KB`;
+}
+
+// What went to the handset, beside what the sender gave when it was converted (a HEIC sent as a JPEG).
+function sentMedia(media) {
+  return (media || []).map((a) => {
+    const converted = a.original_content_type && (a.original_content_type !== a.content_type ||
+      (a.original_size && a.original_size !== a.size));
+    return `<div class="cause media">${esc(a.content_type)} ${size(a.size || 0)}${converted ?
+      ` (from ${esc(a.original_content_type)} ${size(a.original_size || 0)})` : ""}</div>`;
+  }).join("");
+}
+
+function details(m, links) {
+  const encoding = m.channel === "sms" && m.encoding ? `<div class="cause encoding">${esc(m.encoding)}, ${
+    esc(m.segments)} segment${m.segments === 1 ? "" : "s"}</div>` : "";
+  const template = m.template_id ?
+    `<div class="cause template">template ${esc(m.template_id)} v${esc(m.template_version)}</div>` : "";
+  const short = links.map((l) => `<div class="cause link"><span class="mono">/l/${esc(l.code)}</span> &rarr; ${
+    esc(l.url)}</div>`).join("");
+  return encoding + template + short + sentMedia(m.media);
+}
+
+function eventSummary(e) {
+  const click = e.type === "link.clicked" && e.data ?
+    ` <span class="cause click">${esc(e.data.url)} at ${time(e.data.clicked_at)}</span>` : "";
+  return `${esc(e.type)}: ${esc(e.state)}${click}`;
+}
+
+function renderMessages(messages, links) {
+  const byMessage = {};
+  (links || []).forEach((l) => { (byMessage[l.message_id] = byMessage[l.message_id] || []).push(l); });
   const rows = messages.map((m) => {
     const events = outbox(m);
-    const summary = events.map((e) => `${esc(e.type)}: ${esc(e.state)}`).join("<br>");
+    const summary = events.map(eventSummary).join("<br>");
     return `<tr data-message-id="${esc(m.id)}">
-      <td class="mono">${esc(m.id)}</td><td>${esc(m.to)}</td><td>${esc(m.from)}</td><td>${esc(m.channel)}${m.template_id ?
-        `<div class="cause template">template ${esc(m.template_id)} v${esc(m.template_version)}</div>` : ""}</td>
+      <td class="mono">${esc(m.id)}</td><td>${esc(m.to)}</td><td>${esc(m.from)}</td><td>${esc(m.channel)}${
+        details(m, byMessage[m.id] || [])}</td>
       <td class="status-cell">${status(m.status)}${m.final && m.status === "sent" ? " (final)" : ""}
         ${m.error_code ? `<div class="bad">${esc(m.error_code)}</div>` : ""}</td>
       <td class="carrier">${esc(m.carrier)}${m.carrier_failed_over_from ?
         ` <span class="cause">(from ${esc(m.carrier_failed_over_from)})</span>` : ""}</td>
       <td class="mono provider-id">${esc(m.provider_id)}</td><td>${timeline(m.history)}</td>
-      <td>${summary}</td><td>${time(m.created_at)}</td></tr>`;
+      <td class="events">${summary}</td><td>${time(m.created_at)}</td></tr>`;
   });
   fill("messages-body", rows, 10, "No messages yet: send one with the curl printed by make dev.");
   count("messages", messages.length);
@@ -134,7 +166,7 @@ async function refresh() {
     const state = await response.json();
     const inbound = state.messages.filter((m) => m.direction === "inbound").concat(state.inbound || []);
     const outbound = state.messages.filter((m) => m.direction !== "inbound");
-    renderMessages(outbound);
+    renderMessages(outbound, state.links);
     renderGroups(state.groups, state.messages);
     renderBatches(state.batches);
     renderDeliveries(state.messages, state.inbox);
