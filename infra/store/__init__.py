@@ -7,6 +7,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import TYPE_CHECKING
+
 from google.cloud import firestore
 
 from infra.store.accounts import FirestoreAccounts
@@ -15,8 +18,10 @@ from infra.store.carriers import FirestoreCarriers
 from infra.store.idempotency import FirestoreIdempotency
 from infra.store.legs import FirestoreLegs
 from infra.store.limits import FirestoreLimits
-from infra.store.links import FirestoreLinks
-from infra.store.templates import FirestoreTemplates
+
+if TYPE_CHECKING:
+    from infra.store.links import FirestoreLinks
+    from infra.store.templates import FirestoreTemplates
 
 
 class Store:
@@ -28,9 +33,20 @@ class Store:
         self.idempotency = FirestoreIdempotency(client)
         self.batches = FirestoreBatches(client)
         self.carriers = FirestoreCarriers(client)
-        self.links = FirestoreLinks(client)
-        self.templates = FirestoreTemplates(client)
+
+    # Built on first use: only the functions that shorten links or read templates load their modules.
+    @functools.cached_property
+    def links(self) -> FirestoreLinks:
+        from infra.store.links import FirestoreLinks  # noqa: PLC0415
+
+        return FirestoreLinks(self.db)
+
+    @functools.cached_property
+    def templates(self) -> FirestoreTemplates:
+        from infra.store.templates import FirestoreTemplates  # noqa: PLC0415
+
+        return FirestoreTemplates(self.db)
 
 
 __all__ = ["FirestoreAccounts", "FirestoreBatches", "FirestoreCarriers", "FirestoreIdempotency", "FirestoreLegs",
-           "FirestoreLimits", "FirestoreLinks", "FirestoreTemplates", "Store"]
+           "FirestoreLimits", "Store"]

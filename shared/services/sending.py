@@ -23,7 +23,6 @@ from shared.api.answers import error_body, meta
 from shared.api.plain_requests import MAX_BODY
 from shared.ports import AcceptDecision, Caller, Contended, DispatchTask, FirstRound, IdempotentAnswer, PreInsertFailed
 from shared.rules import gates, ids, retention, validity
-from shared.rules import links as link_rules
 from shared.rules.errors import ApiError, ErrorCode, message_for, unauthorized
 from shared.rules.frozen import frozen
 from shared.rules.legs import new_leg, transition
@@ -39,13 +38,14 @@ from shared.rules.ssrf import (
     webhook_url_policy,
 )
 from shared.rules.status import Status
-from shared.services import carriers, fanout, leg_changes, links, observe, templating
+from shared.services import carriers, fanout, leg_changes, observe
 from shared.services.carriers import Route
 
 if TYPE_CHECKING:  # the models import pydantic: the handlers pass plain requests where they can
     from shared.api.batch_request import BatchRequest
     from shared.api.models import GroupRequest, SendRequest, SmsFailover
     from shared.ports import Runtime
+    from shared.rules.links import Marked
 
 GROUP_REQUESTS_PER_MINUTE = 30
 MAX_SCHEDULE_AHEAD = dt.timedelta(days=180)
@@ -154,6 +154,8 @@ def send_single(rt: Runtime, who: Tenant | Caller, req: SendRequest, request_id:
     # its first round reads only the balance shard this send writes (the one its message id picks)
     tenant, first = first_round_of(rt, who, [recipient], rt.now(), _single_limit, shard_key=message_id)
     if req.template_id is not None:  # its text rendered in before anything is charged (a missing value: 400)
+        from shared.services import templating  # noqa: PLC0415 - only a templated send pays for it (cold start)
+
         req = templating.apply(rt, tenant.id, req)
     return _accept(rt, tenant, req, [recipient], group_id=None, channel="mms" if req.is_mms else "sms",
                    request_id=request_id, render=single_answer,
@@ -240,6 +242,8 @@ def send_group(rt: Runtime, who: Tenant | Caller, req: GroupRequest, request_id:
     # pending pre-insert: no recipient dropped between rows).
     tenant, first = first_round_of(rt, who, recipients, rt.now(), _group_limit)
     if req.template_id is not None:
+        from shared.services import templating  # noqa: PLC0415 - only a templated send pays for it (cold start)
+
         req = templating.apply(rt, tenant.id, req)
     # The group endpoint is the group MMS product: every leg is an MMS, media or not.
     return _accept(rt, tenant, req, recipients, group_id=group_id, channel="mms", request_id=request_id,
@@ -262,9 +266,14 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     timing = plan_timing(req, now)
     # Short links are marked in before the body is encoded and priced: each recipient's own codes (issued below)
     # are as long as the marks, so every recipient's body counts the segments and costs what this one does.
-    tracking = link_rules.parse_tracking(req.tracking)
-    links.vet(rt, tracking)
-    marked = links.prepare(rt, req.body, tracking)
+    marked = None
+    if req.tracking is not None:  # only a tracked send loads the link rules (cold start)
+        from shared.rules.links import parse_tracking  # noqa: PLC0415
+        from shared.services import links  # noqa: PLC0415
+
+        tracking = parse_tracking(req.tracking)
+        links.vet(rt, tracking)
+        marked = links.prepare(rt, req.body, tracking)
     texts = encode_texts(req, channel, marked.body if marked else None)
     # Its first round read the lists and claimed its rate-limit slot.
     _gate(recipients, request_error, first, channel, texts.segments, listed=group_id is not None)
@@ -306,9 +315,11 @@ def _accept(rt: Runtime, tenant: Tenant, req: SendRequest | GroupRequest, recipi
     return Answer(status, body, kept=idempotency_record is not None)
 
 
-def _with_links(rt: Runtime, legs: list[Leg], marked: link_rules.Marked, expires_at: dt.datetime) -> list[Leg]:
+def _with_links(rt: Runtime, legs: list[Leg], marked: Marked, expires_at: dt.datetime) -> list[Leg]:
     """Each leg's body with short links of its own (a click names one message), the links stored before the
     commit that writes the legs (shared/services/links.py store)."""
+    from shared.services import links  # noqa: PLC0415 - a tracked send's, already loaded by _accept
+
     out, issued = [], []
     for leg in legs:
         body, made = links.issue(rt, leg.body, marked, tenant_id=leg.tenant_id, message_id=leg.id, recipient=leg.to,
