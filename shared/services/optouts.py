@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.rules.errors import ApiError, ErrorCode
 from shared.rules.legs import iso
+from shared.rules.paging import page_query
 from shared.rules.phone import InvalidNumber, parse_e164
 from shared.rules.records import OptOut
 
@@ -28,10 +29,7 @@ if TYPE_CHECKING:
     from shared.api.models import OptOutImport  # pydantic: loaded by the import route only
     from shared.ports import Runtime
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
 MAX_DETAILS = 20  # bad numbers named in one 400 (the count says how many in all)
-LIST_PARAMS = frozenset({"limit", "cursor"})
 
 
 def entry_view(entry: OptOut) -> dict[str, Any]:
@@ -70,16 +68,8 @@ def _bad_cursor() -> str:
 
 def listing(rt: Runtime, tenant_id: str, args: Mapping[str, list[str]]) -> dict[str, Any]:
     """``GET /api/v1/opt-outs``: one page in number order, and the cursor of the next."""
-    unknown = sorted(set(args) - LIST_PARAMS)
-    if unknown:
-        raise _invalid(unknown[0], "unknown query parameter")
-    limit = DEFAULT_LIMIT
-    if args.get("limit"):
-        raw = args["limit"][-1]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-            raise _invalid("limit", f"an integer from 1 to {MAX_LIMIT}")
-        limit = int(raw)
-    after = decode_cursor(args["cursor"][-1]) if args.get("cursor") and args["cursor"][-1] else None
+    limit, cursor = page_query(args)
+    after = decode_cursor(cursor) if cursor is not None else None
     # One more than the page says whether another follows, without a count.
     entries = rt.accounts.list_opt_outs(tenant_id, after, limit + 1)
     page, more = entries[:limit], len(entries) > limit

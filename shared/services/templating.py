@@ -21,6 +21,7 @@ from shared.ports import Contended
 from shared.rules import ids
 from shared.rules.errors import ApiError, ErrorCode
 from shared.rules.legs import iso
+from shared.rules.paging import page_query
 from shared.rules.segments import MMS_SEGMENTS, count_segments
 from shared.rules.ssrf import UrlRejected, check_url, media_url_policy, media_url_problem
 from shared.rules.templates import (
@@ -44,9 +45,6 @@ R = TypeVar("R", "SendRequest", "GroupRequest", "BatchRequest")
 MAX_BODY = 1600
 MAX_SUBJECT = 64
 MAX_RECIPIENT_BYTES = 2_048  # shared/api/batch_request.py: a recipient's own fields in its chunk document
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
-LIST_PARAMS = frozenset({"limit", "cursor"})
 _ID = re.compile(r"^tpl_[a-z2-7]{1,60}$")
 
 
@@ -117,16 +115,7 @@ def get(rt: Runtime, tenant_id: str, template_id: str, args: Mapping[str, list[s
 def listing(rt: Runtime, tenant_id: str, args: Mapping[str, list[str]]) -> dict[str, Any]:
     """``GET /api/v1/templates``: a page of the tenant's templates (latest versions, archived ones marked) in id
     order, and the cursor of the next (the last id of the page: it can only move within the caller's own)."""
-    unknown = sorted(set(args) - LIST_PARAMS)
-    if unknown:
-        raise _invalid(unknown[0], "unknown query parameter")
-    limit = DEFAULT_LIMIT
-    if args.get("limit"):
-        raw = args["limit"][-1]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-            raise _invalid("limit", f"an integer from 1 to {MAX_LIMIT}")
-        limit = int(raw)
-    after = args["cursor"][-1] if args.get("cursor") and args["cursor"][-1] else None
+    limit, after = page_query(args)
     if after is not None and not _ID.match(after):
         raise ApiError(ErrorCode.INVALID_CURSOR, "The cursor is not one this list handed out",
                        details=[{"field": "cursor", "issue": "use next_cursor from the previous page as it is"}])
